@@ -1,0 +1,861 @@
+//! `AuthActor`: users (argon2id), JWT access/refresh tokens with rotation and reuse detection,
+//! and client API keys.
+//!
+//! Client keys are the hot path of `/verify` and `/settle`: `AuthHandle::authenticate_client`
+//! answers from a `DashMap` the actor keeps warm (one DB read on the first use of a key, none
+//! after). The actor is the only writer of that map; revoking a key evicts it before the revoke
+//! is acknowledged.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use dashmap::DashMap;
+use entities::{client, refresh_token, user};
+use hmac::{Hmac, Mac};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rand::RngCore;
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
+};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+use crate::error::{conflict_on_unique, ServiceError, ServiceResult};
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Operations a client key may be granted.
+pub const SCOPES: [&str; 2] = ["verify", "settle"];
+pub const DEFAULT_SCOPE: &str = "verify,settle";
+/// Longest key lifetime accepted: ten years.
+pub const MAX_TTL_HOURS: u64 = 87_600;
+const MAX_PASSWORD_LEN: usize = 256;
+/// How long a cached client key is trusted without re-reading it (multi-instance revocation).
+const CLIENT_CACHE_TTL: Duration = Duration::from_secs(30);
+
+pub struct AuthConfig {
+    pub jwt_secret: SecretString,
+    pub client_token_key: SecretString,
+    pub access_ttl: Duration,
+    pub refresh_ttl: Duration,
+    pub min_password_length: usize,
+}
+
+/// Key material derived once at start.
+struct Keys {
+    jwt_encoding: EncodingKey,
+    jwt_decoding: DecodingKey,
+    client_token_key: SecretString,
+    access_ttl: Duration,
+    refresh_ttl: Duration,
+    min_password_length: usize,
+}
+
+/// What the hot path needs to know about a client key.
+#[derive(Clone)]
+struct CachedClient {
+    /// When this entry was read from the database: entries older than `CLIENT_CACHE_TTL` are
+    /// re-read, so a key revoked through another instance stops working here too.
+    loaded_at: std::time::Instant,
+    token_hash: [u8; 32],
+    user_id: i64,
+    scope: Vec<String>,
+    expires_at: Option<DateTime<Utc>>,
+}
+
+/// An authenticated client key, as handlers see it.
+#[derive(Debug, Clone)]
+pub struct AuthenticatedClient {
+    pub client_id: String,
+    pub user_id: i64,
+    pub scope: Vec<String>,
+}
+
+impl AuthenticatedClient {
+    pub fn allows(&self, operation: &str) -> bool {
+        self.scope.iter().any(|s| s == operation)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    /// User id.
+    pub sub: String,
+    pub adm: bool,
+    /// `access` or `refresh`.
+    pub typ: String,
+    pub jti: String,
+    pub iat: i64,
+    pub exp: i64,
+}
+
+/// An authenticated user, from a valid access token.
+#[derive(Debug, Clone)]
+pub struct AuthUser {
+    pub id: i64,
+    pub is_admin: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserView {
+    pub id: i64,
+    pub email: String,
+    pub is_admin: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<user::Model> for UserView {
+    fn from(u: user::Model) -> Self {
+        Self {
+            id: u.id,
+            email: u.email,
+            is_admin: u.is_admin,
+            created_at: u.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientView {
+    pub client_id: String,
+    pub title: String,
+    pub scope: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl From<client::Model> for ClientView {
+    fn from(c: client::Model) -> Self {
+        Self {
+            client_id: c.client_id,
+            title: c.title,
+            scope: c.scope,
+            created_at: c.created_at,
+            expires_at: c.expires_at,
+        }
+    }
+}
+
+/// A freshly created key: the token exists only in this value.
+pub struct NewClient {
+    pub view: ClientView,
+    pub token: SecretString,
+}
+
+pub struct TokenPair {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub user_id: i64,
+}
+
+pub struct AuthActor {
+    db: DatabaseConnection,
+    keys: Arc<Keys>,
+    clients: Arc<DashMap<String, CachedClient>>,
+    /// Client ids revoked by this process: a cache fill that read the row before the revoke
+    /// landed must not resurrect the key.
+    revoked: std::collections::HashSet<String>,
+    /// A real argon2id hash of a random password: unknown emails are verified against it so
+    /// that they take as long as wrong passwords.
+    dummy_hash: Arc<String>,
+}
+
+impl Actor for AuthActor {
+    type Context = Context<Self>;
+}
+
+#[derive(Clone)]
+pub struct AuthHandle {
+    addr: Addr<AuthActor>,
+    keys: Arc<Keys>,
+    clients: Arc<DashMap<String, CachedClient>>,
+}
+
+impl AuthHandle {
+    /// Start the actor on the current arbiter.
+    pub async fn start(db: DatabaseConnection, config: AuthConfig) -> ServiceResult<Self> {
+        let keys = Arc::new(Keys {
+            jwt_encoding: EncodingKey::from_secret(config.jwt_secret.expose_secret().as_bytes()),
+            jwt_decoding: DecodingKey::from_secret(config.jwt_secret.expose_secret().as_bytes()),
+            client_token_key: config.client_token_key,
+            access_ttl: config.access_ttl,
+            refresh_ttl: config.refresh_ttl,
+            min_password_length: config.min_password_length,
+        });
+        let random = random_token(24);
+        let dummy_hash = hash_password(random).await?;
+        let clients = Arc::new(DashMap::new());
+        let actor = AuthActor {
+            db,
+            keys: keys.clone(),
+            clients: clients.clone(),
+            revoked: Default::default(),
+            dummy_hash: Arc::new(dummy_hash),
+        };
+        Ok(Self {
+            addr: actor.start(),
+            keys,
+            clients,
+        })
+    }
+
+    pub async fn signup(
+        &self,
+        email: &str,
+        password: &str,
+        is_admin: bool,
+    ) -> ServiceResult<UserView> {
+        let email = parse_email(email)?;
+        let password = self.parse_password(password)?;
+        self.addr
+            .send(Signup {
+                email,
+                password,
+                is_admin,
+            })
+            .await?
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> ServiceResult<TokenPair> {
+        if password.len() > MAX_PASSWORD_LEN {
+            return Err(ServiceError::InvalidCredentials);
+        }
+        self.addr
+            .send(Login {
+                email: email.trim().to_lowercase(),
+                password: password.to_owned(),
+            })
+            .await?
+    }
+
+    pub async fn refresh(&self, refresh_token: &str) -> ServiceResult<TokenPair> {
+        let claims = self
+            .decode(refresh_token, "refresh")
+            .map_err(|e| ServiceError::InvalidSession(e.to_string()))?;
+        self.addr.send(Refresh { claims }).await?
+    }
+
+    /// Check an access token. Pure: no actor, no database.
+    pub fn verify_access(&self, token: &str) -> ServiceResult<AuthUser> {
+        let claims = self
+            .decode(token, "access")
+            .map_err(|_| ServiceError::Unauthorized("invalid or expired access token".into()))?;
+        let id = claims
+            .sub
+            .parse()
+            .map_err(|_| ServiceError::Unauthorized("invalid access token".into()))?;
+        Ok(AuthUser {
+            id,
+            is_admin: claims.adm,
+        })
+    }
+
+    fn decode(&self, token: &str, typ: &str) -> Result<Claims, jsonwebtoken::errors::Error> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 0;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        let claims =
+            jsonwebtoken::decode::<Claims>(token, &self.keys.jwt_decoding, &validation)?.claims;
+        if claims.typ != typ {
+            return Err(jsonwebtoken::errors::ErrorKind::InvalidToken.into());
+        }
+        Ok(claims)
+    }
+
+    fn parse_password(&self, password: &str) -> ServiceResult<String> {
+        let len = password.chars().count();
+        if len < self.keys.min_password_length {
+            return Err(ServiceError::InvalidInput(format!(
+                "password must be at least {} characters",
+                self.keys.min_password_length
+            )));
+        }
+        if password.len() > MAX_PASSWORD_LEN {
+            return Err(ServiceError::InvalidInput(format!(
+                "password must be at most {MAX_PASSWORD_LEN} bytes"
+            )));
+        }
+        Ok(password.to_owned())
+    }
+
+    pub async fn create_client(
+        &self,
+        user: &AuthUser,
+        title: &str,
+        scope: Option<&str>,
+        ttl_hours: Option<u64>,
+    ) -> ServiceResult<NewClient> {
+        let title = title.trim();
+        if title.is_empty() || title.chars().count() > 200 {
+            return Err(ServiceError::InvalidInput(
+                "title must be 1 to 200 characters".into(),
+            ));
+        }
+        let scope = parse_scope(scope.unwrap_or(DEFAULT_SCOPE))?;
+        if let Some(ttl) = ttl_hours {
+            if ttl == 0 || ttl > MAX_TTL_HOURS {
+                return Err(ServiceError::InvalidInput(format!(
+                    "ttl_hours must be between 1 and {MAX_TTL_HOURS}"
+                )));
+            }
+        }
+        self.addr
+            .send(CreateClient {
+                user_id: user.id,
+                title: title.to_owned(),
+                scope,
+                ttl_hours,
+            })
+            .await?
+    }
+
+    pub async fn list_clients(
+        &self,
+        user: &AuthUser,
+        offset: u64,
+        limit: u64,
+    ) -> ServiceResult<Vec<ClientView>> {
+        self.addr
+            .send(ListClients {
+                user: user.clone(),
+                offset,
+                limit,
+            })
+            .await?
+    }
+
+    pub async fn revoke_client(&self, user: &AuthUser, client_id: &str) -> ServiceResult<()> {
+        self.addr
+            .send(RevokeClient {
+                user: user.clone(),
+                client_id: client_id.to_owned(),
+            })
+            .await?
+    }
+
+    /// The hot path: check `X-Client-ID` + `X-Client-Token`. Served from the cache when warm;
+    /// the token is compared as a keyed hash, in constant time.
+    pub async fn authenticate_client(
+        &self,
+        client_id: &str,
+        token: &str,
+    ) -> ServiceResult<AuthenticatedClient> {
+        let invalid = || ServiceError::Unauthorized("invalid client credentials".into());
+        if client_id.is_empty() || client_id.len() > 64 || token.is_empty() || token.len() > 256 {
+            return Err(invalid());
+        }
+        let warm = self
+            .clients
+            .get(client_id)
+            .filter(|e| e.loaded_at.elapsed() < CLIENT_CACHE_TTL)
+            .map(|e| e.clone());
+        let cached = match warm {
+            Some(entry) => entry,
+            None => self
+                .addr
+                .send(LoadClient {
+                    client_id: client_id.to_owned(),
+                })
+                .await??
+                .ok_or_else(invalid)?,
+        };
+        let presented = token_hash(&self.keys.client_token_key, client_id, token);
+        if !bool::from(presented.ct_eq(&cached.token_hash)) {
+            return Err(invalid());
+        }
+        if cached.expires_at.is_some_and(|at| at <= Utc::now()) {
+            return Err(ServiceError::Unauthorized("client key expired".into()));
+        }
+        Ok(AuthenticatedClient {
+            client_id: client_id.to_owned(),
+            user_id: cached.user_id,
+            scope: cached.scope,
+        })
+    }
+
+    pub async fn list_users(&self, offset: u64, limit: u64) -> ServiceResult<Vec<UserView>> {
+        self.addr.send(ListUsers { offset, limit }).await?
+    }
+}
+
+/// Lower-cased, trimmed, plausibly deliverable email.
+pub fn parse_email(raw: &str) -> ServiceResult<String> {
+    let email = raw.trim().to_lowercase();
+    let bad = || ServiceError::InvalidInput("email is not a valid address".into());
+    if email.len() > 254 || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad());
+    }
+    let (local, domain) = email.split_once('@').ok_or_else(bad)?;
+    if local.is_empty()
+        || local.len() > 64
+        || domain.contains('@')
+        || !domain.contains('.')
+        || domain.starts_with('.')
+        || domain.ends_with('.')
+        || domain.contains("..")
+    {
+        return Err(bad());
+    }
+    Ok(email)
+}
+
+/// Validate and normalise a comma-separated scope: known operations, no repeats, sorted as in
+/// `SCOPES`.
+pub fn parse_scope(raw: &str) -> ServiceResult<String> {
+    let mut wanted: Vec<&str> = Vec::new();
+    for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        if !SCOPES.contains(&part) {
+            return Err(ServiceError::InvalidInput(format!(
+                "unknown scope `{part}` (allowed: {})",
+                SCOPES.join(", ")
+            )));
+        }
+        if !wanted.contains(&part) {
+            wanted.push(part);
+        }
+    }
+    if wanted.is_empty() {
+        return Err(ServiceError::InvalidInput(
+            "scope must name at least one operation".into(),
+        ));
+    }
+    Ok(SCOPES
+        .iter()
+        .filter(|s| wanted.contains(s))
+        .copied()
+        .collect::<Vec<_>>()
+        .join(","))
+}
+
+fn random_token(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::rngs::OsRng.fill_bytes(&mut buf);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
+}
+
+fn token_hash(key: &SecretString, client_id: &str, token: &str) -> [u8; 32] {
+    let mut mac = HmacSha256::new_from_slice(key.expose_secret().as_bytes())
+        .expect("HMAC accepts keys of any length");
+    mac.update(client_id.as_bytes());
+    mac.update(b":");
+    mac.update(token.as_bytes());
+    mac.finalize().into_bytes().into()
+}
+
+async fn hash_password(password: String) -> ServiceResult<String> {
+    tokio::task::spawn_blocking(move || {
+        let salt = SaltString::generate(&mut rand::rngs::OsRng);
+        Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(|e| ServiceError::Internal(format!("argon2: {e}")))
+    })
+    .await
+    .map_err(|e| ServiceError::Internal(format!("blocking pool: {e}")))?
+}
+
+async fn verify_password(hash: String, password: String) -> ServiceResult<bool> {
+    tokio::task::spawn_blocking(move || {
+        let parsed =
+            PasswordHash::new(&hash).map_err(|e| ServiceError::Internal(format!("argon2: {e}")))?;
+        Ok(Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok())
+    })
+    .await
+    .map_err(|e| ServiceError::Internal(format!("blocking pool: {e}")))?
+}
+
+fn issue_token(
+    keys: &Keys,
+    user_id: i64,
+    is_admin: bool,
+    typ: &str,
+    jti: &str,
+    ttl: Duration,
+) -> ServiceResult<(String, DateTime<Utc>)> {
+    let now = Utc::now();
+    let exp =
+        now + chrono::Duration::from_std(ttl).map_err(|e| ServiceError::Internal(e.to_string()))?;
+    let claims = Claims {
+        sub: user_id.to_string(),
+        adm: is_admin,
+        typ: typ.to_owned(),
+        jti: jti.to_owned(),
+        iat: now.timestamp(),
+        exp: exp.timestamp(),
+    };
+    let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &keys.jwt_encoding)
+        .map_err(|e| ServiceError::Internal(format!("jwt: {e}")))?;
+    Ok((token, exp))
+}
+
+/// Issue an access token and a refresh token of `family`, recording the refresh token.
+async fn issue_pair(
+    db: &DatabaseConnection,
+    keys: &Keys,
+    user: &user::Model,
+    family: &str,
+) -> ServiceResult<TokenPair> {
+    let (access_token, _) = issue_token(
+        keys,
+        user.id,
+        user.is_admin,
+        "access",
+        &random_token(16),
+        keys.access_ttl,
+    )?;
+    let jti = random_token(24);
+    let (refresh_token, expires_at) = issue_token(
+        keys,
+        user.id,
+        user.is_admin,
+        "refresh",
+        &jti,
+        keys.refresh_ttl,
+    )?;
+    refresh_token::ActiveModel {
+        jti: Set(jti),
+        family_id: Set(family.to_owned()),
+        user_id: Set(user.id),
+        expires_at: Set(expires_at),
+        created_at: Set(Utc::now()),
+        ..Default::default()
+    }
+    .insert(db)
+    .await?;
+    Ok(TokenPair {
+        access_token,
+        refresh_token,
+        user_id: user.id,
+    })
+}
+
+fn cached(c: &client::Model) -> Option<CachedClient> {
+    if c.revoked_at.is_some() {
+        return None;
+    }
+    let token_hash: [u8; 32] = hex::decode(&c.token_hash).ok()?.try_into().ok()?;
+    Some(CachedClient {
+        loaded_at: std::time::Instant::now(),
+        token_hash,
+        user_id: c.user_id,
+        scope: c.scope.split(',').map(str::to_owned).collect(),
+        expires_at: c.expires_at,
+    })
+}
+
+// ---- messages ----
+
+#[derive(Message)]
+#[rtype(result = "ServiceResult<UserView>")]
+struct Signup {
+    email: String,
+    password: String,
+    is_admin: bool,
+}
+
+impl Handler<Signup> for AuthActor {
+    type Result = ResponseFuture<ServiceResult<UserView>>;
+
+    fn handle(&mut self, msg: Signup, _: &mut Self::Context) -> Self::Result {
+        let db = self.db.clone();
+        Box::pin(async move {
+            let hash = hash_password(msg.password).await?;
+            let now = Utc::now();
+            let inserted = user::ActiveModel {
+                email: Set(msg.email),
+                password_hash: Set(hash),
+                is_admin: Set(msg.is_admin),
+                created_at: Set(now),
+                updated_at: Set(now),
+                ..Default::default()
+            }
+            .insert(&db)
+            .await;
+            conflict_on_unique(inserted, "an account with this email already exists")
+                .map(Into::into)
+        })
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "ServiceResult<TokenPair>")]
+struct Login {
+    email: String,
+    password: String,
+}
+
+impl Handler<Login> for AuthActor {
+    type Result = ResponseFuture<ServiceResult<TokenPair>>;
+
+    fn handle(&mut self, msg: Login, _: &mut Self::Context) -> Self::Result {
+        let db = self.db.clone();
+        let keys = self.keys.clone();
+        let dummy = self.dummy_hash.clone();
+        Box::pin(async move {
+            let found = user::Entity::find()
+                .filter(user::Column::Email.eq(msg.email))
+                .one(&db)
+                .await?;
+            // Same work whether or not the email exists.
+            let hash = found
+                .as_ref()
+                .map_or_else(|| dummy.as_str().to_owned(), |u| u.password_hash.clone());
+            let ok = verify_password(hash, msg.password).await?;
+            let user = match (found, ok) {
+                (Some(u), true) => u,
+                _ => return Err(ServiceError::InvalidCredentials),
+            };
+            issue_pair(&db, &keys, &user, &random_token(16)).await
+        })
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "ServiceResult<TokenPair>")]
+struct Refresh {
+    claims: Claims,
+}
+
+impl Handler<Refresh> for AuthActor {
+    type Result = ResponseFuture<ServiceResult<TokenPair>>;
+
+    fn handle(&mut self, msg: Refresh, _: &mut Self::Context) -> Self::Result {
+        let db = self.db.clone();
+        let keys = self.keys.clone();
+        Box::pin(async move {
+            let invalid = |why: &str| ServiceError::InvalidSession(why.to_owned());
+            let row = refresh_token::Entity::find()
+                .filter(refresh_token::Column::Jti.eq(&msg.claims.jti))
+                .one(&db)
+                .await?
+                .ok_or_else(|| invalid("unknown refresh token"))?;
+            if row.revoked_at.is_some() {
+                return Err(invalid("refresh token revoked"));
+            }
+            // Single use: the conditional update is the race-free point. A token that was used
+            // already is being replayed: revoke its whole session.
+            let now = Utc::now();
+            let claimed = refresh_token::Entity::update_many()
+                .col_expr(refresh_token::Column::UsedAt, Expr::value(now))
+                .filter(refresh_token::Column::Id.eq(row.id))
+                .filter(refresh_token::Column::UsedAt.is_null())
+                .filter(refresh_token::Column::RevokedAt.is_null())
+                .exec(&db)
+                .await?;
+            if claimed.rows_affected != 1 {
+                refresh_token::Entity::update_many()
+                    .col_expr(refresh_token::Column::RevokedAt, Expr::value(now))
+                    .filter(refresh_token::Column::FamilyId.eq(&row.family_id))
+                    .filter(refresh_token::Column::RevokedAt.is_null())
+                    .exec(&db)
+                    .await?;
+                tracing::warn!(
+                    user_id = row.user_id,
+                    "refresh token reuse: session revoked"
+                );
+                return Err(invalid("refresh token already used; session revoked"));
+            }
+            let user = user::Entity::find_by_id(row.user_id)
+                .one(&db)
+                .await?
+                .ok_or_else(|| invalid("user no longer exists"))?;
+            issue_pair(&db, &keys, &user, &row.family_id).await
+        })
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "ServiceResult<NewClient>")]
+struct CreateClient {
+    user_id: i64,
+    title: String,
+    scope: String,
+    ttl_hours: Option<u64>,
+}
+
+impl Handler<CreateClient> for AuthActor {
+    type Result = ResponseFuture<ServiceResult<NewClient>>;
+
+    fn handle(&mut self, msg: CreateClient, _: &mut Self::Context) -> Self::Result {
+        let db = self.db.clone();
+        let keys = self.keys.clone();
+        Box::pin(async move {
+            let client_id = format!("cl_{}", hex::encode(rand::random::<[u8; 12]>()));
+            let token = format!("x402sk_{}", random_token(32));
+            let hash = token_hash(&keys.client_token_key, &client_id, &token);
+            let now = Utc::now();
+            let expires_at = msg
+                .ttl_hours
+                .map(|h| now + chrono::Duration::hours(h as i64));
+            let row = client::ActiveModel {
+                client_id: Set(client_id),
+                user_id: Set(msg.user_id),
+                title: Set(msg.title),
+                scope: Set(msg.scope),
+                token_hash: Set(hex::encode(hash)),
+                created_at: Set(now),
+                expires_at: Set(expires_at),
+                ..Default::default()
+            }
+            .insert(&db)
+            .await?;
+            Ok(NewClient {
+                view: row.into(),
+                token: SecretString::from(token),
+            })
+        })
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "ServiceResult<Vec<ClientView>>")]
+struct ListClients {
+    user: AuthUser,
+    offset: u64,
+    limit: u64,
+}
+
+impl Handler<ListClients> for AuthActor {
+    type Result = ResponseFuture<ServiceResult<Vec<ClientView>>>;
+
+    fn handle(&mut self, msg: ListClients, _: &mut Self::Context) -> Self::Result {
+        let db = self.db.clone();
+        Box::pin(async move {
+            let mut query = client::Entity::find().filter(client::Column::RevokedAt.is_null());
+            if !msg.user.is_admin {
+                query = query.filter(client::Column::UserId.eq(msg.user.id));
+            }
+            let rows = query
+                .order_by_asc(client::Column::Id)
+                .offset(msg.offset)
+                .limit(msg.limit)
+                .all(&db)
+                .await?;
+            Ok(rows.into_iter().map(ClientView::from).collect())
+        })
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "ServiceResult<()>")]
+struct RevokeClient {
+    user: AuthUser,
+    client_id: String,
+}
+
+impl Handler<RevokeClient> for AuthActor {
+    type Result = ResponseActFuture<Self, ServiceResult<()>>;
+
+    fn handle(&mut self, msg: RevokeClient, _: &mut Self::Context) -> Self::Result {
+        let db = self.db.clone();
+        // Evict first: from here on the key fails even if the write below is still in flight.
+        let evicted = self.clients.remove(&msg.client_id);
+        let newly_tombstoned = self.revoked.insert(msg.client_id.clone());
+        let id = msg.client_id.clone();
+        let work = async move {
+            let mut query = client::Entity::find()
+                .filter(client::Column::ClientId.eq(&msg.client_id))
+                .filter(client::Column::RevokedAt.is_null());
+            if !msg.user.is_admin {
+                // Someone else's key is indistinguishable from a missing one.
+                query = query.filter(client::Column::UserId.eq(msg.user.id));
+            }
+            let row = query
+                .one(&db)
+                .await?
+                .ok_or(ServiceError::NotFound("client"))?;
+            client::Entity::update_many()
+                .col_expr(client::Column::RevokedAt, Expr::value(Utc::now()))
+                .filter(client::Column::Id.eq(row.id))
+                .exec(&db)
+                .await?;
+            Ok(())
+        };
+        Box::pin(
+            work.into_actor(self)
+                .map(move |res: ServiceResult<()>, act, _| {
+                    if res.is_err() {
+                        // Not ours to revoke (or it failed): put a still-valid entry back.
+                        if newly_tombstoned {
+                            act.revoked.remove(&id);
+                        }
+                        if let Some((id, entry)) = evicted {
+                            act.clients.insert(id, entry);
+                        }
+                    }
+                    res
+                }),
+        )
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "ServiceResult<Option<CachedClient>>")]
+struct LoadClient {
+    client_id: String,
+}
+
+impl Handler<LoadClient> for AuthActor {
+    type Result = ResponseActFuture<Self, ServiceResult<Option<CachedClient>>>;
+
+    fn handle(&mut self, msg: LoadClient, _: &mut Self::Context) -> Self::Result {
+        let db = self.db.clone();
+        let id = msg.client_id.clone();
+        let work = async move {
+            let row = client::Entity::find()
+                .filter(client::Column::ClientId.eq(&id))
+                .one(&db)
+                .await?;
+            Ok(row.as_ref().and_then(cached))
+        };
+        Box::pin(work.into_actor(self).map(
+            move |res: ServiceResult<Option<CachedClient>>, act, _| {
+                match &res {
+                    Ok(Some(_)) if act.revoked.contains(&msg.client_id) => return Ok(None),
+                    Ok(Some(entry)) => {
+                        act.clients.insert(msg.client_id, entry.clone());
+                    }
+                    _ => {}
+                }
+                res
+            },
+        ))
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "ServiceResult<Vec<UserView>>")]
+struct ListUsers {
+    offset: u64,
+    limit: u64,
+}
+
+impl Handler<ListUsers> for AuthActor {
+    type Result = ResponseFuture<ServiceResult<Vec<UserView>>>;
+
+    fn handle(&mut self, msg: ListUsers, _: &mut Self::Context) -> Self::Result {
+        let db = self.db.clone();
+        Box::pin(async move {
+            let rows = user::Entity::find()
+                .order_by_asc(user::Column::Id)
+                .offset(msg.offset)
+                .limit(msg.limit)
+                .all(&db)
+                .await?;
+            Ok(rows.into_iter().map(UserView::from).collect())
+        })
+    }
+}

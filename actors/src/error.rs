@@ -1,0 +1,58 @@
+//! The error type of the actors' services. Its variants are the distinct outcomes a caller
+//! must tell apart; the HTTP layer maps each to a wire code exhaustively.
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// Input that parsed but is not acceptable (details are safe to show).
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// Login failed: unknown email or wrong password (indistinguishable on purpose).
+    #[error("invalid email or password")]
+    InvalidCredentials,
+    /// A refresh token that is expired, unknown, reused or revoked.
+    #[error("invalid session token: {0}")]
+    InvalidSession(String),
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// Anything unexpected; the cause is logged, never shown.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl From<sea_orm::DbErr> for ServiceError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        ServiceError::Internal(format!("database: {e}"))
+    }
+}
+
+impl From<actix::MailboxError> for ServiceError {
+    fn from(e: actix::MailboxError) -> Self {
+        ServiceError::Internal(format!("actor mailbox: {e}"))
+    }
+}
+
+pub type ServiceResult<T> = Result<T, ServiceError>;
+
+/// Map a unique-constraint violation to `Conflict(message)`; other database errors stay internal.
+pub fn conflict_on_unique<T>(res: Result<T, sea_orm::DbErr>, message: &str) -> ServiceResult<T> {
+    match res {
+        Ok(v) => Ok(v),
+        Err(e)
+            if matches!(
+                e.sql_err(),
+                Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+            ) =>
+        {
+            Err(ServiceError::Conflict(message.to_owned()))
+        }
+        Err(e) => Err(e.into()),
+    }
+}

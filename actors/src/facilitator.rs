@@ -1,0 +1,824 @@
+//! The x402 core: verify and settle, across every served network.
+//!
+//! verify: off-chain checks (`x402::exact::evm`, pure) -> one batched RPC round trip
+//! (simulate `transferWithAuthorization`, and in the same batch `authorizationState`,
+//! `balanceOf`, `name`, `version` to name the failure) -> answer, cached briefly.
+//!
+//! settle: off-chain checks -> ledger row (the idempotency point) -> simulate -> the network's
+//! `SettlementRouter` (nonce, sign, persist hash, broadcast) -> `ReceiptWatcher` (bounded wait)
+//! -> ledger outcome. Concurrent settles of one authorization in this process share one
+//! in-flight future; across processes they meet at the ledger's unique key.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use alloy::primitives::{Address, Bytes, B256, U256};
+use alloy::providers::{Provider, RootProvider};
+use alloy::rpc::types::{TransactionInput, TransactionReceipt, TransactionRequest};
+use alloy::sol_types::SolCall;
+use dashmap::DashMap;
+use sea_orm::DatabaseConnection;
+use tokio::sync::watch;
+use x402::exact::evm::{self as exact, IEIP3009};
+use x402::proto::PaymentRequest;
+use x402::Reason;
+
+use crate::error::{ServiceError, ServiceResult};
+use crate::ledger::{self, Claim, Key, Mined};
+use crate::registry::{NetworkEntry, RegistryHandle};
+use crate::settlement::{Broadcast, BroadcastError, Broadcasted, ReceiptWatcher, SettlementRouter};
+
+/// Seconds since the Unix epoch; injectable so tests can move time.
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    })
+}
+
+/// Everything one served network needs at run time.
+pub struct NetworkRuntime {
+    pub entry: NetworkEntry,
+    pub provider: RootProvider,
+    pub router: SettlementRouter,
+    pub watcher: ReceiptWatcher,
+    pub receipt_timeout: Duration,
+    /// An unmined transaction is replaced (same nonce, higher fees) after this long.
+    pub replace_after: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct VerifyAnswer {
+    pub is_valid: bool,
+    pub invalid_reason: Option<Reason>,
+    pub payer: Option<Address>,
+    pub cached: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct SettleAnswer {
+    pub success: bool,
+    pub error_reason: Option<Reason>,
+    pub transaction: Option<B256>,
+    pub payer: Option<Address>,
+    pub block_number: Option<u64>,
+    pub amount: U256,
+}
+
+impl VerifyAnswer {
+    pub fn rejected(reason: Reason) -> Self {
+        Self {
+            is_valid: false,
+            invalid_reason: Some(reason),
+            payer: None,
+            cached: false,
+        }
+    }
+}
+
+impl SettleAnswer {
+    pub fn rejected(reason: Reason) -> Self {
+        Self::failed(reason, None, U256::ZERO)
+    }
+
+    fn failed(reason: Reason, payer: Option<Address>, amount: U256) -> Self {
+        Self {
+            success: false,
+            error_reason: Some(reason),
+            transaction: None,
+            payer,
+            block_number: None,
+            amount,
+        }
+    }
+}
+
+/// A settlement outcome as others can read it back (`GET /settlements/{tx}`).
+pub type SettlementRow = entities::settlement::Model;
+
+pub struct FacilitatorConfig {
+    pub verify_cache_ttl: Duration,
+}
+
+impl Default for FacilitatorConfig {
+    fn default() -> Self {
+        Self {
+            verify_cache_ttl: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Facilitator {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: DatabaseConnection,
+    registry: RegistryHandle,
+    networks: HashMap<u64, Arc<NetworkRuntime>>,
+    verify_cache: DashMap<B256, (Instant, VerifyAnswer)>,
+    in_flight: DashMap<Key, watch::Receiver<Option<SettleAnswer>>>,
+    clock: Clock,
+    config: FacilitatorConfig,
+}
+
+/// What the chain said about a payment, from one batched round trip.
+struct ChainView {
+    simulation: Result<(), String>,
+    authorization_used: Option<bool>,
+    balance: Option<U256>,
+    name: Option<String>,
+    version: Option<String>,
+}
+
+impl Facilitator {
+    pub fn new(
+        db: DatabaseConnection,
+        registry: RegistryHandle,
+        networks: Vec<Arc<NetworkRuntime>>,
+        clock: Clock,
+        config: FacilitatorConfig,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                db,
+                registry,
+                networks: networks
+                    .into_iter()
+                    .map(|n| (n.entry.info.chain_id, n))
+                    .collect(),
+                verify_cache: DashMap::new(),
+                in_flight: DashMap::new(),
+                clock,
+                config,
+            }),
+        }
+    }
+
+    pub fn network_runtimes(&self) -> impl Iterator<Item = &Arc<NetworkRuntime>> {
+        self.inner.networks.values()
+    }
+
+    fn runtime_for(&self, req: &PaymentRequest) -> Option<&Arc<NetworkRuntime>> {
+        let info = x402::network::parse_network(&req.network)?;
+        self.inner.networks.get(&info.chain_id)
+    }
+
+    /// The caller's view of the world the pure checks need.
+    fn context(&self, req: &PaymentRequest) -> exact::VerifyContext {
+        let mut ctx = exact::VerifyContext::default();
+        if let Some(rt) = self.runtime_for(req) {
+            ctx.network_enabled = true;
+            ctx.assets = self
+                .inner
+                .registry
+                .assets_of(rt.entry.info.v1_name)
+                .into_iter()
+                .filter_map(|a| {
+                    Some(exact::AllowedAsset {
+                        address: a.asset.parse().ok()?,
+                        eip712_name: a.eip712_name?,
+                        eip712_version: a.eip712_version?,
+                    })
+                })
+                .collect();
+        }
+        ctx
+    }
+
+    pub async fn verify(&self, req: &PaymentRequest) -> ServiceResult<VerifyAnswer> {
+        let now = (self.inner.clock)();
+        if let Some(hit) = self.inner.verify_cache.get(&req.request_hash) {
+            let (at, answer) = hit.value();
+            if at.elapsed() < self.inner.config.verify_cache_ttl {
+                let mut answer = answer.clone();
+                answer.cached = true;
+                return Ok(answer);
+            }
+        }
+        let payer = Some(req.payload.authorization.from);
+        let answer = match self.check(req, now).await? {
+            Ok(()) => VerifyAnswer {
+                is_valid: true,
+                invalid_reason: None,
+                payer,
+                cached: false,
+            },
+            Err(reason) => VerifyAnswer {
+                is_valid: false,
+                invalid_reason: Some(reason),
+                payer,
+                cached: false,
+            },
+        };
+        // Cache only while the answer cannot change by the clock alone.
+        let valid_before = req.payload.authorization.valid_before;
+        if !answer.is_valid
+            || valid_before > U256::from(now + 6 + self.inner.config.verify_cache_ttl.as_secs())
+        {
+            self.inner
+                .verify_cache
+                .insert(req.request_hash, (Instant::now(), answer.clone()));
+        }
+        Ok(answer)
+    }
+
+    /// All checks, off-chain then on-chain. `Err(reason)` is a protocol answer.
+    async fn check(&self, req: &PaymentRequest, now: u64) -> ServiceResult<Result<(), Reason>> {
+        let ctx = self.context(req);
+        let verified = match exact::verify_offchain(req, &ctx, now) {
+            Ok(v) => v,
+            Err(reason) => return Ok(Err(reason)),
+        };
+        let Some(rt) = self.runtime_for(req) else {
+            return Ok(Err(Reason::InvalidNetwork));
+        };
+        // A payment this facilitator has settled (or is settling) is never valid again.
+        let key = ledger_key(rt, req);
+        if let Some(row) = ledger::find(&self.inner.db, &key).await? {
+            if row.status != ledger::FAILED || row.tx_hash.is_some() {
+                return Ok(Err(Reason::InvalidExactEvmNonceAlreadyUsed));
+            }
+        }
+        let view = self.chain_view(rt, req, &verified).await?;
+        Ok(diagnose(req, &view))
+    }
+
+    async fn chain_view(
+        &self,
+        rt: &NetworkRuntime,
+        req: &PaymentRequest,
+        verified: &exact::OffchainVerified,
+    ) -> ServiceResult<ChainView> {
+        let auth = &req.payload.authorization;
+        let asset = req.asset;
+        let from = rt
+            .router
+            .signers()
+            .first()
+            .copied()
+            .unwrap_or(Address::ZERO);
+        let calldata = transfer_calldata(req, verified);
+        let rpc =
+            |e: alloy::transports::TransportError| ServiceError::Unavailable(format!("rpc: {e}"));
+        let mut batch = alloy::rpc::client::BatchRequest::new(rt.provider.client());
+        let mut add = |data: Vec<u8>| {
+            let call = TransactionRequest::default()
+                .from(from)
+                .to(asset)
+                .input(TransactionInput::new(data.into()));
+            batch
+                .add_call::<_, Bytes>("eth_call", &(call, "latest"))
+                .map_err(rpc)
+        };
+        let sim = add(calldata.to_vec())?;
+        let used = add(IEIP3009::authorizationStateCall {
+            authorizer: auth.from,
+            nonce: auth.nonce,
+        }
+        .abi_encode())?;
+        let balance = add(IEIP3009::balanceOfCall { account: auth.from }.abi_encode())?;
+        let name = add(IEIP3009::nameCall {}.abi_encode())?;
+        let version = add(IEIP3009::versionCall {}.abi_encode())?;
+        batch.send().await.map_err(rpc)?;
+        let simulation = match sim.await {
+            Ok(_) => Ok(()),
+            Err(alloy::transports::RpcError::ErrorResp(e)) => Err(e.message.to_string()),
+            Err(e) => return Err(rpc(e)),
+        };
+        let decode_bool = |b: Bytes| IEIP3009::authorizationStateCall::abi_decode_returns(&b).ok();
+        Ok(ChainView {
+            simulation,
+            authorization_used: used.await.ok().and_then(decode_bool),
+            balance: balance
+                .await
+                .ok()
+                .and_then(|b: Bytes| IEIP3009::balanceOfCall::abi_decode_returns(&b).ok()),
+            name: name
+                .await
+                .ok()
+                .and_then(|b: Bytes| IEIP3009::nameCall::abi_decode_returns(&b).ok()),
+            version: version
+                .await
+                .ok()
+                .and_then(|b: Bytes| IEIP3009::versionCall::abi_decode_returns(&b).ok()),
+        })
+    }
+
+    pub async fn settle(
+        &self,
+        req: &PaymentRequest,
+        client_id: Option<&str>,
+    ) -> ServiceResult<SettleAnswer> {
+        let now = (self.inner.clock)();
+        let payer = Some(req.payload.authorization.from);
+        let amount = req.payload.authorization.value;
+        let ctx = self.context(req);
+        let verified = match exact::verify_offchain(req, &ctx, now) {
+            Ok(v) => v,
+            Err(reason) => return Ok(SettleAnswer::failed(reason, payer, amount)),
+        };
+        let Some(rt) = self.runtime_for(req).cloned() else {
+            return Ok(SettleAnswer::failed(Reason::InvalidNetwork, payer, amount));
+        };
+        let key = ledger_key(&rt, req);
+
+        // One settle per authorization in this process: followers wait for the leader.
+        let (tx, leader) = match self.inner.in_flight.entry(key.clone()) {
+            dashmap::mapref::entry::Entry::Occupied(e) => (None, Some(e.get().clone())),
+            dashmap::mapref::entry::Entry::Vacant(v) => {
+                let (tx, rx) = watch::channel(None);
+                v.insert(rx);
+                (Some(tx), None)
+            }
+        };
+        if let Some(mut rx) = leader {
+            let answer = rx
+                .wait_for(Option::is_some)
+                .await
+                .map(|a| a.clone())
+                .ok()
+                .flatten();
+            return match answer {
+                Some(a) => Ok(a),
+                // The leader failed unexpectedly: read the ledger.
+                None => self.answer_from_ledger(&rt, &key, req).await,
+            };
+        }
+        let tx = tx.expect("leader has a sender");
+        let result = self
+            .settle_as_leader(&rt, req, &verified, key.clone(), client_id)
+            .await;
+        if let Ok(answer) = &result {
+            let _ = tx.send(Some(answer.clone()));
+        }
+        self.inner.in_flight.remove(&key);
+        self.inner.verify_cache.remove(&req.request_hash);
+        result
+    }
+
+    async fn settle_as_leader(
+        &self,
+        rt: &Arc<NetworkRuntime>,
+        req: &PaymentRequest,
+        verified: &exact::OffchainVerified,
+        key: Key,
+        client_id: Option<&str>,
+    ) -> ServiceResult<SettleAnswer> {
+        let auth = &req.payload.authorization;
+        let payer = Some(auth.from);
+        let amount = auth.value;
+        let claim = ledger::claim(
+            &self.inner.db,
+            ledger::NewSettlement {
+                key: key.clone(),
+                pay_to: req.pay_to,
+                amount: amount.to_string(),
+                valid_after: u256_to_i64(auth.valid_after),
+                valid_before: u256_to_i64(auth.valid_before),
+                x402_version: req.x402_version as i16,
+                request_hash: req.request_hash,
+                payment_id: req.payment_id.clone(),
+                payload: serde_json::to_value(&req.payload).unwrap_or_default(),
+                client_id: client_id.map(str::to_owned),
+            },
+        )
+        .await?;
+        let row = match claim {
+            Claim::New(row) => row,
+            Claim::Existing(row) => {
+                if row.status == ledger::FAILED
+                    && row.tx_hash.is_none()
+                    && ledger::reclaim_unsent(&self.inner.db, row.id).await?
+                {
+                    row
+                } else {
+                    return self.answer_from_ledger(rt, &key, req).await;
+                }
+            }
+        };
+
+        // Simulate right before sending: never spend gas on a payment that would revert.
+        let view = self.chain_view(rt, req, verified).await?;
+        if let Err(reason) = diagnose(req, &view) {
+            ledger::mark_failed_unsent(&self.inner.db, row.id, reason.as_str()).await?;
+            return Ok(SettleAnswer::failed(reason, payer, amount));
+        }
+
+        let calldata = transfer_calldata(req, verified);
+        let broadcast = rt
+            .router
+            .broadcast(Broadcast {
+                settlement_id: row.id,
+                to: req.asset,
+                calldata: calldata.clone(),
+                replacing: None,
+            })
+            .await;
+        let sent = match broadcast {
+            Ok(b) => Sent::Known(b, calldata),
+            Err(BroadcastError::Unknown { tx_hash, error }) => {
+                tracing::warn!(%tx_hash, %error, "broadcast outcome unknown; waiting for the chain");
+                Sent::Unknown(tx_hash)
+            }
+            Err(BroadcastError::NotSent(error)) => {
+                tracing::error!(network = rt.entry.info.v1_name, %error, "settlement not broadcast");
+                ledger::mark_failed_unsent(
+                    &self.inner.db,
+                    row.id,
+                    Reason::UnexpectedSettleError.as_str(),
+                )
+                .await?;
+                return Ok(SettleAnswer::failed(
+                    Reason::UnexpectedSettleError,
+                    payer,
+                    amount,
+                ));
+            }
+        };
+        self.await_outcome(rt, row.id, sent, req.asset, payer, amount)
+            .await
+    }
+
+    /// Wait (bounded) for the receipt and record it. A transaction still unmined after
+    /// `replace_after` is replaced (same nonce, higher fees) and every version is watched. On
+    /// timeout the answer names the transaction: the buyer's money may be moving, and a retry
+    /// must not pay twice.
+    async fn await_outcome(
+        &self,
+        rt: &NetworkRuntime,
+        id: i64,
+        sent: Sent,
+        asset: Address,
+        payer: Option<Address>,
+        amount: U256,
+    ) -> ServiceResult<SettleAnswer> {
+        let deadline = Instant::now() + rt.receipt_timeout;
+        let (mut hashes, mut latest) = match sent {
+            Sent::Known(b, calldata) => (vec![b.tx_hash], Some((b, calldata))),
+            Sent::Unknown(h) => (vec![h], None),
+        };
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let slice = if latest.is_some() {
+                left.min(rt.replace_after)
+            } else {
+                left
+            };
+            if let Some(receipt) = rt.watcher.wait_any(&hashes, slice).await {
+                let tx_hash = receipt.transaction_hash;
+                let mined = mined(&receipt);
+                ledger::mark_mined(
+                    &self.inner.db,
+                    id,
+                    tx_hash,
+                    &mined,
+                    Reason::InvalidTransactionState.as_str(),
+                )
+                .await?;
+                return Ok(SettleAnswer {
+                    success: mined.success,
+                    error_reason: (!mined.success).then_some(Reason::InvalidTransactionState),
+                    transaction: Some(tx_hash),
+                    payer,
+                    block_number: Some(mined.block_number),
+                    amount,
+                });
+            }
+            if Instant::now() >= deadline {
+                return Ok(SettleAnswer {
+                    success: false,
+                    error_reason: Some(Reason::SettlementPending),
+                    transaction: hashes.last().copied(),
+                    payer,
+                    block_number: None,
+                    amount,
+                });
+            }
+            if let Some((previous, calldata)) = latest.take() {
+                let replaced = rt
+                    .router
+                    .broadcast(Broadcast {
+                        settlement_id: id,
+                        to: asset,
+                        calldata: calldata.clone(),
+                        replacing: Some(previous.clone()),
+                    })
+                    .await;
+                match replaced {
+                    Ok(b) => {
+                        tracing::info!(old = %previous.tx_hash, new = %b.tx_hash, nonce = b.nonce, "replaced an unmined settlement");
+                        hashes.push(b.tx_hash);
+                        latest = Some((b, calldata));
+                    }
+                    // Keep watching what is out there; try again after the next slice.
+                    Err(_) => latest = Some((previous, calldata)),
+                }
+            }
+        }
+    }
+
+    /// The answer for an authorization that already has a ledger row: the same outcome as the
+    /// first settle (or, while it is in flight, a bounded wait for it).
+    async fn answer_from_ledger(
+        &self,
+        rt: &NetworkRuntime,
+        key: &Key,
+        req: &PaymentRequest,
+    ) -> ServiceResult<SettleAnswer> {
+        let payer = Some(req.payload.authorization.from);
+        let amount = req.payload.authorization.value;
+        let deadline = Instant::now() + rt.receipt_timeout;
+        loop {
+            let row = ledger::find(&self.inner.db, key)
+                .await?
+                .ok_or(ServiceError::Internal("ledger row disappeared".into()))?;
+            let tx_hash = row.tx_hash.as_deref().and_then(|h| h.parse::<B256>().ok());
+            match (row.status.as_str(), tx_hash) {
+                (ledger::CONFIRMED, Some(h)) => {
+                    return Ok(SettleAnswer {
+                        success: true,
+                        error_reason: None,
+                        transaction: Some(h),
+                        payer,
+                        block_number: row.block_number.map(|b| b as u64),
+                        amount,
+                    })
+                }
+                (ledger::FAILED, h) => {
+                    let reason = row
+                        .error_reason
+                        .as_deref()
+                        .and_then(Reason::parse)
+                        .unwrap_or(Reason::UnexpectedSettleError);
+                    return Ok(SettleAnswer {
+                        success: false,
+                        error_reason: Some(reason),
+                        transaction: h,
+                        payer,
+                        block_number: row.block_number.map(|b| b as u64),
+                        amount,
+                    });
+                }
+                (ledger::SUBMITTED, Some(h)) => {
+                    // Another process broadcast it: watch the chain ourselves.
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if let Some(receipt) = rt.watcher.wait(h, left).await {
+                        let mined = mined(&receipt);
+                        ledger::mark_mined(
+                            &self.inner.db,
+                            row.id,
+                            h,
+                            &mined,
+                            Reason::InvalidTransactionState.as_str(),
+                        )
+                        .await?;
+                        continue;
+                    }
+                    return Ok(SettleAnswer {
+                        success: false,
+                        error_reason: Some(Reason::SettlementPending),
+                        transaction: Some(h),
+                        payer,
+                        block_number: None,
+                        amount,
+                    });
+                }
+                _ => {
+                    if Instant::now() >= deadline {
+                        return Ok(SettleAnswer {
+                            success: false,
+                            error_reason: Some(Reason::SettlementPending),
+                            transaction: None,
+                            payer,
+                            block_number: None,
+                            amount,
+                        });
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    /// A client's own settlement by transaction hash.
+    pub async fn settlement_by_tx(
+        &self,
+        tx_hash: B256,
+        client_id: &str,
+    ) -> ServiceResult<SettlementRow> {
+        let row = ledger::find_by_tx_hash(&self.inner.db, tx_hash)
+            .await?
+            .filter(|r| r.client_id.as_deref() == Some(client_id))
+            .ok_or(ServiceError::NotFound("settlement"))?;
+        if row.status == ledger::SUBMITTED {
+            // Resolve it now if the chain knows.
+            if let Some(rt) = x402::network::by_v1_name(&row.network)
+                .and_then(|n| self.inner.networks.get(&n.chain_id))
+            {
+                if let Ok(Some(receipt)) = rt.provider.get_transaction_receipt(tx_hash).await {
+                    let mined = mined(&receipt);
+                    ledger::mark_mined(
+                        &self.inner.db,
+                        row.id,
+                        tx_hash,
+                        &mined,
+                        Reason::InvalidTransactionState.as_str(),
+                    )
+                    .await?;
+                    return ledger::find_by_id(&self.inner.db, row.id)
+                        .await?
+                        .ok_or(ServiceError::NotFound("settlement"));
+                }
+            }
+        }
+        Ok(row)
+    }
+
+    /// Resolve rows left in flight (start-up, and periodically): receipts that arrived, and
+    /// rows that were never broadcast.
+    pub async fn reconcile(&self) -> ServiceResult<usize> {
+        let mut resolved = 0;
+        for rt in self.inner.networks.values() {
+            for row in ledger::unresolved(&self.inner.db, rt.entry.info.v1_name).await? {
+                let Some(h) = row.tx_hash.as_deref().and_then(|h| h.parse::<B256>().ok()) else {
+                    // The hash is written before any broadcast: no hash, nothing was sent.
+                    if self
+                        .inner
+                        .in_flight
+                        .iter()
+                        .all(|e| e.key().auth_nonce != row.auth_nonce)
+                    {
+                        ledger::mark_failed_unsent(
+                            &self.inner.db,
+                            row.id,
+                            Reason::UnexpectedSettleError.as_str(),
+                        )
+                        .await?;
+                        resolved += 1;
+                    }
+                    continue;
+                };
+                match rt.provider.get_transaction_receipt(h).await {
+                    Ok(Some(receipt)) => {
+                        let mined = mined(&receipt);
+                        ledger::mark_mined(
+                            &self.inner.db,
+                            row.id,
+                            h,
+                            &mined,
+                            Reason::InvalidTransactionState.as_str(),
+                        )
+                        .await?;
+                        resolved += 1;
+                    }
+                    Ok(None) => {
+                        let known = rt
+                            .provider
+                            .get_transaction_by_hash(h)
+                            .await
+                            .map_err(|e| ServiceError::Unavailable(e.to_string()))?
+                            .is_some();
+                        if known {
+                            // Still in the pool: a watcher resolves it when it is mined.
+                            let this = self.clone();
+                            let rt = rt.clone();
+                            tokio::spawn(async move {
+                                if let Some(receipt) =
+                                    rt.watcher.wait(h, Duration::from_secs(600)).await
+                                {
+                                    let mined = mined(&receipt);
+                                    let _ = ledger::mark_mined(
+                                        &this.inner.db,
+                                        row.id,
+                                        h,
+                                        &mined,
+                                        Reason::InvalidTransactionState.as_str(),
+                                    )
+                                    .await;
+                                }
+                            });
+                        } else {
+                            tracing::warn!(tx_hash = %h, "in-flight settlement unknown to the node");
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "reconcile: receipt lookup failed"),
+                }
+            }
+        }
+        Ok(resolved)
+    }
+}
+
+/// What the first broadcast left us with.
+enum Sent {
+    /// Sent, with what a replacement needs.
+    Known(Broadcasted, Bytes),
+    /// Maybe sent: only its hash is known.
+    Unknown(B256),
+}
+
+fn ledger_key(rt: &NetworkRuntime, req: &PaymentRequest) -> Key {
+    let auth = &req.payload.authorization;
+    Key::new(rt.entry.info.v1_name, req.asset, auth.from, auth.nonce)
+}
+
+fn u256_to_i64(v: U256) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn mined(receipt: &TransactionReceipt) -> Mined {
+    Mined {
+        success: receipt.status(),
+        block_number: receipt.block_number.unwrap_or_default(),
+        gas_used: receipt.gas_used,
+        fee_wei: receipt
+            .effective_gas_price
+            .saturating_mul(receipt.gas_used as u128),
+    }
+}
+
+/// The call that moves the money: the (v, r, s) overload for EOA signatures, the `bytes`
+/// overload (ERC-1271 smart wallets) otherwise.
+fn transfer_calldata(req: &PaymentRequest, verified: &exact::OffchainVerified) -> Bytes {
+    let a = &req.payload.authorization;
+    match exact::split_signature(&req.payload.signature) {
+        Ok((v, r, s)) if !verified.needs_onchain_signature_check => {
+            IEIP3009::transferWithAuthorization_0Call {
+                from: a.from,
+                to: a.to,
+                value: a.value,
+                validAfter: a.valid_after,
+                validBefore: a.valid_before,
+                nonce: a.nonce,
+                v,
+                r,
+                s,
+            }
+            .abi_encode()
+            .into()
+        }
+        _ => IEIP3009::transferWithAuthorization_1Call {
+            from: a.from,
+            to: a.to,
+            value: a.value,
+            validAfter: a.valid_after,
+            validBefore: a.valid_before,
+            nonce: a.nonce,
+            signature: req.payload.signature.clone(),
+        }
+        .abi_encode()
+        .into(),
+    }
+}
+
+/// Name the on-chain failure (X402.md step 8).
+fn diagnose(req: &PaymentRequest, view: &ChainView) -> Result<(), Reason> {
+    // A call to an address without code "succeeds" with empty output: an asset that cannot
+    // answer balanceOf is not a token here, whatever the registry says.
+    if view.balance.is_none() {
+        return Err(Reason::InvalidPaymentRequirements);
+    }
+    if view.simulation.is_ok() {
+        return Ok(());
+    }
+    let auth = &req.payload.authorization;
+    if view.authorization_used == Some(true) {
+        return Err(Reason::InvalidExactEvmNonceAlreadyUsed);
+    }
+    if view.balance.is_some_and(|b| b < auth.value) {
+        return Err(Reason::InsufficientFunds);
+    }
+    if let (Some(extra_name), Some(name)) = (req.extra_name.as_deref(), view.name.as_deref()) {
+        if extra_name != name {
+            return Err(Reason::InvalidExactEvmTokenNameMismatch);
+        }
+    }
+    if let (Some(extra_version), Some(version)) =
+        (req.extra_version.as_deref(), view.version.as_deref())
+    {
+        if extra_version != version {
+            return Err(Reason::InvalidExactEvmTokenNameMismatch);
+        }
+    }
+    let message = view
+        .simulation
+        .as_ref()
+        .err()
+        .map(String::as_str)
+        .unwrap_or_default();
+    if message.contains("invalid signature") {
+        return Err(Reason::InvalidExactEvmPayloadSignature);
+    }
+    tracing::info!(
+        revert = message,
+        "transferWithAuthorization simulation reverted"
+    );
+    Err(Reason::InvalidTransactionState)
+}

@@ -1,0 +1,244 @@
+//! The settlement ledger: queries and mutations of `settlements` (DESIGN.md "The ledger").
+//!
+//! One row per EIP-3009 authorization, unique on (network, asset, payer, auth_nonce): the
+//! insert is the idempotency point across requests and instances. Status moves
+//! `pending -> submitted(tx hash) -> confirmed | failed`.
+
+use alloy::primitives::{Address, B256};
+use chrono::Utc;
+use entities::settlement::{self, Column, Entity, Model};
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+};
+
+pub const PENDING: &str = "pending";
+pub const SUBMITTED: &str = "submitted";
+pub const CONFIRMED: &str = "confirmed";
+pub const FAILED: &str = "failed";
+
+/// The identity of an authorization.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Key {
+    pub network: String,
+    pub asset: String,
+    pub payer: String,
+    pub auth_nonce: String,
+}
+
+impl Key {
+    pub fn new(network: &str, asset: Address, payer: Address, nonce: B256) -> Self {
+        Self {
+            network: network.to_owned(),
+            asset: asset.to_checksum(None),
+            payer: payer.to_checksum(None),
+            auth_nonce: nonce.to_string(),
+        }
+    }
+}
+
+pub struct NewSettlement {
+    pub key: Key,
+    pub pay_to: Address,
+    pub amount: String,
+    pub valid_after: i64,
+    pub valid_before: i64,
+    pub x402_version: i16,
+    pub request_hash: B256,
+    pub payment_id: Option<String>,
+    pub payload: serde_json::Value,
+    pub client_id: Option<String>,
+}
+
+pub enum Claim {
+    /// We inserted the row: we settle it.
+    New(Model),
+    /// The authorization has a row already.
+    Existing(Model),
+}
+
+fn by_key(key: &Key) -> sea_orm::Select<Entity> {
+    Entity::find()
+        .filter(Column::Network.eq(&key.network))
+        .filter(Column::Asset.eq(&key.asset))
+        .filter(Column::Payer.eq(&key.payer))
+        .filter(Column::AuthNonce.eq(&key.auth_nonce))
+}
+
+pub async fn find(db: &DatabaseConnection, key: &Key) -> Result<Option<Model>, DbErr> {
+    by_key(key).one(db).await
+}
+
+/// Insert a `pending` row unless the authorization has one (`ON CONFLICT DO NOTHING`).
+pub async fn claim(db: &DatabaseConnection, new: NewSettlement) -> Result<Claim, DbErr> {
+    let now = Utc::now();
+    let key = new.key.clone();
+    let row = settlement::ActiveModel {
+        network: Set(new.key.network),
+        asset: Set(new.key.asset),
+        payer: Set(new.key.payer),
+        auth_nonce: Set(new.key.auth_nonce),
+        pay_to: Set(new.pay_to.to_checksum(None)),
+        amount: Set(new.amount),
+        valid_after: Set(new.valid_after),
+        valid_before: Set(new.valid_before),
+        x402_version: Set(new.x402_version),
+        request_hash: Set(new.request_hash.to_string()),
+        payment_id: Set(new.payment_id),
+        payload: Set(new.payload),
+        status: Set(PENDING.to_owned()),
+        client_id: Set(new.client_id),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    };
+    let inserted = Entity::insert(row)
+        .on_conflict(
+            OnConflict::columns([
+                Column::Network,
+                Column::Asset,
+                Column::Payer,
+                Column::AuthNonce,
+            ])
+            .do_nothing()
+            .to_owned(),
+        )
+        .exec(db)
+        .await;
+    match inserted {
+        Ok(_) | Err(DbErr::RecordNotInserted) => {}
+        Err(e) => return Err(e),
+    }
+    let model = find(db, &key)
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound("settlement row vanished after insert".into()))?;
+    // Ours if nobody has touched it and it carries our request (same authorization, same body).
+    Ok(match inserted {
+        Ok(_) => Claim::New(model),
+        Err(_) => Claim::Existing(model),
+    })
+}
+
+/// A failed row on which nothing was ever broadcast may be settled again: claim it back.
+pub async fn reclaim_unsent(db: &DatabaseConnection, id: i64) -> Result<bool, DbErr> {
+    let res = Entity::update_many()
+        .col_expr(Column::Status, Expr::value(PENDING))
+        .col_expr(Column::ErrorReason, Expr::value(Option::<String>::None))
+        .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(Column::Id.eq(id))
+        .filter(Column::Status.eq(FAILED))
+        .filter(Column::TxHash.is_null())
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected == 1)
+}
+
+pub async fn mark_submitted(
+    db: &DatabaseConnection,
+    id: i64,
+    tx_hash: B256,
+    signer: Address,
+    nonce: u64,
+) -> Result<(), DbErr> {
+    Entity::update_many()
+        .col_expr(Column::Status, Expr::value(SUBMITTED))
+        .col_expr(Column::TxHash, Expr::value(tx_hash.to_string()))
+        .col_expr(Column::Signer, Expr::value(signer.to_checksum(None)))
+        .col_expr(Column::SignerNonce, Expr::value(nonce as i64))
+        .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(Column::Id.eq(id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// The node refused the transaction: nothing was broadcast after all.
+pub async fn unmark_submitted(
+    db: &DatabaseConnection,
+    id: i64,
+    tx_hash: B256,
+) -> Result<(), DbErr> {
+    Entity::update_many()
+        .col_expr(Column::Status, Expr::value(PENDING))
+        .col_expr(Column::TxHash, Expr::value(Option::<String>::None))
+        .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(Column::Id.eq(id))
+        .filter(Column::TxHash.eq(tx_hash.to_string()))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+pub struct Mined {
+    pub success: bool,
+    pub block_number: u64,
+    pub gas_used: u64,
+    pub fee_wei: u128,
+}
+
+pub async fn mark_mined(
+    db: &DatabaseConnection,
+    id: i64,
+    tx_hash: B256,
+    mined: &Mined,
+    reason_if_failed: &str,
+) -> Result<(), DbErr> {
+    let now = Utc::now();
+    let mut update = Entity::update_many()
+        .col_expr(
+            Column::Status,
+            Expr::value(if mined.success { CONFIRMED } else { FAILED }),
+        )
+        .col_expr(Column::TxHash, Expr::value(tx_hash.to_string()))
+        .col_expr(Column::BlockNumber, Expr::value(mined.block_number as i64))
+        .col_expr(Column::GasUsed, Expr::value(mined.gas_used as i64))
+        .col_expr(Column::FeeWei, Expr::value(mined.fee_wei.to_string()))
+        .col_expr(Column::UpdatedAt, Expr::value(now))
+        .col_expr(Column::ConfirmedAt, Expr::value(now));
+    if !mined.success {
+        update = update.col_expr(Column::ErrorReason, Expr::value(reason_if_failed));
+    }
+    update.filter(Column::Id.eq(id)).exec(db).await?;
+    Ok(())
+}
+
+/// A failure with nothing on chain (before or instead of a broadcast).
+pub async fn mark_failed_unsent(
+    db: &DatabaseConnection,
+    id: i64,
+    reason: &str,
+) -> Result<(), DbErr> {
+    Entity::update_many()
+        .col_expr(Column::Status, Expr::value(FAILED))
+        .col_expr(Column::ErrorReason, Expr::value(reason))
+        .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(Column::Id.eq(id))
+        .filter(Column::TxHash.is_null())
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+pub async fn find_by_tx_hash(
+    db: &DatabaseConnection,
+    tx_hash: B256,
+) -> Result<Option<Model>, DbErr> {
+    Entity::find()
+        .filter(Column::TxHash.eq(tx_hash.to_string()))
+        .one(db)
+        .await
+}
+
+pub async fn find_by_id(db: &DatabaseConnection, id: i64) -> Result<Option<Model>, DbErr> {
+    Entity::find_by_id(id).one(db).await
+}
+
+/// Rows of a network whose outcome is not known yet (for start-up reconciliation).
+pub async fn unresolved(db: &DatabaseConnection, network: &str) -> Result<Vec<Model>, DbErr> {
+    Entity::find()
+        .filter(Column::Network.eq(network))
+        .filter(Column::Status.is_in([PENDING, SUBMITTED]))
+        .order_by_asc(Column::Id)
+        .all(db)
+        .await
+}

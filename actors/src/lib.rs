@@ -1,0 +1,16 @@
+//! The facilitator's actors and the services behind them.
+//!
+//! A request flows: actix-web handler -> a `*Handle` (async methods that hide the actor
+//! plumbing) -> the owning actor (`AuthActor`, `RegistryActor`, `SettlementActor`,
+//! `MetricsActor`) -> the database / the chain. Each actor is the only writer of its state;
+//! hot-path reads (client-key lookups, asset lookups) are served from shared concurrent maps the
+//! actor keeps warm, without a mailbox round trip.
+
+pub mod auth;
+pub mod error;
+pub mod facilitator;
+pub mod ledger;
+pub mod registry;
+pub mod settlement;
+
+pub use error::{ServiceError, ServiceResult};

@@ -1,0 +1,465 @@
+//! `SettlementActor`: one per (network, signer key). It owns the signer's nonce: it assigns it,
+//! signs, records the tx hash in the ledger, and broadcasts — one message at a time, so two
+//! settles can never race on a nonce ("nonce too low", "replacement transaction underpriced").
+//! It never waits for a receipt: `ReceiptWatcher` does that for every in-flight transaction
+//! of a network at once, outside the actor.
+//!
+//! The tx hash is written to the ledger *before* the broadcast, so a crash after broadcasting
+//! always leaves a row that names its transaction (start-up reconciliation finds it).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use alloy::consensus::{SignableTransaction, TxEip1559, TxEnvelope};
+use alloy::eips::eip2718::Encodable2718;
+use alloy::network::TxSignerSync;
+use alloy::primitives::{Address, Bytes, TxKind, B256, U256};
+use alloy::providers::{Provider, RootProvider};
+use alloy::rpc::types::TransactionReceipt;
+use alloy::signers::local::PrivateKeySigner;
+use alloy::transports::{RpcError, TransportErrorKind};
+use dashmap::DashMap;
+use sea_orm::DatabaseConnection;
+use tokio::sync::mpsc;
+
+use crate::ledger;
+
+/// Fee policy of one network.
+#[derive(Debug, Clone, Copy)]
+pub struct FeePolicy {
+    /// Upper bound of `maxFeePerGas`, wei.
+    pub max_fee_per_gas_cap: u128,
+    /// Gas limit of a settlement transaction (`transferWithAuthorization` uses 81–103k).
+    pub gas_limit: u64,
+    /// How long an estimate is reused.
+    pub estimate_ttl: Duration,
+}
+
+impl Default for FeePolicy {
+    fn default() -> Self {
+        Self {
+            max_fee_per_gas_cap: 500_000_000_000, // 500 gwei
+            gas_limit: 250_000,
+            estimate_ttl: Duration::from_secs(3),
+        }
+    }
+}
+
+/// A transaction to send for a ledger row.
+#[derive(Message)]
+#[rtype(result = "Result<Broadcasted, BroadcastError>")]
+pub struct Broadcast {
+    pub settlement_id: i64,
+    pub to: Address,
+    pub calldata: Bytes,
+    /// Re-send an unmined transaction: same nonce, fees bumped past the node's replacement
+    /// threshold (geth and anvil want +10% on both fees).
+    pub replacing: Option<Broadcasted>,
+}
+
+/// Fees of a replacement: at least 12.5% above the previous ones.
+fn bumped(fee: u128) -> u128 {
+    fee + fee / 8 + 1
+}
+
+#[derive(Debug, Clone)]
+pub struct Broadcasted {
+    pub tx_hash: B256,
+    pub signer: Address,
+    pub nonce: u64,
+    pub max_fee_per_gas: u128,
+    pub max_priority_fee_per_gas: u128,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BroadcastError {
+    /// Nothing was broadcast (the node refused it, or we failed before sending).
+    #[error("not broadcast: {0}")]
+    NotSent(String),
+    /// The send failed in transit: the transaction may or may not have reached the node. Its
+    /// hash is in the ledger; the outcome is known only from the chain.
+    #[error("broadcast outcome unknown for {tx_hash}: {error}")]
+    Unknown { tx_hash: B256, error: String },
+}
+
+pub struct SettlementActor {
+    network: &'static str,
+    chain_id: u64,
+    signer: PrivateKeySigner,
+    provider: RootProvider,
+    db: DatabaseConnection,
+    policy: FeePolicy,
+    /// The next nonce to use; `None` = re-read the pending nonce from the chain first.
+    next_nonce: Option<u64>,
+    fees: Option<(Instant, u128, u128)>,
+}
+
+impl SettlementActor {
+    pub fn new(
+        network: &'static str,
+        chain_id: u64,
+        signer: PrivateKeySigner,
+        provider: RootProvider,
+        db: DatabaseConnection,
+        policy: FeePolicy,
+    ) -> Self {
+        Self {
+            network,
+            chain_id,
+            signer,
+            provider,
+            db,
+            policy,
+            next_nonce: None,
+            fees: None,
+        }
+    }
+}
+
+impl Actor for SettlementActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, _: &mut Self::Context) {
+        tracing::info!(network = self.network, signer = %self.signer.address(), "settlement actor started");
+    }
+}
+
+/// Did the node answer with an error (so it refused the tx), rather than the transport failing?
+fn node_refused(e: &RpcError<TransportErrorKind>) -> Option<String> {
+    match e {
+        RpcError::ErrorResp(payload) => Some(payload.message.to_string()),
+        _ => None,
+    }
+}
+
+impl Handler<Broadcast> for SettlementActor {
+    // Atomic: the next message waits until this one has sent, so nonces are assigned in order.
+    type Result = AtomicResponse<Self, Result<Broadcasted, BroadcastError>>;
+
+    fn handle(&mut self, msg: Broadcast, _: &mut Self::Context) -> Self::Result {
+        let provider = self.provider.clone();
+        let signer = self.signer.clone();
+        let db = self.db.clone();
+        let chain_id = self.chain_id;
+        let policy = self.policy;
+        let known_nonce = self.next_nonce;
+        let cached_fees = self
+            .fees
+            .filter(|(at, _, _)| at.elapsed() < policy.estimate_ttl)
+            .map(|(_, max, prio)| (max, prio));
+        let replacing = msg.replacing.clone();
+        let work = async move {
+            let address = signer.address();
+            let nonce = match (&replacing, known_nonce) {
+                (Some(old), _) => old.nonce,
+                (None, Some(n)) => n,
+                (None, None) => provider
+                    .get_transaction_count(address)
+                    .pending()
+                    .await
+                    .map_err(|e| BroadcastError::NotSent(format!("nonce: {e}")))?,
+            };
+            let (max_fee, priority) = match cached_fees {
+                Some(f) => f,
+                None => {
+                    let est = provider
+                        .estimate_eip1559_fees()
+                        .await
+                        .map_err(|e| BroadcastError::NotSent(format!("fee estimate: {e}")))?;
+                    (est.max_fee_per_gas, est.max_priority_fee_per_gas)
+                }
+            };
+            let (max_fee, priority) = match &replacing {
+                Some(old) => (
+                    max_fee.max(bumped(old.max_fee_per_gas)),
+                    priority.max(bumped(old.max_priority_fee_per_gas)),
+                ),
+                None => (max_fee, priority),
+            };
+            let max_fee_per_gas = max_fee.min(policy.max_fee_per_gas_cap);
+            let max_priority_fee_per_gas = priority.min(max_fee_per_gas);
+            if let Some(old) = &replacing {
+                if max_fee_per_gas < bumped(old.max_fee_per_gas) {
+                    return Err(BroadcastError::NotSent(
+                        "fee cap reached: cannot replace".into(),
+                    ));
+                }
+            }
+            let mut tx = TxEip1559 {
+                chain_id,
+                nonce,
+                gas_limit: policy.gas_limit,
+                max_fee_per_gas,
+                max_priority_fee_per_gas,
+                to: TxKind::Call(msg.to),
+                value: U256::ZERO,
+                access_list: Default::default(),
+                input: msg.calldata,
+            };
+            let signature = signer
+                .sign_transaction_sync(&mut tx)
+                .map_err(|e| BroadcastError::NotSent(format!("sign: {e}")))?;
+            let envelope = TxEnvelope::Eip1559(tx.into_signed(signature));
+            let tx_hash = *envelope.tx_hash();
+            ledger::mark_submitted(&db, msg.settlement_id, tx_hash, address, nonce)
+                .await
+                .map_err(|e| BroadcastError::NotSent(format!("ledger: {e}")))?;
+            let raw = envelope.encoded_2718();
+            let sent = Broadcasted {
+                tx_hash,
+                signer: address,
+                nonce,
+                max_fee_per_gas,
+                max_priority_fee_per_gas,
+            };
+            match provider.send_raw_transaction(&raw).await {
+                Ok(_) => Ok(sent),
+                Err(e) => match node_refused(&e) {
+                    // The same bytes are already in the pool: it was broadcast.
+                    Some(m) if m.contains("already known") => Ok(sent),
+                    Some(m) => {
+                        // Refused: the ledger goes back to what is really out there.
+                        let restored = match &replacing {
+                            Some(old) => {
+                                ledger::mark_submitted(&db, msg.settlement_id, old.tx_hash, address, nonce).await
+                            }
+                            None => ledger::unmark_submitted(&db, msg.settlement_id, tx_hash).await,
+                        };
+                        if let Err(e) = restored {
+                            tracing::error!(error = %e, "ledger not restored after a refused broadcast");
+                        }
+                        Err(BroadcastError::NotSent(m))
+                    }
+                    None => Err(BroadcastError::Unknown {
+                        tx_hash,
+                        error: e.to_string(),
+                    }),
+                },
+            }
+            .map(|b| (b, (max_fee, priority)))
+        };
+        let is_replacement = msg.replacing.is_some();
+        AtomicResponse::new(Box::pin(work.into_actor(self).map(move |res, act, _| match res {
+            // A replacement reuses a nonce already counted.
+            Ok((b, _)) if is_replacement => Ok(b),
+            Err(e) if is_replacement => {
+                tracing::warn!(network = act.network, error = %e, "replacement not sent");
+                Err(e)
+            }
+            Ok((b, (max_fee, priority))) => {
+                act.next_nonce = Some(b.nonce + 1);
+                if act.fees.is_none_or(|(at, _, _)| at.elapsed() >= act.policy.estimate_ttl) {
+                    act.fees = Some((Instant::now(), max_fee, priority));
+                }
+                Ok(b)
+            }
+            Err(e) => {
+                // Re-read the pending nonce before the next send: the chain is the truth.
+                act.next_nonce = None;
+                act.fees = None;
+                tracing::warn!(network = act.network, signer = %act.signer.address(), error = %e, "broadcast failed");
+                Err(e)
+            }
+        })))
+    }
+}
+
+/// Spreads settles over a network's signers, round robin.
+#[derive(Clone)]
+pub struct SettlementRouter {
+    actors: Arc<Vec<(Address, Addr<SettlementActor>)>>,
+    next: Arc<AtomicUsize>,
+}
+
+impl SettlementRouter {
+    pub fn new(actors: Vec<(Address, Addr<SettlementActor>)>) -> Self {
+        Self {
+            actors: Arc::new(actors),
+            next: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    pub fn signers(&self) -> Vec<Address> {
+        self.actors.iter().map(|(a, _)| *a).collect()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.actors.is_empty()
+    }
+
+    pub async fn broadcast(&self, msg: Broadcast) -> Result<Broadcasted, BroadcastError> {
+        if self.actors.is_empty() {
+            return Err(BroadcastError::NotSent(
+                "no signer configured for this network".into(),
+            ));
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.actors.len();
+        self.actors[i]
+            .1
+            .send(msg)
+            .await
+            .map_err(|e| BroadcastError::NotSent(format!("settlement actor: {e}")))?
+    }
+}
+
+type Waiters = DashMap<B256, Vec<mpsc::UnboundedSender<TransactionReceipt>>>;
+
+/// Watches a network's new blocks and hands each receipt to whoever waits for it: one
+/// `eth_getBlockReceipts` per block serves every in-flight settlement of the network.
+#[derive(Clone)]
+pub struct ReceiptWatcher {
+    provider: RootProvider,
+    waiters: Arc<Waiters>,
+    head: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl ReceiptWatcher {
+    /// Start the polling loop on the current runtime. `on_block` is told each new head.
+    pub fn start(
+        provider: RootProvider,
+        poll: Duration,
+        on_block: impl Fn(Option<u64>) + Send + 'static,
+    ) -> Self {
+        let watcher = Self {
+            provider,
+            waiters: Arc::new(DashMap::new()),
+            head: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+        };
+        let w = watcher.clone();
+        tokio::spawn(async move {
+            let mut last: Option<u64> = None;
+            let mut ticker = tokio::time::interval(poll);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                if Arc::strong_count(&w.waiters) == 1 {
+                    return; // every handle is gone
+                }
+                let head = match w.provider.get_block_number().await {
+                    Ok(h) => h,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "block number poll failed");
+                        on_block(None);
+                        continue;
+                    }
+                };
+                on_block(Some(head));
+                w.head.store(head, Ordering::Relaxed);
+                let from = match last {
+                    Some(l) if head > l => l + 1,
+                    Some(_) => continue,
+                    None => head,
+                };
+                if w.waiters.is_empty() {
+                    last = Some(head);
+                    continue;
+                }
+                let mut done = from;
+                for block in from..=head {
+                    match w.provider.get_block_receipts(block.into()).await {
+                        Ok(Some(receipts)) => {
+                            for r in receipts {
+                                w.deliver(r);
+                            }
+                            done = block;
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            tracing::debug!(error = %e, block, "block receipts failed; polling hashes");
+                            w.poll_each().await;
+                            done = block;
+                        }
+                    }
+                }
+                last = Some(done);
+            }
+        });
+        watcher
+    }
+
+    fn deliver(&self, r: TransactionReceipt) {
+        if let Some((_, senders)) = self.waiters.remove(&r.transaction_hash) {
+            for s in senders {
+                let _ = s.send(r.clone());
+            }
+        }
+    }
+
+    async fn poll_each(&self) {
+        let hashes: Vec<B256> = self.waiters.iter().map(|e| *e.key()).collect();
+        for h in hashes {
+            if let Ok(Some(r)) = self.provider.get_transaction_receipt(h).await {
+                self.deliver(r);
+            }
+        }
+    }
+
+    pub fn head(&self) -> u64 {
+        self.head.load(Ordering::Relaxed)
+    }
+
+    /// Wait for the receipt of `tx_hash`, at most `timeout`. `None` on timeout.
+    pub async fn wait(&self, tx_hash: B256, timeout: Duration) -> Option<TransactionReceipt> {
+        self.wait_any(&[tx_hash], timeout).await
+    }
+
+    /// Wait for the first receipt of any of `hashes` (a transaction and its replacements: the
+    /// chain mines one of them).
+    pub async fn wait_any(&self, hashes: &[B256], timeout: Duration) -> Option<TransactionReceipt> {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        for h in hashes {
+            self.waiters.entry(*h).or_default().push(tx.clone());
+        }
+        drop(tx);
+        // Mined before we registered? Ask once directly.
+        for h in hashes {
+            if let Ok(Some(r)) = self.provider.get_transaction_receipt(*h).await {
+                self.deliver(r);
+                break;
+            }
+        }
+        let got = tokio::time::timeout(timeout, rx.recv())
+            .await
+            .ok()
+            .flatten();
+        drop(rx);
+        // Drop our closed senders so the map does not grow with abandoned waits.
+        for h in hashes {
+            if let dashmap::mapref::entry::Entry::Occupied(mut e) = self.waiters.entry(*h) {
+                e.get_mut().retain(|s| !s.is_closed());
+                if e.get().is_empty() {
+                    e.remove();
+                }
+            }
+        }
+        got
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.waiters.len()
+    }
+}
+
+/// Parse signer keys (0x-hex, comma or newline separated).
+pub fn parse_signer_keys(raw: &str) -> Result<Vec<PrivateKeySigner>, String> {
+    let mut seen = HashMap::new();
+    let mut out = Vec::new();
+    for (i, part) in raw
+        .split([',', '\n'])
+        .map(str::trim)
+        .filter(|p| !p.is_empty() && !p.starts_with('#'))
+        .enumerate()
+    {
+        // Never echo the key itself in the error.
+        let signer: PrivateKeySigner = part
+            .parse()
+            .map_err(|_| format!("signer key #{} is not a 32-byte hex private key", i + 1))?;
+        if seen.insert(signer.address(), ()).is_none() {
+            out.push(signer);
+        }
+    }
+    Ok(out)
+}

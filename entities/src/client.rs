@@ -1,0 +1,28 @@
+//! A client API key: public `client_id`, secret token stored only as a keyed hash.
+
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "clients")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    #[sea_orm(unique)]
+    pub client_id: String,
+    pub user_id: i64,
+    pub title: String,
+    /// Comma-separated operations, e.g. `verify,settle`.
+    pub scope: String,
+    /// Hex HMAC-SHA256 of the token under the server's client-token key.
+    pub token_hash: String,
+    pub created_at: DateTimeUtc,
+    pub expires_at: Option<DateTimeUtc>,
+    /// Set when the key is revoked (soft delete).
+    pub revoked_at: Option<DateTimeUtc>,
+    pub last_used_at: Option<DateTimeUtc>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

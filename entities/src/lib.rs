@@ -1,0 +1,13 @@
+//! sea-orm entities of the facilitator: the shape of each table, no logic.
+//!
+//! Queries and mutations live with their owners in `facilitator-actors`; migrations in the
+//! `migration` crate define the schema these mirror.
+
+pub mod asset;
+pub mod client;
+pub mod http_metrics_daily;
+pub mod refresh_token;
+pub mod resource;
+pub mod settlement;
+pub mod user;
+pub mod x402_metrics_daily;

@@ -1,0 +1,44 @@
+//! The settlement ledger: one row per EIP-3009 authorization, unique on
+//! (network, asset, payer, auth_nonce). Status moves
+//! `pending -> submitted -> confirmed | failed`.
+
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[sea_orm(table_name = "settlements")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub network: String,
+    pub asset: String,
+    pub payer: String,
+    pub auth_nonce: String,
+    pub pay_to: String,
+    /// Decimal string, atomic units.
+    pub amount: String,
+    pub valid_after: i64,
+    pub valid_before: i64,
+    pub x402_version: i16,
+    pub request_hash: String,
+    pub payment_id: Option<String>,
+    /// The signed authorization (enough to re-broadcast or reconcile).
+    pub payload: Json,
+    pub status: String,
+    pub tx_hash: Option<String>,
+    pub signer: Option<String>,
+    pub signer_nonce: Option<i64>,
+    pub block_number: Option<i64>,
+    pub gas_used: Option<i64>,
+    /// Decimal string, wei.
+    pub fee_wei: Option<String>,
+    pub error_reason: Option<String>,
+    pub client_id: Option<String>,
+    pub created_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
+    pub confirmed_at: Option<DateTimeUtc>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,17 @@
+//! Schema migrations of the facilitator, shared by SQLite and PostgreSQL.
+//!
+//! Each migration is `mYYYYMMDD_HHMMSS_what.rs` with `up` and `down`. This crate never imports
+//! `entities`: a migration describes the schema as it was on its day, not as the code is now.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261123_000001_init;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261123_000001_init::Migration)]
+    }
+}

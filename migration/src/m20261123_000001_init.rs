@@ -1,0 +1,602 @@
+//! The initial schema: users and their refresh sessions, client API keys, assets, resources,
+//! the settlement ledger, and the metrics rollups.
+
+use sea_orm_migration::prelude::*;
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+#[derive(DeriveIden)]
+enum Users {
+    Table,
+    Id,
+    Email,
+    PasswordHash,
+    IsAdmin,
+    CreatedAt,
+    UpdatedAt,
+}
+
+#[derive(DeriveIden)]
+enum RefreshTokens {
+    Table,
+    Id,
+    Jti,
+    FamilyId,
+    UserId,
+    ExpiresAt,
+    UsedAt,
+    RevokedAt,
+    CreatedAt,
+}
+
+#[derive(DeriveIden)]
+enum Clients {
+    Table,
+    Id,
+    ClientId,
+    UserId,
+    Title,
+    Scope,
+    TokenHash,
+    CreatedAt,
+    ExpiresAt,
+    RevokedAt,
+    LastUsedAt,
+}
+
+#[derive(DeriveIden)]
+enum Assets {
+    Table,
+    Id,
+    Network,
+    Address,
+    Symbol,
+    Decimals,
+    Eip712Name,
+    Eip712Version,
+    Active,
+    CreatedAt,
+    UpdatedAt,
+}
+
+#[derive(DeriveIden)]
+enum Resources {
+    Table,
+    Id,
+    UserId,
+    Resource,
+    Kind,
+    X402Version,
+    Accepts,
+    Metadata,
+    CreatedAt,
+    UpdatedAt,
+}
+
+#[derive(DeriveIden)]
+enum Settlements {
+    Table,
+    Id,
+    Network,
+    Asset,
+    Payer,
+    AuthNonce,
+    PayTo,
+    Amount,
+    ValidAfter,
+    ValidBefore,
+    X402Version,
+    RequestHash,
+    PaymentId,
+    Payload,
+    Status,
+    TxHash,
+    Signer,
+    SignerNonce,
+    BlockNumber,
+    GasUsed,
+    FeeWei,
+    ErrorReason,
+    ClientId,
+    CreatedAt,
+    UpdatedAt,
+    ConfirmedAt,
+}
+
+#[derive(DeriveIden)]
+enum HttpMetricsDaily {
+    Table,
+    Id,
+    Day,
+    Method,
+    Route,
+    Status,
+    Count,
+    TotalLatencyUs,
+    MaxLatencyUs,
+}
+
+#[derive(DeriveIden)]
+enum X402MetricsDaily {
+    Table,
+    Id,
+    Day,
+    ClientId,
+    Network,
+    Asset,
+    Operation,
+    Outcome,
+    Count,
+    AmountSum,
+    GasUsedSum,
+    FeeWeiSum,
+    TotalLatencyUs,
+}
+
+fn ts(col: impl IntoIden) -> ColumnDef {
+    ColumnDef::new(col)
+        .timestamp_with_time_zone()
+        .not_null()
+        .to_owned()
+}
+
+fn ts_null(col: impl IntoIden) -> ColumnDef {
+    ColumnDef::new(col)
+        .timestamp_with_time_zone()
+        .null()
+        .to_owned()
+}
+
+fn pk(col: impl IntoIden) -> ColumnDef {
+    ColumnDef::new(col)
+        .big_integer()
+        .not_null()
+        .auto_increment()
+        .primary_key()
+        .to_owned()
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(
+            Table::create()
+                .table(Users::Table)
+                .col(pk(Users::Id))
+                .col(
+                    ColumnDef::new(Users::Email)
+                        .string_len(254)
+                        .not_null()
+                        .unique_key(),
+                )
+                .col(ColumnDef::new(Users::PasswordHash).string().not_null())
+                .col(
+                    ColumnDef::new(Users::IsAdmin)
+                        .boolean()
+                        .not_null()
+                        .default(false),
+                )
+                .col(ts(Users::CreatedAt))
+                .col(ts(Users::UpdatedAt))
+                .to_owned(),
+        )
+        .await?;
+
+        m.create_table(
+            Table::create()
+                .table(RefreshTokens::Table)
+                .col(pk(RefreshTokens::Id))
+                .col(
+                    ColumnDef::new(RefreshTokens::Jti)
+                        .string_len(64)
+                        .not_null()
+                        .unique_key(),
+                )
+                .col(
+                    ColumnDef::new(RefreshTokens::FamilyId)
+                        .string_len(64)
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(RefreshTokens::UserId)
+                        .big_integer()
+                        .not_null(),
+                )
+                .col(ts(RefreshTokens::ExpiresAt))
+                .col(ts_null(RefreshTokens::UsedAt))
+                .col(ts_null(RefreshTokens::RevokedAt))
+                .col(ts(RefreshTokens::CreatedAt))
+                .foreign_key(
+                    ForeignKey::create()
+                        .from(RefreshTokens::Table, RefreshTokens::UserId)
+                        .to(Users::Table, Users::Id)
+                        .on_delete(ForeignKeyAction::Cascade),
+                )
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("idx_refresh_tokens_family")
+                .table(RefreshTokens::Table)
+                .col(RefreshTokens::FamilyId)
+                .to_owned(),
+        )
+        .await?;
+
+        m.create_table(
+            Table::create()
+                .table(Clients::Table)
+                .col(pk(Clients::Id))
+                .col(
+                    ColumnDef::new(Clients::ClientId)
+                        .string_len(64)
+                        .not_null()
+                        .unique_key(),
+                )
+                .col(ColumnDef::new(Clients::UserId).big_integer().not_null())
+                .col(ColumnDef::new(Clients::Title).string_len(200).not_null())
+                .col(ColumnDef::new(Clients::Scope).string_len(200).not_null())
+                .col(
+                    ColumnDef::new(Clients::TokenHash)
+                        .string_len(128)
+                        .not_null(),
+                )
+                .col(ts(Clients::CreatedAt))
+                .col(ts_null(Clients::ExpiresAt))
+                .col(ts_null(Clients::RevokedAt))
+                .col(ts_null(Clients::LastUsedAt))
+                .foreign_key(
+                    ForeignKey::create()
+                        .from(Clients::Table, Clients::UserId)
+                        .to(Users::Table, Users::Id)
+                        .on_delete(ForeignKeyAction::Cascade),
+                )
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("idx_clients_user")
+                .table(Clients::Table)
+                .col(Clients::UserId)
+                .to_owned(),
+        )
+        .await?;
+
+        m.create_table(
+            Table::create()
+                .table(Assets::Table)
+                .col(pk(Assets::Id))
+                .col(ColumnDef::new(Assets::Network).string_len(64).not_null())
+                .col(ColumnDef::new(Assets::Address).string_len(42).not_null())
+                .col(ColumnDef::new(Assets::Symbol).string_len(32).not_null())
+                .col(ColumnDef::new(Assets::Decimals).small_integer().not_null())
+                .col(ColumnDef::new(Assets::Eip712Name).string_len(64).null())
+                .col(ColumnDef::new(Assets::Eip712Version).string_len(16).null())
+                .col(
+                    ColumnDef::new(Assets::Active)
+                        .boolean()
+                        .not_null()
+                        .default(true),
+                )
+                .col(ts(Assets::CreatedAt))
+                .col(ts(Assets::UpdatedAt))
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("uq_assets_network_address")
+                .table(Assets::Table)
+                .col(Assets::Network)
+                .col(Assets::Address)
+                .unique()
+                .to_owned(),
+        )
+        .await?;
+
+        m.create_table(
+            Table::create()
+                .table(Resources::Table)
+                .col(pk(Resources::Id))
+                .col(ColumnDef::new(Resources::UserId).big_integer().not_null())
+                .col(
+                    ColumnDef::new(Resources::Resource)
+                        .string_len(2048)
+                        .not_null(),
+                )
+                .col(ColumnDef::new(Resources::Kind).string_len(32).not_null())
+                .col(
+                    ColumnDef::new(Resources::X402Version)
+                        .small_integer()
+                        .not_null(),
+                )
+                .col(ColumnDef::new(Resources::Accepts).json().not_null())
+                .col(ColumnDef::new(Resources::Metadata).json().not_null())
+                .col(ts(Resources::CreatedAt))
+                .col(ts(Resources::UpdatedAt))
+                .foreign_key(
+                    ForeignKey::create()
+                        .from(Resources::Table, Resources::UserId)
+                        .to(Users::Table, Users::Id)
+                        .on_delete(ForeignKeyAction::Cascade),
+                )
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("uq_resources_user_resource")
+                .table(Resources::Table)
+                .col(Resources::UserId)
+                .col(Resources::Resource)
+                .unique()
+                .to_owned(),
+        )
+        .await?;
+
+        m.create_table(
+            Table::create()
+                .table(Settlements::Table)
+                .col(pk(Settlements::Id))
+                .col(
+                    ColumnDef::new(Settlements::Network)
+                        .string_len(64)
+                        .not_null(),
+                )
+                .col(ColumnDef::new(Settlements::Asset).string_len(42).not_null())
+                .col(ColumnDef::new(Settlements::Payer).string_len(42).not_null())
+                .col(
+                    ColumnDef::new(Settlements::AuthNonce)
+                        .string_len(66)
+                        .not_null(),
+                )
+                .col(ColumnDef::new(Settlements::PayTo).string_len(42).not_null())
+                .col(
+                    ColumnDef::new(Settlements::Amount)
+                        .string_len(80)
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(Settlements::ValidAfter)
+                        .big_integer()
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(Settlements::ValidBefore)
+                        .big_integer()
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(Settlements::X402Version)
+                        .small_integer()
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(Settlements::RequestHash)
+                        .string_len(66)
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(Settlements::PaymentId)
+                        .string_len(128)
+                        .null(),
+                )
+                .col(ColumnDef::new(Settlements::Payload).json().not_null())
+                .col(
+                    ColumnDef::new(Settlements::Status)
+                        .string_len(16)
+                        .not_null(),
+                )
+                .col(ColumnDef::new(Settlements::TxHash).string_len(66).null())
+                .col(ColumnDef::new(Settlements::Signer).string_len(42).null())
+                .col(
+                    ColumnDef::new(Settlements::SignerNonce)
+                        .big_integer()
+                        .null(),
+                )
+                .col(
+                    ColumnDef::new(Settlements::BlockNumber)
+                        .big_integer()
+                        .null(),
+                )
+                .col(ColumnDef::new(Settlements::GasUsed).big_integer().null())
+                .col(ColumnDef::new(Settlements::FeeWei).string_len(80).null())
+                .col(
+                    ColumnDef::new(Settlements::ErrorReason)
+                        .string_len(128)
+                        .null(),
+                )
+                .col(ColumnDef::new(Settlements::ClientId).string_len(64).null())
+                .col(ts(Settlements::CreatedAt))
+                .col(ts(Settlements::UpdatedAt))
+                .col(ts_null(Settlements::ConfirmedAt))
+                .to_owned(),
+        )
+        .await?;
+        // The idempotency point of settlement: one EIP-3009 authorization settles at most once.
+        m.create_index(
+            Index::create()
+                .name("uq_settlements_authorization")
+                .table(Settlements::Table)
+                .col(Settlements::Network)
+                .col(Settlements::Asset)
+                .col(Settlements::Payer)
+                .col(Settlements::AuthNonce)
+                .unique()
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("idx_settlements_tx_hash")
+                .table(Settlements::Table)
+                .col(Settlements::TxHash)
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("idx_settlements_status")
+                .table(Settlements::Table)
+                .col(Settlements::Status)
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("uq_settlements_payment_id")
+                .table(Settlements::Table)
+                .col(Settlements::PaymentId)
+                .unique()
+                .to_owned(),
+        )
+        .await?;
+
+        m.create_table(
+            Table::create()
+                .table(HttpMetricsDaily::Table)
+                .col(pk(HttpMetricsDaily::Id))
+                .col(ColumnDef::new(HttpMetricsDaily::Day).date().not_null())
+                .col(
+                    ColumnDef::new(HttpMetricsDaily::Method)
+                        .string_len(16)
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(HttpMetricsDaily::Route)
+                        .string_len(200)
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(HttpMetricsDaily::Status)
+                        .small_integer()
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(HttpMetricsDaily::Count)
+                        .big_integer()
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(HttpMetricsDaily::TotalLatencyUs)
+                        .big_integer()
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(HttpMetricsDaily::MaxLatencyUs)
+                        .big_integer()
+                        .not_null(),
+                )
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("uq_http_metrics_daily_key")
+                .table(HttpMetricsDaily::Table)
+                .col(HttpMetricsDaily::Day)
+                .col(HttpMetricsDaily::Method)
+                .col(HttpMetricsDaily::Route)
+                .col(HttpMetricsDaily::Status)
+                .unique()
+                .to_owned(),
+        )
+        .await?;
+
+        // Sums of token amounts and wei fees outgrow 64 bits, so they are decimal strings that
+        // the MetricsActor (their only writer) adds exactly.
+        m.create_table(
+            Table::create()
+                .table(X402MetricsDaily::Table)
+                .col(pk(X402MetricsDaily::Id))
+                .col(ColumnDef::new(X402MetricsDaily::Day).date().not_null())
+                .col(
+                    ColumnDef::new(X402MetricsDaily::ClientId)
+                        .string_len(64)
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(X402MetricsDaily::Network)
+                        .string_len(64)
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(X402MetricsDaily::Asset)
+                        .string_len(42)
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(X402MetricsDaily::Operation)
+                        .string_len(16)
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(X402MetricsDaily::Outcome)
+                        .string_len(128)
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(X402MetricsDaily::Count)
+                        .big_integer()
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(X402MetricsDaily::AmountSum)
+                        .string_len(80)
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(X402MetricsDaily::GasUsedSum)
+                        .big_integer()
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(X402MetricsDaily::FeeWeiSum)
+                        .string_len(80)
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(X402MetricsDaily::TotalLatencyUs)
+                        .big_integer()
+                        .not_null(),
+                )
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("uq_x402_metrics_daily_key")
+                .table(X402MetricsDaily::Table)
+                .col(X402MetricsDaily::Day)
+                .col(X402MetricsDaily::ClientId)
+                .col(X402MetricsDaily::Network)
+                .col(X402MetricsDaily::Asset)
+                .col(X402MetricsDaily::Operation)
+                .col(X402MetricsDaily::Outcome)
+                .unique()
+                .to_owned(),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        for table in [
+            X402MetricsDaily::Table.into_iden(),
+            HttpMetricsDaily::Table.into_iden(),
+            Settlements::Table.into_iden(),
+            Resources::Table.into_iden(),
+            Assets::Table.into_iden(),
+            Clients::Table.into_iden(),
+            RefreshTokens::Table.into_iden(),
+            Users::Table.into_iden(),
+        ] {
+            m.drop_table(Table::drop().table(table).if_exists().to_owned())
+                .await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Install the npm tooling in tools/ (anvil, Circle's USDC artifacts, the official x402 clients)
+# from the committed lockfile. Idempotent: does nothing when node_modules is newer than the lock.
+set -euo pipefail
+cd "$(dirname "$0")/../tools"
+marker=node_modules/.package-lock.json
+if [ ! -f "$marker" ] || [ package-lock.json -nt "$marker" ]; then
+  echo "installing tools/ (npm ci)"
+  # --ignore-scripts: nothing here needs an install script (anvil ships as a plain binary).
+  npm ci --no-audit --no-fund --ignore-scripts
+fi
+anvil=node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
+[ -x "$anvil" ] || { echo "anvil missing at tools/$anvil" >&2; exit 1; }
+echo "anvil: tools/$anvil ($("$anvil" --version | head -1))"

@@ -1,0 +1,342 @@
+//! Configuration: `config.yaml` for non-secret defaults, overlaid by `APP__SECTION__KEY`
+//! environment variables (figment). Secrets are typed as `SecretString` so they can't be
+//! printed by accident, and have no usable default: development mode generates ephemeral ones
+//! and says so; production mode refuses to start without them.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Yaml};
+use figment::Figment;
+use rand::RngCore;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    #[default]
+    Development,
+    Production,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    #[serde(default)]
+    pub environment: Environment,
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub auth: AuthSettings,
+    #[serde(default)]
+    pub log: LogSettings,
+    /// Keyed by network id with `_` for `-` (`base_sepolia`), so that the key can be set from
+    /// the environment: `APP__NETWORKS__BASE_SEPOLIA__RPC_URL`.
+    #[serde(default)]
+    pub networks: BTreeMap<String, NetworkSettings>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServerSettings {
+    pub host: String,
+    pub port: u16,
+    /// 0 = one worker per core.
+    #[serde(default)]
+    pub workers: usize,
+    #[serde(default = "default_body_limit")]
+    pub body_limit_bytes: usize,
+}
+
+fn default_body_limit() -> usize {
+    64 * 1024
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DatabaseSettings {
+    /// `sqlite://path?mode=rwc` or `postgres://user@host/db`. May hold a password, so it is a
+    /// secret for logging purposes.
+    pub url: SecretString,
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+}
+
+fn default_max_connections() -> u32 {
+    16
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuthSettings {
+    pub jwt_secret: Option<SecretString>,
+    pub admin_token: Option<SecretString>,
+    pub client_token_key: Option<SecretString>,
+    #[serde(default = "default_access_ttl")]
+    pub access_token_ttl_secs: u64,
+    #[serde(default = "default_refresh_ttl")]
+    pub refresh_token_ttl_secs: u64,
+    #[serde(default = "default_min_password")]
+    pub min_password_length: usize,
+}
+
+fn default_access_ttl() -> u64 {
+    900
+}
+fn default_refresh_ttl() -> u64 {
+    30 * 24 * 3600
+}
+fn default_min_password() -> usize {
+    10
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+pub struct LogSettings {
+    /// `pretty` (default) or `json`.
+    #[serde(default)]
+    pub format: LogFormat,
+    /// An `EnvFilter` directive; `RUST_LOG` wins when set.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+}
+
+fn default_log_level() -> String {
+    "info".into()
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Pretty,
+    Json,
+}
+
+/// One network. Disabled until an RPC URL is configured.
+#[derive(Debug, Clone, Deserialize, Default)]
+pub struct NetworkSettings {
+    /// May embed a provider API key: secret.
+    pub rpc_url: Option<SecretString>,
+    /// Name of the environment variable holding this network's signer keys (comma-separated
+    /// 0x-hex private keys). Keys never live in this file.
+    pub signer_keys_env: Option<String>,
+    /// A file holding signer keys, one per line.
+    pub signer_keys_file: Option<PathBuf>,
+    /// Extra assets besides the network's USDC.
+    #[serde(default)]
+    pub assets: Vec<AssetSettings>,
+    /// Overrides of the well-known chain id / USDC for chains that stand in for a network
+    /// (a local anvil playing `base-sepolia`).
+    pub usdc_address: Option<String>,
+    pub max_fee_per_gas_gwei: Option<f64>,
+    pub gas_limit: Option<u64>,
+    pub receipt_timeout_secs: Option<u64>,
+    /// Replace a settlement transaction still unmined after this long (same nonce, +12.5% fees).
+    pub replace_after_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AssetSettings {
+    pub address: String,
+    pub symbol: String,
+    pub decimals: u8,
+    pub eip712_name: Option<String>,
+    pub eip712_version: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("network {network}: {message}")]
+    Signers { network: String, message: String },
+    #[error("cannot read configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error(
+        "{var} must be set when APP__ENVIRONMENT=production (it is a secret and has no default)"
+    )]
+    MissingSecret { var: &'static str },
+    #[error("{var} is too short: use at least {min} characters")]
+    WeakSecret { var: &'static str, min: usize },
+    #[error("unknown network `{0}` in config (see the networks table in the README)")]
+    UnknownNetwork(String),
+}
+
+/// The secrets the server runs with, resolved (given or generated).
+#[derive(Clone)]
+pub struct Secrets {
+    pub jwt_secret: SecretString,
+    pub admin_token: SecretString,
+    pub client_token_key: SecretString,
+    /// Names of the secrets that were generated for this process only.
+    pub generated: Vec<&'static str>,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Secrets")
+            .field("generated", &self.generated)
+            .finish_non_exhaustive()
+    }
+}
+
+const MIN_SECRET_LEN: usize = 32;
+
+impl Settings {
+    /// Load `path` (if it exists) and overlay `APP__*` environment variables.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        Self::figment(path)
+            .extract()
+            .map_err(|e| Box::new(e).into())
+    }
+
+    pub fn figment(path: &Path) -> Figment {
+        Figment::new()
+            .merge(Yaml::string(DEFAULTS))
+            .merge(Yaml::file(path))
+            .merge(Env::prefixed("APP__").split("__"))
+    }
+
+    /// Resolve secrets: given ones are checked, missing ones generated in development and fatal
+    /// in production.
+    pub fn resolve_secrets(&self) -> Result<Secrets, ConfigError> {
+        let mut generated = Vec::new();
+        let mut resolve = |given: &Option<SecretString>, var: &'static str| match given {
+            Some(s) if s.expose_secret().len() < MIN_SECRET_LEN => Err(ConfigError::WeakSecret {
+                var,
+                min: MIN_SECRET_LEN,
+            }),
+            Some(s) => Ok(s.clone()),
+            None if self.environment == Environment::Production => {
+                Err(ConfigError::MissingSecret { var })
+            }
+            None => {
+                generated.push(var);
+                Ok(random_secret())
+            }
+        };
+        let jwt_secret = resolve(&self.auth.jwt_secret, "APP__AUTH__JWT_SECRET")?;
+        let admin_token = resolve(&self.auth.admin_token, "APP__AUTH__ADMIN_TOKEN")?;
+        let client_token_key = resolve(&self.auth.client_token_key, "APP__AUTH__CLIENT_TOKEN_KEY")?;
+        Ok(Secrets {
+            jwt_secret,
+            admin_token,
+            client_token_key,
+            generated,
+        })
+    }
+
+    pub fn database_url(&self) -> &str {
+        self.database.url.expose_secret()
+    }
+}
+
+impl NetworkSettings {
+    /// The network's signer keys, from the environment variable named by `signer_keys_env`
+    /// and/or the file `signer_keys_file`. Errors never echo key material.
+    pub fn signer_keys(&self, network: &str) -> Result<Option<SecretString>, ConfigError> {
+        let mut raw = String::new();
+        if let Some(var) = &self.signer_keys_env {
+            if let Ok(v) = std::env::var(var) {
+                raw.push_str(&v);
+                raw.push('\n');
+            }
+        }
+        if let Some(path) = &self.signer_keys_file {
+            let content = std::fs::read_to_string(path).map_err(|e| ConfigError::Signers {
+                network: network.to_owned(),
+                message: format!("cannot read signer_keys_file {}: {e}", path.display()),
+            })?;
+            raw.push_str(&content);
+        }
+        Ok((!raw.trim().is_empty()).then(|| SecretString::from(raw)))
+    }
+}
+
+/// 32 random bytes, hex: used for generated development secrets.
+pub fn random_secret() -> SecretString {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    SecretString::from(hex)
+}
+
+/// Built-in defaults so that a missing key in `config.yaml` is never a start-up failure.
+const DEFAULTS: &str = r#"
+environment: development
+server:
+  host: 127.0.0.1
+  port: 8080
+  workers: 0
+  body_limit_bytes: 65536
+database:
+  url: "sqlite://x402-facilitator.sqlite?mode=rwc"
+  max_connections: 16
+auth:
+  access_token_ttl_secs: 900
+  refresh_token_ttl_secs: 2592000
+  min_password_length: 10
+log:
+  format: pretty
+  level: info
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::providers::Serialized;
+
+    fn settings(extra: serde_json::Value) -> Settings {
+        Settings::figment(Path::new("/nonexistent.yaml"))
+            .merge(Serialized::defaults(extra))
+            .extract()
+            .unwrap()
+    }
+
+    #[test]
+    fn production_without_a_secret_names_the_variable() {
+        let s = settings(serde_json::json!({
+            "environment": "production",
+            "auth": { "jwt_secret": "j".repeat(32), "admin_token": "a".repeat(32) },
+        }));
+        let err = s.resolve_secrets().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "APP__AUTH__CLIENT_TOKEN_KEY must be set when APP__ENVIRONMENT=production (it is a secret and has no default)"
+        );
+    }
+
+    #[test]
+    fn development_generates_missing_secrets_and_says_which() {
+        let s = settings(serde_json::json!({ "auth": { "admin_token": "a".repeat(40) } }));
+        let secrets = s.resolve_secrets().unwrap();
+        assert_eq!(
+            secrets.generated,
+            ["APP__AUTH__JWT_SECRET", "APP__AUTH__CLIENT_TOKEN_KEY"]
+        );
+        assert_eq!(secrets.admin_token.expose_secret(), "a".repeat(40));
+        assert_eq!(secrets.jwt_secret.expose_secret().len(), 64);
+        assert!(
+            !format!("{secrets:?}").contains(&"a".repeat(40)),
+            "Debug hides secrets"
+        );
+    }
+
+    #[test]
+    fn short_secrets_are_refused() {
+        let s = settings(serde_json::json!({ "auth": { "jwt_secret": "short" } }));
+        assert!(matches!(
+            s.resolve_secrets(),
+            Err(ConfigError::WeakSecret {
+                var: "APP__AUTH__JWT_SECRET",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn the_shipped_config_parses_and_serves_no_network_without_rpc() {
+        let s = Settings::load(Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/config.yaml"
+        )))
+        .unwrap();
+        assert_eq!(s.networks.len(), 12);
+        assert!(s.networks.values().all(|n| n.rpc_url.is_none()));
+        assert!(s.auth.jwt_secret.is_none() && s.auth.admin_token.is_none());
+    }
+}

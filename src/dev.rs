@@ -1,0 +1,139 @@
+//! `x402-facilitator dev`: the whole thing on one machine, for trying it and for the official
+//! clients' end-to-end tests. Starts a local anvil standing in for `base-sepolia`
+//! (chain id 84532), deploys Circle's real USDC (FiatTokenV2_2, EIP-712 name "USDC", version
+//! "2"), funds demo payers, serves on a fresh SQLite file with a dev user and client key, and
+//! writes everything a client needs to `--state-file`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use devnet::{Devnet, DevnetOptions};
+use figment::providers::Serialized;
+use secrecy::ExposeSecret;
+use serde_json::json;
+
+use crate::config::Settings;
+use crate::startup::{Application, BuildOptions};
+
+pub const DEV_EMAIL: &str = "dev@x402.local";
+pub const DEV_PASSWORD: &str = "dev-password-not-secret";
+
+pub struct DevOptions {
+    pub config: PathBuf,
+    pub state_file: Option<PathBuf>,
+}
+
+pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
+    let devnet = Devnet::start(DevnetOptions {
+        block_time: Some(1),
+        ..DevnetOptions::default()
+    })
+    .await
+    .context("cannot start the local chain (run scripts/install-tools.sh first)")?;
+    let result = serve(&devnet, opts).await;
+    devnet.stop().await;
+    result
+}
+
+async fn serve(devnet: &Devnet, opts: DevOptions) -> anyhow::Result<()> {
+    // A fresh database per run: the chain is fresh too, and an old ledger would not match it.
+    let dir = tempfile::tempdir().context("temp dir")?;
+    let db_path = dir.path().join("dev.sqlite");
+    let mut networks = serde_json::Map::new();
+    networks.insert(
+        "base_sepolia".into(),
+        json!({ "rpc_url": devnet.rpc_url, "usdc_address": devnet.usdc.to_checksum(None), "receipt_timeout_secs": 20 }),
+    );
+    let settings: Settings = Settings::figment(&opts.config)
+        .merge(Serialized::defaults(json!({
+            "database": { "url": format!("sqlite://{}?mode=rwc", db_path.display()) },
+        })))
+        .extract()
+        .context("configuration")?;
+    // Only the local chain is served in dev mode.
+    let mut settings = settings;
+    settings.networks.retain(|k, _| k == "base_sepolia");
+    let base = settings.networks.entry("base_sepolia".into()).or_default();
+    base.rpc_url = Some(devnet.rpc_url.clone().into());
+    base.usdc_address = Some(devnet.usdc.to_checksum(None));
+
+    let mut options = BuildOptions::default();
+    options
+        .signer_keys
+        .insert("base-sepolia".into(), devnet.facilitator_keys.clone());
+    let app = Application::build_with(settings, options).await?;
+    let state = app.state();
+    let user = state.auth.signup(DEV_EMAIL, DEV_PASSWORD, true).await?;
+    let client = state
+        .auth
+        .create_client(
+            &facilitator_actors::auth::AuthUser {
+                id: user.id,
+                is_admin: true,
+            },
+            "dev",
+            None,
+            None,
+        )
+        .await?;
+    let facilitator_url = format!("http://127.0.0.1:{}/api/v1", app.port());
+    let payer_keys: Vec<String> = devnet
+        .payers
+        .iter()
+        .map(|p| format!("0x{}", alloy::hex::encode(p.to_bytes())))
+        .collect();
+    let dev_state = json!({
+        "facilitatorUrl": facilitator_url,
+        "clientId": client.view.client_id,
+        "clientToken": client.token.expose_secret(),
+        "adminToken": state.admin_token.expose_secret(),
+        "network": "base-sepolia",
+        "caip2": "eip155:84532",
+        "chainId": devnet.chain_id,
+        "rpcUrl": devnet.rpc_url,
+        "asset": devnet.usdc.to_checksum(None),
+        "payerPrivateKeys": payer_keys,
+        "payers": devnet.payers.iter().map(|p| p.address().to_checksum(None)).collect::<Vec<_>>(),
+        "devUser": { "email": DEV_EMAIL, "password": DEV_PASSWORD },
+    });
+    if let Some(path) = &opts.state_file {
+        write_private(path, &serde_json::to_vec_pretty(&dev_state)?)?;
+    }
+    println!(
+        "\nx402 facilitator (dev) ready\n  facilitator: {facilitator_url}\n  chain:       {} (chain id {}, served as base-sepolia / eip155:84532)\n  USDC:        {}\n  client key:  X-Client-ID: {}\n{}",
+        devnet.rpc_url,
+        devnet.chain_id,
+        devnet.usdc,
+        client.view.client_id,
+        match &opts.state_file {
+            Some(p) => format!(
+                "  state file:  {} (client token, admin token, payer keys)\n\nPay through it with the official x402 clients:\n  node tools/examples/pay.mjs {}\n",
+                p.display(),
+                p.display()
+            ),
+            None => "\nRun with --state-file dev-state.json to get the client token and payer keys.\n".into(),
+        }
+    );
+    app.run_until_stopped().await?;
+    Ok(())
+}
+
+/// Write a file only its owner can read (it holds tokens and keys).
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut open = std::fs::OpenOptions::new();
+    open.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    open.mode(0o600);
+    let mut f = open
+        .open(&tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    // Appear at once, complete: readers poll for this file.
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}

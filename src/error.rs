@@ -1,0 +1,122 @@
+//! The one API error type and its envelope `{"code","message","details"}` (API reference,
+//! "Error Codes"). Every failure of every route ends here; `details` never carries internals
+//! (SQL, stack traces, RPC errors): those go to the log with the request id.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use facilitator_actors::error::ServiceError;
+use serde::Serialize;
+
+/// The seed's error codes, plus the few a production REST API needs besides them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorCode {
+    InvalidRequest,
+    InvalidPayload,
+    VerificationFailed,
+    SettlementFailed,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    MethodNotAllowed,
+    Conflict,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    ServiceUnavailable,
+    InternalError,
+}
+
+impl ErrorCode {
+    pub fn status(self) -> StatusCode {
+        match self {
+            ErrorCode::InvalidRequest | ErrorCode::InvalidPayload => StatusCode::BAD_REQUEST,
+            ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+            ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::Conflict => StatusCode::CONFLICT,
+            ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::VerificationFailed
+            | ErrorCode::SettlementFailed
+            | ErrorCode::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+    pub details: String,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>, details: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            details: details.into(),
+        }
+    }
+
+    pub fn invalid_request(details: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidRequest, "Invalid request format", details)
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Unauthorized, message, "")
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::NotFound, message, "")
+    }
+
+    pub fn internal() -> Self {
+        Self::new(ErrorCode::InternalError, "Internal server error", "")
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}: {}", self.code, self.message)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.code.status()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status_code()).json(self)
+    }
+}
+
+/// Service errors map to the wire in one exhaustive match: a new variant does not compile
+/// until someone chooses its code.
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::InvalidInput(details) => ApiError::invalid_request(details),
+            ServiceError::InvalidCredentials => ApiError::unauthorized("Invalid email or password"),
+            ServiceError::InvalidSession(details) => {
+                ApiError::new(ErrorCode::Unauthorized, "invalid session token", details)
+            }
+            ServiceError::Unauthorized(message) => ApiError::unauthorized(message),
+            ServiceError::Forbidden(message) => ApiError::new(ErrorCode::Forbidden, message, ""),
+            ServiceError::NotFound(what) => ApiError::not_found(format!("{what} not found")),
+            ServiceError::Conflict(message) => ApiError::new(ErrorCode::Conflict, message, ""),
+            ServiceError::Unavailable(message) => {
+                ApiError::new(ErrorCode::ServiceUnavailable, message, "")
+            }
+            ServiceError::Internal(cause) => {
+                tracing::error!(error = %cause, "internal error");
+                ApiError::internal()
+            }
+        }
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

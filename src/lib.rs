@@ -1,0 +1,16 @@
+//! x402-facilitator: verifies and settles x402 payments (EIP-3009 stablecoin authorizations)
+//! on many EVM networks, and runs the control plane around that (users, client API keys,
+//! a registry of paid resources, metrics, admin).
+//!
+//! A request flows: `startup` builds the actors and the actix-web server; a handler in
+//! `routes` parses the request into domain types (extractors in `auth` check credentials), sends
+//! a message to an actor through its handle (`facilitator_actors`), and maps the reply to the
+//! wire: `{"data": ...}` on success, `error::ApiError` otherwise.
+
+pub mod auth;
+pub mod config;
+pub mod dev;
+pub mod error;
+pub mod routes;
+pub mod startup;
+pub mod telemetry;

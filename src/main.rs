@@ -1,0 +1,60 @@
+//! The `x402-facilitator` binary: `serve` (default), `migrate`, `dev`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use x402_facilitator::config::Settings;
+use x402_facilitator::startup::{connect_and_migrate, Application};
+use x402_facilitator::telemetry;
+
+#[derive(Parser)]
+#[command(name = "x402-facilitator", version, about = "x402 payment facilitator")]
+struct Cli {
+    /// Configuration file (YAML); APP__SECTION__KEY environment variables override it.
+    #[arg(long, global = true, default_value = "config.yaml")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API (the default).
+    Serve,
+    /// Run database migrations and exit.
+    Migrate,
+    /// Local demo: anvil + real USDC + a dev user and client key, served on a fresh SQLite.
+    Dev {
+        /// Write facilitator URL, client key, admin token and payer keys here once ready.
+        #[arg(long)]
+        state_file: Option<PathBuf>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let settings = Settings::load(&cli.config)?;
+    telemetry::init(&settings.log);
+    actix_web::rt::System::new().block_on(async move {
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::Serve => {
+                Application::build(settings)
+                    .await?
+                    .run_until_stopped()
+                    .await?
+            }
+            Command::Dev { state_file } => {
+                x402_facilitator::dev::run(x402_facilitator::dev::DevOptions {
+                    config: cli.config,
+                    state_file,
+                })
+                .await?
+            }
+            Command::Migrate => {
+                connect_and_migrate(&settings).await?;
+                tracing::info!("migrations applied");
+            }
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,94 @@
+//! Operator endpoints under `/admin`, authenticated by the static admin token.
+
+use actix_web::{web, HttpResponse};
+use alloy_primitives::Address;
+use facilitator_actors::registry::NewAsset;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::PageQuery;
+use crate::auth::Admin;
+use crate::error::{ApiError, ApiResult};
+use crate::startup::AppState;
+
+#[derive(Deserialize)]
+pub struct NewUserBody {
+    pub email: String,
+    pub password: String,
+    #[serde(default)]
+    pub is_admin: bool,
+}
+
+pub async fn create_user(
+    state: web::Data<AppState>,
+    _: Admin,
+    body: web::Json<NewUserBody>,
+) -> ApiResult<HttpResponse> {
+    let user = state
+        .auth
+        .signup(&body.email, &body.password, body.is_admin)
+        .await?;
+    Ok(super::created(
+        json!({ "message": "User created", "user": user }),
+    ))
+}
+
+pub async fn list_users(
+    state: web::Data<AppState>,
+    _: Admin,
+    query: web::Query<PageQuery>,
+) -> ApiResult<HttpResponse> {
+    let (offset, limit) = query.resolve(100, 1000)?;
+    Ok(super::data(state.auth.list_users(offset, limit).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewAssetBody {
+    pub network: String,
+    pub asset: String,
+    pub symbol: String,
+    pub decimals: u8,
+    #[serde(default = "yes")]
+    pub active: bool,
+    #[serde(alias = "eip712_name")]
+    pub eip712_name: Option<String>,
+    #[serde(alias = "eip712_version")]
+    pub eip712_version: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+pub async fn register_asset(
+    state: web::Data<AppState>,
+    _: Admin,
+    body: web::Json<NewAssetBody>,
+) -> ApiResult<HttpResponse> {
+    let body = body.into_inner();
+    let network = x402::network::parse_network(&body.network).ok_or_else(|| {
+        ApiError::new(
+            crate::error::ErrorCode::InvalidRequest,
+            "unsupported network",
+            "",
+        )
+    })?;
+    let address: Address = body
+        .asset
+        .parse()
+        .map_err(|_| ApiError::invalid_request("asset must be a 0x-prefixed 20-byte address"))?;
+    let view = state
+        .registry
+        .register_asset(NewAsset {
+            network: network.v1_name.to_owned(),
+            address,
+            symbol: body.symbol,
+            decimals: body.decimals,
+            eip712_name: body.eip712_name,
+            eip712_version: body.eip712_version,
+            active: body.active,
+        })
+        .await?;
+    Ok(super::created(view))
+}

@@ -1,0 +1,154 @@
+//! The x402 core endpoints, authenticated by client key: `/supported`, `/verify`, `/settle`,
+//! and `/settlements/{tx}` to resolve a settlement that answered `settlement_pending`.
+//!
+//! Protocol outcomes (`isValid: false`, `success: false`) are HTTP 200 with the reason, as the
+//! x402 reference facilitator answers; 400 only for a body that cannot be read as a payment.
+
+use actix_web::{web, HttpResponse};
+use alloy_primitives::B256;
+use facilitator_actors::facilitator::{SettleAnswer, VerifyAnswer};
+use serde_json::{json, Value};
+use x402::proto::{parse_facilitator_request, PaymentRequest, RequestError};
+use x402::Reason;
+
+use super::networks::supported_body;
+use crate::auth::Client;
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::startup::AppState;
+
+/// Same body as `/networks`, behind client auth: any active key may ask (it is how a merchant
+/// checks that its key works), whatever its scope.
+pub async fn supported(state: web::Data<AppState>, _: Client) -> HttpResponse {
+    HttpResponse::Ok().json(supported_body(&state.registry))
+}
+
+/// A payment request, or the protocol's "no" for a well-formed body it cannot take
+/// (an unsupported `x402Version`), or a 400 for a malformed one.
+fn parse(body: &Value) -> ApiResult<Result<PaymentRequest, Reason>> {
+    match parse_facilitator_request(body) {
+        Ok(req) => Ok(Ok(req)),
+        Err(RequestError::Unsupported(reason)) => Ok(Err(reason)),
+        Err(RequestError::Malformed(details)) => Err(ApiError::invalid_request(details)),
+        Err(RequestError::BadPayload(details)) => Err(ApiError::new(
+            ErrorCode::InvalidPayload,
+            "Invalid payment payload",
+            details,
+        )),
+    }
+}
+
+fn verify_body(a: &VerifyAnswer) -> Value {
+    let mut body = json!({
+        "isValid": a.is_valid,
+        "invalidReason": a.invalid_reason.map(|r| r.as_str()).unwrap_or(""),
+        "payer": a.payer.map(|p| p.to_checksum(None)).unwrap_or_default(),
+        "timestamp": chrono::Utc::now().timestamp(),
+        "cachedResult": a.cached,
+    });
+    if let Some(r) = a.invalid_reason {
+        body["invalidMessage"] = json!(r.message());
+    }
+    body
+}
+
+fn settle_body(network: &str, a: &SettleAnswer) -> Value {
+    let mut body = json!({
+        "success": a.success,
+        "transaction": a.transaction.map(|h| h.to_string()).unwrap_or_default(),
+        "errorReason": a.error_reason.map(|r| r.as_str()).unwrap_or(""),
+        "network": network,
+        "payer": a.payer.map(|p| p.to_checksum(None)).unwrap_or_default(),
+        "blockNumber": a.block_number.unwrap_or(0),
+        "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "amount": a.amount.to_string(),
+    });
+    if let Some(r) = a.error_reason {
+        body["errorMessage"] = json!(r.message());
+    }
+    body
+}
+
+pub async fn verify(
+    state: web::Data<AppState>,
+    client: Client,
+    body: web::Json<Value>,
+) -> ApiResult<HttpResponse> {
+    client.require("verify")?;
+    let req = match parse(&body)? {
+        Ok(req) => req,
+        Err(reason) => {
+            return Ok(HttpResponse::Ok().json(verify_body(&VerifyAnswer::rejected(reason))))
+        }
+    };
+    let answer = state.facilitator.verify(&req).await.map_err(|e| {
+        tracing::error!(error = %e, "verify failed");
+        ApiError::new(
+            ErrorCode::VerificationFailed,
+            "Payment verification failed",
+            "",
+        )
+    })?;
+    Ok(HttpResponse::Ok().json(verify_body(&answer)))
+}
+
+pub async fn settle(
+    state: web::Data<AppState>,
+    client: Client,
+    body: web::Json<Value>,
+) -> ApiResult<HttpResponse> {
+    client.require("settle")?;
+    let req = match parse(&body)? {
+        Ok(req) => req,
+        Err(reason) => {
+            let network = body["paymentRequirements"]["network"]
+                .as_str()
+                .unwrap_or_default();
+            return Ok(
+                HttpResponse::Ok().json(settle_body(network, &SettleAnswer::rejected(reason)))
+            );
+        }
+    };
+    let answer = state
+        .facilitator
+        .settle(&req, Some(&client.0.client_id))
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "settle failed");
+            ApiError::new(ErrorCode::SettlementFailed, "Payment settlement failed", "")
+        })?;
+    Ok(HttpResponse::Ok().json(settle_body(&req.network, &answer)))
+}
+
+pub async fn settlement(
+    state: web::Data<AppState>,
+    client: Client,
+    tx: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let hash: B256 = tx.parse().map_err(|_| {
+        ApiError::new(
+            ErrorCode::InvalidRequest,
+            "Invalid path parameter",
+            "expected a 0x-prefixed 32-byte transaction hash",
+        )
+    })?;
+    let row = state
+        .facilitator
+        .settlement_by_tx(hash, &client.0.client_id)
+        .await?;
+    Ok(super::data(json!({
+        "transaction": row.tx_hash,
+        "status": row.status,
+        "success": row.status == "confirmed",
+        "errorReason": row.error_reason.unwrap_or_default(),
+        "network": row.network,
+        "asset": row.asset,
+        "payer": row.payer,
+        "payTo": row.pay_to,
+        "amount": row.amount,
+        "nonce": row.auth_nonce,
+        "blockNumber": row.block_number.unwrap_or(0),
+        "gasUsed": row.gas_used,
+        "createdAt": row.created_at,
+        "confirmedAt": row.confirmed_at,
+    })))
+}

@@ -1,0 +1,436 @@
+//! Builds the application: database (connect + migrate), secrets, actors, and the actix-web
+//! server bound to its own listener (port 0 in tests; the real port is reported).
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use actix::Actor as _;
+use actix_web::dev::{Server, ServerHandle, ServiceResponse};
+use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::http::header;
+use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
+use actix_web::{web, App, HttpRequest, HttpServer};
+use alloy::providers::RootProvider;
+use alloy::signers::local::PrivateKeySigner;
+use alloy_primitives::Address;
+use anyhow::Context as _;
+use facilitator_actors::auth::{AuthConfig, AuthHandle};
+use facilitator_actors::facilitator::{
+    system_clock, Clock, Facilitator, FacilitatorConfig, NetworkRuntime,
+};
+use facilitator_actors::registry::{ChainStatus, NetworkEntry, NewAsset, RegistryHandle};
+use facilitator_actors::settlement::{
+    parse_signer_keys, FeePolicy, ReceiptWatcher, SettlementActor, SettlementRouter,
+};
+use migration::MigratorTrait;
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
+use secrecy::{ExposeSecret, SecretString};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::config::{ConfigError, NetworkSettings, Settings};
+use crate::error::{ApiError, ErrorCode};
+
+/// What every handler can reach.
+pub struct AppState {
+    pub db: DatabaseConnection,
+    pub auth: AuthHandle,
+    pub registry: RegistryHandle,
+    pub facilitator: Facilitator,
+    pub admin_token: SecretString,
+    pub started: Instant,
+}
+
+pub struct Application {
+    port: u16,
+    host: String,
+    server: Server,
+    state: web::Data<AppState>,
+}
+
+/// Connect to the configured database and bring its schema up to date.
+pub async fn connect_and_migrate(settings: &Settings) -> anyhow::Result<DatabaseConnection> {
+    let url = settings.database_url();
+    if let Some(path) = sqlite_file(url) {
+        if let Some(dir) = std::path::Path::new(path).parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create the directory of {path}"))?;
+            }
+        }
+    }
+    let mut options = ConnectOptions::new(url.to_owned());
+    options
+        .max_connections(settings.database.max_connections)
+        .min_connections(1)
+        .connect_timeout(Duration::from_secs(10))
+        .acquire_timeout(Duration::from_secs(10))
+        .sqlx_logging(false);
+    let db = Database::connect(options)
+        .await
+        .context("cannot connect to the database (check APP__DATABASE__URL)")?;
+    if db.get_database_backend() == sea_orm::DatabaseBackend::Sqlite {
+        // WAL lets readers run beside the writer; the busy timeout queues writers instead of
+        // failing them with "database is locked".
+        db.execute_unprepared("PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON;")
+            .await?;
+    }
+    migration::Migrator::up(&db, None)
+        .await
+        .context("database migration failed")?;
+    Ok(db)
+}
+
+fn sqlite_file(url: &str) -> Option<&str> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next()?;
+    (!path.is_empty() && path != ":memory:").then_some(path)
+}
+
+/// Served networks with their settings, and the assets they accept by default.
+type ServedNetworks = (Vec<(NetworkEntry, NetworkSettings)>, Vec<NewAsset>);
+
+/// Networks with an RPC URL, and the assets they accept by default (their USDC + configured).
+fn served_networks(settings: &Settings) -> Result<ServedNetworks, ConfigError> {
+    let mut networks = Vec::new();
+    let mut assets = Vec::new();
+    for (key, ns) in &settings.networks {
+        let v1 = key.replace('_', "-");
+        let info = x402::network::by_v1_name(&v1)
+            .ok_or_else(|| ConfigError::UnknownNetwork(key.clone()))?;
+        if ns.rpc_url.is_none() {
+            continue;
+        }
+        let usdc: Address = match &ns.usdc_address {
+            Some(a) => a
+                .parse()
+                .map_err(|_| ConfigError::UnknownNetwork(format!("{key}: bad usdc_address")))?,
+            None => info.usdc,
+        };
+        assets.push(NewAsset {
+            network: info.v1_name.to_owned(),
+            address: usdc,
+            symbol: "USDC".into(),
+            decimals: 6,
+            eip712_name: Some(info.usdc_name.to_owned()),
+            eip712_version: Some(info.usdc_version.to_owned()),
+            active: true,
+        });
+        for a in &ns.assets {
+            let address: Address = a.address.parse().map_err(|_| {
+                ConfigError::UnknownNetwork(format!("{key}: bad asset address {}", a.address))
+            })?;
+            assets.push(NewAsset {
+                network: info.v1_name.to_owned(),
+                address,
+                symbol: a.symbol.clone(),
+                decimals: a.decimals,
+                eip712_name: a.eip712_name.clone(),
+                eip712_version: a.eip712_version.clone(),
+                active: true,
+            });
+        }
+        networks.push((
+            NetworkEntry {
+                info,
+                usdc,
+                signers: Vec::new(),
+            },
+            ns.clone(),
+        ));
+    }
+    Ok((networks, assets))
+}
+
+/// What a caller can set besides the configuration: the dev command and tests hand signer keys
+/// over directly, and tests may move the clock.
+#[derive(Default)]
+pub struct BuildOptions {
+    /// Signer keys per v1 network name; wins over the environment/file.
+    pub signer_keys: HashMap<String, Vec<PrivateKeySigner>>,
+    pub clock: Option<Clock>,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_with(settings, BuildOptions::default()).await
+    }
+
+    pub async fn build_with(settings: Settings, mut options: BuildOptions) -> anyhow::Result<Self> {
+        let secrets = settings.resolve_secrets()?;
+        if !secrets.generated.is_empty() {
+            tracing::warn!(
+                "DEVELOPMENT MODE: generated ephemeral secrets for {} — tokens and client keys \
+                 will not survive a restart. Set them (and APP__ENVIRONMENT=production) for real use.",
+                secrets.generated.join(", ")
+            );
+        }
+        let db = connect_and_migrate(&settings).await?;
+        let (networks, assets) = served_networks(&settings)?;
+        let auth = AuthHandle::start(
+            db.clone(),
+            AuthConfig {
+                jwt_secret: secrets.jwt_secret.clone(),
+                client_token_key: secrets.client_token_key.clone(),
+                access_ttl: Duration::from_secs(settings.auth.access_token_ttl_secs),
+                refresh_ttl: Duration::from_secs(settings.auth.refresh_token_ttl_secs),
+                min_password_length: settings.auth.min_password_length,
+            },
+        )
+        .await?;
+        // Signers and their settlement actors, per network.
+        let mut entries = Vec::new();
+        let mut pending_runtimes = Vec::new();
+        for (mut entry, ns) in networks {
+            let v1 = entry.info.v1_name;
+            let keys = match options.signer_keys.remove(v1) {
+                Some(keys) => keys,
+                None => match ns.signer_keys(v1)? {
+                    Some(raw) => parse_signer_keys(raw.expose_secret()).map_err(|message| {
+                        ConfigError::Signers {
+                            network: v1.to_owned(),
+                            message,
+                        }
+                    })?,
+                    None => Vec::new(),
+                },
+            };
+            if keys.is_empty() {
+                tracing::warn!(
+                    network = v1,
+                    "no signer keys: this network can verify but not settle"
+                );
+            }
+            let url = ns
+                .rpc_url
+                .as_ref()
+                .map(|u| u.expose_secret().to_owned())
+                .unwrap_or_default();
+            let provider =
+                RootProvider::new_http(url.parse().map_err(|_| ConfigError::Signers {
+                    network: v1.to_owned(),
+                    message: "rpc_url is not a URL".into(),
+                })?);
+            let policy = FeePolicy {
+                max_fee_per_gas_cap: ns
+                    .max_fee_per_gas_gwei
+                    .map(|g| (g * 1e9) as u128)
+                    .unwrap_or(FeePolicy::default().max_fee_per_gas_cap),
+                gas_limit: ns.gas_limit.unwrap_or(FeePolicy::default().gas_limit),
+                ..FeePolicy::default()
+            };
+            let actors: Vec<_> = keys
+                .into_iter()
+                .map(|key| {
+                    let address = key.address();
+                    let actor = SettlementActor::new(
+                        v1,
+                        entry.info.chain_id,
+                        key,
+                        provider.clone(),
+                        db.clone(),
+                        policy,
+                    );
+                    (address, actor.start())
+                })
+                .collect();
+            entry.signers = actors.iter().map(|(a, _)| *a).collect();
+            let timeouts = (
+                Duration::from_secs(ns.receipt_timeout_secs.unwrap_or(20)),
+                Duration::from_secs(ns.replace_after_secs.unwrap_or(12)),
+            );
+            pending_runtimes.push((
+                entry.clone(),
+                provider,
+                SettlementRouter::new(actors),
+                timeouts,
+            ));
+            entries.push(entry);
+        }
+        let registry = RegistryHandle::start(db.clone(), entries, assets).await?;
+        let runtimes: Vec<Arc<NetworkRuntime>> = pending_runtimes
+            .into_iter()
+            .map(
+                |(entry, provider, router, (receipt_timeout, replace_after))| {
+                    let status_registry = registry.clone();
+                    let name = entry.info.v1_name;
+                    let watcher = ReceiptWatcher::start(
+                        provider.clone(),
+                        Duration::from_millis(250),
+                        move |head| {
+                            let previous = status_registry.chain_status(name);
+                            status_registry.set_chain_status(
+                                name,
+                                ChainStatus {
+                                    block: head.unwrap_or(previous.block),
+                                    healthy: head.is_some(),
+                                },
+                            );
+                        },
+                    );
+                    Arc::new(NetworkRuntime {
+                        entry,
+                        provider,
+                        router,
+                        watcher,
+                        receipt_timeout,
+                        replace_after,
+                    })
+                },
+            )
+            .collect();
+        let facilitator = Facilitator::new(
+            db.clone(),
+            registry.clone(),
+            runtimes,
+            options.clock.take().unwrap_or_else(system_clock),
+            FacilitatorConfig::default(),
+        );
+        // Rows a previous run left in flight: resolve what the chain already knows.
+        match facilitator.reconcile().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(resolved = n, "reconciled in-flight settlements"),
+            Err(e) => tracing::warn!(error = %e, "start-up reconciliation incomplete"),
+        }
+        let state = web::Data::new(AppState {
+            db,
+            auth,
+            registry,
+            facilitator,
+            admin_token: secrets.admin_token.clone(),
+            started: Instant::now(),
+        });
+
+        let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))
+            .with_context(|| {
+                format!(
+                    "cannot listen on {}:{}",
+                    settings.server.host, settings.server.port
+                )
+            })?;
+        let port = listener.local_addr()?.port();
+        let body_limit = settings.server.body_limit_bytes;
+        let app_state = state.clone();
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(app_state.clone())
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(body_limit)
+                        .error_handler(json_error),
+                )
+                .app_data(web::QueryConfig::default().error_handler(query_error))
+                .app_data(web::PathConfig::default().error_handler(path_error))
+                .wrap(ErrorHandlers::new().default_handler(envelope_fallback))
+                .configure(crate::routes::configure)
+                .default_service(web::to(crate::routes::not_found))
+        })
+        .shutdown_timeout(30)
+        .listen(listener)?;
+        if settings.server.workers > 0 {
+            server = server.workers(settings.server.workers);
+        }
+        Ok(Self {
+            port,
+            host: settings.server.host.clone(),
+            server: server.run(),
+            state,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
+    }
+
+    pub fn server_handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serve until SIGINT/SIGTERM (actix-web's graceful shutdown: in-flight requests finish).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        tracing::info!("listening on http://{}:{}", self.host, self.port);
+        self.server.await
+    }
+}
+
+fn json_error(err: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
+    let api = match &err {
+        JsonPayloadError::ContentType => ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            "Content-Type must be application/json",
+            "",
+        ),
+        JsonPayloadError::Overflow { limit }
+        | JsonPayloadError::OverflowKnownLength { limit, .. } => ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            "Request body too large",
+            format!("limit is {limit} bytes"),
+        ),
+        JsonPayloadError::Deserialize(e) => ApiError::invalid_request(e.to_string()),
+        _ => ApiError::invalid_request("the body could not be read as JSON"),
+    };
+    api.into()
+}
+
+fn query_error(err: QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
+    ApiError::new(
+        ErrorCode::InvalidRequest,
+        "Invalid query parameters",
+        err.to_string(),
+    )
+    .into()
+}
+
+fn path_error(err: PathError, _: &HttpRequest) -> actix_web::Error {
+    ApiError::new(
+        ErrorCode::InvalidRequest,
+        "Invalid path parameter",
+        err.to_string(),
+    )
+    .into()
+}
+
+/// Any error response not already in our envelope (actix's own plain-text errors) is
+/// rewritten into it, so clients never see a non-JSON error body.
+fn envelope_fallback<B: 'static>(
+    res: ServiceResponse<B>,
+) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let is_json = res
+        .response()
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json {
+        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+    }
+    let status = res.status();
+    let code = match status.as_u16() {
+        400 => ErrorCode::InvalidRequest,
+        401 => ErrorCode::Unauthorized,
+        403 => ErrorCode::Forbidden,
+        404 => ErrorCode::NotFound,
+        405 => ErrorCode::MethodNotAllowed,
+        409 => ErrorCode::Conflict,
+        413 => ErrorCode::PayloadTooLarge,
+        415 => ErrorCode::UnsupportedMediaType,
+        503 => ErrorCode::ServiceUnavailable,
+        s if s < 500 => ErrorCode::InvalidRequest,
+        _ => ErrorCode::InternalError,
+    };
+    let message = status.canonical_reason().unwrap_or("Error").to_owned();
+    let (req, _) = res.into_parts();
+    let body = serde_json::to_string(&ApiError::new(code, message, "")).unwrap_or_default();
+    let response = actix_web::HttpResponse::build(status)
+        .content_type("application/json")
+        .body(body);
+    Ok(ErrorHandlerResponse::Response(
+        ServiceResponse::new(req, response).map_into_right_body(),
+    ))
+}

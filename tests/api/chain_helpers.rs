@@ -1,0 +1,234 @@
+//! A facilitator wired to a real anvil with Circle's USDC, plus buyers that sign EIP-3009
+//! authorizations the way wallets do (EIP-712 typed data, signed here with alloy — not with the
+//! code under test).
+
+use alloy::primitives::{Address, B256, U256};
+use alloy::signers::local::PrivateKeySigner;
+use alloy::signers::SignerSync;
+use alloy::sol;
+use alloy::sol_types::{eip712_domain, SolStruct};
+use base64::Engine;
+use devnet::{Devnet, DevnetOptions};
+use serde_json::{json, Value};
+use x402_facilitator::startup::{Application, BuildOptions};
+
+use crate::helpers::*;
+
+sol! {
+    struct TransferWithAuthorization {
+        address from;
+        address to;
+        uint256 value;
+        uint256 validAfter;
+        uint256 validBefore;
+        bytes32 nonce;
+    }
+}
+
+pub const PAY_TO: Address =
+    alloy::primitives::address!("0x209693Bc6afc0C5328bA36FaF03C514EF312287C");
+
+pub struct ChainApp {
+    pub app: TestApp,
+    pub devnet: Devnet,
+    pub client_id: String,
+    pub client_token: String,
+}
+
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+impl ChainApp {
+    pub async fn spawn(kind: Db, opts: DevnetOptions) -> Self {
+        let devnet = Devnet::start(opts).await.expect("devnet");
+        let db = TestDb::create(kind).await;
+        let app = Self::start_app(db, &devnet, devnet.facilitator_keys[..1].to_vec()).await;
+        let (access, _, _) = app.user("merchant@example.com").await;
+        let (client_id, client_token) = app.client_key(&access, "verify,settle").await;
+        Self {
+            app,
+            devnet,
+            client_id,
+            client_token,
+        }
+    }
+
+    pub async fn start_app(db: TestDb, devnet: &Devnet, signers: Vec<PrivateKeySigner>) -> TestApp {
+        let settings = test_settings(
+            &db.url,
+            json!({
+                "networks": { "base_sepolia": {
+                    "rpc_url": devnet.rpc_url,
+                    "usdc_address": devnet.usdc.to_checksum(None),
+                    "receipt_timeout_secs": 25,
+                }},
+            }),
+        );
+        let mut options = BuildOptions::default();
+        options.signer_keys.insert("base-sepolia".into(), signers);
+        let app = Application::build_with(settings, options)
+            .await
+            .expect("build app");
+        TestApp::from_application(app, db)
+    }
+
+    pub async fn post_x402(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.app
+            .http
+            .post(self.app.url(path))
+            .header("X-Client-ID", &self.client_id)
+            .header("X-Client-Token", &self.client_token)
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn verify(&self, body: &Value) -> Value {
+        let res = self.post_x402("/api/v1/verify", body).await;
+        assert_eq!(res.status(), 200);
+        res.json().await.unwrap()
+    }
+
+    pub async fn settle(&self, body: &Value) -> Value {
+        let res = self.post_x402("/api/v1/settle", body).await;
+        assert_eq!(res.status(), 200);
+        res.json().await.unwrap()
+    }
+
+    pub fn payer(&self, i: usize) -> &PrivateKeySigner {
+        &self.devnet.payers[i]
+    }
+
+    pub async fn balance(&self, who: Address) -> U256 {
+        self.devnet.usdc_balance(who).await.expect("balance")
+    }
+}
+
+/// What a buyer signs, with knobs for the bad payments.
+#[derive(Clone)]
+pub struct Payment {
+    pub from: Address,
+    pub to: Address,
+    pub value: U256,
+    pub valid_after: u64,
+    pub valid_before: u64,
+    pub nonce: B256,
+    /// EIP-712 domain the buyer signs with.
+    pub domain_name: String,
+    pub domain_version: String,
+    pub chain_id: u64,
+    pub asset: Address,
+}
+
+impl Payment {
+    pub fn new(app: &ChainApp, payer: usize, value: u64) -> Self {
+        Self {
+            from: app.payer(payer).address(),
+            to: PAY_TO,
+            value: U256::from(value),
+            valid_after: now() - 600,
+            valid_before: now() + 600,
+            nonce: B256::from(rand::random::<[u8; 32]>()),
+            domain_name: "USDC".into(),
+            domain_version: "2".into(),
+            chain_id: app.devnet.chain_id,
+            asset: app.devnet.usdc,
+        }
+    }
+
+    pub fn sign(&self, signer: &PrivateKeySigner) -> String {
+        let domain = eip712_domain! {
+            name: self.domain_name.clone(),
+            version: self.domain_version.clone(),
+            chain_id: self.chain_id,
+            verifying_contract: self.asset,
+        };
+        let msg = TransferWithAuthorization {
+            from: self.from,
+            to: self.to,
+            value: self.value,
+            validAfter: U256::from(self.valid_after),
+            validBefore: U256::from(self.valid_before),
+            nonce: self.nonce,
+        };
+        let hash = msg.eip712_signing_hash(&domain);
+        let sig = signer.sign_hash_sync(&hash).expect("sign");
+        format!("0x{}", alloy::hex::encode(sig.as_bytes()))
+    }
+
+    fn payload(&self, signature: &str) -> Value {
+        json!({
+            "signature": signature,
+            "authorization": {
+                "from": self.from.to_checksum(None),
+                "to": self.to.to_checksum(None),
+                "value": self.value.to_string(),
+                "validAfter": self.valid_after.to_string(),
+                "validBefore": self.valid_before.to_string(),
+                "nonce": self.nonce.to_string(),
+            }
+        })
+    }
+
+    /// A v1 facilitator request; `required` is `maxAmountRequired`.
+    pub fn v1(&self, signature: &str, required: u64) -> Value {
+        json!({
+            "x402Version": 1,
+            "paymentPayload": {
+                "x402Version": 1,
+                "scheme": "exact",
+                "network": "base-sepolia",
+                "payload": self.payload(signature),
+            },
+            "paymentRequirements": {
+                "scheme": "exact",
+                "network": "base-sepolia",
+                "maxAmountRequired": required.to_string(),
+                "resource": "http://127.0.0.1/paid",
+                "description": "test",
+                "mimeType": "application/json",
+                "payTo": PAY_TO.to_checksum(None),
+                "maxTimeoutSeconds": 60,
+                "asset": self.asset.to_checksum(None),
+                "extra": { "name": self.domain_name, "version": self.domain_version },
+            }
+        })
+    }
+
+    /// The same, with the payload as a base64 string (the API reference allows both).
+    pub fn v1_base64(&self, signature: &str, required: u64) -> Value {
+        let mut body = self.v1(signature, required);
+        let inner = serde_json::to_vec(&body["paymentPayload"]["payload"]).unwrap();
+        body["paymentPayload"]["payload"] =
+            json!(base64::engine::general_purpose::STANDARD.encode(inner));
+        body
+    }
+
+    /// A v2 facilitator request; `amount` is the exact amount required.
+    pub fn v2(&self, signature: &str, amount: u64) -> Value {
+        let requirements = json!({
+            "scheme": "exact",
+            "network": "eip155:84532",
+            "amount": amount.to_string(),
+            "asset": self.asset.to_checksum(None),
+            "payTo": PAY_TO.to_checksum(None),
+            "maxTimeoutSeconds": 60,
+            "extra": { "name": self.domain_name, "version": self.domain_version },
+        });
+        json!({
+            "x402Version": 2,
+            "paymentPayload": {
+                "x402Version": 2,
+                "resource": { "url": "http://127.0.0.1/paid" },
+                "accepted": requirements,
+                "payload": self.payload(signature),
+            },
+            "paymentRequirements": requirements,
+        })
+    }
+}

@@ -1,0 +1,44 @@
+use reqwest::Method;
+use serde_json::json;
+
+use crate::both_dbs;
+
+both_dbs!(
+    unknown_routes_and_wrong_methods_answer_in_the_envelope,
+    |app| {
+        let res = app.get("/api/v1/nope", None).await;
+        assert_error(res, 404, "NOT_FOUND", Some("No such route")).await;
+        let res = app.get("/", None).await;
+        assert_error(res, 404, "NOT_FOUND", None).await;
+        let res = app
+            .request(Method::DELETE, "/api/v1/signup", None, None)
+            .await;
+        assert_error(res, 405, "METHOD_NOT_ALLOWED", Some("Method not allowed")).await;
+        let res = app
+            .request(Method::POST, "/health", None, Some(json!({})))
+            .await;
+        assert_error(res, 405, "METHOD_NOT_ALLOWED", None).await;
+        let res = app
+            .request(Method::PATCH, "/admin/users", Some(ADMIN_TOKEN), None)
+            .await;
+        assert_error(res, 405, "METHOD_NOT_ALLOWED", None).await;
+    }
+);
+
+both_dbs!(oversized_bodies_are_refused_in_the_envelope, |app| {
+    let big = "x".repeat(200 * 1024);
+    let res = app
+        .post(
+            "/api/v1/signup",
+            None,
+            json!({"email": big, "password": PASSWORD}),
+        )
+        .await;
+    assert_error(
+        res,
+        413,
+        "PAYLOAD_TOO_LARGE",
+        Some("Request body too large"),
+    )
+    .await;
+});

@@ -1,0 +1,87 @@
+use serde_json::Value;
+
+use crate::both_dbs;
+
+both_dbs!(health_reports_healthy_with_version, |app| {
+    let res = app.get("/health", None).await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["status"], "healthy");
+    assert!(body["timestamp"].as_i64().unwrap() > 1_700_000_000);
+    assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
+});
+
+both_dbs!(status_reports_database_health_and_networks, |app| {
+    let res = app.get("/api/v1/status", None).await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    let data = &body["data"];
+    assert_eq!(data["status"], "healthy");
+    assert_eq!(data["database"]["status"], "healthy");
+    assert!(data["uptime"].as_u64().is_some());
+    assert_eq!(data["version"], env!("CARGO_PKG_VERSION"));
+    let networks = data["networks"].as_array().unwrap();
+    assert_eq!(networks.len(), 1);
+    assert_eq!(networks[0]["network"], "base-sepolia");
+    assert_eq!(networks[0]["x402Version"], 1);
+    assert_eq!(networks[0]["scheme"], "exact");
+    assert!(networks[0]["block"].is_u64());
+    assert!(networks[0]["feePayer"].is_string());
+});
+
+both_dbs!(networks_list_and_get_by_name_and_caip2, |app| {
+    let body: Value = app
+        .get("/api/v1/networks", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let kinds = body["kinds"].as_array().unwrap();
+    let names: Vec<&str> = kinds
+        .iter()
+        .map(|k| k["network"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["base-sepolia", "eip155:84532"]);
+    assert_eq!(kinds[1]["x402Version"], 2);
+    assert!(body["extensions"].as_array().unwrap().is_empty());
+    assert!(body["signers"]["eip155:*"].is_array());
+
+    let res = app.get("/api/v1/networks/base-sepolia", None).await;
+    assert_eq!(res.status(), 200);
+    let one: Value = res.json().await.unwrap();
+    assert_eq!(one["network"], "base-sepolia");
+    assert_eq!(one["x402Version"], 1);
+    assert_eq!(one["extra"]["feePayer"], one["feePayer"]);
+
+    let one: Value = app
+        .get("/api/v1/networks/eip155:84532", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(one["network"], "eip155:84532");
+    assert_eq!(one["x402Version"], 2);
+});
+
+both_dbs!(unknown_or_unconfigured_network_is_400_unsupported, |app| {
+    for id in ["moon-mainnet", "base", "eip155:1"] {
+        let res = app.get(&format!("/api/v1/networks/{id}"), None).await;
+        let body = assert_error(res, 400, "INVALID_REQUEST", Some("unsupported network")).await;
+        assert_eq!(body["details"], "");
+    }
+});
+
+both_dbs!(assets_list_configured_usdc, |app| {
+    let res = app.get("/api/v1/assets", None).await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    let assets = body["data"].as_array().unwrap();
+    assert_eq!(assets.len(), 1);
+    let a = &assets[0];
+    assert!(a["id"].as_i64().unwrap() >= 1);
+    assert_eq!(a["network"], "base-sepolia");
+    assert_eq!(a["asset"], "0x036CbD53842c5426634e7929541eC2318f3dCF7e");
+    assert_eq!(a["symbol"], "USDC");
+    assert_eq!(a["decimals"], 6);
+    assert_eq!(a["active"], true);
+});

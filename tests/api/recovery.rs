@@ -1,0 +1,243 @@
+//! Crash recovery: the facilitator process is SIGKILLed after broadcasting a settlement and
+//! before its receipt; restarted on the same database, it resolves the row from the chain and
+//! answers a retry with the original transaction.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use alloy::primitives::{B256, U256};
+use alloy::providers::Provider;
+use devnet::{Devnet, DevnetOptions};
+use sea_orm::{ColumnTrait, Database, EntityTrait, QueryFilter};
+use serde_json::Value;
+
+use crate::chain_helpers::*;
+use crate::helpers::*;
+
+/// The real binary, configured through the environment as an operator would.
+struct Facilitator {
+    child: Child,
+    url: String,
+}
+
+impl Facilitator {
+    fn start(db_url: &str, devnet: &Devnet) -> Self {
+        let key = format!(
+            "0x{}",
+            alloy::hex::encode(devnet.facilitator_keys[0].to_bytes())
+        );
+        let mut child = Command::new(env!("CARGO_BIN_EXE_x402-facilitator"))
+            .args([
+                "--config",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/config.yaml"),
+                "serve",
+            ])
+            .env("APP__SERVER__PORT", "0")
+            .env("APP__SERVER__WORKERS", "1")
+            .env("APP__DATABASE__URL", db_url)
+            .env("APP__AUTH__JWT_SECRET", JWT_SECRET)
+            .env("APP__AUTH__ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("APP__AUTH__CLIENT_TOKEN_KEY", CLIENT_KEY)
+            .env("APP__NETWORKS__BASE_SEPOLIA__RPC_URL", &devnet.rpc_url)
+            .env(
+                "APP__NETWORKS__BASE_SEPOLIA__USDC_ADDRESS",
+                devnet.usdc.to_checksum(None),
+            )
+            .env("APP__NETWORKS__BASE_SEPOLIA__RECEIPT_TIMEOUT_SECS", "20")
+            .env("SIGNER_KEYS_BASE_SEPOLIA", key)
+            .env("APP__LOG__FORMAT", "json")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn facilitator");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if !sent {
+                    if let Some(i) = line.find("listening on http://") {
+                        let url = line[i + "listening on ".len()..]
+                            .split('"')
+                            .next()
+                            .unwrap()
+                            .to_owned();
+                        let _ = tx.send(url);
+                        sent = true;
+                    }
+                }
+            }
+        });
+        let url = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("facilitator did not start");
+        Self { child, url }
+    }
+
+    fn kill(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Facilitator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn ledger_row(db_url: &str) -> Option<entities::settlement::Model> {
+    let db = Database::connect(db_url).await.unwrap();
+    let row = entities::settlement::Entity::find()
+        .filter(entities::settlement::Column::Id.gt(0))
+        .one(&db)
+        .await
+        .unwrap();
+    db.close().await.ok();
+    row
+}
+
+async fn killed_after_broadcast_then_restarted(kind: Db) {
+    let devnet = Devnet::start(DevnetOptions::default()).await.unwrap();
+    // Transactions now wait in the pool until the test mines.
+    devnet.set_automine(false).await.unwrap();
+    let db = TestDb::create(kind).await;
+    let first = Facilitator::start(&db.url, &devnet);
+    let http = reqwest::Client::new();
+
+    // A merchant with a client key, through the API.
+    let signup = serde_json::json!({"email": "m@example.com", "password": PASSWORD});
+    http.post(format!("{}/api/v1/signup", first.url))
+        .json(&signup)
+        .send()
+        .await
+        .unwrap();
+    let login: Value = http
+        .post(format!("{}/api/v1/login", first.url))
+        .json(&signup)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = login["data"]["access_token"].as_str().unwrap();
+    let created: Value = http
+        .post(format!("{}/api/v1/clients", first.url))
+        .bearer_auth(access)
+        .json(&serde_json::json!({"title": "shop"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["data"]["client"]["clientId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let token = created["data"]["client"]["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let payer = devnet.payers[0].clone();
+    let pay = Payment {
+        from: payer.address(),
+        to: PAY_TO,
+        value: U256::from(777_000),
+        valid_after: now() - 60,
+        valid_before: now() + 3600,
+        nonce: B256::from(rand::random::<[u8; 32]>()),
+        domain_name: "USDC".into(),
+        domain_version: "2".into(),
+        chain_id: devnet.chain_id,
+        asset: devnet.usdc,
+    };
+    let body = pay.v1(&pay.sign(&payer), 777_000);
+    let settle = |base: String| {
+        let (http, body, id, token) = (http.clone(), body.clone(), id.clone(), token.clone());
+        async move {
+            http.post(format!("{base}/api/v1/settle"))
+                .header("X-Client-ID", id)
+                .header("X-Client-Token", token)
+                .json(&body)
+                .send()
+                .await
+        }
+    };
+    // The settle blocks waiting for a receipt that cannot come yet.
+    let in_flight = tokio::spawn(settle(first.url.clone()));
+
+    // Wait until the transaction is in the node's pool: broadcast, not mined.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let tx_hash: B256 = loop {
+        assert!(Instant::now() < deadline, "no broadcast seen");
+        if let Some(row) = ledger_row(&db.url).await {
+            if let Some(h) = row.tx_hash.as_deref() {
+                let h: B256 = h.parse().unwrap();
+                if devnet
+                    .provider()
+                    .get_transaction_by_hash(h)
+                    .await
+                    .unwrap()
+                    .is_some()
+                {
+                    assert_eq!(row.status, "submitted");
+                    break h;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    first.kill();
+    assert!(
+        in_flight.await.unwrap().is_err(),
+        "the client saw the connection die"
+    );
+    let before = devnet.usdc_balance(PAY_TO).await.unwrap();
+
+    // Restart on the same database while the transaction is still pending, then mine it.
+    let second = Facilitator::start(&db.url, &devnet);
+    assert_eq!(ledger_row(&db.url).await.unwrap().status, "submitted");
+    devnet.mine().await.unwrap();
+
+    // A retry of the same authorization: the original transaction, nothing sent again.
+    let answer: Value = settle(second.url.clone())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["success"], true, "{answer}");
+    assert_eq!(answer["transaction"], tx_hash.to_string());
+    let row = ledger_row(&db.url).await.unwrap();
+    assert_eq!(row.status, "confirmed");
+    assert_eq!(row.tx_hash.as_deref(), Some(tx_hash.to_string().as_str()));
+    let receipt = devnet.receipt(tx_hash).await.unwrap().expect("mined");
+    assert_eq!(row.block_number, Some(receipt.block_number.unwrap() as i64));
+    assert_eq!(
+        devnet.usdc_balance(PAY_TO).await.unwrap(),
+        before + U256::from(777_000)
+    );
+    let signer = devnet.facilitator_keys[0].address();
+    assert_eq!(
+        devnet.nonce_of(signer).await.unwrap(),
+        1,
+        "one transaction ever sent"
+    );
+    drop(second);
+}
+
+#[actix_web::test]
+async fn killed_after_broadcast_restart_confirms_and_retry_returns_original_tx_sqlite() {
+    killed_after_broadcast_then_restarted(Db::Sqlite).await;
+}
+
+#[actix_web::test]
+async fn killed_after_broadcast_restart_confirms_and_retry_returns_original_tx_postgres() {
+    killed_after_broadcast_then_restarted(Db::Postgres).await;
+}

@@ -1,0 +1,598 @@
+//! verify / settle / supported / settlements against anvil + Circle's FiatTokenV2_2.
+
+use std::collections::HashSet;
+
+use alloy::primitives::{B256, U256};
+use devnet::DevnetOptions;
+use serde_json::{json, Value};
+
+use crate::chain_helpers::*;
+use crate::helpers::*;
+
+/// Run a chain test on SQLite and on PostgreSQL.
+macro_rules! chain_test {
+    ($name:ident, $opts:expr, |$app:ident| $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn run($app: ChainApp) $body
+
+            #[actix_web::test]
+            async fn sqlite() {
+                run(ChainApp::spawn(Db::Sqlite, $opts).await).await
+            }
+
+            #[actix_web::test]
+            async fn postgres() {
+                run(ChainApp::spawn(Db::Postgres, $opts).await).await
+            }
+        }
+    };
+}
+
+fn automine() -> DevnetOptions {
+    DevnetOptions::default()
+}
+
+fn interval_mining() -> DevnetOptions {
+    DevnetOptions {
+        block_time: Some(1),
+        gas_limit: Some(300_000_000),
+        ..DevnetOptions::default()
+    }
+}
+
+fn assert_invalid(body: &Value, reason: &str) {
+    assert_eq!(body["isValid"], false, "{body}");
+    assert_eq!(body["invalidReason"], reason, "{body}");
+}
+
+chain_test!(
+    v1_verify_and_settle_move_exactly_the_value,
+    automine(),
+    |app| {
+        let payer = app.payer(0).clone();
+        let pay = Payment::new(&app, 0, 1_250_000);
+        let sig = pay.sign(&payer);
+        let body = pay.v1(&sig, 1_000_000);
+        let before_payee = app.balance(PAY_TO).await;
+        let before_payer = app.balance(payer.address()).await;
+
+        let verified = app.verify(&body).await;
+        assert_eq!(verified["isValid"], true, "{verified}");
+        assert_eq!(verified["invalidReason"], "");
+        assert_eq!(verified["payer"], payer.address().to_checksum(None));
+        assert_eq!(verified["cachedResult"], false);
+        assert!(verified["timestamp"].as_i64().unwrap() > 0);
+        // Identical verify again: from the cache.
+        let again = app.verify(&body).await;
+        assert_eq!(again["isValid"], true);
+        assert_eq!(again["cachedResult"], true);
+
+        let settled = app.settle(&body).await;
+        assert_eq!(settled["success"], true, "{settled}");
+        assert_eq!(settled["errorReason"], "");
+        assert_eq!(settled["network"], "base-sepolia");
+        assert_eq!(settled["payer"], payer.address().to_checksum(None));
+        let tx: B256 = settled["transaction"].as_str().unwrap().parse().unwrap();
+        assert!(settled["blockNumber"].as_u64().unwrap() > 0);
+        assert!(settled["timestamp"].as_str().unwrap().ends_with('Z'));
+        assert_eq!(
+            app.balance(PAY_TO).await,
+            before_payee + U256::from(1_250_000)
+        );
+        assert_eq!(
+            app.balance(payer.address()).await,
+            before_payer - U256::from(1_250_000)
+        );
+        assert!(app
+            .devnet
+            .authorization_state(payer.address(), pay.nonce)
+            .await
+            .unwrap());
+
+        // A settled payment is never valid again (the cache does not say otherwise).
+        let after = app.verify(&body).await;
+        assert_invalid(&after, "invalid_exact_evm_nonce_already_used");
+        // Settling it again answers the first outcome and moves nothing.
+        let again = app.settle(&body).await;
+        assert_eq!(again["success"], true);
+        assert_eq!(again["transaction"], tx.to_string());
+        assert_eq!(
+            app.balance(PAY_TO).await,
+            before_payee + U256::from(1_250_000)
+        );
+
+        // The client can read its settlement back.
+        let res = app
+            .app
+            .get_as_client(
+                &format!("/api/v1/settlements/{tx}"),
+                &app.client_id,
+                &app.client_token,
+            )
+            .await;
+        assert_eq!(res.status(), 200);
+        let row: Value = res.json().await.unwrap();
+        assert_eq!(row["data"]["status"], "confirmed");
+        assert_eq!(row["data"]["amount"], "1250000");
+        assert_eq!(row["data"]["transaction"], tx.to_string());
+    }
+);
+
+chain_test!(v1_base64_payload_and_v2_settle, automine(), |app| {
+    let payer = app.payer(1).clone();
+    let before = app.balance(PAY_TO).await;
+    let pay = Payment::new(&app, 1, 700);
+    let body = pay.v1_base64(&pay.sign(&payer), 700);
+    let settled = app.settle(&body).await;
+    assert_eq!(settled["success"], true, "{settled}");
+
+    let pay2 = Payment::new(&app, 1, 12_345);
+    let body2 = pay2.v2(&pay2.sign(&payer), 12_345);
+    let verified = app.verify(&body2).await;
+    assert_eq!(verified["isValid"], true, "{verified}");
+    let settled = app.settle(&body2).await;
+    assert_eq!(settled["success"], true, "{settled}");
+    assert_eq!(settled["network"], "eip155:84532");
+    assert_eq!(settled["amount"], "12345");
+    assert_eq!(app.balance(PAY_TO).await, before + U256::from(700 + 12_345));
+});
+
+chain_test!(every_reason_by_a_real_bad_payment, automine(), |app| {
+    let payer = app.payer(2).clone();
+    let stranger = app.devnet.payers[3].clone();
+    let ok = Payment::new(&app, 2, 1_000);
+
+    // Wrong signature: signed by someone else.
+    let body = ok.v1(&ok.sign(&stranger), 1_000);
+    assert_invalid(
+        &app.verify(&body).await,
+        "invalid_exact_evm_payload_signature",
+    );
+
+    // Wrong recipient.
+    let mut p = ok.clone();
+    p.to = alloy::primitives::Address::repeat_byte(0x42);
+    assert_invalid(
+        &app.verify(&p.v1(&p.sign(&payer), 1_000)).await,
+        "invalid_exact_evm_payload_recipient_mismatch",
+    );
+
+    // Expired, and not yet valid.
+    let mut p = ok.clone();
+    p.valid_before = now() - 1;
+    assert_invalid(
+        &app.verify(&p.v1(&p.sign(&payer), 1_000)).await,
+        "invalid_exact_evm_payload_authorization_valid_before",
+    );
+    let mut p = ok.clone();
+    p.valid_after = now() + 600;
+    assert_invalid(
+        &app.verify(&p.v1(&p.sign(&payer), 1_000)).await,
+        "invalid_exact_evm_payload_authorization_valid_after",
+    );
+
+    // Amount: v1 below maxAmountRequired; v2 not exactly the amount.
+    assert_invalid(
+        &app.verify(&ok.v1(&ok.sign(&payer), 1_001)).await,
+        "invalid_exact_evm_payload_authorization_value",
+    );
+    assert_invalid(
+        &app.verify(&ok.v2(&ok.sign(&payer), 999)).await,
+        "invalid_exact_evm_payload_authorization_value",
+    );
+
+    // Unknown network, wrong scheme.
+    let mut body = ok.v1(&ok.sign(&payer), 1_000);
+    body["paymentPayload"]["network"] = json!("moon-mainnet");
+    body["paymentRequirements"]["network"] = json!("moon-mainnet");
+    assert_invalid(&app.verify(&body).await, "invalid_network");
+    let mut body = ok.v1(&ok.sign(&payer), 1_000);
+    body["paymentPayload"]["scheme"] = json!("upto");
+    body["paymentRequirements"]["scheme"] = json!("upto");
+    assert_invalid(&app.verify(&body).await, "invalid_scheme");
+
+    // Insufficient funds: more than the payer holds.
+    let balance = app.balance(payer.address()).await;
+    let mut p = ok.clone();
+    p.value = balance + U256::from(1);
+    let body = p.v1(&p.sign(&payer), 1_000);
+    assert_invalid(&app.verify(&body).await, "insufficient_funds");
+    let settled = app.settle(&body).await;
+    assert_eq!(settled["success"], false);
+    assert_eq!(settled["errorReason"], "insufficient_funds");
+    assert_eq!(settled["transaction"], "", "nothing was broadcast");
+
+    // Nonce already used: settle, then present another payment with the same nonce.
+    let body = ok.v1(&ok.sign(&payer), 1_000);
+    assert_eq!(app.settle(&body).await["success"], true);
+    let mut p = ok.clone();
+    p.value = U256::from(2_000);
+    assert_invalid(
+        &app.verify(&p.v1(&p.sign(&payer), 1_000)).await,
+        "invalid_exact_evm_nonce_already_used",
+    );
+
+    // Wrong token name: signed for a "USD Coin" domain (base mainnet's name) on a "USDC" token.
+    let mut p = Payment::new(&app, 2, 1_000);
+    p.domain_name = "USD Coin".into();
+    assert_invalid(
+        &app.verify(&p.v1(&p.sign(&payer), 1_000)).await,
+        "invalid_exact_evm_token_name_mismatch",
+    );
+});
+
+chain_test!(malformed_bodies_scopes_and_credentials, automine(), |app| {
+    let res = app
+        .post_x402("/api/v1/verify", &json!({"paymentRequirements": {}}))
+        .await;
+    assert_error(res, 400, "INVALID_REQUEST", Some("Invalid request format")).await;
+    let pay = Payment::new(&app, 0, 10);
+    let mut body = pay.v1("0x00", 10);
+    body["paymentPayload"]["payload"] = json!("%%% not base64 %%%");
+    let res = app.post_x402("/api/v1/settle", &body).await;
+    assert_error(res, 400, "INVALID_PAYLOAD", Some("Invalid payment payload")).await;
+    let res = app
+        .app
+        .post("/api/v1/verify", None, pay.v1("0x00", 10))
+        .await;
+    assert_error(res, 401, "UNAUTHORIZED", None).await;
+
+    // A verify-only key cannot settle.
+    let (access, _, _) = app.app.user("verifier@example.com").await;
+    let (id, token) = app.app.client_key(&access, "verify").await;
+    let res = app
+        .app
+        .http
+        .post(app.app.url("/api/v1/settle"))
+        .header("X-Client-ID", &id)
+        .header("X-Client-Token", &token)
+        .json(&pay.v1(&pay.sign(app.payer(0)), 10))
+        .send()
+        .await
+        .unwrap();
+    assert_error(
+        res,
+        403,
+        "FORBIDDEN",
+        Some("this client key is not allowed to settle"),
+    )
+    .await;
+
+    // Someone else's settlement is not found.
+    let res = app
+        .app
+        .get_as_client(
+            &format!("/api/v1/settlements/{}", B256::repeat_byte(1)),
+            &id,
+            &token,
+        )
+        .await;
+    assert_error(res, 404, "NOT_FOUND", Some("settlement not found")).await;
+    let res = app
+        .app
+        .get_as_client("/api/v1/settlements/0x12", &id, &token)
+        .await;
+    assert_error(res, 400, "INVALID_REQUEST", None).await;
+
+    // /supported names our signer.
+    let res = app
+        .app
+        .get_as_client("/api/v1/supported", &id, &token)
+        .await;
+    let body: Value = res.json().await.unwrap();
+    let signer = app.devnet.facilitator_keys[0].address().to_checksum(None);
+    assert_eq!(body["signers"]["eip155:*"], json!([signer]));
+    assert_eq!(body["kinds"][0]["feePayer"], json!(signer));
+});
+
+chain_test!(
+    thirty_concurrent_settles_of_one_authorization_broadcast_once,
+    interval_mining(),
+    |app| {
+        let payer = app.payer(0).clone();
+        let pay = Payment::new(&app, 0, 4_200);
+        let body = pay.v1(&pay.sign(&payer), 4_200);
+        let before = app.balance(PAY_TO).await;
+        let signer = app.devnet.facilitator_keys[0].address();
+        let nonce_before = app.devnet.nonce_of(signer).await.unwrap();
+
+        let answers = futures::future::join_all((0..30).map(|_| app.settle(&body))).await;
+        let hashes: HashSet<String> = answers
+            .iter()
+            .map(|a| a["transaction"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(hashes.len(), 1, "one transaction for all: {answers:?}");
+        assert!(answers.iter().all(|a| a["success"] == true), "{answers:?}");
+        assert_eq!(
+            app.balance(PAY_TO).await,
+            before + U256::from(4_200),
+            "moved once"
+        );
+        assert_eq!(
+            app.devnet.nonce_of(signer).await.unwrap(),
+            nonce_before + 1,
+            "one broadcast"
+        );
+    }
+);
+
+chain_test!(
+    two_hundred_concurrent_settles_on_one_signer_all_confirm,
+    interval_mining(),
+    |app| {
+        let n = 200usize;
+        let before = app.balance(PAY_TO).await;
+        let payments: Vec<Value> = (0..n)
+            .map(|i| {
+                let who = i % app.devnet.payers.len();
+                let p = Payment::new(&app, who, 1_000 + i as u64);
+                p.v1(&p.sign(app.payer(who)), 1_000 + i as u64)
+            })
+            .collect();
+        let answers = futures::future::join_all(payments.iter().map(|b| app.settle(b))).await;
+        let failures: Vec<&Value> = answers.iter().filter(|a| a["success"] != true).collect();
+        assert!(
+            failures.is_empty(),
+            "{} failed: {:?}",
+            failures.len(),
+            &failures[..failures.len().min(3)]
+        );
+        let hashes: HashSet<&str> = answers
+            .iter()
+            .map(|a| a["transaction"].as_str().unwrap())
+            .collect();
+        assert_eq!(hashes.len(), n);
+        let total: u64 = (0..n as u64).map(|i| 1_000 + i).sum();
+        assert_eq!(app.balance(PAY_TO).await, before + U256::from(total));
+
+        // The ledger matches the chain: every row confirmed, with the receipt's block.
+        let db = sea_orm::Database::connect(&app.app.db.url).await.unwrap();
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+        let rows = entities::settlement::Entity::find()
+            .filter(entities::settlement::Column::Status.eq("confirmed"))
+            .all(&db)
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), n);
+        for row in rows.iter().take(20) {
+            let hash: B256 = row.tx_hash.as_deref().unwrap().parse().unwrap();
+            let receipt = app.devnet.receipt(hash).await.unwrap().expect("mined");
+            assert!(receipt.status());
+            assert_eq!(
+                receipt.block_number.unwrap() as i64,
+                row.block_number.unwrap()
+            );
+        }
+        db.close().await.ok();
+    }
+);
+
+/// Two networks at once, each with its own chain, signer and settlement actor.
+#[actix_web::test]
+async fn two_networks_settle_concurrently_each_on_its_own_chain() {
+    let sepolia = devnet::Devnet::start(interval_mining()).await.unwrap();
+    let fuji = devnet::Devnet::start(DevnetOptions {
+        chain_id: 43113,
+        token_name: "USD Coin".into(),
+        ..interval_mining()
+    })
+    .await
+    .unwrap();
+    let db = TestDb::create(Db::Sqlite).await;
+    let settings = test_settings(
+        &db.url,
+        json!({ "networks": {
+            "base_sepolia": { "rpc_url": sepolia.rpc_url, "usdc_address": sepolia.usdc.to_checksum(None) },
+            "avalanche_fuji": { "rpc_url": fuji.rpc_url, "usdc_address": fuji.usdc.to_checksum(None) },
+        }}),
+    );
+    let mut options = x402_facilitator::startup::BuildOptions::default();
+    options.signer_keys.insert(
+        "base-sepolia".into(),
+        sepolia.facilitator_keys[..1].to_vec(),
+    );
+    options
+        .signer_keys
+        .insert("avalanche-fuji".into(), fuji.facilitator_keys[..1].to_vec());
+    let app = TestApp::from_application(
+        x402_facilitator::startup::Application::build_with(settings, options)
+            .await
+            .unwrap(),
+        db,
+    );
+    let (access, _, _) = app.user("multi@example.com").await;
+    let (id, token) = app.client_key(&access, "settle").await;
+    let kinds: Value = app
+        .get("/api/v1/networks", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let names: HashSet<&str> = kinds["kinds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["network"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        HashSet::from([
+            "base-sepolia",
+            "avalanche-fuji",
+            "eip155:84532",
+            "eip155:43113"
+        ])
+    );
+
+    let payment = |net: &devnet::Devnet, name: &str, i: u64| {
+        let payer = &net.payers[(i % 4) as usize];
+        let p = Payment {
+            from: payer.address(),
+            to: PAY_TO,
+            value: U256::from(100 + i),
+            valid_after: now() - 60,
+            valid_before: now() + 600,
+            nonce: B256::from(rand::random::<[u8; 32]>()),
+            domain_name: name.into(),
+            domain_version: "2".into(),
+            chain_id: net.chain_id,
+            asset: net.usdc,
+        };
+        let mut body = p.v1(&p.sign(payer), 100 + i);
+        let v1 = if net.chain_id == 43113 {
+            "avalanche-fuji"
+        } else {
+            "base-sepolia"
+        };
+        body["paymentPayload"]["network"] = json!(v1);
+        body["paymentRequirements"]["network"] = json!(v1);
+        body
+    };
+    let bodies: Vec<Value> = (0..20)
+        .map(|i| {
+            if i % 2 == 0 {
+                payment(&sepolia, "USDC", i)
+            } else {
+                payment(&fuji, "USD Coin", i)
+            }
+        })
+        .collect();
+    let answers = futures::future::join_all(bodies.iter().map(|b| {
+        app.http
+            .post(app.url("/api/v1/settle"))
+            .header("X-Client-ID", &id)
+            .header("X-Client-Token", &token)
+            .json(b)
+            .send()
+    }))
+    .await;
+    for a in answers {
+        let a: Value = a.unwrap().json().await.unwrap();
+        assert_eq!(a["success"], true, "{a}");
+    }
+    let on = |i: std::ops::Range<u64>, odd: bool| {
+        i.filter(|i| (i % 2 == 1) == odd)
+            .map(|i| 100 + i)
+            .sum::<u64>()
+    };
+    assert_eq!(
+        sepolia.usdc_balance(PAY_TO).await.unwrap(),
+        U256::from(on(0..20, false))
+    );
+    assert_eq!(
+        fuji.usdc_balance(PAY_TO).await.unwrap(),
+        U256::from(on(0..20, true))
+    );
+    assert_eq!(
+        sepolia
+            .nonce_of(sepolia.facilitator_keys[0].address())
+            .await
+            .unwrap(),
+        10
+    );
+    assert_eq!(
+        fuji.nonce_of(fuji.facilitator_keys[0].address())
+            .await
+            .unwrap(),
+        10
+    );
+}
+
+/// A transaction left unmined is replaced (same nonce, higher fees); the replacement is what
+/// gets mined, and the buyer pays once.
+#[actix_web::test]
+async fn an_unmined_settlement_is_replaced_with_higher_fees_and_pays_once() {
+    let net = devnet::Devnet::start(automine()).await.unwrap();
+    net.set_automine(false).await.unwrap();
+    let db = TestDb::create(Db::Sqlite).await;
+    let db_url = db.url.clone();
+    let settings = test_settings(
+        &db.url,
+        json!({ "networks": { "base_sepolia": {
+            "rpc_url": net.rpc_url, "usdc_address": net.usdc.to_checksum(None),
+            "receipt_timeout_secs": 30, "replace_after_secs": 1,
+        }}}),
+    );
+    let mut options = x402_facilitator::startup::BuildOptions::default();
+    options
+        .signer_keys
+        .insert("base-sepolia".into(), net.facilitator_keys[..1].to_vec());
+    let app = TestApp::from_application(
+        x402_facilitator::startup::Application::build_with(settings, options)
+            .await
+            .unwrap(),
+        db,
+    );
+    let (access, _, _) = app.user("replace@example.com").await;
+    let (id, token) = app.client_key(&access, "settle").await;
+    let payer = net.payers[0].clone();
+    let p = Payment {
+        from: payer.address(),
+        to: PAY_TO,
+        value: U256::from(31_337),
+        valid_after: now() - 60,
+        valid_before: now() + 600,
+        nonce: B256::from(rand::random::<[u8; 32]>()),
+        domain_name: "USDC".into(),
+        domain_version: "2".into(),
+        chain_id: net.chain_id,
+        asset: net.usdc,
+    };
+    let body = p.v1(&p.sign(&payer), 31_337);
+    let request = app
+        .http
+        .post(app.url("/api/v1/settle"))
+        .header("X-Client-ID", &id)
+        .header("X-Client-Token", &token)
+        .json(&body)
+        .send();
+    let watch = async {
+        // Follow the ledger: the first hash, then a different one with the same nonce.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let conn = sea_orm::Database::connect(&db_url).await.unwrap();
+        use sea_orm::EntityTrait;
+        let mut first: Option<String> = None;
+        loop {
+            assert!(std::time::Instant::now() < deadline, "no replacement seen");
+            if let Some(row) = entities::settlement::Entity::find()
+                .one(&conn)
+                .await
+                .unwrap()
+            {
+                match (&first, row.tx_hash) {
+                    (None, Some(h)) => first = Some(h),
+                    (Some(f), Some(h)) if *f != h => {
+                        assert_eq!(row.signer_nonce, Some(0));
+                        conn.close().await.ok();
+                        net.mine().await.unwrap();
+                        return (f.clone(), h);
+                    }
+                    _ => {}
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    };
+    let (res, (first, replacement)) = futures::join!(request, watch);
+    let answer: Value = res.unwrap().json().await.unwrap();
+    assert_eq!(answer["success"], true, "{answer}");
+    assert_eq!(answer["transaction"], replacement.as_str());
+    let old: B256 = first.parse().unwrap();
+    let new: B256 = replacement.parse().unwrap();
+    assert!(
+        net.receipt(old).await.unwrap().is_none(),
+        "the original was replaced, not mined"
+    );
+    let receipt = net.receipt(new).await.unwrap().unwrap();
+    assert!(receipt.status());
+    assert_eq!(net.usdc_balance(PAY_TO).await.unwrap(), U256::from(31_337));
+    assert_eq!(
+        net.nonce_of(net.facilitator_keys[0].address())
+            .await
+            .unwrap(),
+        1
+    );
+}

@@ -1,0 +1,560 @@
+//! Wire types of x402 v1 and v2 (the facilitator's `/verify` and `/settle` bodies) and their
+//! normalisation into one `PaymentRequest`.
+//!
+//! Malformed bodies (wrong shape or types) are `RequestError`s: the server answers 400.
+//! Anything a well-formed body can get wrong at the protocol level (scheme, network, amounts,
+//! signature...) is kept in the `PaymentRequest` for the checks to judge with a `Reason`.
+
+use alloy_primitives::{keccak256, Address, Bytes, B256, U256};
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::Reason;
+
+/// The EIP-3009 authorization a buyer signed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Authorization {
+    pub from: Address,
+    pub to: Address,
+    #[serde(with = "decimal")]
+    pub value: U256,
+    #[serde(with = "decimal")]
+    pub valid_after: U256,
+    #[serde(with = "decimal")]
+    pub valid_before: U256,
+    pub nonce: B256,
+}
+
+/// `paymentPayload.payload` of the exact EVM scheme.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExactEvmPayload {
+    pub signature: Bytes,
+    pub authorization: Authorization,
+}
+
+/// Amounts are decimal strings of atomic units on the wire; numbers are accepted too.
+mod decimal {
+    use alloy_primitives::U256;
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &U256, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&v.to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<U256, D::Error> {
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::String(s) => super::parse_amount(&s)
+                .ok_or_else(|| D::Error::custom(format!("`{s}` is not a decimal amount"))),
+            serde_json::Value::Number(n) if n.is_u64() => {
+                Ok(U256::from(n.as_u64().unwrap_or_default()))
+            }
+            other => Err(D::Error::custom(format!(
+                "expected a decimal string, got {other}"
+            ))),
+        }
+    }
+}
+
+/// A non-negative decimal integer (no sign, no exponent, no fraction).
+pub fn parse_amount(s: &str) -> Option<U256> {
+    if s.is_empty() || s.len() > 78 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    U256::from_str_radix(s, 10).ok()
+}
+
+/// v1 and v2 wire types, for clients and for documentation.
+pub mod v1 {
+    use serde::{Deserialize, Serialize};
+    use serde_json::Value;
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct PaymentRequirements {
+        pub scheme: String,
+        pub network: String,
+        pub max_amount_required: String,
+        pub asset: String,
+        pub pay_to: String,
+        #[serde(default)]
+        pub resource: String,
+        #[serde(default)]
+        pub description: String,
+        #[serde(default)]
+        pub mime_type: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub output_schema: Option<Value>,
+        #[serde(default)]
+        pub max_timeout_seconds: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub extra: Option<Value>,
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct PaymentPayload {
+        pub x402_version: u8,
+        pub scheme: String,
+        pub network: String,
+        pub payload: Value,
+    }
+}
+
+pub mod v2 {
+    use serde::{Deserialize, Serialize};
+    use serde_json::Value;
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct PaymentRequirements {
+        pub scheme: String,
+        pub network: String,
+        pub amount: String,
+        pub asset: String,
+        pub pay_to: String,
+        #[serde(default)]
+        pub max_timeout_seconds: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub extra: Option<Value>,
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct ResourceInfo {
+        pub url: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub description: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub mime_type: Option<String>,
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct PaymentPayload {
+        pub x402_version: u8,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub resource: Option<ResourceInfo>,
+        pub accepted: PaymentRequirements,
+        pub payload: Value,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub extensions: Option<Value>,
+    }
+}
+
+/// `VerifyResponse` of the x402 spec.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifyResponse {
+    pub is_valid: bool,
+    pub invalid_reason: String,
+    pub payer: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invalid_message: Option<String>,
+}
+
+/// `SettleResponse` of the x402 spec.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SettleResponse {
+    pub success: bool,
+    pub error_reason: String,
+    pub transaction: String,
+    pub network: String,
+    pub payer: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+}
+
+/// v1: the authorized value must be at least the requirement; v2: exactly it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AmountRule {
+    AtLeast,
+    Exactly,
+}
+
+/// A `/verify` or `/settle` request, whatever its version.
+#[derive(Debug, Clone)]
+pub struct PaymentRequest {
+    pub x402_version: u8,
+    /// The requirements' scheme and network, as given.
+    pub scheme: String,
+    pub network: String,
+    /// The payload's own scheme and network (v2: those of `accepted`).
+    pub payload_scheme: String,
+    pub payload_network: String,
+    /// v2: `accepted` equals `paymentRequirements` on scheme, network, amount, asset, payTo.
+    pub accepted_matches: bool,
+    pub pay_to: Address,
+    pub asset: Address,
+    pub amount_required: U256,
+    pub amount_rule: AmountRule,
+    pub max_timeout_seconds: u64,
+    /// `extra.name` / `extra.version`: the EIP-712 domain the buyer was told to sign.
+    pub extra_name: Option<String>,
+    pub extra_version: Option<String>,
+    pub payload: ExactEvmPayload,
+    /// v2 `payment-identifier` extension id.
+    pub payment_id: Option<String>,
+    /// False when a payment id was given but is not 16–128 chars of `[A-Za-z0-9_-]`.
+    pub payment_id_valid: bool,
+    /// keccak256 of a canonical encoding of everything above: equal requests, equal hashes.
+    pub request_hash: B256,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// The body is not a facilitator request (400 `INVALID_REQUEST`).
+    #[error("{0}")]
+    Malformed(String),
+    /// The signed payload cannot be decoded (400 `INVALID_PAYLOAD`).
+    #[error("{0}")]
+    BadPayload(String),
+    /// Well-formed, but a protocol version this facilitator does not speak (200, invalid).
+    #[error("{0}")]
+    Unsupported(Reason),
+}
+
+fn malformed(m: impl Into<String>) -> RequestError {
+    RequestError::Malformed(m.into())
+}
+
+fn field<'a>(obj: &'a Value, name: &str, ctx: &str) -> Result<&'a Value, RequestError> {
+    obj.get(name)
+        .ok_or_else(|| malformed(format!("{ctx}.{name} is required")))
+}
+
+fn string(obj: &Value, name: &str, ctx: &str) -> Result<String, RequestError> {
+    field(obj, name, ctx)?
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| malformed(format!("{ctx}.{name} must be a string")))
+}
+
+fn address(obj: &Value, name: &str, ctx: &str) -> Result<Address, RequestError> {
+    string(obj, name, ctx)?.parse().map_err(|_| {
+        malformed(format!(
+            "{ctx}.{name} must be a 0x-prefixed 20-byte address"
+        ))
+    })
+}
+
+fn amount(obj: &Value, name: &str, ctx: &str) -> Result<U256, RequestError> {
+    let v = field(obj, name, ctx)?;
+    let parsed = match v {
+        Value::String(s) => parse_amount(s),
+        Value::Number(n) => n.as_u64().map(U256::from),
+        _ => None,
+    };
+    parsed.ok_or_else(|| {
+        malformed(format!(
+            "{ctx}.{name} must be a decimal amount in atomic units"
+        ))
+    })
+}
+
+fn extra_str(obj: &Value, key: &str) -> Option<String> {
+    obj.get("extra")?.get(key)?.as_str().map(str::to_owned)
+}
+
+/// `paymentPayload.payload`: an object, or base64 of its JSON.
+fn exact_payload(raw: &Value) -> Result<ExactEvmPayload, RequestError> {
+    let bad = |m: String| RequestError::BadPayload(m);
+    let value = match raw {
+        Value::Object(_) => raw.clone(),
+        Value::String(s) => {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(s.trim())
+                .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s.trim()))
+                .map_err(|_| bad("paymentPayload.payload is not base64".into()))?;
+            serde_json::from_slice(&bytes)
+                .map_err(|_| bad("paymentPayload.payload is not base64 of a JSON object".into()))?
+        }
+        _ => {
+            return Err(bad(
+                "paymentPayload.payload must be an object or a base64 string".into(),
+            ))
+        }
+    };
+    serde_json::from_value(value).map_err(|e| bad(format!("paymentPayload.payload: {e}")))
+}
+
+fn valid_payment_id(id: &str) -> bool {
+    (16..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Read a whole `/verify` or `/settle` body.
+pub fn parse_facilitator_request(body: &Value) -> Result<PaymentRequest, RequestError> {
+    if !body.is_object() {
+        return Err(malformed("the body must be a JSON object"));
+    }
+    let payload = field(body, "paymentPayload", "body")?;
+    let requirements = field(body, "paymentRequirements", "body")?;
+    if !payload.is_object() || !requirements.is_object() {
+        return Err(malformed(
+            "paymentPayload and paymentRequirements must be objects",
+        ));
+    }
+    let version = body
+        .get("x402Version")
+        .or_else(|| payload.get("x402Version"))
+        .ok_or_else(|| malformed("x402Version is required"))?
+        .as_u64()
+        .ok_or_else(|| malformed("x402Version must be a number"))?;
+    let req = "paymentRequirements";
+    let (payload_scheme, payload_network, accepted_matches, amount_required, amount_rule) =
+        match version {
+            1 => (
+                string(payload, "scheme", "paymentPayload")?,
+                string(payload, "network", "paymentPayload")?,
+                true,
+                amount(requirements, "maxAmountRequired", req)?,
+                AmountRule::AtLeast,
+            ),
+            2 => {
+                let accepted = field(payload, "accepted", "paymentPayload")?;
+                let required = amount(requirements, "amount", req)?;
+                let same_str = |k: &str| {
+                    accepted.get(k).and_then(Value::as_str)
+                        == requirements.get(k).and_then(Value::as_str)
+                };
+                let same_addr = |k: &str| {
+                    let a = accepted
+                        .get(k)
+                        .and_then(Value::as_str)
+                        .and_then(|s| s.parse::<Address>().ok());
+                    a.is_some()
+                        && a == requirements
+                            .get(k)
+                            .and_then(Value::as_str)
+                            .and_then(|s| s.parse().ok())
+                };
+                let same_amount =
+                    amount(accepted, "amount", "paymentPayload.accepted").ok() == Some(required);
+                (
+                    string(accepted, "scheme", "paymentPayload.accepted")?,
+                    string(accepted, "network", "paymentPayload.accepted")?,
+                    same_str("scheme")
+                        && same_str("network")
+                        && same_amount
+                        && same_addr("asset")
+                        && same_addr("payTo"),
+                    required,
+                    AmountRule::Exactly,
+                )
+            }
+            _ => return Err(RequestError::Unsupported(Reason::InvalidX402Version)),
+        };
+    let exact = exact_payload(field(payload, "payload", "paymentPayload")?)?;
+    let payment_id = payload
+        .get("extensions")
+        .and_then(|e| e.get("payment-identifier"))
+        .and_then(|p| p.get("info"))
+        .and_then(|i| i.get("id"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let mut request = PaymentRequest {
+        x402_version: version as u8,
+        scheme: string(requirements, "scheme", req)?,
+        network: string(requirements, "network", req)?,
+        payload_scheme,
+        payload_network,
+        accepted_matches,
+        pay_to: address(requirements, "payTo", req)?,
+        asset: address(requirements, "asset", req)?,
+        amount_required,
+        amount_rule,
+        max_timeout_seconds: requirements
+            .get("maxTimeoutSeconds")
+            .and_then(Value::as_u64)
+            .unwrap_or(0),
+        extra_name: extra_str(requirements, "name"),
+        extra_version: extra_str(requirements, "version"),
+        payment_id_valid: payment_id.as_deref().is_none_or(valid_payment_id),
+        payment_id,
+        payload: exact,
+        request_hash: B256::ZERO,
+    };
+    request.request_hash = canonical_hash(&request);
+    Ok(request)
+}
+
+/// A stable encoding of what makes a request what it is (field order fixed, addresses and
+/// amounts normalised), so that two byte-different JSON bodies of one payment hash equally.
+fn canonical_hash(r: &PaymentRequest) -> B256 {
+    let a = &r.payload.authorization;
+    let canonical = serde_json::json!([
+        r.x402_version,
+        r.scheme,
+        r.network,
+        r.payload_scheme,
+        r.payload_network,
+        r.accepted_matches,
+        r.pay_to,
+        r.asset,
+        r.amount_required.to_string(),
+        r.extra_name,
+        r.extra_version,
+        a.from,
+        a.to,
+        a.value.to_string(),
+        a.valid_after.to_string(),
+        a.valid_before.to_string(),
+        a.nonce,
+        r.payload.signature,
+        r.payment_id,
+    ]);
+    keccak256(canonical.to_string().as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn payload_obj() -> Value {
+        json!({
+            "signature": format!("0x{}", "11".repeat(65)),
+            "authorization": {
+                "from": "0x857b06519E91e3A54538791bDbb0E22373e36b66",
+                "to": "0x209693Bc6afc0C5328bA36FaF03C514EF312287C",
+                "value": "10000",
+                "validAfter": "1740672089",
+                "validBefore": "1740672154",
+                "nonce": "0xf3746613c2d920b5fdabc0856f2aeb2d4f88ee6037b8cc5d04a71a4462f13480"
+            }
+        })
+    }
+
+    fn v1_body(payload: Value) -> Value {
+        json!({
+            "x402Version": 1,
+            "paymentPayload": { "x402Version": 1, "scheme": "exact", "network": "base-sepolia", "payload": payload },
+            "paymentRequirements": {
+                "scheme": "exact", "network": "base-sepolia", "maxAmountRequired": "10000",
+                "resource": "https://example.com/weather", "description": "", "mimeType": "",
+                "payTo": "0x209693Bc6afc0C5328bA36FaF03C514EF312287C", "maxTimeoutSeconds": 60,
+                "asset": "0x036CbD53842c5426634e7929541eC2318f3dCF7e",
+                "extra": { "name": "USDC", "version": "2" }
+            }
+        })
+    }
+
+    fn v2_body() -> Value {
+        let reqs = json!({
+            "scheme": "exact", "network": "eip155:84532", "amount": "10000",
+            "asset": "0x036CbD53842c5426634e7929541eC2318f3dCF7e",
+            "payTo": "0x209693Bc6afc0C5328bA36FaF03C514EF312287C", "maxTimeoutSeconds": 60,
+            "extra": { "name": "USDC", "version": "2" }
+        });
+        json!({
+            "x402Version": 2,
+            "paymentPayload": { "x402Version": 2, "resource": {"url": "https://x"}, "accepted": reqs, "payload": payload_obj(),
+                                "extensions": { "payment-identifier": { "info": { "id": "order_0123456789abcdef" } } } },
+            "paymentRequirements": reqs,
+        })
+    }
+
+    #[test]
+    fn v1_object_and_base64_payloads_parse_to_the_same_request() {
+        let a = parse_facilitator_request(&v1_body(payload_obj())).unwrap();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(payload_obj().to_string());
+        let b = parse_facilitator_request(&v1_body(json!(b64))).unwrap();
+        assert_eq!(a.request_hash, b.request_hash);
+        assert_eq!(a.x402_version, 1);
+        assert_eq!(a.amount_rule, AmountRule::AtLeast);
+        assert_eq!(a.amount_required, U256::from(10000));
+        assert_eq!(a.payload.authorization.value, U256::from(10000));
+        assert_eq!(a.payload.signature.len(), 65);
+        assert_eq!(a.extra_name.as_deref(), Some("USDC"));
+    }
+
+    #[test]
+    fn v2_parses_with_exact_rule_accepted_match_and_payment_id() {
+        let r = parse_facilitator_request(&v2_body()).unwrap();
+        assert_eq!(r.amount_rule, AmountRule::Exactly);
+        assert!(r.accepted_matches);
+        assert_eq!(r.network, "eip155:84532");
+        assert_eq!(r.payment_id.as_deref(), Some("order_0123456789abcdef"));
+        assert!(r.payment_id_valid);
+
+        let mut body = v2_body();
+        body["paymentPayload"]["accepted"]["amount"] = json!("9999");
+        assert!(!parse_facilitator_request(&body).unwrap().accepted_matches);
+        let mut body = v2_body();
+        body["paymentPayload"]["extensions"]["payment-identifier"]["info"]["id"] = json!("short");
+        assert!(!parse_facilitator_request(&body).unwrap().payment_id_valid);
+    }
+
+    #[test]
+    fn malformed_bodies_and_bad_payloads_are_told_apart() {
+        assert!(matches!(
+            parse_facilitator_request(&json!([])),
+            Err(RequestError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_facilitator_request(&json!({"paymentPayload": {}})),
+            Err(RequestError::Malformed(_))
+        ));
+        let mut body = v1_body(payload_obj());
+        body["paymentRequirements"]["maxAmountRequired"] = json!("1e6");
+        assert!(matches!(
+            parse_facilitator_request(&body),
+            Err(RequestError::Malformed(_))
+        ));
+        let mut body = v1_body(payload_obj());
+        body["paymentRequirements"]["payTo"] = json!("0x12");
+        assert!(matches!(
+            parse_facilitator_request(&body),
+            Err(RequestError::Malformed(_))
+        ));
+
+        assert!(matches!(
+            parse_facilitator_request(&v1_body(json!("%%%"))),
+            Err(RequestError::BadPayload(_))
+        ));
+        let mut p = payload_obj();
+        p["authorization"]["nonce"] = json!("0x1234");
+        assert!(matches!(
+            parse_facilitator_request(&v1_body(p)),
+            Err(RequestError::BadPayload(_))
+        ));
+        let mut p = payload_obj();
+        p["signature"] = json!("not hex");
+        assert!(matches!(
+            parse_facilitator_request(&v1_body(p)),
+            Err(RequestError::BadPayload(_))
+        ));
+        let mut p = payload_obj();
+        p["authorization"]["value"] = json!("-5");
+        assert!(matches!(
+            parse_facilitator_request(&v1_body(p)),
+            Err(RequestError::BadPayload(_))
+        ));
+    }
+
+    #[test]
+    fn an_unknown_version_is_a_protocol_answer_not_a_400() {
+        let mut body = v1_body(payload_obj());
+        body["x402Version"] = json!(3);
+        assert_eq!(
+            parse_facilitator_request(&body).unwrap_err(),
+            RequestError::Unsupported(Reason::InvalidX402Version)
+        );
+    }
+
+    #[test]
+    fn different_payments_hash_differently() {
+        let a = parse_facilitator_request(&v1_body(payload_obj())).unwrap();
+        let mut p = payload_obj();
+        p["authorization"]["value"] = json!("10001");
+        let b = parse_facilitator_request(&v1_body(p)).unwrap();
+        assert_ne!(a.request_hash, b.request_hash);
+    }
+}
