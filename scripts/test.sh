@@ -17,5 +17,11 @@ if ! pg_isready -q -h 127.0.0.1 -p 5432; then
   for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
 fi
 
+# Headless Chromium renders /docs in tests/api/docs.rs (Debian's package; fails without it).
+if ! command -v chromium >/dev/null; then
+  echo "installing chromium (apt)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+
 # Two cores: keep concurrent chain/database tests bounded.
 exec cargo test --workspace --locked -- --test-threads "${TEST_THREADS:-4}" "$@"

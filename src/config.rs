@@ -29,6 +29,8 @@ pub struct Settings {
     pub auth: AuthSettings,
     #[serde(default)]
     pub log: LogSettings,
+    #[serde(default)]
+    pub metrics: MetricsSettings,
     /// Keyed by network id with `_` for `-` (`base_sepolia`), so that the key can be set from
     /// the environment: `APP__NETWORKS__BASE_SEPOLIA__RPC_URL`.
     #[serde(default)]
@@ -98,6 +100,30 @@ pub struct LogSettings {
 
 fn default_log_level() -> String {
     "info".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct MetricsSettings {
+    /// How often in-memory rollups are written to the database.
+    #[serde(default = "default_flush_interval")]
+    pub flush_interval_secs: u64,
+    /// `GET /metrics` access: with a token, `Authorization: Bearer <token>` is required (from
+    /// anywhere); without one, only loopback clients may scrape. Secret: set it with
+    /// `APP__METRICS__PROMETHEUS_TOKEN`.
+    pub prometheus_token: Option<SecretString>,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        Self {
+            flush_interval_secs: default_flush_interval(),
+            prometheus_token: None,
+        }
+    }
+}
+
+fn default_flush_interval() -> u64 {
+    5
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
@@ -273,6 +299,8 @@ auth:
 log:
   format: pretty
   level: info
+metrics:
+  flush_interval_secs: 5
 "#;
 
 #[cfg(test)]

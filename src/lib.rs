@@ -11,6 +11,7 @@ pub mod auth;
 pub mod config;
 pub mod dev;
 pub mod error;
+pub mod middleware;
 pub mod routes;
 pub mod startup;
 pub mod telemetry;

@@ -18,6 +18,7 @@ use facilitator_actors::auth::{AuthConfig, AuthHandle};
 use facilitator_actors::facilitator::{
     system_clock, Clock, Facilitator, FacilitatorConfig, NetworkRuntime,
 };
+use facilitator_actors::metrics::MetricsHandle;
 use facilitator_actors::registry::{ChainStatus, NetworkEntry, NewAsset, RegistryHandle};
 use facilitator_actors::settlement::{
     parse_signer_keys, FeePolicy, ReceiptWatcher, SettlementActor, SettlementRouter,
@@ -38,6 +39,9 @@ pub struct AppState {
     pub registry: RegistryHandle,
     pub facilitator: Facilitator,
     pub admin_token: SecretString,
+    pub metrics: MetricsHandle,
+    /// Bearer token for `GET /metrics`; `None` = loopback clients only.
+    pub prometheus_token: Option<SecretString>,
     pub started: Instant,
 }
 
@@ -168,6 +172,10 @@ impl Application {
             );
         }
         let db = connect_and_migrate(&settings).await?;
+        let metrics = MetricsHandle::start(
+            db.clone(),
+            Duration::from_secs(settings.metrics.flush_interval_secs.max(1)),
+        );
         let (networks, assets) = served_networks(&settings)?;
         let auth = AuthHandle::start(
             db.clone(),
@@ -300,6 +308,8 @@ impl Application {
             registry,
             facilitator,
             admin_token: secrets.admin_token.clone(),
+            metrics,
+            prometheus_token: settings.metrics.prometheus_token.clone(),
             started: Instant::now(),
         });
 
@@ -324,6 +334,8 @@ impl Application {
                 .app_data(web::QueryConfig::default().error_handler(query_error))
                 .app_data(web::PathConfig::default().error_handler(path_error))
                 .wrap(ErrorHandlers::new().default_handler(envelope_fallback))
+                // Outermost: sees the final status of every response, envelope included.
+                .wrap(actix_web::middleware::from_fn(crate::middleware::observe))
                 .configure(crate::routes::configure)
                 .default_service(web::to(crate::routes::not_found))
         })
@@ -352,10 +364,16 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serve until SIGINT/SIGTERM (actix-web's graceful shutdown: in-flight requests finish).
+    /// Serve until SIGINT/SIGTERM (actix-web's graceful shutdown: in-flight requests finish),
+    /// then write the metrics still held in memory.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         tracing::info!("listening on http://{}:{}", self.host, self.port);
-        self.server.await
+        let served = self.server.await;
+        match self.state.metrics.flush().await {
+            Ok(()) => tracing::info!("metrics flushed; stopped"),
+            Err(e) => tracing::error!(error = %e, "final metrics flush failed"),
+        }
+        served
     }
 }
 

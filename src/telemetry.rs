@@ -10,7 +10,12 @@ pub fn init(settings: &LogSettings) {
         .unwrap_or_else(|_| EnvFilter::new(format!("{},sqlx=warn,sea_orm=warn", settings.level)));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     let _ = match settings.format {
-        LogFormat::Json => builder.json().try_init(),
+        // Each line carries its request span (request_id, method, route).
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
         LogFormat::Pretty => builder.try_init(),
     };
 }

@@ -68,6 +68,10 @@ pub struct SettleAnswer {
     pub payer: Option<Address>,
     pub block_number: Option<u64>,
     pub amount: U256,
+    /// Gas used and fee paid (wei) by the transaction this call mined; `None` when this call
+    /// paid nothing (a repeated or concurrent settle of the same authorization, or no tx).
+    pub gas_used: Option<u64>,
+    pub fee_wei: Option<u128>,
 }
 
 impl VerifyAnswer {
@@ -94,6 +98,8 @@ impl SettleAnswer {
             payer,
             block_number: None,
             amount,
+            gas_used: None,
+            fee_wei: None,
         }
     }
 }
@@ -346,7 +352,12 @@ impl Facilitator {
                 .ok()
                 .flatten();
             return match answer {
-                Some(a) => Ok(a),
+                // Same outcome; the fee was the leader's, not this call's.
+                Some(a) => Ok(SettleAnswer {
+                    gas_used: None,
+                    fee_wei: None,
+                    ..a
+                }),
                 // The leader failed unexpectedly: read the ledger.
                 None => self.answer_from_ledger(&rt, &key, req).await,
             };
@@ -460,6 +471,11 @@ impl Facilitator {
         amount: U256,
     ) -> ServiceResult<SettleAnswer> {
         let deadline = Instant::now() + rt.receipt_timeout;
+        // Counted as in flight for its signer (metrics) until this returns.
+        let _in_flight = match &sent {
+            Sent::Known(b, _) => rt.router.awaiting(b.signer),
+            Sent::Unknown(_) => None,
+        };
         let (mut hashes, mut latest) = match sent {
             Sent::Known(b, calldata) => (vec![b.tx_hash], Some((b, calldata))),
             Sent::Unknown(h) => (vec![h], None),
@@ -489,6 +505,8 @@ impl Facilitator {
                     payer,
                     block_number: Some(mined.block_number),
                     amount,
+                    gas_used: Some(mined.gas_used),
+                    fee_wei: Some(mined.fee_wei),
                 });
             }
             if Instant::now() >= deadline {
@@ -499,6 +517,8 @@ impl Facilitator {
                     payer,
                     block_number: None,
                     amount,
+                    gas_used: None,
+                    fee_wei: None,
                 });
             }
             if let Some((previous, calldata)) = latest.take() {
@@ -549,6 +569,8 @@ impl Facilitator {
                         payer,
                         block_number: row.block_number.map(|b| b as u64),
                         amount,
+                        gas_used: None,
+                        fee_wei: None,
                     })
                 }
                 (ledger::FAILED, h) => {
@@ -564,6 +586,8 @@ impl Facilitator {
                         payer,
                         block_number: row.block_number.map(|b| b as u64),
                         amount,
+                        gas_used: None,
+                        fee_wei: None,
                     });
                 }
                 (ledger::SUBMITTED, Some(h)) => {
@@ -588,6 +612,8 @@ impl Facilitator {
                         payer,
                         block_number: None,
                         amount,
+                        gas_used: None,
+                        fee_wei: None,
                     });
                 }
                 _ => {
@@ -599,6 +625,8 @@ impl Facilitator {
                             payer,
                             block_number: None,
                             amount,
+                            gas_used: None,
+                            fee_wei: None,
                         });
                     }
                     tokio::time::sleep(Duration::from_millis(100)).await;

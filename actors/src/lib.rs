@@ -10,6 +10,7 @@ pub mod auth;
 pub mod error;
 pub mod facilitator;
 pub mod ledger;
+pub mod metrics;
 pub mod registry;
 pub mod settlement;
 

@@ -267,27 +267,90 @@ impl Handler<Broadcast> for SettlementActor {
     }
 }
 
-/// Spreads settles over a network's signers, round robin.
+/// What the metrics see of one signer: the last nonce it used and the transactions this
+/// process is still waiting on.
+#[derive(Debug)]
+pub struct SignerStats {
+    /// `u64::MAX` until the first broadcast.
+    last_nonce: std::sync::atomic::AtomicU64,
+    in_flight: std::sync::atomic::AtomicI64,
+}
+
+impl Default for SignerStats {
+    fn default() -> Self {
+        Self {
+            last_nonce: std::sync::atomic::AtomicU64::new(u64::MAX),
+            in_flight: std::sync::atomic::AtomicI64::new(0),
+        }
+    }
+}
+
+/// A point-in-time view of one signer.
+#[derive(Debug, Clone)]
+pub struct SignerSnapshot {
+    pub address: Address,
+    pub last_nonce: Option<u64>,
+    pub in_flight: i64,
+}
+
+/// Counts one awaited transaction of a signer until dropped.
+pub struct InFlight(Arc<SignerStats>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A signer's address, its actor, and its stats.
+type RoutedSigner = (Address, Addr<SettlementActor>, Arc<SignerStats>);
+
+/// Spreads settles over a network's signers, round robin. A replacement goes to the signer
+/// that sent the original: only it owns that nonce.
 #[derive(Clone)]
 pub struct SettlementRouter {
-    actors: Arc<Vec<(Address, Addr<SettlementActor>)>>,
+    actors: Arc<Vec<RoutedSigner>>,
     next: Arc<AtomicUsize>,
 }
 
 impl SettlementRouter {
     pub fn new(actors: Vec<(Address, Addr<SettlementActor>)>) -> Self {
         Self {
-            actors: Arc::new(actors),
+            actors: Arc::new(
+                actors
+                    .into_iter()
+                    .map(|(a, addr)| (a, addr, Arc::default()))
+                    .collect(),
+            ),
             next: Arc::new(AtomicUsize::new(0)),
         }
     }
 
     pub fn signers(&self) -> Vec<Address> {
-        self.actors.iter().map(|(a, _)| *a).collect()
+        self.actors.iter().map(|(a, _, _)| *a).collect()
     }
 
     pub fn is_empty(&self) -> bool {
         self.actors.is_empty()
+    }
+
+    pub fn snapshot(&self) -> Vec<SignerSnapshot> {
+        self.actors
+            .iter()
+            .map(|(address, _, stats)| SignerSnapshot {
+                address: *address,
+                last_nonce: Some(stats.last_nonce.load(Ordering::Relaxed))
+                    .filter(|n| *n != u64::MAX),
+                in_flight: stats.in_flight.load(Ordering::Relaxed),
+            })
+            .collect()
+    }
+
+    /// Mark a new transaction of `signer` as awaited until the guard drops.
+    pub fn awaiting(&self, signer: Address) -> Option<InFlight> {
+        let (_, _, stats) = self.actors.iter().find(|(a, _, _)| *a == signer)?;
+        stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        Some(InFlight(stats.clone()))
     }
 
     pub async fn broadcast(&self, msg: Broadcast) -> Result<Broadcasted, BroadcastError> {
@@ -296,12 +359,27 @@ impl SettlementRouter {
                 "no signer configured for this network".into(),
             ));
         }
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.actors.len();
-        self.actors[i]
-            .1
+        let (_, actor, stats) = match &msg.replacing {
+            Some(old) => self
+                .actors
+                .iter()
+                .find(|(a, _, _)| *a == old.signer)
+                .ok_or_else(|| {
+                    BroadcastError::NotSent(format!("signer {} is not served", old.signer))
+                })?,
+            None => {
+                let i = self.next.fetch_add(1, Ordering::Relaxed) % self.actors.len();
+                &self.actors[i]
+            }
+        };
+        let sent = actor
             .send(msg)
             .await
-            .map_err(|e| BroadcastError::NotSent(format!("settlement actor: {e}")))?
+            .map_err(|e| BroadcastError::NotSent(format!("settlement actor: {e}")))?;
+        if let Ok(b) = &sent {
+            stats.last_nonce.store(b.nonce, Ordering::Relaxed);
+        }
+        sent
     }
 }
 

@@ -1,7 +1,8 @@
 //! HTTP routes, one file per resource of the API reference. Handlers stay thin: parse, call a
 //! handle, wrap the reply in `{"data": ...}`.
 
-use actix_web::{web, HttpResponse};
+use actix_web::http::Method;
+use actix_web::{web, FromRequest, Handler, HttpResponse, Responder, Route};
 use serde::Serialize;
 
 use crate::error::{ApiError, ErrorCode};
@@ -9,7 +10,9 @@ use crate::error::{ApiError, ErrorCode};
 pub mod admin;
 pub mod assets;
 pub mod clients;
+pub mod docs;
 pub mod health;
+pub mod metrics;
 pub mod networks;
 pub mod resources;
 pub mod users;
@@ -59,45 +62,113 @@ impl PageQuery {
     }
 }
 
+/// One HTTP method of a registered path.
+pub type Endpoint = (Method, Route);
+
+fn get<F, Args>(handler: F) -> Endpoint
+where
+    F: Handler<Args>,
+    Args: FromRequest + 'static,
+    F::Output: Responder + 'static,
+{
+    (Method::GET, web::get().to(handler))
+}
+
+fn post<F, Args>(handler: F) -> Endpoint
+where
+    F: Handler<Args>,
+    Args: FromRequest + 'static,
+    F::Output: Responder + 'static,
+{
+    (Method::POST, web::post().to(handler))
+}
+
+fn put<F, Args>(handler: F) -> Endpoint
+where
+    F: Handler<Args>,
+    Args: FromRequest + 'static,
+    F::Output: Responder + 'static,
+{
+    (Method::PUT, web::put().to(handler))
+}
+
+fn delete<F, Args>(handler: F) -> Endpoint
+where
+    F: Handler<Args>,
+    Args: FromRequest + 'static,
+    F::Output: Responder + 'static,
+{
+    (Method::DELETE, web::delete().to(handler))
+}
+
+/// Every route of the server: full path and its methods. `configure` registers exactly this
+/// table, and `registered()` lists it (the OpenAPI document is checked against it).
+fn table() -> Vec<(&'static str, Vec<Endpoint>)> {
+    vec![
+        ("/health", vec![get(health::health)]),
+        ("/metrics", vec![get(metrics::prometheus)]),
+        ("/api/v1/status", vec![get(health::status)]),
+        ("/api/v1/networks", vec![get(networks::list)]),
+        ("/api/v1/networks/{id}", vec![get(networks::get_one)]),
+        ("/api/v1/assets", vec![get(assets::list)]),
+        ("/api/v1/supported", vec![get(x402::supported)]),
+        ("/api/v1/verify", vec![post(x402::verify)]),
+        ("/api/v1/settle", vec![post(x402::settle)]),
+        ("/api/v1/settlements/{tx}", vec![get(x402::settlement)]),
+        ("/api/v1/signup", vec![post(users::signup)]),
+        ("/api/v1/login", vec![post(users::login)]),
+        ("/api/v1/token/refresh", vec![post(users::refresh)]),
+        (
+            "/api/v1/clients",
+            vec![post(clients::create), get(clients::list)],
+        ),
+        ("/api/v1/clients/{id}", vec![delete(clients::revoke)]),
+        (
+            "/api/v1/resources",
+            vec![post(resources::create), get(resources::list_all)],
+        ),
+        ("/api/v1/resources/{id}", vec![put(resources::update)]),
+        ("/api/v1/users/resources", vec![get(resources::list_own)]),
+        (
+            "/api/v1/discovery/resources",
+            vec![get(resources::discovery)],
+        ),
+        ("/api/v1/metrics/daily", vec![get(metrics::http_daily)]),
+        ("/api/v1/metrics/monthly", vec![get(metrics::http_monthly)]),
+        ("/api/v1/metrics/summary", vec![get(metrics::http_summary)]),
+        ("/api/v1/x402-metrics/daily", vec![get(metrics::x402_daily)]),
+        (
+            "/api/v1/x402-metrics/monthly",
+            vec![get(metrics::x402_monthly)],
+        ),
+        (
+            "/api/v1/x402-metrics/summary",
+            vec![get(metrics::x402_summary)],
+        ),
+        (
+            "/admin/users",
+            vec![post(admin::create_user), get(admin::list_users)],
+        ),
+        ("/admin/assets", vec![post(admin::register_asset)]),
+        ("/openapi.json", vec![get(docs::openapi_json)]),
+    ]
+}
+
+/// `(method, path)` of every registered route.
+pub fn registered() -> Vec<(Method, &'static str)> {
+    table()
+        .into_iter()
+        .flat_map(|(path, endpoints)| endpoints.into_iter().map(move |(m, _)| (m, path)))
+        .collect()
+}
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/health").route(web::get().to(health::health)))
-        .service(
-            web::scope("/api/v1")
-                .service(resource("/status").route(web::get().to(health::status)))
-                .service(resource("/networks").route(web::get().to(networks::list)))
-                .service(resource("/networks/{id}").route(web::get().to(networks::get_one)))
-                .service(resource("/assets").route(web::get().to(assets::list)))
-                .service(resource("/supported").route(web::get().to(x402::supported)))
-                .service(resource("/verify").route(web::post().to(x402::verify)))
-                .service(resource("/settle").route(web::post().to(x402::settle)))
-                .service(resource("/settlements/{tx}").route(web::get().to(x402::settlement)))
-                .service(resource("/signup").route(web::post().to(users::signup)))
-                .service(resource("/login").route(web::post().to(users::login)))
-                .service(resource("/token/refresh").route(web::post().to(users::refresh)))
-                .service(
-                    resource("/clients")
-                        .route(web::post().to(clients::create))
-                        .route(web::get().to(clients::list)),
-                )
-                .service(resource("/clients/{id}").route(web::delete().to(clients::revoke)))
-                .service(
-                    resource("/resources")
-                        .route(web::post().to(resources::create))
-                        .route(web::get().to(resources::list_all)),
-                )
-                .service(resource("/resources/{id}").route(web::put().to(resources::update)))
-                .service(resource("/users/resources").route(web::get().to(resources::list_own)))
-                .service(
-                    resource("/discovery/resources").route(web::get().to(resources::discovery)),
-                ),
-        )
-        .service(
-            web::scope("/admin")
-                .service(
-                    resource("/users")
-                        .route(web::post().to(admin::create_user))
-                        .route(web::get().to(admin::list_users)),
-                )
-                .service(resource("/assets").route(web::post().to(admin::register_asset))),
-        );
+    for (path, endpoints) in table() {
+        let resource = endpoints
+            .into_iter()
+            .fold(resource(path), |r, (_, route)| r.route(route));
+        cfg.service(resource);
+    }
+    // The interactive docs (Swagger UI, served from this binary).
+    docs::configure(cfg);
 }

@@ -12,6 +12,8 @@ use x402::proto::{parse_facilitator_request, PaymentRequest, RequestError};
 use x402::Reason;
 
 use super::networks::supported_body;
+use facilitator_actors::metrics::{Operation, X402Event, SUCCESS};
+
 use crate::auth::Client;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::startup::AppState;
@@ -68,16 +70,79 @@ fn settle_body(network: &str, a: &SettleAnswer) -> Value {
     body
 }
 
+/// A protocol outcome for the metrics: what was asked (as far as it could be read) and how it
+/// ended.
+struct Outcome<'a> {
+    client: &'a Client,
+    operation: Operation,
+    req: Option<&'a PaymentRequest>,
+    body: &'a Value,
+    reason: Option<Reason>,
+    gas_used: Option<u64>,
+    fee_wei: Option<u128>,
+    started: std::time::Instant,
+}
+
+fn record(state: &AppState, o: Outcome<'_>) {
+    let (network, asset, amount) = match o.req {
+        Some(r) => (
+            x402::network::parse_network(&r.network)
+                .map(|n| n.v1_name.to_owned())
+                .unwrap_or_else(|| r.network.clone()),
+            r.asset.to_checksum(None),
+            r.payload.authorization.value,
+        ),
+        // Unreadable as a payment of a version we take: keep what the body says.
+        None => (
+            o.body["paymentRequirements"]["network"]
+                .as_str()
+                .unwrap_or("unknown")
+                .chars()
+                .take(64)
+                .collect(),
+            String::new(),
+            alloy_primitives::U256::ZERO,
+        ),
+    };
+    state.metrics.record_x402(X402Event {
+        day: chrono::Utc::now().date_naive(),
+        client_id: o.client.0.client_id.clone(),
+        network,
+        asset,
+        operation: o.operation,
+        outcome: o
+            .reason
+            .map(|r| r.as_str().to_owned())
+            .unwrap_or_else(|| SUCCESS.to_owned()),
+        amount,
+        gas_used: o.gas_used.unwrap_or(0),
+        fee_wei: alloy_primitives::U256::from(o.fee_wei.unwrap_or(0)),
+        latency: o.started.elapsed(),
+    });
+}
+
 pub async fn verify(
     state: web::Data<AppState>,
     client: Client,
     body: web::Json<Value>,
 ) -> ApiResult<HttpResponse> {
+    let started = std::time::Instant::now();
     client.require("verify")?;
+    let outcome = |req, reason| Outcome {
+        client: &client,
+        operation: Operation::Verify,
+        req,
+        body: &body,
+        reason,
+        gas_used: None,
+        fee_wei: None,
+        started,
+    };
     let req = match parse(&body)? {
         Ok(req) => req,
         Err(reason) => {
-            return Ok(HttpResponse::Ok().json(verify_body(&VerifyAnswer::rejected(reason))))
+            record(&state, outcome(None, Some(reason)));
+            return Ok(HttpResponse::Ok().json(verify_body(&VerifyAnswer::rejected(reason))));
         }
     };
     let answer = state.facilitator.verify(&req).await.map_err(|e| {
@@ -88,6 +153,7 @@ pub async fn verify(
             "",
         )
     })?;
+    record(&state, outcome(Some(&req), answer.invalid_reason));
     Ok(HttpResponse::Ok().json(verify_body(&answer)))
 }
 
@@ -96,10 +162,24 @@ pub async fn settle(
     client: Client,
     body: web::Json<Value>,
 ) -> ApiResult<HttpResponse> {
+    let started = std::time::Instant::now();
     client.require("settle")?;
     let req = match parse(&body)? {
         Ok(req) => req,
         Err(reason) => {
+            record(
+                &state,
+                Outcome {
+                    client: &client,
+                    operation: Operation::Settle,
+                    req: None,
+                    body: &body,
+                    reason: Some(reason),
+                    gas_used: None,
+                    fee_wei: None,
+                    started,
+                },
+            );
             let network = body["paymentRequirements"]["network"]
                 .as_str()
                 .unwrap_or_default();
@@ -116,6 +196,19 @@ pub async fn settle(
             tracing::error!(error = %e, "settle failed");
             ApiError::new(ErrorCode::SettlementFailed, "Payment settlement failed", "")
         })?;
+    record(
+        &state,
+        Outcome {
+            client: &client,
+            operation: Operation::Settle,
+            req: Some(&req),
+            body: &body,
+            reason: answer.error_reason,
+            gas_used: answer.gas_used,
+            fee_wei: answer.fee_wei,
+            started,
+        },
+    );
     Ok(HttpResponse::Ok().json(settle_body(&req.network, &answer)))
 }
 

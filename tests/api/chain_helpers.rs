@@ -127,17 +127,28 @@ pub struct Payment {
 
 impl Payment {
     pub fn new(app: &ChainApp, payer: usize, value: u64) -> Self {
+        Self::usdc(
+            app.payer(payer).address(),
+            app.devnet.chain_id,
+            app.devnet.usdc,
+            value,
+        )
+    }
+
+    /// A valid payment of `value` to `PAY_TO` in the USDC at `asset` ("USDC", version "2"),
+    /// valid from a minute ago for ten minutes, with a fresh nonce.
+    pub fn usdc(from: Address, chain_id: u64, asset: Address, value: u64) -> Self {
         Self {
-            from: app.payer(payer).address(),
+            from,
             to: PAY_TO,
             value: U256::from(value),
-            valid_after: now() - 600,
+            valid_after: now() - 60,
             valid_before: now() + 600,
             nonce: B256::from(rand::random::<[u8; 32]>()),
             domain_name: "USDC".into(),
             domain_version: "2".into(),
-            chain_id: app.devnet.chain_id,
-            asset: app.devnet.usdc,
+            chain_id,
+            asset,
         }
     }
 

@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use alloy::primitives::{Address, B256, U256};
+use alloy::primitives::{Address, U256};
 use alloy::signers::local::PrivateKeySigner;
 use serde_json::Value;
 
@@ -57,6 +57,19 @@ impl DevProcess {
             .status()
             .unwrap();
         self.child.wait().unwrap()
+    }
+}
+
+/// A failed test must not leave the server (and its anvil) running.
+impl Drop for DevProcess {
+    fn drop(&mut self) {
+        // SIGTERM, not SIGKILL: the dev command then stops its anvil too.
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.child.id().to_string()])
+                .status();
+            let _ = self.child.wait();
+        }
     }
 }
 
@@ -113,18 +126,7 @@ async fn dev_serves_a_local_chain_and_a_real_usdc_payment_settles() {
     // Pay with a payer key from the state file, signed here.
     let payer: PrivateKeySigner = s["payerPrivateKeys"][0].as_str().unwrap().parse().unwrap();
     let asset: Address = s["asset"].as_str().unwrap().parse().unwrap();
-    let pay = Payment {
-        from: payer.address(),
-        to: PAY_TO,
-        value: U256::from(5_000),
-        valid_after: now() - 60,
-        valid_before: now() + 600,
-        nonce: B256::from(rand::random::<[u8; 32]>()),
-        domain_name: "USDC".into(),
-        domain_version: "2".into(),
-        chain_id: 84532,
-        asset,
-    };
+    let pay = Payment::usdc(payer.address(), 84532, asset, 5_000);
     let answer: Value = http
         .post(format!("{api}/settle"))
         .header("X-Client-ID", s["clientId"].as_str().unwrap())

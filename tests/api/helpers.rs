@@ -92,6 +92,8 @@ pub struct TestApp {
     pub http: Client,
     pub db: TestDb,
     server: actix_web::dev::ServerHandle,
+    /// The application's run loop (serve, then the final metrics flush).
+    task: actix_web::rt::task::JoinHandle<std::io::Result<()>>,
 }
 
 /// Settings for a test: defaults, fixed secrets, port 0, the given database; `extra` overrides.
@@ -128,7 +130,7 @@ impl TestApp {
     pub fn from_application(app: Application, db: TestDb) -> Self {
         let port = app.port();
         let server = app.server_handle();
-        actix_web::rt::spawn(app.run_until_stopped());
+        let task = actix_web::rt::spawn(app.run_until_stopped());
         Self {
             address: format!("http://127.0.0.1:{port}"),
             port,
@@ -138,12 +140,15 @@ impl TestApp {
                 .unwrap(),
             db,
             server,
+            task,
         }
     }
 
-    /// Stop the server gracefully and hand back the database.
+    /// Stop the server gracefully, wait for its shutdown work (the final metrics flush), and
+    /// hand back the database.
     pub async fn stop(self) -> TestDb {
         self.server.stop(true).await;
+        self.task.await.expect("run loop").expect("server error");
         self.db
     }
 

@@ -2,8 +2,6 @@
 //! before its receipt; restarted on the same database, it resolves the row from the chain and
 //! answers a retry with the original transaction.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use alloy::primitives::{B256, U256};
@@ -14,80 +12,7 @@ use serde_json::Value;
 
 use crate::chain_helpers::*;
 use crate::helpers::*;
-
-/// The real binary, configured through the environment as an operator would.
-struct Facilitator {
-    child: Child,
-    url: String,
-}
-
-impl Facilitator {
-    fn start(db_url: &str, devnet: &Devnet) -> Self {
-        let key = format!(
-            "0x{}",
-            alloy::hex::encode(devnet.facilitator_keys[0].to_bytes())
-        );
-        let mut child = Command::new(env!("CARGO_BIN_EXE_x402-facilitator"))
-            .args([
-                "--config",
-                concat!(env!("CARGO_MANIFEST_DIR"), "/config.yaml"),
-                "serve",
-            ])
-            .env("APP__SERVER__PORT", "0")
-            .env("APP__SERVER__WORKERS", "1")
-            .env("APP__DATABASE__URL", db_url)
-            .env("APP__AUTH__JWT_SECRET", JWT_SECRET)
-            .env("APP__AUTH__ADMIN_TOKEN", ADMIN_TOKEN)
-            .env("APP__AUTH__CLIENT_TOKEN_KEY", CLIENT_KEY)
-            .env("APP__NETWORKS__BASE_SEPOLIA__RPC_URL", &devnet.rpc_url)
-            .env(
-                "APP__NETWORKS__BASE_SEPOLIA__USDC_ADDRESS",
-                devnet.usdc.to_checksum(None),
-            )
-            .env("APP__NETWORKS__BASE_SEPOLIA__RECEIPT_TIMEOUT_SECS", "20")
-            .env("SIGNER_KEYS_BASE_SEPOLIA", key)
-            .env("APP__LOG__FORMAT", "json")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn facilitator");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut sent = false;
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if !sent {
-                    if let Some(i) = line.find("listening on http://") {
-                        let url = line[i + "listening on ".len()..]
-                            .split('"')
-                            .next()
-                            .unwrap()
-                            .to_owned();
-                        let _ = tx.send(url);
-                        sent = true;
-                    }
-                }
-            }
-        });
-        let url = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("facilitator did not start");
-        Self { child, url }
-    }
-
-    fn kill(mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Facilitator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use crate::process::Facilitator;
 
 async fn ledger_row(db_url: &str) -> Option<entities::settlement::Model> {
     let db = Database::connect(db_url).await.unwrap();
@@ -145,18 +70,7 @@ async fn killed_after_broadcast_then_restarted(kind: Db) {
         .to_owned();
 
     let payer = devnet.payers[0].clone();
-    let pay = Payment {
-        from: payer.address(),
-        to: PAY_TO,
-        value: U256::from(777_000),
-        valid_after: now() - 60,
-        valid_before: now() + 3600,
-        nonce: B256::from(rand::random::<[u8; 32]>()),
-        domain_name: "USDC".into(),
-        domain_version: "2".into(),
-        chain_id: devnet.chain_id,
-        asset: devnet.usdc,
-    };
+    let pay = Payment::usdc(payer.address(), devnet.chain_id, devnet.usdc, 777_000);
     let body = pay.v1(&pay.sign(&payer), 777_000);
     let settle = |base: String| {
         let (http, body, id, token) = (http.clone(), body.clone(), id.clone(), token.clone());

@@ -1,0 +1,489 @@
+//! Metrics endpoints: HTTP request rollups (`/api/v1/metrics/*`), settlement rollups
+//! (`/api/v1/x402-metrics/*`), and the Prometheus exposition (`/metrics`).
+//!
+//! Every read first flushes what the `MetricsActor` holds in memory, so an answer includes
+//! every request and settlement acknowledged before it. Regular users see the x402 metrics of
+//! their own client keys (revoked ones included: that history is theirs); admins see all. The
+//! HTTP metrics are service-wide.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use alloy::providers::Provider;
+use alloy_primitives::U256;
+use chrono::{DateTime, NaiveDate};
+use facilitator_actors::metrics::{self, parse_sum, SignerGauge, SUCCESS};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use subtle::ConstantTimeEq;
+
+use crate::auth::User;
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::startup::AppState;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RangeQuery {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// A date range, inclusive; either end open.
+#[derive(Debug, Clone, Copy)]
+struct Range {
+    from: Option<NaiveDate>,
+    to: Option<NaiveDate>,
+}
+
+fn bad_query(details: String) -> ApiError {
+    ApiError::new(
+        ErrorCode::InvalidRequest,
+        "Invalid query parameters",
+        details,
+    )
+}
+
+/// An ISO 8601 date (`2026-11-23`) or date-time (`2026-11-23T10:00:00Z`, its UTC day).
+fn parse_day(name: &str, value: &str) -> Result<NaiveDate, ApiError> {
+    let v = value.trim();
+    NaiveDate::parse_from_str(v, "%Y-%m-%d")
+        .ok()
+        .or_else(|| {
+            DateTime::parse_from_rfc3339(v)
+                .ok()
+                .map(|d| d.to_utc().date_naive())
+        })
+        .ok_or_else(|| {
+            bad_query(format!(
+                "{name}: expected an ISO 8601 date (YYYY-MM-DD) or date-time, got {v:?}"
+            ))
+        })
+}
+
+impl RangeQuery {
+    fn resolve(&self) -> Result<Range, ApiError> {
+        let from = self
+            .from
+            .as_deref()
+            .map(|v| parse_day("from", v))
+            .transpose()?;
+        let to = self.to.as_deref().map(|v| parse_day("to", v)).transpose()?;
+        if let (Some(f), Some(t)) = (from, to) {
+            if f > t {
+                return Err(bad_query(format!("from ({f}) is after to ({t})")));
+            }
+        }
+        Ok(Range { from, to })
+    }
+}
+
+fn range_json(r: Range) -> (Value, Value) {
+    (
+        r.from.map(|d| json!(d.to_string())).unwrap_or(Value::Null),
+        r.to.map(|d| json!(d.to_string())).unwrap_or(Value::Null),
+    )
+}
+
+async fn flushed(state: &AppState) -> ApiResult<()> {
+    state.metrics.flush().await.map_err(|e| {
+        tracing::error!(error = %e, "metrics flush before read failed");
+        ApiError::new(
+            ErrorCode::ServiceUnavailable,
+            "Metrics are temporarily unavailable",
+            "",
+        )
+    })
+}
+
+/// How rows are grouped: per day, per month, or all together.
+#[derive(Clone, Copy)]
+enum Period {
+    Day,
+    Month,
+}
+
+fn period_key(p: Period, day: NaiveDate) -> String {
+    match p {
+        Period::Day => day.format("%Y-%m-%d").to_string(),
+        Period::Month => day.format("%Y-%m").to_string(),
+    }
+}
+
+/// Rows grouped by day or month (in date order), each group rendered with its label.
+fn grouped<R, A: Default>(
+    rows: &[R],
+    period: Period,
+    label: &str,
+    day: impl Fn(&R) -> NaiveDate,
+    mut add: impl FnMut(&mut A, &R) -> ApiResult<()>,
+    render: impl Fn(&A) -> Value,
+) -> ApiResult<Vec<Value>> {
+    let mut groups: BTreeMap<String, A> = BTreeMap::new();
+    for r in rows {
+        add(groups.entry(period_key(period, day(r))).or_default(), r)?;
+    }
+    Ok(groups
+        .iter()
+        .map(|(k, g)| {
+            let mut v = render(g);
+            v[label] = json!(k);
+            v
+        })
+        .collect())
+}
+
+/// `{"data": {"from", "to", <list>: items}}`
+fn period_answer(range: Range, list: &str, items: Vec<Value>) -> HttpResponse {
+    let (from, to) = range_json(range);
+    super::data(json!({ "from": from, "to": to, list: items }))
+}
+
+// ---- HTTP metrics ----------------------------------------------------------------------
+
+#[derive(Default)]
+struct HttpAgg {
+    requests: i64,
+    errors: i64,
+    total_latency_us: i64,
+    max_latency_us: i64,
+    by_status: BTreeMap<String, i64>,
+}
+
+impl HttpAgg {
+    fn add(&mut self, r: &entities::http_metrics_daily::Model) {
+        self.requests += r.count;
+        if r.status >= 400 {
+            self.errors += r.count;
+        }
+        self.total_latency_us += r.total_latency_us;
+        self.max_latency_us = self.max_latency_us.max(r.max_latency_us);
+        *self.by_status.entry(r.status.to_string()).or_default() += r.count;
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "requests": self.requests,
+            "errors": self.errors,
+            "avgLatencyMs": if self.requests > 0 {
+                self.total_latency_us as f64 / self.requests as f64 / 1000.0
+            } else { 0.0 },
+            "maxLatencyMs": self.max_latency_us as f64 / 1000.0,
+            "byStatus": self.by_status,
+        })
+    }
+}
+
+/// Totals plus a per-route breakdown.
+#[derive(Default)]
+struct HttpReport {
+    total: HttpAgg,
+    routes: BTreeMap<(String, String), HttpAgg>,
+}
+
+impl HttpReport {
+    fn add(&mut self, r: &entities::http_metrics_daily::Model) {
+        self.total.add(r);
+        self.routes
+            .entry((r.route.clone(), r.method.clone()))
+            .or_default()
+            .add(r);
+    }
+
+    fn json(&self) -> Value {
+        let mut v = self.total.json();
+        v["routes"] = self
+            .routes
+            .iter()
+            .map(|((route, method), agg)| {
+                let mut r = agg.json();
+                r["method"] = json!(method);
+                r["route"] = json!(route);
+                r
+            })
+            .collect();
+        v
+    }
+}
+
+async fn http_periods(
+    state: &AppState,
+    q: &RangeQuery,
+    period: Period,
+    label: &str,
+    list: &str,
+) -> ApiResult<HttpResponse> {
+    let range = q.resolve()?;
+    flushed(state).await?;
+    let rows = metrics::http_rows(&state.db, range.from, range.to).await?;
+    let items = grouped(
+        &rows,
+        period,
+        label,
+        |r| r.day,
+        |g: &mut HttpReport, r| {
+            g.add(r);
+            Ok(())
+        },
+        HttpReport::json,
+    )?;
+    Ok(period_answer(range, list, items))
+}
+
+pub async fn http_daily(
+    state: web::Data<AppState>,
+    _: User,
+    q: web::Query<RangeQuery>,
+) -> ApiResult<HttpResponse> {
+    http_periods(&state, &q, Period::Day, "date", "days").await
+}
+
+pub async fn http_monthly(
+    state: web::Data<AppState>,
+    _: User,
+    q: web::Query<RangeQuery>,
+) -> ApiResult<HttpResponse> {
+    http_periods(&state, &q, Period::Month, "month", "months").await
+}
+
+pub async fn http_summary(
+    state: web::Data<AppState>,
+    _: User,
+    q: web::Query<RangeQuery>,
+) -> ApiResult<HttpResponse> {
+    let range = q.resolve()?;
+    flushed(&state).await?;
+    let rows = metrics::http_rows(&state.db, range.from, range.to).await?;
+    let mut report = HttpReport::default();
+    for r in &rows {
+        report.add(r);
+    }
+    let (from, to) = range_json(range);
+    Ok(super::data(json!({
+        "from": from,
+        "to": to,
+        "firstDay": rows.first().map(|r| r.day.to_string()),
+        "lastDay": rows.iter().map(|r| r.day).max().map(|d| d.to_string()),
+        "totals": report.json(),
+    })))
+}
+
+// ---- x402 metrics ----------------------------------------------------------------------
+
+#[derive(Default)]
+struct OpAgg {
+    count: i64,
+    successes: i64,
+    reasons: BTreeMap<String, i64>,
+    total_latency_us: i64,
+}
+
+#[derive(Default)]
+struct X402Agg {
+    verify: OpAgg,
+    settle: OpAgg,
+    /// (network, asset) -> (settled amount, successful settlements)
+    amounts: BTreeMap<(String, String), (U256, i64)>,
+    /// network -> (gas used, fee wei, settle attempts)
+    fees: BTreeMap<String, (i64, U256)>,
+}
+
+impl X402Agg {
+    fn add(&mut self, r: &entities::x402_metrics_daily::Model) -> ApiResult<()> {
+        let success = r.outcome == SUCCESS;
+        let op = match r.operation.as_str() {
+            "verify" => &mut self.verify,
+            _ => &mut self.settle,
+        };
+        op.count += r.count;
+        op.total_latency_us += r.total_latency_us;
+        if success {
+            op.successes += r.count;
+        } else {
+            *op.reasons.entry(r.outcome.clone()).or_default() += r.count;
+        }
+        if r.operation == "settle" {
+            if success {
+                let e = self
+                    .amounts
+                    .entry((r.network.clone(), r.asset.clone()))
+                    .or_default();
+                e.0 = e.0.saturating_add(parse_sum(&r.amount_sum)?);
+                e.1 += r.count;
+            }
+            let fee = parse_sum(&r.fee_wei_sum)?;
+            if r.gas_used_sum > 0 || !fee.is_zero() {
+                let e = self.fees.entry(r.network.clone()).or_default();
+                e.0 += r.gas_used_sum;
+                e.1 = e.1.saturating_add(fee);
+            }
+        }
+        Ok(())
+    }
+
+    fn json(&self) -> Value {
+        let avg = |o: &OpAgg| {
+            if o.count > 0 {
+                o.total_latency_us as f64 / o.count as f64 / 1000.0
+            } else {
+                0.0
+            }
+        };
+        json!({
+            "verify": {
+                "count": self.verify.count,
+                "valid": self.verify.successes,
+                "invalid": self.verify.count - self.verify.successes,
+                "invalidReasons": self.verify.reasons,
+                "avgLatencyMs": avg(&self.verify),
+            },
+            "settle": {
+                "count": self.settle.count,
+                "successes": self.settle.successes,
+                "failures": self.settle.count - self.settle.successes,
+                "failureReasons": self.settle.reasons,
+                "avgLatencyMs": avg(&self.settle),
+            },
+            "amounts": self.amounts.iter().map(|((network, asset), (amount, n))| json!({
+                "network": network,
+                "asset": asset,
+                "amount": amount.to_string(),
+                "settlements": n,
+            })).collect::<Vec<_>>(),
+            "fees": self.fees.iter().map(|(network, (gas, wei))| json!({
+                "network": network,
+                "gasUsed": gas,
+                "feeWei": wei.to_string(),
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// Whose settlement metrics the caller may see: `None` = everyone's (admin).
+async fn visible_clients(state: &AppState, user: &User) -> ApiResult<Option<Vec<String>>> {
+    if user.0.is_admin {
+        return Ok(None);
+    }
+    let ids: Vec<String> = entities::client::Entity::find()
+        .select_only()
+        .column(entities::client::Column::ClientId)
+        .filter(entities::client::Column::UserId.eq(user.0.id))
+        .into_tuple()
+        .all(&state.db)
+        .await
+        .map_err(facilitator_actors::ServiceError::from)?;
+    Ok(Some(ids))
+}
+
+async fn x402_rows(
+    state: &AppState,
+    user: &User,
+    q: &RangeQuery,
+) -> ApiResult<(Range, Vec<entities::x402_metrics_daily::Model>)> {
+    let range = q.resolve()?;
+    let clients = visible_clients(state, user).await?;
+    flushed(state).await?;
+    let rows = metrics::x402_rows(&state.db, range.from, range.to, clients.as_deref()).await?;
+    Ok((range, rows))
+}
+
+async fn x402_periods(
+    state: &AppState,
+    user: &User,
+    q: &RangeQuery,
+    period: Period,
+    label: &str,
+    list: &str,
+) -> ApiResult<HttpResponse> {
+    let (range, rows) = x402_rows(state, user, q).await?;
+    let items = grouped(&rows, period, label, |r| r.day, X402Agg::add, X402Agg::json)?;
+    Ok(period_answer(range, list, items))
+}
+
+pub async fn x402_daily(
+    state: web::Data<AppState>,
+    user: User,
+    q: web::Query<RangeQuery>,
+) -> ApiResult<HttpResponse> {
+    x402_periods(&state, &user, &q, Period::Day, "date", "days").await
+}
+
+pub async fn x402_monthly(
+    state: web::Data<AppState>,
+    user: User,
+    q: web::Query<RangeQuery>,
+) -> ApiResult<HttpResponse> {
+    x402_periods(&state, &user, &q, Period::Month, "month", "months").await
+}
+
+pub async fn x402_summary(
+    state: web::Data<AppState>,
+    user: User,
+    q: web::Query<RangeQuery>,
+) -> ApiResult<HttpResponse> {
+    let (range, rows) = x402_rows(&state, &user, &q).await?;
+    let mut agg = X402Agg::default();
+    for r in &rows {
+        agg.add(r)?;
+    }
+    let (from, to) = range_json(range);
+    Ok(super::data(json!({
+        "from": from,
+        "to": to,
+        "totals": agg.json(),
+    })))
+}
+
+// ---- Prometheus ------------------------------------------------------------------------
+
+/// `GET /metrics`: with `metrics.prometheus_token` set, `Authorization: Bearer <token>` is
+/// required; without it, only loopback clients may scrape.
+pub async fn prometheus(state: web::Data<AppState>, req: HttpRequest) -> ApiResult<HttpResponse> {
+    match &state.prometheus_token {
+        Some(expected) => {
+            let given = req
+                .headers()
+                .get(actix_web::http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer ").or(v.strip_prefix("bearer ")))
+                .unwrap_or("");
+            if !bool::from(given.as_bytes().ct_eq(expected.expose_secret().as_bytes())) {
+                return Err(ApiError::unauthorized(
+                    "a valid metrics bearer token is required",
+                ));
+            }
+        }
+        None => {
+            let loopback = req.peer_addr().is_some_and(|a| a.ip().is_loopback());
+            if !loopback {
+                return Err(ApiError::new(
+                    ErrorCode::Forbidden,
+                    "Metrics are served to loopback clients only",
+                    "set APP__METRICS__PROMETHEUS_TOKEN to scrape from elsewhere",
+                ));
+            }
+        }
+    }
+    let mut signers = Vec::new();
+    for rt in state.facilitator.network_runtimes() {
+        for s in rt.router.snapshot() {
+            let balance =
+                tokio::time::timeout(Duration::from_secs(2), rt.provider.get_balance(s.address))
+                    .await
+                    .ok()
+                    .and_then(Result::ok);
+            signers.push(SignerGauge {
+                network: rt.entry.info.v1_name.to_owned(),
+                signer: s.address,
+                last_nonce: s.last_nonce,
+                in_flight: s.in_flight,
+                balance_wei: balance,
+            });
+        }
+    }
+    Ok(HttpResponse::Ok()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(state.metrics.render(&signers)))
+}

@@ -1,0 +1,835 @@
+//! `/openapi.json` documents every route the server registers; `/docs` (Swagger UI) is served
+//! from this process, without another host, and renders the operations in a real browser
+//! (headless Chromium).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::helpers::{Db, TestApp};
+
+async fn openapi(app: &TestApp) -> Value {
+    let res = app.get("/openapi.json", None).await;
+    assert_eq!(res.status(), 200);
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/json"));
+    res.json().await.expect("the document is JSON")
+}
+
+#[actix_web::test]
+async fn openapi_json_lists_every_registered_route() {
+    let app = TestApp::spawn(Db::Sqlite).await;
+    let doc = openapi(&app).await;
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
+    assert!(doc["info"]["title"].is_string());
+
+    const METHODS: [&str; 8] = [
+        "get", "put", "post", "delete", "options", "head", "patch", "trace",
+    ];
+    let served: BTreeSet<(String, String)> = doc["paths"]
+        .as_object()
+        .expect("paths")
+        .iter()
+        .flat_map(|(path, item)| {
+            item.as_object()
+                .unwrap()
+                .keys()
+                .filter(|k| METHODS.contains(&k.as_str()))
+                .map(move |m| (m.to_uppercase(), path.clone()))
+        })
+        .collect();
+    let registered: BTreeSet<(String, String)> = x402_facilitator::routes::registered()
+        .into_iter()
+        .map(|(m, p)| (m.to_string(), p.to_owned()))
+        .collect();
+    let undocumented: Vec<_> = registered.difference(&served).collect();
+    let phantom: Vec<_> = served.difference(&registered).collect();
+    assert!(
+        undocumented.is_empty(),
+        "not in /openapi.json: {undocumented:?}"
+    );
+    assert!(phantom.is_empty(), "documented but not routed: {phantom:?}");
+
+    // Every operation: summary, tag, a success response, errors in the envelope.
+    for (method, path) in &registered {
+        let op = &doc["paths"][path][method.to_lowercase()];
+        let at = format!("{method} {path}");
+        assert!(
+            op["summary"].as_str().is_some_and(|s| !s.is_empty()),
+            "{at}"
+        );
+        assert!(op["tags"][0].is_string(), "{at}");
+        let responses = op["responses"].as_object().unwrap();
+        assert!(responses.keys().any(|s| s.starts_with('2')), "{at}");
+        for (status, r) in responses.iter().filter(|(s, _)| !s.starts_with('2')) {
+            assert_eq!(
+                r["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/ApiError",
+                "{at} {status}"
+            );
+        }
+        if method == "POST" || method == "PUT" {
+            assert!(
+                op["requestBody"]["content"]["application/json"]["schema"].is_object(),
+                "{at}"
+            );
+        }
+        for segment in path.split('/').filter(|s| s.starts_with('{')) {
+            let name = segment.trim_matches(|c| c == '{' || c == '}');
+            assert!(
+                op["parameters"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|p| p["name"] == name && p["in"] == "path" && p["required"] == true),
+                "{at}: path parameter {name}"
+            );
+        }
+    }
+
+    // The error envelope.
+    let api_error = &doc["components"]["schemas"]["ApiError"];
+    for field in ["code", "message", "details"] {
+        assert!(
+            api_error["properties"][field].is_object(),
+            "ApiError.{field}"
+        );
+    }
+
+    // The credentials.
+    let schemes = &doc["components"]["securitySchemes"];
+    assert_eq!(schemes["bearerAuth"]["type"], "http");
+    assert_eq!(schemes["bearerAuth"]["scheme"], "bearer");
+    assert_eq!(schemes["bearerAuth"]["bearerFormat"], "JWT");
+    assert_eq!(schemes["adminToken"]["type"], "http");
+    assert_eq!(schemes["adminToken"]["scheme"], "bearer");
+    assert_eq!(schemes["clientId"]["type"], "apiKey");
+    assert_eq!(schemes["clientId"]["in"], "header");
+    assert_eq!(schemes["clientId"]["name"], "X-Client-ID");
+    assert_eq!(schemes["clientToken"]["type"], "apiKey");
+    assert_eq!(schemes["clientToken"]["in"], "header");
+    assert_eq!(schemes["clientToken"]["name"], "X-Client-Token");
+
+    let security = |method: &str, path: &str| doc["paths"][path][method]["security"].clone();
+    let client_pair = serde_json::json!([{ "clientId": [], "clientToken": [] }]);
+    for (m, p) in [
+        ("post", "/api/v1/settle"),
+        ("post", "/api/v1/verify"),
+        ("get", "/api/v1/supported"),
+        ("get", "/api/v1/settlements/{tx}"),
+    ] {
+        assert_eq!(security(m, p), client_pair, "{m} {p}");
+    }
+    let settle = &doc["paths"]["/api/v1/settle"]["post"];
+    assert_eq!(settle["requestBody"]["required"], true);
+    assert_eq!(
+        settle["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/PaymentRequest"
+    );
+    assert_eq!(
+        settle["responses"]["200"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/SettleResponse"
+    );
+    assert_eq!(
+        security("get", "/api/v1/clients"),
+        serde_json::json!([{ "bearerAuth": [] }])
+    );
+    assert_eq!(
+        security("get", "/api/v1/x402-metrics/daily"),
+        serde_json::json!([{ "bearerAuth": [] }])
+    );
+    assert_eq!(
+        security("post", "/admin/users"),
+        serde_json::json!([{ "adminToken": [] }])
+    );
+    for (m, p) in [
+        ("get", "/health"),
+        ("get", "/api/v1/status"),
+        ("get", "/api/v1/networks"),
+        ("get", "/api/v1/assets"),
+        ("post", "/api/v1/signup"),
+        ("post", "/api/v1/login"),
+        ("post", "/api/v1/token/refresh"),
+        ("get", "/api/v1/resources"),
+        ("get", "/api/v1/discovery/resources"),
+        ("get", "/openapi.json"),
+    ] {
+        let s = security(m, p);
+        assert!(
+            s.is_null() || s == serde_json::json!([]),
+            "{m} {p} is public: {s}"
+        );
+    }
+    // Bodies are documented as the wire has them: envelope or bare.
+    let ok = |m: &str, p: &str| {
+        doc["paths"][p][m]["responses"]["200"]["content"]["application/json"]["schema"].clone()
+    };
+    assert_eq!(ok("get", "/health")["$ref"], "#/components/schemas/Health");
+    assert_eq!(
+        ok("get", "/api/v1/networks")["$ref"],
+        "#/components/schemas/Supported"
+    );
+    assert_eq!(
+        ok("get", "/api/v1/status")["properties"]["data"]["$ref"],
+        "#/components/schemas/SystemStatus"
+    );
+    assert_eq!(
+        ok("get", "/api/v1/assets")["properties"]["data"]["items"]["$ref"],
+        "#/components/schemas/Asset"
+    );
+    let daily = &doc["paths"]["/api/v1/metrics/daily"]["get"]["parameters"];
+    for name in ["from", "to"] {
+        assert!(
+            daily
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["name"] == name && p["in"] == "query"),
+            "metrics/daily ?{name}"
+        );
+    }
+    let metrics = &doc["paths"]["/metrics"]["get"]["responses"]["200"]["content"];
+    assert!(
+        metrics
+            .as_object()
+            .unwrap()
+            .keys()
+            .all(|k| k.starts_with("text/plain") || k.starts_with("application/openmetrics-text")),
+        "{metrics}"
+    );
+    // The document the server serves is the one the code builds.
+    assert_eq!(
+        doc,
+        serde_json::to_value(x402_facilitator::routes::docs::openapi()).unwrap()
+    );
+}
+
+/// `src="..."` and `href="..."` values of an HTML page.
+fn references(html: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for attr in ["src=", "href="] {
+        let mut rest = html;
+        while let Some(i) = rest.find(attr) {
+            rest = &rest[i + attr.len()..];
+            let Some(quote) = rest.chars().next().filter(|c| *c == '"' || *c == '\'') else {
+                continue;
+            };
+            let value = &rest[1..];
+            let end = value.find(quote).expect("closed attribute");
+            out.push(value[..end].to_owned());
+            rest = &value[end..];
+        }
+    }
+    out
+}
+
+/// A page's reference resolved against `/docs/`; `None` for one to another host.
+fn same_origin(app: &TestApp, reference: &str) -> Option<String> {
+    if let Some(path) = reference.strip_prefix(&app.address) {
+        return Some(path.to_owned());
+    }
+    let lower = reference.to_ascii_lowercase();
+    if lower.starts_with("http:") || lower.starts_with("https:") || lower.starts_with("//") {
+        return None;
+    }
+    if reference.starts_with('/') {
+        return Some(reference.to_owned());
+    }
+    Some(format!("/docs/{}", reference.trim_start_matches("./")))
+}
+
+#[actix_web::test]
+async fn docs_are_served_from_this_process() {
+    let app = TestApp::spawn(Db::Sqlite).await;
+
+    // `/docs` leads to `/docs/`.
+    let res = app.get("/docs", None).await;
+    assert!(res.status().is_redirection(), "{}", res.status());
+    let location = res.headers()["location"].to_str().unwrap();
+    let target = reqwest::Url::parse(&app.url("/docs"))
+        .unwrap()
+        .join(location)
+        .unwrap();
+    assert_eq!(target.path(), "/docs/");
+
+    let res = app.get("/docs/", None).await;
+    assert_eq!(res.status(), 200);
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    let html = res.text().await.unwrap();
+    assert!(html.contains("swagger-ui"), "{html}");
+
+    let refs = references(&html);
+    assert!(
+        refs.iter().any(|r| r.ends_with(".js")) && refs.iter().any(|r| r.ends_with(".css")),
+        "scripts and styles: {refs:?}"
+    );
+    let mut fetched = Vec::new();
+    for r in &refs {
+        let path =
+            same_origin(&app, r).unwrap_or_else(|| panic!("/docs/ references another host: {r}"));
+        let res = app.get(&path, None).await;
+        assert_eq!(res.status(), 200, "{r} -> {path}");
+        let body = res.bytes().await.unwrap();
+        assert!(!body.is_empty(), "{path} is empty");
+        fetched.push(path);
+    }
+    assert!(
+        fetched
+            .iter()
+            .any(|p| p.ends_with("swagger-initializer.js")),
+        "{fetched:?}"
+    );
+
+    // The initializer points at our document, and at nothing on another host.
+    let init = app
+        .get("/docs/swagger-initializer.js", None)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(init.contains("\"/openapi.json\""), "{init}");
+    assert!(!init.contains("petstore"), "{init}");
+    for scheme in ["http://", "https://"] {
+        assert!(
+            !init.contains(scheme),
+            "the initializer names a host: {init}"
+        );
+        assert!(!html.contains(scheme), "the page names a host: {html}");
+    }
+
+    // A file that is not part of Swagger UI is a 404 in the envelope.
+    let res = app.get("/docs/nope.js", None).await;
+    assert_eq!(res.status(), 404);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Headless Chromium.
+
+/// The browser: `$CHROMIUM`, else `chromium` (Debian) or `chromium-browser` on `PATH`.
+fn chromium() -> PathBuf {
+    if let Some(path) = std::env::var_os("CHROMIUM") {
+        return PathBuf::from(path);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path) {
+        for name in ["chromium", "chromium-browser"] {
+            let candidate = dir.join(name);
+            if candidate.is_file() {
+                return candidate;
+            }
+        }
+    }
+    panic!(
+        "headless Chromium is required by this test and was not found (looked for $CHROMIUM, \
+         `chromium` and `chromium-browser` on PATH). Install it: \
+         `apt-get install -y chromium` (Debian)."
+    );
+}
+
+/// Run the browser with `args` on `url`, killing it after `limit`. Returns (status, stdout,
+/// stderr). Output goes to files, so a large DOM cannot block the browser on a full pipe.
+fn run_chromium(args: &[String], url: &str, limit: Duration) -> (bool, String, String) {
+    let browser = chromium();
+    let profile = tempfile::tempdir().expect("tempdir");
+    let out_path = profile.path().join("stdout");
+    let err_path = profile.path().join("stderr");
+    let user_data = profile.path().join("profile");
+    let mut child = Command::new(&browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-quic",
+            "--no-first-run",
+            "--no-default-browser-check",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-extensions",
+            "--hide-scrollbars",
+            // Offline: every host but ours fails to resolve, so a page that needed a CDN
+            // would not render.
+            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+        ])
+        .arg(format!("--user-data-dir={}", user_data.display()))
+        .args(args)
+        .arg(url)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", browser.display()));
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for chromium") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "chromium did not finish within {limit:?}; stderr:\n{}",
+                std::fs::read_to_string(&err_path).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    (
+        status.success(),
+        std::fs::read_to_string(&out_path).unwrap_or_default(),
+        std::fs::read_to_string(&err_path).unwrap_or_default(),
+    )
+}
+
+async fn run_chromium_async(args: Vec<String>, url: String) -> (bool, String, String) {
+    actix_web::rt::task::spawn_blocking(move || run_chromium(&args, &url, Duration::from_secs(60)))
+        .await
+        .expect("chromium runner")
+}
+
+fn artifacts_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/ci-artifacts")
+}
+
+#[actix_web::test]
+async fn headless_chromium_renders_the_docs() {
+    // Fail (not skip) early and clearly when the browser is missing.
+    let browser = chromium();
+    let app = TestApp::spawn(Db::Sqlite).await;
+    let url = app.url("/docs/");
+
+    let (ok, dom, stderr) = run_chromium_async(
+        vec![
+            "--virtual-time-budget=15000".to_owned(),
+            "--dump-dom".to_owned(),
+        ],
+        url.clone(),
+    )
+    .await;
+    assert!(ok, "{} --dump-dom failed:\n{stderr}", browser.display());
+    // Swagger UI breaks long paths with <wbr>.
+    let dom = dom.replace("<wbr>", "");
+    assert!(
+        dom.contains("class=\"swagger-ui\"") || dom.contains("swagger-ui"),
+        "Swagger UI did not load:\n{dom}\n{stderr}"
+    );
+    // One rendered operation block per route, and every routed path shown.
+    let operations = dom.matches("class=\"opblock opblock-").count();
+    let registered = x402_facilitator::routes::registered();
+    assert_eq!(
+        operations,
+        registered.len(),
+        "rendered operations vs routes\n{dom}"
+    );
+    let shown: BTreeSet<&str> = dom
+        .split("data-path=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .collect();
+    let routed: BTreeSet<&str> = registered.iter().map(|(_, p)| *p).collect();
+    assert_eq!(shown, routed, "paths rendered by Swagger UI");
+    for path in ["/api/v1/settle", "/api/v1/verify", "/admin/users"] {
+        assert!(
+            dom.contains(&format!("data-path=\"{path}\"")),
+            "{path} not rendered"
+        );
+    }
+    assert!(dom.contains("x402 Facilitator API"), "title not rendered");
+    assert!(
+        dom.contains("Authorize"),
+        "no Authorize button (security schemes)"
+    );
+    assert!(
+        !dom.contains("Failed to load API definition"),
+        "Swagger UI could not load /openapi.json:\n{dom}"
+    );
+
+    // A screenshot, kept for CI.
+    let dir = artifacts_dir();
+    std::fs::create_dir_all(&dir).expect("create target/ci-artifacts");
+    let png = dir.join("docs.png");
+    let _ = std::fs::remove_file(&png);
+    let (ok, _, stderr) = run_chromium_async(
+        vec![
+            "--virtual-time-budget=15000".to_owned(),
+            "--window-size=1280,2000".to_owned(),
+            format!("--screenshot={}", png.display()),
+        ],
+        url,
+    )
+    .await;
+    assert!(ok, "{} --screenshot failed:\n{stderr}", browser.display());
+    let bytes = std::fs::read(&png)
+        .unwrap_or_else(|e| panic!("no screenshot at {}: {e}\n{stderr}", png.display()));
+    assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+    assert!(
+        bytes.len() > 10 * 1024,
+        "screenshot is only {} bytes: a blank page?",
+        bytes.len()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Real answers against the document.
+
+/// The properties and required keys of an object schema, through `$ref` and `allOf`.
+fn object_parts(
+    doc: &Value,
+    schema: &Value,
+    props: &mut serde_json::Map<String, Value>,
+    required: &mut BTreeSet<String>,
+    open: &mut bool,
+) {
+    let schema = resolve(doc, schema);
+    if let Some(parts) = schema["allOf"].as_array() {
+        for part in parts {
+            object_parts(doc, part, props, required, open);
+        }
+    }
+    if let Some(p) = schema["properties"].as_object() {
+        props.extend(p.clone());
+    }
+    if let Some(r) = schema["required"].as_array() {
+        required.extend(r.iter().map(|k| k.as_str().unwrap().to_owned()));
+    }
+    if schema.get("additionalProperties").is_some() {
+        *open = true;
+    }
+}
+
+fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
+    match schema["$ref"].as_str() {
+        Some(r) => {
+            let name = r.strip_prefix("#/components/schemas/").expect("local $ref");
+            let target = &doc["components"]["schemas"][name];
+            assert!(target.is_object(), "{r} does not resolve");
+            resolve(doc, target)
+        }
+        None => schema,
+    }
+}
+
+fn type_matches(t: &str, v: &Value) -> bool {
+    match t {
+        "null" => v.is_null(),
+        "boolean" => v.is_boolean(),
+        "string" => v.is_string(),
+        "integer" => v.is_i64() || v.is_u64(),
+        "number" => v.is_number(),
+        "object" => v.is_object(),
+        "array" => v.is_array(),
+        _ => false,
+    }
+}
+
+/// Does `v` fit `schema`? Strict about keys: an object key the schema does not name (and no
+/// `additionalProperties`) is a mismatch, so undocumented fields are caught.
+fn conforms(doc: &Value, schema: &Value, v: &Value, at: &str) -> Result<(), String> {
+    let schema = resolve(doc, schema);
+    if let Some(options) = schema["oneOf"].as_array() {
+        let errors: Vec<String> = options
+            .iter()
+            .filter_map(|o| conforms(doc, o, v, at).err())
+            .collect();
+        return if errors.len() < options.len() {
+            Ok(())
+        } else {
+            Err(format!("{at}: no oneOf option fits: {errors:?}"))
+        };
+    }
+    let types: Vec<&str> = match &schema["type"] {
+        Value::String(t) => vec![t.as_str()],
+        Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    if !types.is_empty() && !types.iter().any(|t| type_matches(t, v)) {
+        return Err(format!("{at}: {v} is not {types:?}"));
+    }
+    if let Some(values) = schema["enum"].as_array() {
+        if !values.contains(v) {
+            return Err(format!("{at}: {v} is not one of {values:?}"));
+        }
+    }
+    if let Some(items) = v.as_array() {
+        if schema["items"].is_object() {
+            for (i, item) in items.iter().enumerate() {
+                conforms(doc, &schema["items"], item, &format!("{at}[{i}]"))?;
+            }
+        }
+    }
+    if let Some(obj) = v.as_object() {
+        let (mut props, mut required, mut open) = (Default::default(), BTreeSet::new(), false);
+        object_parts(doc, schema, &mut props, &mut required, &mut open);
+        if props.is_empty() && (open || types.is_empty()) {
+            return Ok(()); // a free-form object
+        }
+        for key in &required {
+            if !obj.contains_key(key) {
+                return Err(format!("{at}: required `{key}` missing in {v}"));
+            }
+        }
+        for (key, value) in obj {
+            match props.get(key) {
+                Some(s) => conforms(doc, s, value, &format!("{at}.{key}"))?,
+                None if open => {}
+                None => return Err(format!("{at}: `{key}` is not documented ({v})")),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Check a real answer against the documented response of `method path` for its status.
+async fn check_answer(doc: &Value, method: &str, path: &str, res: reqwest::Response) -> Value {
+    let status = res.status().as_u16().to_string();
+    let body: Value = res.json().await.expect("JSON answer");
+    let responses = &doc["paths"][path][method]["responses"];
+    assert!(
+        responses[&status].is_object(),
+        "{method} {path} answered {status}, which is not documented: {body}"
+    );
+    let schema = &responses[&status]["content"]["application/json"]["schema"];
+    if let Err(e) = conforms(doc, schema, &body, &format!("{method} {path} {status}")) {
+        panic!("the answer does not match the document: {e}");
+    }
+    body
+}
+
+#[actix_web::test]
+async fn real_answers_match_the_documented_schemas() {
+    use crate::helpers::{ADMIN_TOKEN, PASSWORD};
+    use reqwest::Method;
+    use serde_json::json;
+
+    let app = TestApp::spawn(Db::Sqlite).await;
+    let doc = openapi(&app).await;
+    let doc = &doc;
+
+    for path in [
+        "/health",
+        "/api/v1/status",
+        "/api/v1/networks",
+        "/api/v1/assets",
+        "/api/v1/resources",
+        "/api/v1/discovery/resources",
+    ] {
+        check_answer(doc, "get", path, app.get(path, None).await).await;
+    }
+    let path = "/api/v1/networks/{id}";
+    for id in ["base-sepolia", "eip155:84532", "moon"] {
+        let url = format!("/api/v1/networks/{id}");
+        check_answer(doc, "get", path, app.get(&url, None).await).await;
+    }
+
+    // Accounts.
+    let creds = json!({ "email": "docs@example.com", "password": PASSWORD });
+    let res = app.post("/api/v1/signup", None, creds.clone()).await;
+    check_answer(doc, "post", "/api/v1/signup", res).await;
+    let res = app.post("/api/v1/signup", None, creds.clone()).await;
+    check_answer(doc, "post", "/api/v1/signup", res).await; // 409
+    let res = app.post("/api/v1/login", None, creds.clone()).await;
+    let login = check_answer(doc, "post", "/api/v1/login", res).await;
+    let access = login["data"]["access_token"].as_str().unwrap().to_owned();
+    let refresh = login["data"]["refresh_token"].as_str().unwrap();
+    let res = app
+        .post(
+            "/api/v1/token/refresh",
+            None,
+            json!({ "refresh_token": refresh }),
+        )
+        .await;
+    check_answer(doc, "post", "/api/v1/token/refresh", res).await;
+    let res = app
+        .post(
+            "/api/v1/login",
+            None,
+            json!({ "email": "docs@example.com", "password": "no" }),
+        )
+        .await;
+    check_answer(doc, "post", "/api/v1/login", res).await; // 401
+
+    // Client keys.
+    let res = app
+        .post(
+            "/api/v1/clients",
+            Some(&access),
+            json!({ "title": "docs", "scope": "verify,settle", "ttl_hours": 24 }),
+        )
+        .await;
+    let created = check_answer(doc, "post", "/api/v1/clients", res).await;
+    let client_id = created["data"]["client"]["clientId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let token = created["data"]["client"]["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let res = app.get("/api/v1/clients", Some(&access)).await;
+    check_answer(doc, "get", "/api/v1/clients", res).await;
+    check_answer(
+        doc,
+        "get",
+        "/api/v1/clients",
+        app.get("/api/v1/clients", None).await,
+    )
+    .await;
+
+    // The x402 endpoints, without a chain: protocol refusals are answers too.
+    let as_client = |method: Method, url: &str, body: Option<Value>| {
+        let mut req = app
+            .http
+            .request(method, app.url(url))
+            .header("X-Client-ID", &client_id)
+            .header("X-Client-Token", &token);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        req.send()
+    };
+    let res = as_client(Method::GET, "/api/v1/supported", None)
+        .await
+        .unwrap();
+    check_answer(doc, "get", "/api/v1/supported", res).await;
+    let unsupported_version = json!({
+        "x402Version": 9,
+        "paymentPayload": { "x402Version": 9, "scheme": "exact", "network": "base-sepolia",
+                            "payload": {} },
+        "paymentRequirements": { "scheme": "exact", "network": "base-sepolia",
+                                 "payTo": "0x209693Bc6afc0C5328bA36FaF03C514EF312287C",
+                                 "asset": "0x036CbD53842c5426634e7929541eC2318f3dCF7e" },
+    });
+    for path in ["/api/v1/verify", "/api/v1/settle"] {
+        let res = as_client(Method::POST, path, Some(unsupported_version.clone()))
+            .await
+            .unwrap();
+        let body = check_answer(doc, "post", path, res).await;
+        assert_eq!(
+            body["isValid"].as_bool().or(body["success"].as_bool()),
+            Some(false)
+        );
+        let res = as_client(Method::POST, path, Some(json!({ "nope": 1 })))
+            .await
+            .unwrap();
+        check_answer(doc, "post", path, res).await; // 400
+        check_answer(doc, "post", path, app.post(path, None, json!({})).await).await;
+        // 401
+    }
+    let tx = format!("0x{}", "ab".repeat(32));
+    let res = as_client(Method::GET, &format!("/api/v1/settlements/{tx}"), None)
+        .await
+        .unwrap();
+    check_answer(doc, "get", "/api/v1/settlements/{tx}", res).await; // 404
+
+    // Resources.
+    let resource = json!({
+        "resource": "/api/docs-data",
+        "type": "http",
+        "x402Version": 1,
+        "accepts": [{
+            "scheme": "exact",
+            "network": "base-sepolia",
+            "maxAmountRequired": "1000",
+            "asset": "0x036CbD53842c5426634e7929541eC2318f3dCF7e",
+            "payTo": "0x209693Bc6afc0C5328bA36FaF03C514EF312287C",
+            "extra": { "name": "USDC", "version": "2" }
+        }],
+        "metadata": { "category": "docs" }
+    });
+    let res = app
+        .post("/api/v1/resources", Some(&access), resource.clone())
+        .await;
+    let created = check_answer(doc, "post", "/api/v1/resources", res).await;
+    let id = created["data"]["id"].as_i64().unwrap();
+    let res = app
+        .request(
+            Method::PUT,
+            &format!("/api/v1/resources/{id}"),
+            Some(&access),
+            Some(resource),
+        )
+        .await;
+    check_answer(doc, "put", "/api/v1/resources/{id}", res).await;
+    for path in ["/api/v1/resources", "/api/v1/discovery/resources"] {
+        check_answer(doc, "get", path, app.get(path, None).await).await;
+    }
+    let res = app.get("/api/v1/users/resources", Some(&access)).await;
+    check_answer(doc, "get", "/api/v1/users/resources", res).await;
+
+    // Admin.
+    let res = app
+        .post(
+            "/admin/users",
+            Some(ADMIN_TOKEN),
+            json!({ "email": "op@example.com", "password": PASSWORD, "is_admin": true }),
+        )
+        .await;
+    check_answer(doc, "post", "/admin/users", res).await;
+    check_answer(
+        doc,
+        "get",
+        "/admin/users",
+        app.get("/admin/users", Some(ADMIN_TOKEN)).await,
+    )
+    .await;
+    check_answer(
+        doc,
+        "get",
+        "/admin/users",
+        app.get("/admin/users", Some(&access)).await,
+    )
+    .await;
+    let res = app
+        .post(
+            "/admin/assets",
+            Some(ADMIN_TOKEN),
+            json!({ "network": "base-sepolia", "asset": "0x1111111111111111111111111111111111111111",
+                    "symbol": "TST", "decimals": 18, "eip712Name": "Test", "eip712Version": "1" }),
+        )
+        .await;
+    check_answer(doc, "post", "/admin/assets", res).await;
+    check_answer(
+        doc,
+        "get",
+        "/api/v1/assets",
+        app.get("/api/v1/assets", None).await,
+    )
+    .await;
+
+    // Metrics (after the traffic above).
+    for path in [
+        "/api/v1/metrics/daily",
+        "/api/v1/metrics/monthly",
+        "/api/v1/metrics/summary",
+        "/api/v1/x402-metrics/daily",
+        "/api/v1/x402-metrics/monthly",
+        "/api/v1/x402-metrics/summary",
+    ] {
+        check_answer(doc, "get", path, app.get(path, Some(&access)).await).await;
+        let url = format!("{path}?from=2020-01-01&to=2100-12-31");
+        let body = check_answer(doc, "get", path, app.get(&url, Some(&access)).await).await;
+        assert_eq!(body["data"]["from"], "2020-01-01", "{path}");
+        let url = format!("{path}?from=yesterday");
+        check_answer(doc, "get", path, app.get(&url, Some(&access)).await).await;
+        // 400
+    }
+
+    // Revoking last: the key is gone after.
+    let res = app
+        .request(
+            Method::DELETE,
+            &format!("/api/v1/clients/{client_id}"),
+            Some(&access),
+            None,
+        )
+        .await;
+    check_answer(doc, "delete", "/api/v1/clients/{id}", res).await;
+}

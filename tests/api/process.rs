@@ -1,0 +1,125 @@
+//! The real `x402-facilitator` binary as a child process, configured through the environment
+//! as an operator would, with everything it prints captured.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use devnet::Devnet;
+
+use crate::helpers::*;
+
+pub struct Facilitator {
+    child: Child,
+    pub url: String,
+    output: Arc<Mutex<Vec<String>>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// Collect a stream's lines; `on_line` sees each one first.
+fn capture(
+    stream: impl Read + Send + 'static,
+    output: Arc<Mutex<Vec<String>>>,
+    mut on_line: impl FnMut(&str) + Send + 'static,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            on_line(&line);
+            output.lock().unwrap().push(line);
+        }
+    })
+}
+
+impl Facilitator {
+    pub fn start(db_url: &str, devnet: &Devnet) -> Self {
+        Self::start_with(db_url, devnet, &[])
+    }
+
+    /// Start with extra environment variables (they win over the defaults here).
+    pub fn start_with(db_url: &str, devnet: &Devnet, extra_env: &[(&str, &str)]) -> Self {
+        let key = format!(
+            "0x{}",
+            alloy::hex::encode(devnet.facilitator_keys[0].to_bytes())
+        );
+        let mut command = Command::new(env!("CARGO_BIN_EXE_x402-facilitator"));
+        command
+            .args([
+                "--config",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/config.yaml"),
+                "serve",
+            ])
+            .env("APP__SERVER__PORT", "0")
+            .env("APP__SERVER__WORKERS", "1")
+            .env("APP__DATABASE__URL", db_url)
+            .env("APP__AUTH__JWT_SECRET", JWT_SECRET)
+            .env("APP__AUTH__ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("APP__AUTH__CLIENT_TOKEN_KEY", CLIENT_KEY)
+            .env("APP__NETWORKS__BASE_SEPOLIA__RPC_URL", &devnet.rpc_url)
+            .env(
+                "APP__NETWORKS__BASE_SEPOLIA__USDC_ADDRESS",
+                devnet.usdc.to_checksum(None),
+            )
+            .env("APP__NETWORKS__BASE_SEPOLIA__RECEIPT_TIMEOUT_SECS", "20")
+            .env("SIGNER_KEYS_BASE_SEPOLIA", key)
+            .env("APP__LOG__FORMAT", "json")
+            .env("RUST_LOG", "info");
+        for (k, v) in extra_env {
+            command.env(k, v);
+        }
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn facilitator");
+        let output = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let out = capture(child.stdout.take().unwrap(), output.clone(), move |line| {
+            if let Some(i) = line.find("listening on http://") {
+                let url = line[i + "listening on ".len()..]
+                    .split('"')
+                    .next()
+                    .unwrap()
+                    .to_owned();
+                let _ = tx.send(url);
+            }
+        });
+        let err = capture(child.stderr.take().unwrap(), output.clone(), |_| {});
+        let url = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("facilitator did not start");
+        Self {
+            child,
+            url,
+            output,
+            readers: vec![out, err],
+        }
+    }
+
+    pub fn kill(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, wait for the graceful exit, and return everything the process printed
+    /// (stdout and stderr, line by line; complete: the readers end when the pipes close).
+    pub fn terminate(mut self) -> (std::process::ExitStatus, Vec<String>) {
+        std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        let status = self.child.wait().unwrap();
+        for reader in std::mem::take(&mut self.readers) {
+            reader.join().unwrap();
+        }
+        let lines = self.output.lock().unwrap().clone();
+        (status, lines)
+    }
+}
+
+impl Drop for Facilitator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
