@@ -340,6 +340,10 @@ impl Application {
                 .default_service(web::to(crate::routes::not_found))
         })
         .shutdown_timeout(30)
+        // Signals are ours (`run_until_stopped`): actix's handler would stop the whole actix
+        // system shortly after the server, before the final metrics flush, and it treats
+        // SIGINT as a forced stop.
+        .disable_signals()
         .listen(listener)?;
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
@@ -364,16 +368,43 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serve until SIGINT/SIGTERM (actix-web's graceful shutdown: in-flight requests finish),
-    /// then write the metrics still held in memory.
+    /// Serve until SIGINT or SIGTERM, stop gracefully (no new connections; in-flight requests
+    /// finish, up to 30 s), then write the metrics still held in memory.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         tracing::info!("listening on http://{}:{}", self.host, self.port);
+        let handle = self.server.handle();
+        let signals = actix_web::rt::spawn(async move {
+            if let Some(name) = shutdown_signal().await {
+                tracing::info!(signal = name, "stopping gracefully");
+                handle.stop(true).await;
+            }
+        });
         let served = self.server.await;
+        signals.abort();
         match self.state.metrics.flush().await {
             Ok(()) => tracing::info!("metrics flushed; stopped"),
             Err(e) => tracing::error!(error = %e, "final metrics flush failed"),
         }
         served
+    }
+}
+
+/// The first SIGINT or SIGTERM; `None` if signals cannot be watched.
+async fn shutdown_signal() -> Option<&'static str> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut int, mut term) = match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(i), Ok(t)) => (i, t),
+        _ => {
+            tracing::error!("cannot watch SIGINT/SIGTERM");
+            return None;
+        }
+    };
+    tokio::select! {
+        _ = int.recv() => Some("SIGINT"),
+        _ = term.recv() => Some("SIGTERM"),
     }
 }
 

@@ -10,7 +10,8 @@ use crate::chain_helpers::*;
 use crate::helpers::*;
 use crate::process::Facilitator;
 
-async fn flow(kind: Db) {
+/// `signal` stops the process at the end: SIGTERM and SIGINT are both graceful.
+async fn flow(kind: Db, signal: &str) {
     let devnet = Devnet::start(DevnetOptions::default()).await.unwrap();
     let db = TestDb::create(kind).await;
     let f = Facilitator::start_with(&db.url, &devnet, &[("RUST_LOG", "debug")]);
@@ -130,10 +131,11 @@ async fn flow(kind: Db) {
         401
     );
 
-    let (exit, lines) = f.terminate();
+    let (exit, lines) = f.stop_with(signal);
     assert!(exit.success(), "graceful exit");
     assert!(
-        lines.iter().any(|l| l.contains("metrics flushed; stopped")),
+        lines.iter().any(|l| l.contains("stopping gracefully"))
+            && lines.iter().any(|l| l.contains("metrics flushed; stopped")),
         "graceful shutdown flushed the metrics; last lines: {:#?}",
         &lines[lines.len().saturating_sub(8)..]
     );
@@ -186,11 +188,11 @@ async fn flow(kind: Db) {
 }
 
 #[actix_web::test]
-async fn no_secret_reaches_the_logs_sqlite() {
-    flow(Db::Sqlite).await
+async fn no_secret_reaches_the_logs_sqlite_sigterm() {
+    flow(Db::Sqlite, "TERM").await
 }
 
 #[actix_web::test]
-async fn no_secret_reaches_the_logs_postgres() {
-    flow(Db::Postgres).await
+async fn no_secret_reaches_the_logs_postgres_sigint() {
+    flow(Db::Postgres, "INT").await
 }

@@ -101,11 +101,12 @@ impl Facilitator {
         self.child.wait().unwrap();
     }
 
-    /// SIGTERM, wait for the graceful exit, and return everything the process printed
-    /// (stdout and stderr, line by line; complete: the readers end when the pipes close).
-    pub fn terminate(mut self) -> (std::process::ExitStatus, Vec<String>) {
+    /// Send `signal` (`TERM`, `INT`), wait for the exit, and return everything the process
+    /// printed (stdout and stderr, line by line; complete: the readers end when the pipes
+    /// close).
+    pub fn stop_with(mut self, signal: &str) -> (std::process::ExitStatus, Vec<String>) {
         std::process::Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
             .status()
             .unwrap();
         let status = self.child.wait().unwrap();
