@@ -50,7 +50,7 @@ pub struct X402Event {
     pub network: String,
     pub asset: String,
     pub operation: Operation,
-    /// `success`, or the reason string.
+    /// `success`, `success_repeat` (settle only), or the reason string.
     pub outcome: String,
     pub amount: U256,
     pub gas_used: u64,
@@ -74,6 +74,14 @@ impl Operation {
 }
 
 pub const SUCCESS: &str = "success";
+/// A settle answered with the outcome of an earlier (or concurrent) settle of the same
+/// authorization: a success for the caller, but no money moved and no fee paid by this call.
+pub const SUCCESS_REPEAT: &str = "success_repeat";
+
+/// Whether an outcome string is a success (first or repeated).
+pub fn is_success(outcome: &str) -> bool {
+    outcome == SUCCESS || outcome == SUCCESS_REPEAT
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct HttpKey {

@@ -857,7 +857,11 @@ pub mod schema {
     #[serde(rename_all = "camelCase")]
     pub struct SettleCounters {
         pub count: i64,
+        /// Successful answers, repeats included.
         pub successes: i64,
+        /// Successes answered from an earlier settle of the same authorization (no second
+        /// transfer, no fee).
+        pub repeats: i64,
         pub failures: i64,
         /// Failed settlements by x402 reason.
         pub failure_reasons: BTreeMap<String, i64>,
@@ -872,7 +876,7 @@ pub mod schema {
         /// Atomic units, decimal string.
         #[schema(example = "25000000")]
         pub amount: String,
-        /// Successful settlements.
+        /// On-chain transfers (a repeated settle of one authorization counts once).
         pub settlements: i64,
     }
 

@@ -13,7 +13,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use alloy::providers::Provider;
 use alloy_primitives::U256;
 use chrono::{DateTime, NaiveDate};
-use facilitator_actors::metrics::{self, parse_sum, SignerGauge, SUCCESS};
+use facilitator_actors::metrics::{self, is_success, parse_sum, SignerGauge, SUCCESS};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
@@ -284,15 +284,17 @@ struct OpAgg {
 struct X402Agg {
     verify: OpAgg,
     settle: OpAgg,
-    /// (network, asset) -> (settled amount, successful settlements)
+    /// Settle successes answered from an earlier settle of the same authorization.
+    settle_repeats: i64,
+    /// (network, asset) -> (settled amount, on-chain transfers)
     amounts: BTreeMap<(String, String), (U256, i64)>,
-    /// network -> (gas used, fee wei, settle attempts)
+    /// network -> (gas used, fee wei)
     fees: BTreeMap<String, (i64, U256)>,
 }
 
 impl X402Agg {
     fn add(&mut self, r: &entities::x402_metrics_daily::Model) -> ApiResult<()> {
-        let success = r.outcome == SUCCESS;
+        let success = is_success(&r.outcome);
         let op = match r.operation.as_str() {
             "verify" => &mut self.verify,
             _ => &mut self.settle,
@@ -305,7 +307,11 @@ impl X402Agg {
             *op.reasons.entry(r.outcome.clone()).or_default() += r.count;
         }
         if r.operation == "settle" {
-            if success {
+            if r.outcome == metrics::SUCCESS_REPEAT {
+                self.settle_repeats += r.count;
+            }
+            // Money moved once per authorization: repeats are successes, not transfers.
+            if r.outcome == SUCCESS {
                 let e = self
                     .amounts
                     .entry((r.network.clone(), r.asset.clone()))
@@ -342,6 +348,7 @@ impl X402Agg {
             "settle": {
                 "count": self.settle.count,
                 "successes": self.settle.successes,
+                "repeats": self.settle_repeats,
                 "failures": self.settle.count - self.settle.successes,
                 "failureReasons": self.settle.reasons,
                 "avgLatencyMs": avg(&self.settle),

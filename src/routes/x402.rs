@@ -12,7 +12,7 @@ use x402::proto::{parse_facilitator_request, PaymentRequest, RequestError};
 use x402::Reason;
 
 use super::networks::supported_body;
-use facilitator_actors::metrics::{Operation, X402Event, SUCCESS};
+use facilitator_actors::metrics::{Operation, X402Event, SUCCESS, SUCCESS_REPEAT};
 
 use crate::auth::Client;
 use crate::error::{ApiError, ApiResult, ErrorCode};
@@ -110,10 +110,12 @@ fn record(state: &AppState, o: Outcome<'_>) {
         network,
         asset,
         operation: o.operation,
-        outcome: o
-            .reason
-            .map(|r| r.as_str().to_owned())
-            .unwrap_or_else(|| SUCCESS.to_owned()),
+        outcome: match (o.reason, o.operation, o.gas_used) {
+            (Some(r), _, _) => r.as_str().to_owned(),
+            // A settle success whose transaction this call did not mine: a repeat.
+            (None, Operation::Settle, None) => SUCCESS_REPEAT.to_owned(),
+            (None, _, _) => SUCCESS.to_owned(),
+        },
         amount,
         gas_used: o.gas_used.unwrap_or(0),
         fee_wei: alloy_primitives::U256::from(o.fee_wei.unwrap_or(0)),

@@ -91,13 +91,21 @@ chain_test!(known_sequence_gives_exact_counts_sums_and_fees, |app| {
     assert_eq!(v["isValid"], false);
 
     let mut fees = (0u64, 0u128);
+    let mut first = None;
     for value in [1_000u64, 2_000, 3_000] {
         let p = Payment::new(&app, 0, value);
-        let s = app.settle(&p.v1(&p.sign(&p0), value)).await;
+        let body = p.v1(&p.sign(&p0), value);
+        let s = app.settle(&body).await;
         assert_eq!(s["success"], true, "{s}");
         let (g, f) = fee_of(&app, &s["transaction"]).await;
         fees = (fees.0 + g, fees.1 + f);
+        first.get_or_insert((body, s["transaction"].clone()));
     }
+    // The first one again: success with the same tx, but no second transfer and no fee.
+    let (body, tx) = first.unwrap();
+    let again = app.settle(&body).await;
+    assert_eq!(again["success"], true);
+    assert_eq!(again["transaction"], tx);
     let stranger = app.payer(3).clone();
     let p = Payment::new(&app, 0, 500);
     let s = app.settle(&p.v1(&p.sign(&stranger), 500)).await;
@@ -136,14 +144,14 @@ chain_test!(known_sequence_gives_exact_counts_sums_and_fees, |app| {
     let summary = get_json(&app.app, "/api/v1/metrics/summary", &merchant_access).await;
     let totals = &summary["data"]["totals"];
     // signup x2, login x4 (merchant twice, other, admin), clients x2, admin/users x1,
-    // verify x2, settle x6, /nope, unauthenticated metrics read.
-    assert_eq!(totals["requests"], 19, "{totals}");
+    // verify x2, settle x7, /nope, unauthenticated metrics read.
+    assert_eq!(totals["requests"], 20, "{totals}");
     assert_eq!(totals["errors"], 2);
     assert_eq!(totals["byStatus"]["404"], 1);
     assert_eq!(totals["byStatus"]["401"], 1);
     assert_eq!(totals["byStatus"]["201"], 1);
-    assert_eq!(totals["byStatus"]["200"], 16);
-    assert_eq!(route(totals, "POST", "/api/v1/settle")["requests"], 6);
+    assert_eq!(totals["byStatus"]["200"], 17);
+    assert_eq!(route(totals, "POST", "/api/v1/settle")["requests"], 7);
     assert_eq!(route(totals, "POST", "/api/v1/verify")["requests"], 2);
     assert_eq!(route(totals, "POST", "/api/v1/login")["requests"], 4);
     assert_eq!(route(totals, "POST", "/api/v1/signup")["requests"], 2);
@@ -167,12 +175,12 @@ chain_test!(known_sequence_gives_exact_counts_sums_and_fees, |app| {
     assert_eq!(days.len(), 1);
     assert_eq!(days[0]["date"], today.to_string());
     // Now the first metrics read (200) is in too.
-    assert_eq!(days[0]["requests"], 20);
+    assert_eq!(days[0]["requests"], 21);
     let monthly = get_json(&app.app, "/api/v1/metrics/monthly", &admin).await;
     let months = monthly["data"]["months"].as_array().unwrap();
     assert_eq!(months.len(), 1);
     assert_eq!(months[0]["month"], today.format("%Y-%m").to_string());
-    assert_eq!(months[0]["requests"], 21);
+    assert_eq!(months[0]["requests"], 22);
 
     // x402 metrics, as the merchant: only its own key's outcomes.
     let mine = get_json(&app.app, "/api/v1/x402-metrics/summary", &merchant_access).await;
@@ -184,8 +192,9 @@ chain_test!(known_sequence_gives_exact_counts_sums_and_fees, |app| {
         t["verify"]["invalidReasons"],
         json!({ "invalid_exact_evm_payload_authorization_valid_before": 1 })
     );
-    assert_eq!(t["settle"]["count"], 5);
-    assert_eq!(t["settle"]["successes"], 3);
+    assert_eq!(t["settle"]["count"], 6);
+    assert_eq!(t["settle"]["successes"], 4);
+    assert_eq!(t["settle"]["repeats"], 1);
     assert_eq!(t["settle"]["failures"], 2);
     assert_eq!(
         t["settle"]["failureReasons"],
@@ -203,8 +212,8 @@ chain_test!(known_sequence_gives_exact_counts_sums_and_fees, |app| {
     // As the admin: everyone's.
     let all = get_json(&app.app, "/api/v1/x402-metrics/summary", &admin).await;
     let t = &all["data"]["totals"];
-    assert_eq!(t["settle"]["count"], 6, "{t}");
-    assert_eq!(t["settle"]["successes"], 4);
+    assert_eq!(t["settle"]["count"], 7, "{t}");
+    assert_eq!(t["settle"]["successes"], 5);
     assert_eq!(t["amounts"][0]["amount"], "10000");
     assert_eq!(t["amounts"][0]["settlements"], 4);
     assert_eq!(t["fees"][0]["gasUsed"], fees.0 + other_fee.0);
@@ -215,12 +224,13 @@ chain_test!(known_sequence_gives_exact_counts_sums_and_fees, |app| {
     let days = daily["data"]["days"].as_array().unwrap();
     assert_eq!(days.len(), 1);
     assert_eq!(days[0]["date"], today.to_string());
-    assert_eq!(days[0]["settle"]["successes"], 3);
+    assert_eq!(days[0]["settle"]["successes"], 4);
+    assert_eq!(days[0]["amounts"][0]["settlements"], 3);
     assert_eq!(days[0]["amounts"][0]["amount"], "6000");
     let monthly = get_json(&app.app, "/api/v1/x402-metrics/monthly", &admin).await;
     let months = monthly["data"]["months"].as_array().unwrap();
     assert_eq!(months[0]["month"], today.format("%Y-%m").to_string());
-    assert_eq!(months[0]["settle"]["count"], 6);
+    assert_eq!(months[0]["settle"]["count"], 7);
     assert_eq!(
         months[0]["fees"][0]["feeWei"],
         (fees.1 + other_fee.1).to_string()
@@ -257,7 +267,7 @@ chain_test!(known_sequence_gives_exact_counts_sums_and_fees, |app| {
                 ("status", "200")
             ]
         ),
-        6.0
+        7.0
     );
     assert_eq!(
         value(
@@ -273,6 +283,13 @@ chain_test!(known_sequence_gives_exact_counts_sums_and_fees, |app| {
                 ("network", "base-sepolia"),
                 ("outcome", "insufficient_funds")
             ]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            "x402_settle_total",
+            &[("network", "base-sepolia"), ("outcome", "success_repeat")]
         ),
         1.0
     );
@@ -296,7 +313,7 @@ chain_test!(known_sequence_gives_exact_counts_sums_and_fees, |app| {
         .expect("settle latency histogram");
     match &settle_latency.value {
         prometheus_parse::Value::Histogram(buckets) => {
-            assert_eq!(buckets.last().unwrap().count, 6.0, "all settles observed")
+            assert_eq!(buckets.last().unwrap().count, 7.0, "all settles observed")
         }
         other => panic!("histogram expected, got {other:?}"),
     }
