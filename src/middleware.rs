@@ -39,7 +39,11 @@ pub async fn observe(
         .filter(|v| acceptable(v))
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let method = req.method().to_string();
+    // Standard methods only as a label: an arbitrary one must not mint new metric series.
+    let method = match req.method().as_str() {
+        m @ ("GET" | "POST" | "PUT" | "DELETE" | "PATCH" | "HEAD" | "OPTIONS") => m.to_owned(),
+        _ => "OTHER".to_owned(),
+    };
     let route = req
         .match_pattern()
         .unwrap_or_else(|| "(unmatched)".to_owned());

@@ -561,4 +561,28 @@ both_dbs!(every_response_carries_a_request_id, |app| {
         .await
         .unwrap();
     assert_ne!(res.headers()["x-request-id"], "bad id\twith spaces");
+    // Unknown paths and odd methods do not mint metric series: one pattern, one method label.
+    for path in ["/a", "/b/c", "/d?e=f"] {
+        app.http
+            .request(Method::from_bytes(b"BREW").unwrap(), app.url(path))
+            .send()
+            .await
+            .unwrap();
+    }
+    let text = app.get("/metrics", None).await.text().await.unwrap();
+    let unmatched: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("http_requests_total{")
+                && l.contains("(unmatched)")
+                && !l.contains("method=\"GET\"")
+        })
+        .collect();
+    assert_eq!(unmatched.len(), 1, "{unmatched:?}");
+    assert!(
+        unmatched[0].contains("method=\"OTHER\""),
+        "{}",
+        unmatched[0]
+    );
+    assert!(unmatched[0].ends_with(" 3"), "{}", unmatched[0]);
 });
