@@ -61,14 +61,7 @@ async fn run(s: &Scenario, n: usize) -> Run {
     .expect("devnet");
     let db = TestDb::create(s.db).await;
     let app = ChainApp::start_app(db, &devnet, devnet.facilitator_keys[..s.signers].to_vec()).await;
-    let (access, _, _) = app.user("bench@example.com").await;
-    let (client_id, client_token) = app.client_key(&access, "verify,settle").await;
-    let app = ChainApp {
-        app,
-        devnet,
-        client_id,
-        client_token,
-    };
+    let app = ChainApp::with_merchant(app, devnet).await;
     let bodies: Vec<Value> = (0..n)
         .map(|i| {
             let p = Payment::new(&app, i % 8, 1_000 + i as u64);

@@ -127,6 +127,15 @@ impl Actor for SettlementActor {
     }
 }
 
+/// A refusal that means "wrong nonce" (geth, anvil, reth and erigon wordings).
+fn nonce_refused(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("nonce too low")
+        || m.contains("nonce too high")
+        || m.contains("invalid nonce")
+        || m.contains("replacement transaction underpriced")
+}
+
 /// Did the node answer with an error (so it refused the tx), rather than the transport failing?
 fn node_refused(e: &RpcError<TransportErrorKind>) -> Option<String> {
     match e {
@@ -188,56 +197,74 @@ impl Handler<Broadcast> for SettlementActor {
                     ));
                 }
             }
-            let mut tx = TxEip1559 {
-                chain_id,
-                nonce,
-                gas_limit: policy.gas_limit,
-                max_fee_per_gas,
-                max_priority_fee_per_gas,
-                to: TxKind::Call(msg.to),
-                value: U256::ZERO,
-                access_list: Default::default(),
-                input: msg.calldata,
-            };
-            let signature = signer
-                .sign_transaction_sync(&mut tx)
-                .map_err(|e| BroadcastError::NotSent(format!("sign: {e}")))?;
-            let envelope = TxEnvelope::Eip1559(tx.into_signed(signature));
-            let tx_hash = *envelope.tx_hash();
-            ledger::mark_submitted(&db, msg.settlement_id, tx_hash, address, nonce)
-                .await
-                .map_err(|e| BroadcastError::NotSent(format!("ledger: {e}")))?;
-            let raw = envelope.encoded_2718();
-            let sent = Broadcasted {
-                tx_hash,
-                signer: address,
-                nonce,
-                max_fee_per_gas,
-                max_priority_fee_per_gas,
-            };
-            match provider.send_raw_transaction(&raw).await {
-                Ok(_) => Ok(sent),
-                Err(e) => match node_refused(&e) {
-                    // The same bytes are already in the pool: it was broadcast.
-                    Some(m) if m.contains("already known") => Ok(sent),
-                    Some(m) => {
-                        // Refused: the ledger goes back to what is really out there.
-                        let restored = match &replacing {
-                            Some(old) => {
-                                ledger::mark_submitted(&db, msg.settlement_id, old.tx_hash, address, nonce).await
-                            }
-                            None => ledger::unmark_submitted(&db, msg.settlement_id, tx_hash).await,
-                        };
-                        if let Err(e) = restored {
-                            tracing::error!(error = %e, "ledger not restored after a refused broadcast");
+            // A node refusing the nonce means our count drifted (the key was used elsewhere, or
+            // a transaction was dropped): re-read the pending nonce and send once more.
+            let mut nonce = nonce;
+            let mut retried = false;
+            loop {
+                let mut tx = TxEip1559 {
+                    chain_id,
+                    nonce,
+                    gas_limit: policy.gas_limit,
+                    max_fee_per_gas,
+                    max_priority_fee_per_gas,
+                    to: TxKind::Call(msg.to),
+                    value: U256::ZERO,
+                    access_list: Default::default(),
+                    input: msg.calldata.clone(),
+                };
+                let signature = signer
+                    .sign_transaction_sync(&mut tx)
+                    .map_err(|e| BroadcastError::NotSent(format!("sign: {e}")))?;
+                let envelope = TxEnvelope::Eip1559(tx.into_signed(signature));
+                let tx_hash = *envelope.tx_hash();
+                ledger::mark_submitted(&db, msg.settlement_id, tx_hash, address, nonce)
+                    .await
+                    .map_err(|e| BroadcastError::NotSent(format!("ledger: {e}")))?;
+                let raw = envelope.encoded_2718();
+                let sent = Broadcasted {
+                    tx_hash,
+                    signer: address,
+                    nonce,
+                    max_fee_per_gas,
+                    max_priority_fee_per_gas,
+                };
+                let m = match provider.send_raw_transaction(&raw).await {
+                    Ok(_) => break Ok(sent),
+                    Err(e) => match node_refused(&e) {
+                        // The same bytes are already in the pool: it was broadcast.
+                        Some(m) if m.contains("already known") => break Ok(sent),
+                        Some(m) => m,
+                        None => {
+                            break Err(BroadcastError::Unknown {
+                                tx_hash,
+                                error: e.to_string(),
+                            })
                         }
-                        Err(BroadcastError::NotSent(m))
+                    },
+                };
+                // Refused: the ledger goes back to what is really out there.
+                let restored = match &replacing {
+                    Some(old) => {
+                        ledger::mark_submitted(&db, msg.settlement_id, old.tx_hash, address, nonce)
+                            .await
                     }
-                    None => Err(BroadcastError::Unknown {
-                        tx_hash,
-                        error: e.to_string(),
-                    }),
-                },
+                    None => ledger::unmark_submitted(&db, msg.settlement_id, tx_hash).await,
+                };
+                if let Err(e) = restored {
+                    tracing::error!(error = %e, "ledger not restored after a refused broadcast");
+                }
+                if retried || replacing.is_some() || !nonce_refused(&m) {
+                    break Err(BroadcastError::NotSent(m));
+                }
+                let fresh = provider
+                    .get_transaction_count(address)
+                    .pending()
+                    .await
+                    .map_err(|e| BroadcastError::NotSent(format!("nonce: {e}")))?;
+                tracing::warn!(%address, stale = nonce, fresh, refusal = %m, "nonce out of step; re-read and resending");
+                nonce = fresh;
+                retried = true;
             }
             .map(|b| (b, (max_fee, priority)))
         };

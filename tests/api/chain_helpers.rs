@@ -47,6 +47,11 @@ impl ChainApp {
         let devnet = Devnet::start(opts).await.expect("devnet");
         let db = TestDb::create(kind).await;
         let app = Self::start_app(db, &devnet, devnet.facilitator_keys[..1].to_vec()).await;
+        Self::with_merchant(app, devnet).await
+    }
+
+    /// Wrap a running app: a merchant signs up and gets a `verify,settle` client key.
+    pub async fn with_merchant(app: TestApp, devnet: Devnet) -> Self {
         let (access, _, _) = app.user("merchant@example.com").await;
         let (client_id, client_token) = app.client_key(&access, "verify,settle").await;
         Self {
@@ -58,16 +63,25 @@ impl ChainApp {
     }
 
     pub async fn start_app(db: TestDb, devnet: &Devnet, signers: Vec<PrivateKeySigner>) -> TestApp {
-        let settings = test_settings(
-            &db.url,
-            json!({
-                "networks": { "base_sepolia": {
-                    "rpc_url": devnet.rpc_url,
-                    "usdc_address": devnet.usdc.to_checksum(None),
-                    "receipt_timeout_secs": 25,
-                }},
-            }),
-        );
+        Self::start_app_with(db, devnet, signers, json!({})).await
+    }
+
+    /// `network` overrides keys of the base-sepolia network settings (timeouts, fee caps).
+    pub async fn start_app_with(
+        db: TestDb,
+        devnet: &Devnet,
+        signers: Vec<PrivateKeySigner>,
+        network: Value,
+    ) -> TestApp {
+        let mut base = json!({
+            "rpc_url": devnet.rpc_url,
+            "usdc_address": devnet.usdc.to_checksum(None),
+            "receipt_timeout_secs": 25,
+        });
+        for (k, v) in network.as_object().into_iter().flatten() {
+            base[k] = v.clone();
+        }
+        let settings = test_settings(&db.url, json!({ "networks": { "base_sepolia": base } }));
         let mut options = BuildOptions::default();
         options.signer_keys.insert("base-sepolia".into(), signers);
         let app = Application::build_with(settings, options)
@@ -98,6 +112,20 @@ impl ChainApp {
         let res = self.post_x402("/api/v1/settle", body).await;
         assert_eq!(res.status(), 200);
         res.json().await.unwrap()
+    }
+
+    /// `GET /settlements/{tx}` with this app's key: the `data` of a 200.
+    pub async fn settlement(&self, tx: &str) -> Value {
+        let res = self
+            .app
+            .get_as_client(
+                &format!("/api/v1/settlements/{tx}"),
+                &self.client_id,
+                &self.client_token,
+            )
+            .await;
+        assert_eq!(res.status(), 200);
+        res.json::<Value>().await.unwrap()["data"].clone()
     }
 
     pub fn payer(&self, i: usize) -> &PrivateKeySigner {

@@ -17,4 +17,5 @@ mod persistence;
 mod process;
 mod recovery;
 mod resources;
+mod settle_faults;
 mod x402;

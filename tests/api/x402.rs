@@ -105,19 +105,10 @@ chain_test!(
         );
 
         // The client can read its settlement back.
-        let res = app
-            .app
-            .get_as_client(
-                &format!("/api/v1/settlements/{tx}"),
-                &app.client_id,
-                &app.client_token,
-            )
-            .await;
-        assert_eq!(res.status(), 200);
-        let row: Value = res.json().await.unwrap();
-        assert_eq!(row["data"]["status"], "confirmed");
-        assert_eq!(row["data"]["amount"], "1250000");
-        assert_eq!(row["data"]["transaction"], tx.to_string());
+        let row = app.settlement(&tx.to_string()).await;
+        assert_eq!(row["status"], "confirmed");
+        assert_eq!(row["amount"], "1250000");
+        assert_eq!(row["transaction"], tx.to_string());
     }
 );
 

@@ -1,0 +1,200 @@
+//! Settlement under real faults, produced on the chain rather than mocked: a receipt that does
+//! not come in time (mining paused), a transaction that passes simulation and then reverts
+//! (two authorizations racing for one balance), and a signer nonce used behind our back.
+
+use std::time::{Duration, Instant};
+
+use alloy::network::{EthereumWallet, TransactionBuilder};
+use alloy::primitives::{B256, U256};
+use alloy::providers::{Provider, ProviderBuilder};
+use alloy::rpc::types::TransactionRequest;
+use alloy::signers::local::PrivateKeySigner;
+use devnet::{Devnet, DevnetOptions};
+use sea_orm::{ColumnTrait, Database, EntityTrait, QueryFilter};
+use serde_json::{json, Value};
+
+use crate::chain_helpers::*;
+use crate::helpers::*;
+
+async fn app_with(kind: Db, network: Value) -> ChainApp {
+    let devnet = Devnet::start(DevnetOptions::default()).await.unwrap();
+    let db = TestDb::create(kind).await;
+    let app =
+        ChainApp::start_app_with(db, &devnet, devnet.facilitator_keys[..1].to_vec(), network).await;
+    ChainApp::with_merchant(app, devnet).await
+}
+
+/// Wait until `n` ledger rows name their transaction (both settles have broadcast).
+async fn wait_for_broadcasts(db_url: &str, n: usize) {
+    let conn = Database::connect(db_url).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let rows = entities::settlement::Entity::find()
+            .filter(entities::settlement::Column::TxHash.is_not_null())
+            .all(&conn)
+            .await
+            .unwrap();
+        if rows.len() >= n {
+            break;
+        }
+        assert!(Instant::now() < deadline, "broadcasts did not happen");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    conn.close().await.unwrap();
+}
+
+async fn pending_then_resolved(kind: Db) {
+    let app = app_with(
+        kind,
+        json!({ "receipt_timeout_secs": 2, "replace_after_secs": 600 }),
+    )
+    .await;
+    let payer = app.payer(0).clone();
+    let pay = Payment::new(&app, 0, 4_321);
+    let body = pay.v1(&pay.sign(&payer), 4_321);
+    let before = app.balance(PAY_TO).await;
+    app.devnet.set_automine(false).await.unwrap();
+
+    // No block comes: the answer says "pending" and names the transaction.
+    let answer = app.settle(&body).await;
+    assert_eq!(answer["success"], false, "{answer}");
+    assert_eq!(answer["errorReason"], "settlement_pending");
+    let tx = answer["transaction"].as_str().unwrap().to_owned();
+    assert!(tx.parse::<B256>().is_ok(), "a tx hash: {answer}");
+    let row = app.settlement(&tx).await;
+    assert_eq!(row["status"], "submitted");
+    assert_eq!(row["success"], false);
+
+    // The block comes: a retry answers success with the same transaction; one transfer.
+    app.devnet.mine().await.unwrap();
+    let again = app.settle(&body).await;
+    assert_eq!(again["success"], true, "{again}");
+    assert_eq!(again["transaction"], tx.as_str());
+    let row = app.settlement(&tx).await;
+    assert_eq!(row["status"], "confirmed");
+    assert_eq!(app.balance(PAY_TO).await - before, U256::from(4_321));
+}
+
+async fn simulated_ok_then_reverted(kind: Db) {
+    let app = app_with(kind, json!({})).await;
+    // A buyer holding 1000 signs two payments of 600: each passes simulation alone.
+    let buyer = PrivateKeySigner::random();
+    app.devnet
+        .mint(buyer.address(), U256::from(1_000))
+        .await
+        .unwrap();
+    let bodies: Vec<Value> = (0..2)
+        .map(|_| {
+            let p = Payment::usdc(buyer.address(), app.devnet.chain_id, app.devnet.usdc, 600);
+            p.v1(&p.sign(&buyer), 600)
+        })
+        .collect();
+    let before = app.balance(PAY_TO).await;
+    app.devnet.set_automine(false).await.unwrap();
+    let (a, b, _) = tokio::join!(app.settle(&bodies[0]), app.settle(&bodies[1]), async {
+        wait_for_broadcasts(&app.app.db.url, 2).await;
+        app.devnet.mine().await.unwrap();
+    });
+    let (ok, reverted) = if a["success"] == true { (a, b) } else { (b, a) };
+    assert_eq!(ok["success"], true, "{ok}");
+    assert_eq!(reverted["success"], false, "{reverted}");
+    assert_eq!(reverted["errorReason"], "invalid_transaction_state");
+    // The failure names its transaction, which is on chain and reverted.
+    let hash: B256 = reverted["transaction"].as_str().unwrap().parse().unwrap();
+    let receipt = app.devnet.receipt(hash).await.unwrap().unwrap();
+    assert!(!receipt.status());
+    let row = app.settlement(&hash.to_string()).await;
+    assert_eq!(row["status"], "failed");
+    assert_eq!(row["errorReason"], "invalid_transaction_state");
+    assert_eq!(app.balance(PAY_TO).await - before, U256::from(600));
+    assert_eq!(app.balance(buyer.address()).await, U256::from(400));
+}
+
+async fn nonce_used_elsewhere(kind: Db) {
+    let app = app_with(kind, json!({})).await;
+    let payer = app.payer(0).clone();
+    let first = Payment::new(&app, 0, 1_000);
+    assert_eq!(
+        app.settle(&first.v1(&first.sign(&payer), 1_000)).await["success"],
+        true
+    );
+    // The operator uses the signer key elsewhere: nonce 1 is gone behind our back.
+    let key = app.devnet.facilitator_keys[0].clone();
+    let signer = key.address();
+    let external = ProviderBuilder::new()
+        .wallet(EthereumWallet::from(key))
+        .connect_http(app.devnet.rpc_url.parse().unwrap());
+    external
+        .send_transaction(
+            TransactionRequest::default()
+                .with_to(signer)
+                .with_value(U256::ZERO),
+        )
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    assert_eq!(app.devnet.nonce_of(signer).await.unwrap(), 2);
+
+    // The next settle is refused once ("nonce too low"), re-reads, and goes through.
+    let second = Payment::new(&app, 0, 2_000);
+    let answer = app.settle(&second.v1(&second.sign(&payer), 2_000)).await;
+    assert_eq!(answer["success"], true, "{answer}");
+    let hash: B256 = answer["transaction"].as_str().unwrap().parse().unwrap();
+    let tx = app
+        .devnet
+        .provider()
+        .get_transaction_by_hash(hash)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(alloy::consensus::Transaction::nonce(&tx), 2);
+    let conn = Database::connect(&app.app.db.url).await.unwrap();
+    let row = entities::settlement::Entity::find()
+        .filter(entities::settlement::Column::TxHash.eq(hash.to_string()))
+        .one(&conn)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.signer_nonce, Some(2));
+    assert_eq!(row.status, "confirmed");
+    conn.close().await.unwrap();
+    // And the one after continues from there without another refusal.
+    let third = Payment::new(&app, 0, 3_000);
+    assert_eq!(
+        app.settle(&third.v1(&third.sign(&payer), 3_000)).await["success"],
+        true
+    );
+    assert_eq!(app.devnet.nonce_of(signer).await.unwrap(), 4);
+}
+
+#[actix_web::test]
+async fn receipt_timeout_answers_pending_with_the_hash_then_resolves_sqlite() {
+    pending_then_resolved(Db::Sqlite).await
+}
+
+#[actix_web::test]
+async fn receipt_timeout_answers_pending_with_the_hash_then_resolves_postgres() {
+    pending_then_resolved(Db::Postgres).await
+}
+
+#[actix_web::test]
+async fn a_reverted_settlement_answers_failure_with_its_hash_sqlite() {
+    simulated_ok_then_reverted(Db::Sqlite).await
+}
+
+#[actix_web::test]
+async fn a_reverted_settlement_answers_failure_with_its_hash_postgres() {
+    simulated_ok_then_reverted(Db::Postgres).await
+}
+
+#[actix_web::test]
+async fn a_nonce_used_behind_our_back_is_reread_and_the_settle_succeeds_sqlite() {
+    nonce_used_elsewhere(Db::Sqlite).await
+}
+
+#[actix_web::test]
+async fn a_nonce_used_behind_our_back_is_reread_and_the_settle_succeeds_postgres() {
+    nonce_used_elsewhere(Db::Postgres).await
+}
