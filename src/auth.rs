@@ -94,6 +94,27 @@ impl Client {
     }
 }
 
+impl Client {
+    /// Require the payment's network to be within the key's network limit.
+    pub fn require_network(&self, network: &str) -> Result<(), ApiError> {
+        let v1 = x402::network::parse_network(network)
+            .map(|n| n.v1_name)
+            .unwrap_or(network);
+        if self.0.allows_network(v1) {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                crate::error::ErrorCode::Forbidden,
+                format!("this client key is not allowed on network {network}"),
+                format!(
+                    "networks: {}",
+                    self.0.networks.as_deref().unwrap_or_default().join(",")
+                ),
+            ))
+        }
+    }
+}
+
 impl FromRequest for Client {
     type Error = ApiError;
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;

@@ -74,6 +74,7 @@ async fn serve(devnet: &Devnet, opts: DevOptions) -> anyhow::Result<()> {
             "dev",
             None,
             None,
+            None,
         )
         .await?;
     let facilitator_url = format!("http://127.0.0.1:{}/api/v1", app.port());

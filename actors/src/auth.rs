@@ -69,6 +69,7 @@ struct CachedClient {
     token_hash: [u8; 32],
     user_id: i64,
     scope: Vec<String>,
+    networks: Option<Vec<String>>,
     expires_at: Option<DateTime<Utc>>,
 }
 
@@ -78,11 +79,20 @@ pub struct AuthenticatedClient {
     pub client_id: String,
     pub user_id: i64,
     pub scope: Vec<String>,
+    /// v1 network names this key may use; `None` = all.
+    pub networks: Option<Vec<String>>,
 }
 
 impl AuthenticatedClient {
     pub fn allows(&self, operation: &str) -> bool {
         self.scope.iter().any(|s| s == operation)
+    }
+
+    /// May this key pay on `network` (a v1 name)?
+    pub fn allows_network(&self, network: &str) -> bool {
+        self.networks
+            .as_ref()
+            .is_none_or(|n| n.iter().any(|x| x == network))
     }
 }
 
@@ -131,8 +141,16 @@ pub struct ClientView {
     pub client_id: String,
     pub title: String,
     pub scope: String,
+    /// v1 network names the key is limited to; `null` = every served network.
+    pub networks: Option<Vec<String>>,
     pub created_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
+}
+
+fn split_networks(networks: &Option<String>) -> Option<Vec<String>> {
+    networks
+        .as_ref()
+        .map(|n| n.split(',').map(str::to_owned).collect())
 }
 
 impl From<client::Model> for ClientView {
@@ -141,6 +159,7 @@ impl From<client::Model> for ClientView {
             client_id: c.client_id,
             title: c.title,
             scope: c.scope,
+            networks: split_networks(&c.networks),
             created_at: c.created_at,
             expires_at: c.expires_at,
         }
@@ -295,6 +314,7 @@ impl AuthHandle {
         title: &str,
         scope: Option<&str>,
         ttl_hours: Option<u64>,
+        networks: Option<&[String]>,
     ) -> ServiceResult<NewClient> {
         let title = title.trim();
         if title.is_empty() || title.chars().count() > 200 {
@@ -303,6 +323,7 @@ impl AuthHandle {
             ));
         }
         let scope = parse_scope(scope.unwrap_or(DEFAULT_SCOPE))?;
+        let networks = networks.map(parse_networks).transpose()?;
         if let Some(ttl) = ttl_hours {
             if ttl == 0 || ttl > MAX_TTL_HOURS {
                 return Err(ServiceError::InvalidInput(format!(
@@ -315,6 +336,7 @@ impl AuthHandle {
                 user_id: user.id,
                 title: title.to_owned(),
                 scope,
+                networks,
                 ttl_hours,
             })
             .await?
@@ -381,12 +403,33 @@ impl AuthHandle {
             client_id: client_id.to_owned(),
             user_id: cached.user_id,
             scope: cached.scope,
+            networks: cached.networks,
         })
     }
 
     pub async fn list_users(&self, offset: u64, limit: u64) -> ServiceResult<Vec<UserView>> {
         self.addr.send(ListUsers { offset, limit }).await?
     }
+}
+
+/// Validate a key's network limit: known networks (v1 names or CAIP-2), stored as v1 names,
+/// no repeats, at least one.
+pub fn parse_networks(raw: &[String]) -> ServiceResult<String> {
+    if raw.is_empty() {
+        return Err(ServiceError::InvalidInput(
+            "networks must name at least one network (omit it to allow all)".into(),
+        ));
+    }
+    let mut out: Vec<&str> = Vec::new();
+    for n in raw {
+        let info = x402::network::parse_network(n.trim()).ok_or_else(|| {
+            ServiceError::InvalidInput(format!("unsupported network: {}", n.trim()))
+        })?;
+        if !out.contains(&info.v1_name) {
+            out.push(info.v1_name);
+        }
+    }
+    Ok(out.join(","))
 }
 
 /// Lower-cased, trimmed, plausibly deliverable email.
@@ -552,6 +595,7 @@ fn cached(c: &client::Model) -> Option<CachedClient> {
         token_hash,
         user_id: c.user_id,
         scope: c.scope.split(',').map(str::to_owned).collect(),
+        networks: split_networks(&c.networks),
         expires_at: c.expires_at,
     })
 }
@@ -683,6 +727,7 @@ struct CreateClient {
     user_id: i64,
     title: String,
     scope: String,
+    networks: Option<String>,
     ttl_hours: Option<u64>,
 }
 
@@ -705,6 +750,7 @@ impl Handler<CreateClient> for AuthActor {
                 user_id: Set(msg.user_id),
                 title: Set(msg.title),
                 scope: Set(msg.scope),
+                networks: Set(msg.networks),
                 token_hash: Set(hex::encode(hash)),
                 created_at: Set(now),
                 expires_at: Set(expires_at),

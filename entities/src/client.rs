@@ -13,6 +13,8 @@ pub struct Model {
     pub title: String,
     /// Comma-separated operations, e.g. `verify,settle`.
     pub scope: String,
+    /// Comma-separated v1 network names the key may pay on; `None` = all served networks.
+    pub networks: Option<String>,
     /// Hex HMAC-SHA256 of the token under the server's client-token key.
     pub token_hash: String,
     pub created_at: DateTimeUtc,

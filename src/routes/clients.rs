@@ -15,6 +15,8 @@ pub struct CreateClientBody {
     pub title: String,
     pub scope: Option<String>,
     pub ttl_hours: Option<u64>,
+    /// Networks the key may pay on (v1 names or CAIP-2); omitted = all.
+    pub networks: Option<Vec<String>>,
 }
 
 pub async fn create(
@@ -24,7 +26,13 @@ pub async fn create(
 ) -> ApiResult<HttpResponse> {
     let new = state
         .auth
-        .create_client(&user, &body.title, body.scope.as_deref(), body.ttl_hours)
+        .create_client(
+            &user,
+            &body.title,
+            body.scope.as_deref(),
+            body.ttl_hours,
+            body.networks.as_deref(),
+        )
         .await?;
     let mut client =
         serde_json::to_value(&new.view).map_err(|_| crate::error::ApiError::internal())?;

@@ -628,6 +628,9 @@ pub mod schema {
         /// Expiry in hours; omit for none.
         #[schema(example = 8760)]
         pub ttl_hours: Option<u64>,
+        /// Networks the key may pay on (v1 names or CAIP-2); omit for all served networks.
+        #[schema(example = json!(["base-sepolia"]))]
+        pub networks: Option<Vec<String>>,
     }
 
     #[derive(Serialize, ToSchema)]
@@ -638,6 +641,9 @@ pub mod schema {
         pub title: String,
         #[schema(example = "verify,settle")]
         pub scope: String,
+        /// v1 network names the key is limited to; `null` = every served network.
+        #[schema(required = true)]
+        pub networks: Option<Vec<String>>,
         pub created_at: DateTime<Utc>,
         #[schema(required = true)]
         pub expires_at: Option<DateTime<Utc>>,
@@ -652,6 +658,8 @@ pub mod schema {
         pub token: String,
         pub title: String,
         pub scope: String,
+        #[schema(required = true)]
+        pub networks: Option<Vec<String>>,
         pub created_at: DateTime<Utc>,
         #[schema(required = true)]
         pub expires_at: Option<DateTime<Utc>>,
@@ -1313,7 +1321,8 @@ pub fn operations() -> Vec<Op> {
         .error(400, x402_400)
         .error(
             403,
-            "`FORBIDDEN`: the key's scope does not include `verify`.",
+            "`FORBIDDEN`: the key's scope does not include `verify`, or the payment's \
+             network is outside the key's `networks`.",
         )
         .error(
             500,
@@ -1335,7 +1344,8 @@ pub fn operations() -> Vec<Op> {
         .error(400, x402_400)
         .error(
             403,
-            "`FORBIDDEN`: the key's scope does not include `settle`.",
+            "`FORBIDDEN`: the key's scope does not include `settle`, or the payment's \
+             network is outside the key's `networks`.",
         )
         .error(500, "`SETTLEMENT_FAILED`: settlement could not complete."),
         Op::get(

@@ -141,7 +141,10 @@ pub async fn verify(
         started,
     };
     let req = match parse(&body)? {
-        Ok(req) => req,
+        Ok(req) => {
+            client.require_network(&req.network)?;
+            req
+        }
         Err(reason) => {
             record(&state, outcome(None, Some(reason)));
             return Ok(HttpResponse::Ok().json(verify_body(&VerifyAnswer::rejected(reason))));
@@ -167,7 +170,10 @@ pub async fn settle(
     let started = std::time::Instant::now();
     client.require("settle")?;
     let req = match parse(&body)? {
-        Ok(req) => req,
+        Ok(req) => {
+            client.require_network(&req.network)?;
+            req
+        }
         Err(reason) => {
             record(
                 &state,

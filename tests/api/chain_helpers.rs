@@ -92,14 +92,8 @@ impl ChainApp {
 
     pub async fn post_x402(&self, path: &str, body: &Value) -> reqwest::Response {
         self.app
-            .http
-            .post(self.app.url(path))
-            .header("X-Client-ID", &self.client_id)
-            .header("X-Client-Token", &self.client_token)
-            .json(body)
-            .send()
+            .post_as_client(path, &self.client_id, &self.client_token, body)
             .await
-            .expect("request")
     }
 
     pub async fn verify(&self, body: &Value) -> Value {

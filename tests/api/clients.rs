@@ -240,24 +240,63 @@ both_dbs!(client_creation_validates_input, |app| {
             json!({"title": "x", "ttl_hours": 0}),
             "ttl_hours must be between 1 and 87600",
         ),
+        (
+            json!({"title": "x", "networks": ["base", "moon-mainnet"]}),
+            "unsupported network: moon-mainnet",
+        ),
+        (
+            json!({"title": "x", "networks": []}),
+            "networks must name at least one network (omit it to allow all)",
+        ),
     ];
     for (body, details) in cases {
         let res = app.post("/api/v1/clients", Some(&access), body).await;
         let err = assert_error(res, 400, "INVALID_REQUEST", None).await;
         assert_eq!(err["details"], details);
     }
-    let res = app
-        .post("/api/v1/clients", Some(&access), json!({"scope": "verify"}))
-        .await;
-    assert_error(res, 400, "INVALID_REQUEST", None).await;
+    // Bodies that do not deserialize: missing title, negative ttl, networks not a list.
+    for body in [
+        json!({"scope": "verify"}),
+        json!({"title": "x", "ttl_hours": -5}),
+        json!({"title": "x", "networks": "base"}),
+    ] {
+        let res = app.post("/api/v1/clients", Some(&access), body).await;
+        assert_error(res, 400, "INVALID_REQUEST", None).await;
+    }
+    // A network limit: names or CAIP-2, normalised to v1 names, without repeats; listed.
     let res = app
         .post(
             "/api/v1/clients",
             Some(&access),
-            json!({"title": "x", "ttl_hours": -5}),
+            json!({"title": "limited", "networks": ["base-sepolia", "eip155:84532", "eip155:8453"]}),
         )
         .await;
-    assert_error(res, 400, "INVALID_REQUEST", None).await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(
+        body["data"]["client"]["networks"],
+        json!(["base-sepolia", "base"])
+    );
+    let list: Value = app
+        .get("/api/v1/clients", Some(&access))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["data"][0]["networks"], json!(["base-sepolia", "base"]));
+    // No limit: null.
+    let (_, _) = app.client_key(&access, "verify").await;
+    let list: Value = app
+        .get("/api/v1/clients", Some(&access))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["networks"].is_null()));
     let res = app.get("/api/v1/clients?limit=0", Some(&access)).await;
     assert_error(res, 400, "INVALID_REQUEST", None).await;
     let res = app.get("/api/v1/clients?limit=abc", Some(&access)).await;

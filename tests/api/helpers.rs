@@ -215,13 +215,13 @@ impl TestApp {
 
     /// Create a client key; returns (clientId, token).
     pub async fn client_key(&self, access: &str, scope: &str) -> (String, String) {
-        let res = self
-            .post(
-                "/api/v1/clients",
-                Some(access),
-                json!({ "title": "test server", "scope": scope }),
-            )
-            .await;
+        self.client_key_with(access, json!({ "title": "test server", "scope": scope }))
+            .await
+    }
+
+    /// Create a client key from a full request body; returns (clientId, token).
+    pub async fn client_key_with(&self, access: &str, body: Value) -> (String, String) {
+        let res = self.post("/api/v1/clients", Some(access), body).await;
         assert_eq!(res.status(), 200);
         let body: Value = res.json().await.unwrap();
         (
@@ -231,6 +231,24 @@ impl TestApp {
                 .to_owned(),
             body["data"]["client"]["token"].as_str().unwrap().to_owned(),
         )
+    }
+
+    /// POST a JSON body with client-key headers.
+    pub async fn post_as_client(
+        &self,
+        path: &str,
+        id: &str,
+        token: &str,
+        body: &Value,
+    ) -> Response {
+        self.http
+            .post(self.url(path))
+            .header("X-Client-ID", id)
+            .header("X-Client-Token", token)
+            .json(body)
+            .send()
+            .await
+            .expect("request")
     }
 
     /// GET with client-key headers.

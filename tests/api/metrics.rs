@@ -120,14 +120,13 @@ chain_test!(known_sequence_gives_exact_counts_sums_and_fees, |app| {
     let p = Payment::new(&app, 1, 4_000);
     let res = app
         .app
-        .http
-        .post(app.app.url("/api/v1/settle"))
-        .header("X-Client-ID", &other_id)
-        .header("X-Client-Token", &other_token)
-        .json(&p.v1(&p.sign(&p1), 4_000))
-        .send()
-        .await
-        .unwrap();
+        .post_as_client(
+            "/api/v1/settle",
+            &other_id,
+            &other_token,
+            &p.v1(&p.sign(&p1), 4_000),
+        )
+        .await;
     let s: Value = res.json().await.unwrap();
     assert_eq!(s["success"], true, "{s}");
     let other_fee = fee_of(&app, &s["transaction"]).await;

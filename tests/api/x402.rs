@@ -236,14 +236,13 @@ chain_test!(malformed_bodies_scopes_and_credentials, automine(), |app| {
     let (id, token) = app.app.client_key(&access, "verify").await;
     let res = app
         .app
-        .http
-        .post(app.app.url("/api/v1/settle"))
-        .header("X-Client-ID", &id)
-        .header("X-Client-Token", &token)
-        .json(&pay.v1(&pay.sign(app.payer(0)), 10))
-        .send()
-        .await
-        .unwrap();
+        .post_as_client(
+            "/api/v1/settle",
+            &id,
+            &token,
+            &pay.v1(&pay.sign(app.payer(0)), 10),
+        )
+        .await;
     assert_error(
         res,
         403,
@@ -278,6 +277,47 @@ chain_test!(malformed_bodies_scopes_and_credentials, automine(), |app| {
     assert_eq!(body["signers"]["eip155:*"], json!([signer]));
     assert_eq!(body["kinds"][0]["feePayer"], json!(signer));
 });
+
+chain_test!(
+    a_key_limited_to_other_networks_is_refused,
+    automine(),
+    |app| {
+        let (access, _, _) = app.app.user("limited@example.com").await;
+        let key = |networks: Value| {
+            app.app
+                .client_key_with(&access, json!({ "title": "limited", "networks": networks }))
+        };
+        let payer = app.payer(0).clone();
+        let pay = Payment::new(&app, 0, 1_000);
+        let v1 = pay.v1(&pay.sign(&payer), 1_000);
+        let v2 = pay.v2(&pay.sign(&payer), 1_000);
+        let before = app.balance(PAY_TO).await;
+
+        // Limited to base (mainnet): a base-sepolia payment is refused, v1 and v2, before any work.
+        let (id, token) = key(json!(["base"])).await;
+        for (path, body) in [
+            ("/api/v1/verify", &v1),
+            ("/api/v1/settle", &v1),
+            ("/api/v1/verify", &v2),
+            ("/api/v1/settle", &v2),
+        ] {
+            let res = app.app.post_as_client(path, &id, &token, body).await;
+            let err = assert_error(res, 403, "FORBIDDEN", None).await;
+            assert_eq!(err["details"], "networks: base", "{path}");
+        }
+        assert_eq!(app.balance(PAY_TO).await, before, "nothing settled");
+
+        // Limited to base-sepolia by its CAIP-2 id: allowed.
+        let (id, token) = key(json!(["eip155:84532"])).await;
+        let res = app
+            .app
+            .post_as_client("/api/v1/settle", &id, &token, &v2)
+            .await;
+        let answer: Value = res.json().await.unwrap();
+        assert_eq!(answer["success"], true, "{answer}");
+        assert_eq!(app.balance(PAY_TO).await - before, U256::from(1_000));
+    }
+);
 
 chain_test!(
     thirty_concurrent_settles_of_one_authorization_broadcast_once,
