@@ -19,9 +19,18 @@ use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::startup::AppState;
 
 /// Same body as `/networks`, behind client auth: any active key may ask (it is how a merchant
-/// checks that its key works), whatever its scope.
-pub async fn supported(state: web::Data<AppState>, _: Client) -> HttpResponse {
-    HttpResponse::Ok().json(supported_body(&state.registry))
+/// checks that its key works), whatever its scope. A key limited to some networks sees only
+/// those.
+pub async fn supported(state: web::Data<AppState>, client: Client) -> HttpResponse {
+    let mut body = supported_body(&state.registry);
+    if let Some(kinds) = body["kinds"].as_array_mut() {
+        kinds.retain(|k| {
+            k["network"]
+                .as_str()
+                .is_some_and(|n| client.require_network(n).is_ok())
+        });
+    }
+    HttpResponse::Ok().json(body)
 }
 
 /// A payment request, or the protocol's "no" for a well-formed body it cannot take

@@ -306,9 +306,28 @@ chain_test!(
             assert_eq!(err["details"], "networks: base", "{path}");
         }
         assert_eq!(app.balance(PAY_TO).await, before, "nothing settled");
+        // Its /supported lists no kinds: base is not served here.
+        let res = app
+            .app
+            .get_as_client("/api/v1/supported", &id, &token)
+            .await;
+        let supported: Value = res.json().await.unwrap();
+        assert_eq!(supported["kinds"], json!([]), "{supported}");
 
-        // Limited to base-sepolia by its CAIP-2 id: allowed.
+        // Limited to base-sepolia by its CAIP-2 id: allowed, and listed (v1 and v2 kinds).
         let (id, token) = key(json!(["eip155:84532"])).await;
+        let res = app
+            .app
+            .get_as_client("/api/v1/supported", &id, &token)
+            .await;
+        let supported: Value = res.json().await.unwrap();
+        let networks: Vec<&str> = supported["kinds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["network"].as_str().unwrap())
+            .collect();
+        assert_eq!(networks, ["base-sepolia", "eip155:84532"], "{supported}");
         let res = app
             .app
             .post_as_client("/api/v1/settle", &id, &token, &v2)
