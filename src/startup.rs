@@ -295,6 +295,7 @@ impl Application {
             runtimes,
             options.clock.take().unwrap_or_else(system_clock),
             FacilitatorConfig::default(),
+            Some(metrics.clone()),
         );
         // Rows a previous run left in flight: resolve what the chain already knows.
         match facilitator.reconcile().await {

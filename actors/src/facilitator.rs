@@ -26,6 +26,7 @@ use x402::Reason;
 
 use crate::error::{ServiceError, ServiceResult};
 use crate::ledger::{self, Claim, Key, Mined};
+use crate::metrics::{self, MetricsHandle, Operation, X402Event};
 use crate::registry::{NetworkEntry, RegistryHandle};
 use crate::settlement::{Broadcast, BroadcastError, Broadcasted, ReceiptWatcher, SettlementRouter};
 
@@ -132,6 +133,26 @@ struct Inner {
     in_flight: DashMap<Key, watch::Receiver<Option<SettleAnswer>>>,
     clock: Clock,
     config: FacilitatorConfig,
+    metrics: Option<MetricsHandle>,
+}
+
+/// What the metrics need to account for one mined settlement transaction.
+struct Transfer {
+    client_id: Option<String>,
+    network: String,
+    asset: String,
+    amount: U256,
+}
+
+impl Transfer {
+    fn of(row: &SettlementRow) -> Self {
+        Self {
+            client_id: row.client_id.clone(),
+            network: row.network.clone(),
+            asset: row.asset.clone(),
+            amount: row.amount.parse().unwrap_or_default(),
+        }
+    }
 }
 
 /// What the chain said about a payment, from one batched round trip.
@@ -150,6 +171,7 @@ impl Facilitator {
         networks: Vec<Arc<NetworkRuntime>>,
         clock: Clock,
         config: FacilitatorConfig,
+        metrics: Option<MetricsHandle>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -163,8 +185,53 @@ impl Facilitator {
                 in_flight: DashMap::new(),
                 clock,
                 config,
+                metrics,
             }),
         }
+    }
+
+    /// Record a mined transaction in the ledger; the one call that resolves the row also
+    /// accounts for the transfer (amount moved, gas, fee) in the metrics, whichever path got
+    /// there first (the settle itself, a retry, a status read, or start-up reconciliation).
+    async fn resolve_mined(
+        &self,
+        id: i64,
+        tx_hash: B256,
+        mined: &Mined,
+        transfer: Transfer,
+    ) -> ServiceResult<()> {
+        let moved = ledger::mark_mined(
+            &self.inner.db,
+            id,
+            tx_hash,
+            mined,
+            Reason::InvalidTransactionState.as_str(),
+        )
+        .await?;
+        if let (true, Some(m)) = (moved, &self.inner.metrics) {
+            m.record_x402(X402Event {
+                day: chrono::Utc::now().date_naive(),
+                client_id: transfer.client_id.unwrap_or_default(),
+                network: transfer.network,
+                asset: transfer.asset,
+                operation: Operation::Transfer,
+                outcome: if mined.success {
+                    metrics::CONFIRMED
+                } else {
+                    metrics::REVERTED
+                }
+                .to_owned(),
+                amount: if mined.success {
+                    transfer.amount
+                } else {
+                    U256::ZERO
+                },
+                gas_used: mined.gas_used,
+                fee_wei: U256::from(mined.fee_wei),
+                latency: Duration::ZERO,
+            });
+        }
+        Ok(())
     }
 
     pub fn network_runtimes(&self) -> impl Iterator<Item = &Arc<NetworkRuntime>> {
@@ -453,7 +520,8 @@ impl Facilitator {
                 ));
             }
         };
-        self.await_outcome(rt, row.id, sent, req.asset, payer, amount)
+        let transfer = Transfer::of(&row);
+        self.await_outcome(rt, row.id, sent, transfer, payer, amount)
             .await
     }
 
@@ -466,10 +534,11 @@ impl Facilitator {
         rt: &NetworkRuntime,
         id: i64,
         sent: Sent,
-        asset: Address,
+        transfer: Transfer,
         payer: Option<Address>,
         amount: U256,
     ) -> ServiceResult<SettleAnswer> {
+        let asset = req_asset(&transfer)?;
         let deadline = Instant::now() + rt.receipt_timeout;
         // Counted as in flight for its signer (metrics) until this returns.
         let _in_flight = match &sent {
@@ -490,14 +559,7 @@ impl Facilitator {
             if let Some(receipt) = rt.watcher.wait_any(&hashes, slice).await {
                 let tx_hash = receipt.transaction_hash;
                 let mined = mined(&receipt);
-                ledger::mark_mined(
-                    &self.inner.db,
-                    id,
-                    tx_hash,
-                    &mined,
-                    Reason::InvalidTransactionState.as_str(),
-                )
-                .await?;
+                self.resolve_mined(id, tx_hash, &mined, transfer).await?;
                 return Ok(SettleAnswer {
                     success: mined.success,
                     error_reason: (!mined.success).then_some(Reason::InvalidTransactionState),
@@ -595,14 +657,8 @@ impl Facilitator {
                     let left = deadline.saturating_duration_since(Instant::now());
                     if let Some(receipt) = rt.watcher.wait(h, left).await {
                         let mined = mined(&receipt);
-                        ledger::mark_mined(
-                            &self.inner.db,
-                            row.id,
-                            h,
-                            &mined,
-                            Reason::InvalidTransactionState.as_str(),
-                        )
-                        .await?;
+                        self.resolve_mined(row.id, h, &mined, Transfer::of(&row))
+                            .await?;
                         continue;
                     }
                     return Ok(SettleAnswer {
@@ -652,14 +708,8 @@ impl Facilitator {
             {
                 if let Ok(Some(receipt)) = rt.provider.get_transaction_receipt(tx_hash).await {
                     let mined = mined(&receipt);
-                    ledger::mark_mined(
-                        &self.inner.db,
-                        row.id,
-                        tx_hash,
-                        &mined,
-                        Reason::InvalidTransactionState.as_str(),
-                    )
-                    .await?;
+                    self.resolve_mined(row.id, tx_hash, &mined, Transfer::of(&row))
+                        .await?;
                     return ledger::find_by_id(&self.inner.db, row.id)
                         .await?
                         .ok_or(ServiceError::NotFound("settlement"));
@@ -696,14 +746,8 @@ impl Facilitator {
                 match rt.provider.get_transaction_receipt(h).await {
                     Ok(Some(receipt)) => {
                         let mined = mined(&receipt);
-                        ledger::mark_mined(
-                            &self.inner.db,
-                            row.id,
-                            h,
-                            &mined,
-                            Reason::InvalidTransactionState.as_str(),
-                        )
-                        .await?;
+                        self.resolve_mined(row.id, h, &mined, Transfer::of(&row))
+                            .await?;
                         resolved += 1;
                     }
                     Ok(None) => {
@@ -722,14 +766,12 @@ impl Facilitator {
                                     rt.watcher.wait(h, Duration::from_secs(600)).await
                                 {
                                     let mined = mined(&receipt);
-                                    let _ = ledger::mark_mined(
-                                        &this.inner.db,
-                                        row.id,
-                                        h,
-                                        &mined,
-                                        Reason::InvalidTransactionState.as_str(),
-                                    )
-                                    .await;
+                                    let transfer = Transfer::of(&row);
+                                    if let Err(e) =
+                                        this.resolve_mined(row.id, h, &mined, transfer).await
+                                    {
+                                        tracing::warn!(error = %e, "reconcile: not recorded");
+                                    }
                                 }
                             });
                         } else {
@@ -770,6 +812,12 @@ fn mined(receipt: &TransactionReceipt) -> Mined {
             .effective_gas_price
             .saturating_mul(receipt.gas_used as u128),
     }
+}
+
+fn req_asset(t: &Transfer) -> ServiceResult<Address> {
+    t.asset
+        .parse()
+        .map_err(|_| ServiceError::Internal(format!("bad asset in the ledger: {}", t.asset)))
 }
 
 /// The call that moves the money: the (v, r, s) overload for EOA signatures, the `bytes`

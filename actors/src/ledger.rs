@@ -176,13 +176,15 @@ pub struct Mined {
     pub fee_wei: u128,
 }
 
+/// Record a mined transaction. Only an unresolved row moves (a row is mined once); returns
+/// whether this call moved it, so exactly one caller accounts for the transfer.
 pub async fn mark_mined(
     db: &DatabaseConnection,
     id: i64,
     tx_hash: B256,
     mined: &Mined,
     reason_if_failed: &str,
-) -> Result<(), DbErr> {
+) -> Result<bool, DbErr> {
     let now = Utc::now();
     let mut update = Entity::update_many()
         .col_expr(
@@ -198,8 +200,12 @@ pub async fn mark_mined(
     if !mined.success {
         update = update.col_expr(Column::ErrorReason, Expr::value(reason_if_failed));
     }
-    update.filter(Column::Id.eq(id)).exec(db).await?;
-    Ok(())
+    let done = update
+        .filter(Column::Id.eq(id))
+        .filter(Column::Status.is_in([PENDING, SUBMITTED]))
+        .exec(db)
+        .await?;
+    Ok(done.rows_affected == 1)
 }
 
 /// A failure with nothing on chain (before or instead of a broadcast).

@@ -62,6 +62,9 @@ pub struct X402Event {
 pub enum Operation {
     Verify,
     Settle,
+    /// A settlement transaction mined (once per ledger row): outcome `confirmed` or
+    /// `reverted`, with the amount moved, gas and fee.
+    Transfer,
 }
 
 impl Operation {
@@ -69,9 +72,13 @@ impl Operation {
         match self {
             Operation::Verify => "verify",
             Operation::Settle => "settle",
+            Operation::Transfer => "transfer",
         }
     }
 }
+
+pub const CONFIRMED: &str = "confirmed";
+pub const REVERTED: &str = "reverted";
 
 pub const SUCCESS: &str = "success";
 /// A settle answered with the outcome of an earlier (or concurrent) settle of the same
@@ -434,6 +441,8 @@ struct Prom {
     verify: Family<OutcomeLabels, Counter>,
     settle: Family<OutcomeLabels, Counter>,
     settle_latency: HistogramFamily<NetworkLabels>,
+    transfers: Family<OutcomeLabels, Counter>,
+    gas_used: Family<NetworkLabels, Counter>,
     signer_in_flight: Family<SignerLabels, Gauge>,
     signer_nonce: Family<SignerLabels, Gauge>,
     signer_balance: Family<SignerLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
@@ -476,6 +485,18 @@ impl Prom {
             Unit::Seconds,
             settle_latency.clone(),
         );
+        let transfers = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "x402_transfers",
+            "settlement transactions mined, by network and outcome (confirmed, reverted)",
+            transfers.clone(),
+        );
+        let gas_used = Family::<NetworkLabels, Counter>::default();
+        registry.register(
+            "x402_gas_used",
+            "gas used by mined settlement transactions, by network",
+            gas_used.clone(),
+        );
         let signer_in_flight = Family::<SignerLabels, Gauge>::default();
         registry.register(
             "x402_signer_in_flight_transactions",
@@ -501,6 +522,8 @@ impl Prom {
             verify,
             settle,
             settle_latency,
+            transfers,
+            gas_used,
             signer_in_flight,
             signer_nonce,
             signer_balance,
@@ -567,6 +590,14 @@ impl MetricsHandle {
         match e.operation {
             Operation::Verify => {
                 p.verify.get_or_create(&labels).inc();
+            }
+            Operation::Transfer => {
+                p.transfers.get_or_create(&labels).inc();
+                p.gas_used
+                    .get_or_create(&NetworkLabels {
+                        network: e.network.clone(),
+                    })
+                    .inc_by(e.gas_used);
             }
             Operation::Settle => {
                 p.settle.get_or_create(&labels).inc();

@@ -13,7 +13,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use alloy::providers::Provider;
 use alloy_primitives::U256;
 use chrono::{DateTime, NaiveDate};
-use facilitator_actors::metrics::{self, is_success, parse_sum, SignerGauge, SUCCESS};
+use facilitator_actors::metrics::{self, is_success, parse_sum, Operation, SignerGauge};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
@@ -294,24 +294,10 @@ struct X402Agg {
 
 impl X402Agg {
     fn add(&mut self, r: &entities::x402_metrics_daily::Model) -> ApiResult<()> {
-        let success = is_success(&r.outcome);
-        let op = match r.operation.as_str() {
-            "verify" => &mut self.verify,
-            _ => &mut self.settle,
-        };
-        op.count += r.count;
-        op.total_latency_us += r.total_latency_us;
-        if success {
-            op.successes += r.count;
-        } else {
-            *op.reasons.entry(r.outcome.clone()).or_default() += r.count;
-        }
-        if r.operation == "settle" {
-            if r.outcome == metrics::SUCCESS_REPEAT {
-                self.settle_repeats += r.count;
-            }
-            // Money moved once per authorization: repeats are successes, not transfers.
-            if r.outcome == SUCCESS {
+        // Money and gas come from mined transactions, counted once per ledger row however
+        // many requests asked about it.
+        if r.operation == Operation::Transfer.as_str() {
+            if r.outcome == metrics::CONFIRMED {
                 let e = self
                     .amounts
                     .entry((r.network.clone(), r.asset.clone()))
@@ -319,12 +305,25 @@ impl X402Agg {
                 e.0 = e.0.saturating_add(parse_sum(&r.amount_sum)?);
                 e.1 += r.count;
             }
-            let fee = parse_sum(&r.fee_wei_sum)?;
-            if r.gas_used_sum > 0 || !fee.is_zero() {
-                let e = self.fees.entry(r.network.clone()).or_default();
-                e.0 += r.gas_used_sum;
-                e.1 = e.1.saturating_add(fee);
-            }
+            let e = self.fees.entry(r.network.clone()).or_default();
+            e.0 += r.gas_used_sum;
+            e.1 = e.1.saturating_add(parse_sum(&r.fee_wei_sum)?);
+            return Ok(());
+        }
+        let op = if r.operation == Operation::Verify.as_str() {
+            &mut self.verify
+        } else {
+            &mut self.settle
+        };
+        op.count += r.count;
+        op.total_latency_us += r.total_latency_us;
+        if is_success(&r.outcome) {
+            op.successes += r.count;
+        } else {
+            *op.reasons.entry(r.outcome.clone()).or_default() += r.count;
+        }
+        if r.outcome == metrics::SUCCESS_REPEAT {
+            self.settle_repeats += r.count;
         }
         Ok(())
     }

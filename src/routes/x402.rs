@@ -87,8 +87,8 @@ struct Outcome<'a> {
     req: Option<&'a PaymentRequest>,
     body: &'a Value,
     reason: Option<Reason>,
-    gas_used: Option<u64>,
-    fee_wei: Option<u128>,
+    /// This call mined the settlement's transaction (else a success is a repeat).
+    mined_here: bool,
     started: std::time::Instant,
 }
 
@@ -119,15 +119,16 @@ fn record(state: &AppState, o: Outcome<'_>) {
         network,
         asset,
         operation: o.operation,
-        outcome: match (o.reason, o.operation, o.gas_used) {
+        outcome: match (o.reason, o.operation, o.mined_here) {
             (Some(r), _, _) => r.as_str().to_owned(),
             // A settle success whose transaction this call did not mine: a repeat.
-            (None, Operation::Settle, None) => SUCCESS_REPEAT.to_owned(),
+            (None, Operation::Settle, false) => SUCCESS_REPEAT.to_owned(),
             (None, _, _) => SUCCESS.to_owned(),
         },
         amount,
-        gas_used: o.gas_used.unwrap_or(0),
-        fee_wei: alloy_primitives::U256::from(o.fee_wei.unwrap_or(0)),
+        // Gas and fees are accounted when the transaction is mined (Operation::Transfer).
+        gas_used: 0,
+        fee_wei: alloy_primitives::U256::ZERO,
         latency: o.started.elapsed(),
     });
 }
@@ -145,8 +146,7 @@ pub async fn verify(
         req,
         body: &body,
         reason,
-        gas_used: None,
-        fee_wei: None,
+        mined_here: false,
         started,
     };
     let req = match parse(&body)? {
@@ -192,8 +192,7 @@ pub async fn settle(
                     req: None,
                     body: &body,
                     reason: Some(reason),
-                    gas_used: None,
-                    fee_wei: None,
+                    mined_here: false,
                     started,
                 },
             );
@@ -221,8 +220,7 @@ pub async fn settle(
             req: Some(&req),
             body: &body,
             reason: answer.error_reason,
-            gas_used: answer.gas_used,
-            fee_wei: answer.fee_wei,
+            mined_here: answer.gas_used.is_some(),
             started,
         },
     );

@@ -193,6 +193,20 @@ impl TestApp {
         res.json().await.unwrap()
     }
 
+    /// Log in an existing user (password `PASSWORD`); returns the access token.
+    pub async fn login(&self, email: &str) -> String {
+        let res = self
+            .post(
+                "/api/v1/login",
+                None,
+                json!({ "email": email, "password": PASSWORD }),
+            )
+            .await;
+        assert_eq!(res.status(), 200, "login {email}");
+        let body: Value = res.json().await.unwrap();
+        body["data"]["access_token"].as_str().unwrap().to_owned()
+    }
+
     /// Sign up and log in; returns (access token, refresh token, user id).
     pub async fn user(&self, email: &str) -> (String, String, i64) {
         self.signup(email).await;

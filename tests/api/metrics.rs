@@ -50,7 +50,7 @@ async fn admin_user(app: &TestApp, email: &str) -> String {
         )
         .await;
     assert_eq!(res.status(), 201);
-    login(app, email).await
+    app.login(email).await
 }
 
 /// The per-route entry of an HTTP metrics report.
@@ -72,7 +72,7 @@ async fn fee_of(app: &ChainApp, tx: &Value) -> (u64, u128) {
 chain_test!(known_sequence_gives_exact_counts_sums_and_fees, |app| {
     let usdc = app.devnet.usdc.to_checksum(None);
     // ChainApp made: merchant signup + login + client key. Log in again for a token.
-    let merchant_access = login(&app.app, "merchant@example.com").await;
+    let merchant_access = app.app.login("merchant@example.com").await;
     // Another merchant with its own key.
     let (other_access, _, _) = app.app.user("other@example.com").await;
     let (other_id, other_token) = app.app.client_key(&other_access, "settle").await;
@@ -292,6 +292,18 @@ chain_test!(known_sequence_gives_exact_counts_sums_and_fees, |app| {
         ),
         1.0
     );
+    // Mined transfers: four, whatever the number of requests; their gas exactly.
+    assert_eq!(
+        value(
+            "x402_transfers_total",
+            &[("network", "base-sepolia"), ("outcome", "confirmed")]
+        ),
+        4.0
+    );
+    assert_eq!(
+        value("x402_gas_used_total", &[("network", "base-sepolia")]),
+        (fees.0 + other_fee.0) as f64
+    );
     assert_eq!(
         value(
             "x402_verify_total",
@@ -318,20 +330,6 @@ chain_test!(known_sequence_gives_exact_counts_sums_and_fees, |app| {
     }
 });
 
-async fn login(app: &TestApp, email: &str) -> String {
-    let body: Value = app
-        .post(
-            "/api/v1/login",
-            None,
-            json!({ "email": email, "password": PASSWORD }),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    body["data"]["access_token"].as_str().unwrap().to_owned()
-}
-
 both_dbs!(from_and_to_filter_days_and_months, |app| {
     let (access, _, _) = app.user("filter@example.com").await;
     let (mine, _) = app.client_key(&access, "settle").await;
@@ -353,24 +351,37 @@ both_dbs!(from_and_to_filter_days_and_months, |app| {
         .insert(&conn)
         .await
         .unwrap();
+        // Per key: n settle answers (successes) and the n transfers they mined.
         for client in [mine.as_str(), "someone-else"] {
-            entities::x402_metrics_daily::ActiveModel {
-                day: Set(day(d)),
-                client_id: Set(client.into()),
-                network: Set("base".into()),
-                asset: Set("0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913".into()),
-                operation: Set("settle".into()),
-                outcome: Set("success".into()),
-                count: Set(n),
-                amount_sum: Set((n * 1_000_000).to_string()),
-                gas_used_sum: Set(n * 60_000),
-                fee_wei_sum: Set("18446744073709551616000".into()),
-                total_latency_us: Set(n * 5_000),
-                ..Default::default()
+            for (operation, outcome, amount, gas, fee, latency) in [
+                ("settle", "success", 0, 0, "0", n * 5_000),
+                (
+                    "transfer",
+                    "confirmed",
+                    n * 1_000_000,
+                    n * 60_000,
+                    "18446744073709551616000",
+                    0,
+                ),
+            ] {
+                entities::x402_metrics_daily::ActiveModel {
+                    day: Set(day(d)),
+                    client_id: Set(client.into()),
+                    network: Set("base".into()),
+                    asset: Set("0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913".into()),
+                    operation: Set(operation.into()),
+                    outcome: Set(outcome.into()),
+                    count: Set(n),
+                    amount_sum: Set(amount.to_string()),
+                    gas_used_sum: Set(gas),
+                    fee_wei_sum: Set(fee.into()),
+                    total_latency_us: Set(latency),
+                    ..Default::default()
+                }
+                .insert(&conn)
+                .await
+                .unwrap();
             }
-            .insert(&conn)
-            .await
-            .unwrap();
         }
     }
     conn.close().await.unwrap();

@@ -143,6 +143,47 @@ async fn killed_after_broadcast_then_restarted(kind: Db) {
         1,
         "one transaction ever sent"
     );
+
+    // The restarted process accounts for the transfer once (whichever of start-up
+    // reconciliation and the retry resolved the row), with its gas and fee.
+    let access: Value = http
+        .post(format!("{}/api/v1/login", second.url))
+        .json(&signup)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = access["data"]["access_token"].as_str().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let totals = loop {
+        let body: Value = http
+            .get(format!("{}/api/v1/x402-metrics/summary", second.url))
+            .bearer_auth(access)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let totals = body["data"]["totals"].clone();
+        if totals["amounts"].as_array().is_some_and(|a| !a.is_empty()) {
+            break totals;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "transfer never accounted: {totals}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(totals["amounts"][0]["amount"], "777000", "{totals}");
+    assert_eq!(totals["amounts"][0]["settlements"], 1);
+    assert_eq!(totals["fees"][0]["gasUsed"], receipt.gas_used);
+    assert_eq!(
+        totals["fees"][0]["feeWei"],
+        (receipt.effective_gas_price * receipt.gas_used as u128).to_string()
+    );
     drop(second);
 }
 

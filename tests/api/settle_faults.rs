@@ -73,6 +73,27 @@ async fn pending_then_resolved(kind: Db) {
     let row = app.settlement(&tx).await;
     assert_eq!(row["status"], "confirmed");
     assert_eq!(app.balance(PAY_TO).await - before, U256::from(4_321));
+
+    // The metrics account for the transfer once, found by the retry: two settle answers
+    // (pending, then a repeat), one transfer with its amount and fee.
+    let hash: B256 = tx.parse().unwrap();
+    let receipt = app.devnet.receipt(hash).await.unwrap().unwrap();
+    let access = app.app.login("merchant@example.com").await;
+    let res = app
+        .app
+        .get("/api/v1/x402-metrics/summary", Some(&access))
+        .await;
+    let t = &res.json::<Value>().await.unwrap()["data"]["totals"];
+    assert_eq!(t["settle"]["count"], 2, "{t}");
+    assert_eq!(t["settle"]["failureReasons"]["settlement_pending"], 1);
+    assert_eq!(t["settle"]["repeats"], 1);
+    assert_eq!(t["amounts"][0]["amount"], "4321");
+    assert_eq!(t["amounts"][0]["settlements"], 1);
+    assert_eq!(t["fees"][0]["gasUsed"], receipt.gas_used);
+    assert_eq!(
+        t["fees"][0]["feeWei"],
+        (receipt.effective_gas_price * receipt.gas_used as u128).to_string()
+    );
 }
 
 async fn simulated_ok_then_reverted(kind: Db) {
