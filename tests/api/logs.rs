@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use crate::chain_helpers::*;
 use crate::helpers::*;
-use crate::process::Facilitator;
+use crate::process::{post_json, Facilitator};
 
 /// `signal` stops the process at the end: SIGTERM and SIGINT are both graceful.
 async fn flow(kind: Db, signal: &str) {
@@ -36,25 +36,15 @@ async fn flow(kind: Db, signal: &str) {
         .await
         .unwrap();
     assert_eq!(res.status(), 401);
-    let login: Value = http
-        .post(url("/api/v1/login"))
-        .json(&creds)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let login = post_json(&http, &url("/api/v1/login"), None, &creds).await;
     let first_refresh = login["data"]["refresh_token"].as_str().unwrap().to_owned();
-    let refreshed: Value = http
-        .post(url("/api/v1/token/refresh"))
-        .json(&json!({ "refresh_token": first_refresh }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let refreshed = post_json(
+        &http,
+        &url("/api/v1/token/refresh"),
+        None,
+        &json!({ "refresh_token": first_refresh }),
+    )
+    .await;
     let access = refreshed["data"]["access_token"]
         .as_str()
         .unwrap()
@@ -63,16 +53,13 @@ async fn flow(kind: Db, signal: &str) {
         .as_str()
         .unwrap()
         .to_owned();
-    let client: Value = http
-        .post(url("/api/v1/clients"))
-        .bearer_auth(&access)
-        .json(&json!({ "title": "shop", "scope": "verify,settle" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let client = post_json(
+        &http,
+        &url("/api/v1/clients"),
+        Some(&access),
+        &json!({ "title": "shop", "scope": "verify,settle" }),
+    )
+    .await;
     let client_id = client["data"]["client"]["clientId"].as_str().unwrap();
     let client_token = client["data"]["client"]["token"]
         .as_str()

@@ -118,6 +118,20 @@ impl Facilitator {
     }
 }
 
+/// POST JSON to a running process (optionally with a bearer token) and read the JSON answer.
+pub async fn post_json(
+    http: &reqwest::Client,
+    url: &str,
+    bearer: Option<&str>,
+    body: &serde_json::Value,
+) -> serde_json::Value {
+    let mut req = http.post(url).json(body);
+    if let Some(token) = bearer {
+        req = req.bearer_auth(token);
+    }
+    req.send().await.unwrap().json().await.unwrap()
+}
+
 impl Drop for Facilitator {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::chain_helpers::*;
 use crate::helpers::*;
-use crate::process::Facilitator;
+use crate::process::{post_json, Facilitator};
 
 async fn ledger_row(db_url: &str) -> Option<entities::settlement::Model> {
     let db = Database::connect(db_url).await.unwrap();
@@ -40,26 +40,15 @@ async fn killed_after_broadcast_then_restarted(kind: Db) {
         .send()
         .await
         .unwrap();
-    let login: Value = http
-        .post(format!("{}/api/v1/login", first.url))
-        .json(&signup)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let login = post_json(&http, &format!("{}/api/v1/login", first.url), None, &signup).await;
     let access = login["data"]["access_token"].as_str().unwrap();
-    let created: Value = http
-        .post(format!("{}/api/v1/clients", first.url))
-        .bearer_auth(access)
-        .json(&serde_json::json!({"title": "shop"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created = post_json(
+        &http,
+        &format!("{}/api/v1/clients", first.url),
+        Some(access),
+        &serde_json::json!({"title": "shop"}),
+    )
+    .await;
     let id = created["data"]["client"]["clientId"]
         .as_str()
         .unwrap()
@@ -146,16 +135,14 @@ async fn killed_after_broadcast_then_restarted(kind: Db) {
 
     // The restarted process accounts for the transfer once (whichever of start-up
     // reconciliation and the retry resolved the row), with its gas and fee.
-    let access: Value = http
-        .post(format!("{}/api/v1/login", second.url))
-        .json(&signup)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let access = access["data"]["access_token"].as_str().unwrap();
+    let login = post_json(
+        &http,
+        &format!("{}/api/v1/login", second.url),
+        None,
+        &signup,
+    )
+    .await;
+    let access = login["data"]["access_token"].as_str().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     let totals = loop {
         let body: Value = http
