@@ -131,10 +131,15 @@ struct Inner {
     networks: HashMap<u64, Arc<NetworkRuntime>>,
     verify_cache: DashMap<B256, (Instant, VerifyAnswer)>,
     in_flight: DashMap<Key, watch::Receiver<Option<SettleAnswer>>>,
+    /// Ledger rows whose receipt a background task is waiting for.
+    watched: DashMap<i64, ()>,
     clock: Clock,
     config: FacilitatorConfig,
     metrics: Option<MetricsHandle>,
 }
+
+/// How long a transaction is still watched after its request answered.
+const BACKGROUND_WATCH: Duration = Duration::from_secs(30 * 60);
 
 /// What the metrics need to account for one mined settlement transaction.
 struct Transfer {
@@ -183,6 +188,7 @@ impl Facilitator {
                     .collect(),
                 verify_cache: DashMap::new(),
                 in_flight: DashMap::new(),
+                watched: DashMap::new(),
                 clock,
                 config,
                 metrics,
@@ -232,6 +238,39 @@ impl Facilitator {
             });
         }
         Ok(())
+    }
+
+    /// Keep waiting for a transaction after its request has answered (`settlement_pending`),
+    /// so the ledger and the metrics resolve without anyone asking again. One task per row.
+    fn watch_in_background(
+        &self,
+        rt: &Arc<NetworkRuntime>,
+        id: i64,
+        hashes: Vec<B256>,
+        transfer: Transfer,
+    ) {
+        if self.inner.watched.insert(id, ()).is_some() {
+            return;
+        }
+        let this = self.clone();
+        let rt = rt.clone();
+        tokio::spawn(async move {
+            match rt.watcher.wait_any(&hashes, BACKGROUND_WATCH).await {
+                Some(receipt) => {
+                    let mined = mined(&receipt);
+                    let tx_hash = receipt.transaction_hash;
+                    if let Err(e) = this.resolve_mined(id, tx_hash, &mined, transfer).await {
+                        tracing::warn!(id, %tx_hash, error = %e, "mined settlement not recorded");
+                    }
+                }
+                None => tracing::warn!(
+                    id,
+                    "settlement still unmined after the background watch; a retry, a status \
+                     read or the next start resolves it"
+                ),
+            }
+            this.inner.watched.remove(&id);
+        });
     }
 
     pub fn network_runtimes(&self) -> impl Iterator<Item = &Arc<NetworkRuntime>> {
@@ -531,7 +570,7 @@ impl Facilitator {
     /// must not pay twice.
     async fn await_outcome(
         &self,
-        rt: &NetworkRuntime,
+        rt: &Arc<NetworkRuntime>,
         id: i64,
         sent: Sent,
         transfer: Transfer,
@@ -572,6 +611,7 @@ impl Facilitator {
                 });
             }
             if Instant::now() >= deadline {
+                self.watch_in_background(rt, id, hashes.clone(), transfer);
                 return Ok(SettleAnswer {
                     success: false,
                     error_reason: Some(Reason::SettlementPending),
@@ -610,7 +650,7 @@ impl Facilitator {
     /// first settle (or, while it is in flight, a bounded wait for it).
     async fn answer_from_ledger(
         &self,
-        rt: &NetworkRuntime,
+        rt: &Arc<NetworkRuntime>,
         key: &Key,
         req: &PaymentRequest,
     ) -> ServiceResult<SettleAnswer> {
@@ -661,6 +701,7 @@ impl Facilitator {
                             .await?;
                         continue;
                     }
+                    self.watch_in_background(rt, row.id, vec![h], Transfer::of(&row));
                     return Ok(SettleAnswer {
                         success: false,
                         error_reason: Some(Reason::SettlementPending),
@@ -759,21 +800,7 @@ impl Facilitator {
                             .is_some();
                         if known {
                             // Still in the pool: a watcher resolves it when it is mined.
-                            let this = self.clone();
-                            let rt = rt.clone();
-                            tokio::spawn(async move {
-                                if let Some(receipt) =
-                                    rt.watcher.wait(h, Duration::from_secs(600)).await
-                                {
-                                    let mined = mined(&receipt);
-                                    let transfer = Transfer::of(&row);
-                                    if let Err(e) =
-                                        this.resolve_mined(row.id, h, &mined, transfer).await
-                                    {
-                                        tracing::warn!(error = %e, "reconcile: not recorded");
-                                    }
-                                }
-                            });
+                            self.watch_in_background(rt, row.id, vec![h], Transfer::of(&row));
                         } else {
                             tracing::warn!(tx_hash = %h, "in-flight settlement unknown to the node");
                         }

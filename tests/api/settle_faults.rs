@@ -96,6 +96,50 @@ async fn pending_then_resolved(kind: Db) {
     );
 }
 
+async fn pending_resolves_by_itself(kind: Db) {
+    let app = app_with(
+        kind,
+        json!({ "receipt_timeout_secs": 2, "replace_after_secs": 600 }),
+    )
+    .await;
+    let payer = app.payer(0).clone();
+    let pay = Payment::new(&app, 0, 5_555);
+    app.devnet.set_automine(false).await.unwrap();
+    let answer = app.settle(&pay.v1(&pay.sign(&payer), 5_555)).await;
+    assert_eq!(answer["errorReason"], "settlement_pending", "{answer}");
+    let hash: B256 = answer["transaction"].as_str().unwrap().parse().unwrap();
+
+    // Nobody asks again: the block alone resolves the ledger row and the metrics.
+    app.devnet.mine().await.unwrap();
+    let conn = Database::connect(&app.app.db.url).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let row = loop {
+        let row = entities::settlement::Entity::find()
+            .filter(entities::settlement::Column::TxHash.eq(hash.to_string()))
+            .one(&conn)
+            .await
+            .unwrap()
+            .unwrap();
+        if row.status != "submitted" {
+            break row;
+        }
+        assert!(Instant::now() < deadline, "the row stayed submitted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    conn.close().await.unwrap();
+    let receipt = app.devnet.receipt(hash).await.unwrap().unwrap();
+    assert_eq!(row.status, "confirmed");
+    assert_eq!(row.block_number, receipt.block_number.map(|b| b as i64));
+    let access = app.app.login("merchant@example.com").await;
+    let res = app
+        .app
+        .get("/api/v1/x402-metrics/summary", Some(&access))
+        .await;
+    let t = &res.json::<Value>().await.unwrap()["data"]["totals"];
+    assert_eq!(t["amounts"][0]["amount"], "5555", "{t}");
+    assert_eq!(t["fees"][0]["gasUsed"], receipt.gas_used);
+}
+
 async fn simulated_ok_then_reverted(kind: Db) {
     let app = app_with(kind, json!({})).await;
     // A buyer holding 1000 signs two payments of 600: each passes simulation alone.
@@ -198,6 +242,16 @@ async fn receipt_timeout_answers_pending_with_the_hash_then_resolves_sqlite() {
 #[actix_web::test]
 async fn receipt_timeout_answers_pending_with_the_hash_then_resolves_postgres() {
     pending_then_resolved(Db::Postgres).await
+}
+
+#[actix_web::test]
+async fn a_pending_settlement_resolves_without_a_retry_sqlite() {
+    pending_resolves_by_itself(Db::Sqlite).await
+}
+
+#[actix_web::test]
+async fn a_pending_settlement_resolves_without_a_retry_postgres() {
+    pending_resolves_by_itself(Db::Postgres).await
 }
 
 #[actix_web::test]
