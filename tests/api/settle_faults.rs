@@ -43,17 +43,24 @@ async fn wait_for_broadcasts(db_url: &str, n: usize) {
     conn.close().await.unwrap();
 }
 
-async fn pending_then_resolved(kind: Db) {
+/// An app that answers `settlement_pending` after 2 s (no replacement), mining paused, and a
+/// signed settle body of `value`.
+async fn paused_chain(kind: Db, value: u64) -> (ChainApp, Value) {
     let app = app_with(
         kind,
         json!({ "receipt_timeout_secs": 2, "replace_after_secs": 600 }),
     )
     .await;
     let payer = app.payer(0).clone();
-    let pay = Payment::new(&app, 0, 4_321);
-    let body = pay.v1(&pay.sign(&payer), 4_321);
-    let before = app.balance(PAY_TO).await;
+    let pay = Payment::new(&app, 0, value);
+    let body = pay.v1(&pay.sign(&payer), value);
     app.devnet.set_automine(false).await.unwrap();
+    (app, body)
+}
+
+async fn pending_then_resolved(kind: Db) {
+    let (app, body) = paused_chain(kind, 4_321).await;
+    let before = app.balance(PAY_TO).await;
 
     // No block comes: the answer says "pending" and names the transaction.
     let answer = app.settle(&body).await;
@@ -97,15 +104,8 @@ async fn pending_then_resolved(kind: Db) {
 }
 
 async fn pending_resolves_by_itself(kind: Db) {
-    let app = app_with(
-        kind,
-        json!({ "receipt_timeout_secs": 2, "replace_after_secs": 600 }),
-    )
-    .await;
-    let payer = app.payer(0).clone();
-    let pay = Payment::new(&app, 0, 5_555);
-    app.devnet.set_automine(false).await.unwrap();
-    let answer = app.settle(&pay.v1(&pay.sign(&payer), 5_555)).await;
+    let (app, body) = paused_chain(kind, 5_555).await;
+    let answer = app.settle(&body).await;
     assert_eq!(answer["errorReason"], "settlement_pending", "{answer}");
     let hash: B256 = answer["transaction"].as_str().unwrap().parse().unwrap();
 
