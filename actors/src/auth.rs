@@ -70,6 +70,7 @@ struct CachedClient {
     user_id: i64,
     scope: Vec<String>,
     networks: Option<Vec<String>>,
+    credits_limited: bool,
     expires_at: Option<DateTime<Utc>>,
 }
 
@@ -81,6 +82,8 @@ pub struct AuthenticatedClient {
     pub scope: Vec<String>,
     /// v1 network names this key may use; `None` = all.
     pub networks: Option<Vec<String>>,
+    /// The key has a settle-credit balance (each new settlement uses one).
+    pub credits_limited: bool,
 }
 
 impl AuthenticatedClient {
@@ -143,6 +146,8 @@ pub struct ClientView {
     pub scope: String,
     /// v1 network names the key is limited to; `null` = every served network.
     pub networks: Option<Vec<String>>,
+    /// Settlements the key may still make; `null` = unlimited.
+    pub settle_credits: Option<i64>,
     pub created_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
 }
@@ -160,6 +165,7 @@ impl From<client::Model> for ClientView {
             title: c.title,
             scope: c.scope,
             networks: split_networks(&c.networks),
+            settle_credits: c.settle_credits,
             created_at: c.created_at,
             expires_at: c.expires_at,
         }
@@ -404,12 +410,79 @@ impl AuthHandle {
             user_id: cached.user_id,
             scope: cached.scope,
             networks: cached.networks,
+            credits_limited: cached.credits_limited,
         })
+    }
+
+    /// The operator sets or adjusts a key's settle credits.
+    pub async fn change_credits(
+        &self,
+        client_id: &str,
+        change: CreditChange,
+    ) -> ServiceResult<ClientView> {
+        match change {
+            CreditChange::Set(Some(n)) if n < 0 => {
+                return Err(ServiceError::InvalidInput(
+                    "settleCredits must be 0 or more (null for unlimited)".into(),
+                ))
+            }
+            CreditChange::Add(0) => {
+                return Err(ServiceError::InvalidInput(
+                    "addSettleCredits must not be 0".into(),
+                ))
+            }
+            _ => {}
+        }
+        self.addr
+            .send(ChangeCredits {
+                client_id: client_id.to_owned(),
+                change,
+            })
+            .await?
     }
 
     pub async fn list_users(&self, offset: u64, limit: u64) -> ServiceResult<Vec<UserView>> {
         self.addr.send(ListUsers { offset, limit }).await?
     }
+}
+
+/// How an operator changes a key's settle credits.
+#[derive(Debug, Clone, Copy)]
+pub enum CreditChange {
+    /// Exactly this many (`None`: unlimited).
+    Set(Option<i64>),
+    /// Add (or, negative, remove) credits of a limited key.
+    Add(i64),
+}
+
+/// Use one settle credit of a limited key, atomically; `false` when none is left.
+pub async fn use_settle_credit(db: &DatabaseConnection, client_id: &str) -> ServiceResult<bool> {
+    use sea_orm::sea_query::Expr;
+    let used = client::Entity::update_many()
+        .col_expr(
+            client::Column::SettleCredits,
+            Expr::col(client::Column::SettleCredits).sub(1),
+        )
+        .filter(client::Column::ClientId.eq(client_id))
+        .filter(client::Column::SettleCredits.gt(0))
+        .exec(db)
+        .await?;
+    Ok(used.rows_affected == 1)
+}
+
+/// Give back a credit used by a settle that sent nothing (limited keys only).
+pub async fn refund_settle_credit(db: &DatabaseConnection, client_id: &str) -> ServiceResult<()> {
+    use sea_orm::sea_query::Expr;
+    client::Entity::update_many()
+        .col_expr(
+            client::Column::SettleCredits,
+            Expr::col(client::Column::SettleCredits).add(1),
+        )
+        .filter(client::Column::ClientId.eq(client_id))
+        .filter(client::Column::SettleCredits.is_not_null())
+        .exec(db)
+        .await?;
+    Ok(())
 }
 
 /// Validate a key's network limit: known networks (v1 names or CAIP-2), stored as v1 names,
@@ -596,6 +669,7 @@ fn cached(c: &client::Model) -> Option<CachedClient> {
         user_id: c.user_id,
         scope: c.scope.split(',').map(str::to_owned).collect(),
         networks: split_networks(&c.networks),
+        credits_limited: c.settle_credits.is_some(),
         expires_at: c.expires_at,
     })
 }
@@ -791,6 +865,61 @@ impl Handler<ListClients> for AuthActor {
                 .all(&db)
                 .await?;
             Ok(rows.into_iter().map(ClientView::from).collect())
+        })
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "ServiceResult<ClientView>")]
+struct ChangeCredits {
+    client_id: String,
+    change: CreditChange,
+}
+
+impl Handler<ChangeCredits> for AuthActor {
+    type Result = ResponseFuture<ServiceResult<ClientView>>;
+
+    fn handle(&mut self, msg: ChangeCredits, _: &mut Self::Context) -> Self::Result {
+        // The hot path re-reads the key (and whether it is limited) on its next use.
+        self.clients.remove(&msg.client_id);
+        let db = self.db.clone();
+        Box::pin(async move {
+            let row = client::Entity::find()
+                .filter(client::Column::ClientId.eq(&msg.client_id))
+                .filter(client::Column::RevokedAt.is_null())
+                .one(&db)
+                .await?
+                .ok_or(ServiceError::NotFound("client"))?;
+            let update = client::Entity::update_many().filter(client::Column::Id.eq(row.id));
+            let update = match msg.change {
+                CreditChange::Set(n) => {
+                    update.col_expr(client::Column::SettleCredits, Expr::value(n))
+                }
+                CreditChange::Add(n) => {
+                    if row.settle_credits.is_none() {
+                        return Err(ServiceError::InvalidInput(
+                            "this key has no credit limit; set settleCredits first".into(),
+                        ));
+                    }
+                    // Atomic against concurrent settles; never below zero.
+                    update
+                        .col_expr(
+                            client::Column::SettleCredits,
+                            Expr::col(client::Column::SettleCredits).add(n),
+                        )
+                        .filter(client::Column::SettleCredits.gte(-n))
+                }
+            };
+            if update.exec(&db).await?.rows_affected != 1 {
+                return Err(ServiceError::InvalidInput(
+                    "cannot remove more credits than the key has".into(),
+                ));
+            }
+            let row = client::Entity::find_by_id(row.id)
+                .one(&db)
+                .await?
+                .ok_or(ServiceError::NotFound("client"))?;
+            Ok(row.into())
         })
     }
 }

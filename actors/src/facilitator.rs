@@ -24,6 +24,7 @@ use x402::exact::evm::{self as exact, IEIP3009};
 use x402::proto::PaymentRequest;
 use x402::Reason;
 
+use crate::auth;
 use crate::error::{ServiceError, ServiceResult};
 use crate::ledger::{self, Claim, Key, Mined};
 use crate::metrics::{self, MetricsHandle, Operation, X402Event};
@@ -137,6 +138,17 @@ struct Inner {
     config: FacilitatorConfig,
     metrics: Option<MetricsHandle>,
 }
+
+/// Who asks for a settlement: the client key, and whether it has a credit balance.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller<'a> {
+    pub client_id: &'a str,
+    pub credits_limited: bool,
+}
+
+/// Ledger reason of a settlement refused for want of credits (a retry after a top-up
+/// reclaims the row).
+const CREDITS_EXHAUSTED: &str = "settle_credits_exhausted";
 
 /// How long a transaction is still watched after its request answered.
 const BACKGROUND_WATCH: Duration = Duration::from_secs(30 * 60);
@@ -271,6 +283,14 @@ impl Facilitator {
             }
             this.inner.watched.remove(&id);
         });
+    }
+
+    async fn refund_credit(&self, credit: Option<&str>) {
+        if let Some(client_id) = credit {
+            if let Err(e) = auth::refund_settle_credit(&self.inner.db, client_id).await {
+                tracing::error!(client_id, error = %e, "settle credit not given back");
+            }
+        }
     }
 
     pub fn network_runtimes(&self) -> impl Iterator<Item = &Arc<NetworkRuntime>> {
@@ -426,7 +446,7 @@ impl Facilitator {
     pub async fn settle(
         &self,
         req: &PaymentRequest,
-        client_id: Option<&str>,
+        caller: Option<Caller<'_>>,
     ) -> ServiceResult<SettleAnswer> {
         let now = (self.inner.clock)();
         let payer = Some(req.payload.authorization.from);
@@ -470,7 +490,7 @@ impl Facilitator {
         }
         let tx = tx.expect("leader has a sender");
         let result = self
-            .settle_as_leader(&rt, req, &verified, key.clone(), client_id)
+            .settle_as_leader(&rt, req, &verified, key.clone(), caller)
             .await;
         if let Ok(answer) = &result {
             let _ = tx.send(Some(answer.clone()));
@@ -486,8 +506,9 @@ impl Facilitator {
         req: &PaymentRequest,
         verified: &exact::OffchainVerified,
         key: Key,
-        client_id: Option<&str>,
+        caller: Option<Caller<'_>>,
     ) -> ServiceResult<SettleAnswer> {
+        let client_id = caller.map(|c| c.client_id);
         let auth = &req.payload.authorization;
         let payer = Some(auth.from);
         let amount = auth.value;
@@ -521,10 +542,26 @@ impl Facilitator {
             }
         };
 
+        // A key with a credit balance pays one credit per new settlement (a repeat of the same
+        // authorization never reaches here); given back if nothing is sent.
+        let credit = match caller {
+            Some(c) if c.credits_limited => {
+                if !auth::use_settle_credit(&self.inner.db, c.client_id).await? {
+                    ledger::mark_failed_unsent(&self.inner.db, row.id, CREDITS_EXHAUSTED).await?;
+                    return Err(ServiceError::Forbidden(
+                        "this client key has no settle credits left".into(),
+                    ));
+                }
+                Some(c.client_id)
+            }
+            _ => None,
+        };
+
         // Simulate right before sending: never spend gas on a payment that would revert.
         let view = self.chain_view(rt, req, verified).await?;
         if let Err(reason) = diagnose(req, &view) {
             ledger::mark_failed_unsent(&self.inner.db, row.id, reason.as_str()).await?;
+            self.refund_credit(credit).await;
             return Ok(SettleAnswer::failed(reason, payer, amount));
         }
 
@@ -552,6 +589,7 @@ impl Facilitator {
                     Reason::UnexpectedSettleError.as_str(),
                 )
                 .await?;
+                self.refund_credit(credit).await;
                 return Ok(SettleAnswer::failed(
                     Reason::UnexpectedSettleError,
                     payer,

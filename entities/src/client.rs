@@ -15,6 +15,8 @@ pub struct Model {
     pub scope: String,
     /// Comma-separated v1 network names the key may pay on; `None` = all served networks.
     pub networks: Option<String>,
+    /// Settlements the key may still make; `None` = unlimited.
+    pub settle_credits: Option<i64>,
     /// Hex HMAC-SHA256 of the token under the server's client-token key.
     pub token_hash: String,
     pub created_at: DateTimeUtc,

@@ -7,6 +7,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261123_000001_init;
 mod m20261123_000002_client_networks;
+mod m20261123_000003_client_settle_credits;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261123_000001_init::Migration),
             Box::new(m20261123_000002_client_networks::Migration),
+            Box::new(m20261123_000003_client_settle_credits::Migration),
         ]
     }
 }

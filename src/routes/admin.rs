@@ -2,6 +2,7 @@
 
 use actix_web::{web, HttpResponse};
 use alloy_primitives::Address;
+use facilitator_actors::auth::CreditChange;
 use facilitator_actors::registry::NewAsset;
 use serde::Deserialize;
 use serde_json::json;
@@ -40,6 +41,44 @@ pub async fn list_users(
 ) -> ApiResult<HttpResponse> {
     let (offset, limit) = query.resolve(100, 1000)?;
     Ok(super::data(state.auth.list_users(offset, limit).await?))
+}
+
+/// Exactly one of: `settleCredits` (a number, or `null` for unlimited) or `addSettleCredits`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreditsBody {
+    /// Missing = not given; `null` = unlimited.
+    #[serde(default, deserialize_with = "present")]
+    pub settle_credits: Option<serde_json::Value>,
+    pub add_settle_credits: Option<i64>,
+}
+
+/// A field that is present, even as `null` (serde's `Option` would read `null` as absent).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+    <serde_json::Value as Deserialize>::deserialize(d).map(Some)
+}
+
+/// `PATCH /admin/clients/{clientId}`: set or adjust a key's settle credits.
+pub async fn change_credits(
+    state: web::Data<AppState>,
+    _: Admin,
+    id: web::Path<String>,
+    body: web::Json<CreditsBody>,
+) -> ApiResult<HttpResponse> {
+    let change = match (&body.settle_credits, body.add_settle_credits) {
+        (Some(serde_json::Value::Null), None) => CreditChange::Set(None),
+        (Some(v), None) => CreditChange::Set(Some(v.as_i64().ok_or_else(|| {
+            ApiError::invalid_request("settleCredits must be an integer or null")
+        })?)),
+        (None, Some(n)) => CreditChange::Add(n),
+        _ => {
+            return Err(ApiError::invalid_request(
+                "give exactly one of settleCredits and addSettleCredits",
+            ))
+        }
+    };
+    let client = state.auth.change_credits(&id, change).await?;
+    Ok(super::data(json!({ "client": client })))
 }
 
 #[derive(Deserialize)]

@@ -644,6 +644,10 @@ pub mod schema {
         /// v1 network names the key is limited to; `null` = every served network.
         #[schema(required = true)]
         pub networks: Option<Vec<String>>,
+        /// Settlements the key may still make (each new authorization uses one; one that
+        /// sends nothing gives it back); `null` = unlimited. Set by the operator.
+        #[schema(required = true)]
+        pub settle_credits: Option<i64>,
         pub created_at: DateTime<Utc>,
         #[schema(required = true)]
         pub expires_at: Option<DateTime<Utc>>,
@@ -660,6 +664,8 @@ pub mod schema {
         pub scope: String,
         #[schema(required = true)]
         pub networks: Option<Vec<String>>,
+        #[schema(required = true)]
+        pub settle_credits: Option<i64>,
         pub created_at: DateTime<Utc>,
         #[schema(required = true)]
         pub expires_at: Option<DateTime<Utc>>,
@@ -668,6 +674,22 @@ pub mod schema {
     #[derive(Serialize, ToSchema)]
     pub struct ClientCreated {
         pub client: IssuedClientKey,
+    }
+
+    /// Set (`settleCredits`: a number, or `null` for unlimited) or adjust
+    /// (`addSettleCredits`, negative to remove) a key's settle credits: exactly one of the two.
+    #[derive(Serialize, ToSchema)]
+    #[serde(rename_all = "camelCase")]
+    pub struct CreditChange {
+        #[schema(example = 1000)]
+        pub settle_credits: Option<i64>,
+        #[schema(example = 500)]
+        pub add_settle_credits: Option<i64>,
+    }
+
+    #[derive(Serialize, ToSchema)]
+    pub struct ClientUpdated {
+        pub client: ClientKey,
     }
 
     #[derive(Serialize, ToSchema)]
@@ -987,6 +1009,8 @@ fn components() -> ComponentsBuilder {
         ClientKey,
         ClientCreated,
         ClientRevoked,
+        CreditChange,
+        ClientUpdated,
         ResourceInput,
         ResourceCreated,
         ResourceUpdated,
@@ -1084,6 +1108,9 @@ impl Op {
     }
     fn put(path: &'static str, summary: &'static str, ok: Reply) -> Self {
         Self::new(Method::PUT, path, summary, ok)
+    }
+    fn patch(path: &'static str, summary: &'static str, ok: Reply) -> Self {
+        Self::new(Method::PATCH, path, summary, ok)
     }
     fn delete(path: &'static str, summary: &'static str, ok: Reply) -> Self {
         Self::new(Method::DELETE, path, summary, ok)
@@ -1344,8 +1371,8 @@ pub fn operations() -> Vec<Op> {
         .error(400, x402_400)
         .error(
             403,
-            "`FORBIDDEN`: the key's scope does not include `settle`, or the payment's \
-             network is outside the key's `networks`.",
+            "`FORBIDDEN`: the key's scope does not include `settle`, the payment's \
+             network is outside the key's `networks`, or the key has no settle credits left.",
         )
         .error(500, "`SETTLEMENT_FAILED`: settlement could not complete."),
         Op::get(
@@ -1529,6 +1556,21 @@ pub fn operations() -> Vec<Op> {
             )
             .error(400, "`INVALID_REQUEST`: unsupported network, bad address, or invalid field.")
             .error(409, "`CONFLICT`: the asset is already registered."),
+        Op::patch(
+            "/admin/clients/{id}",
+            "Set a client key's settle credits",
+            Reply::data::<ClientUpdated>(),
+        )
+        .auth(Auth::Admin)
+        .path_param("id", "The key's `clientId`.", string_schema(None, None))
+        .body::<CreditChange>()
+        .describe(
+            "Usage credits: a limited key may make this many more settlements (each new \
+             authorization uses one; a repeat of the same one does not; one that sends nothing \
+             gives it back). Out of credits, `/settle` answers 403 `FORBIDDEN`.",
+        )
+        .error(400, "`INVALID_REQUEST`: not exactly one field, a negative balance, or adding to an unlimited key.")
+        .error(404, "`NOT_FOUND`: no such active key."),
     ];
     [
         tagged("x402", x402),

@@ -92,6 +92,15 @@ where
     (Method::PUT, web::put().to(handler))
 }
 
+fn patch<F, Args>(handler: F) -> Endpoint
+where
+    F: Handler<Args>,
+    Args: FromRequest + 'static,
+    F::Output: Responder + 'static,
+{
+    (Method::PATCH, web::patch().to(handler))
+}
+
 fn delete<F, Args>(handler: F) -> Endpoint
 where
     F: Handler<Args>,
@@ -150,6 +159,7 @@ fn table() -> Vec<(&'static str, Vec<Endpoint>)> {
             vec![post(admin::create_user), get(admin::list_users)],
         ),
         ("/admin/assets", vec![post(admin::register_asset)]),
+        ("/admin/clients/{id}", vec![patch(admin::change_credits)]),
         ("/openapi.json", vec![get(docs::openapi_json)]),
     ]
 }

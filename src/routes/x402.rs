@@ -6,7 +6,8 @@
 
 use actix_web::{web, HttpResponse};
 use alloy_primitives::B256;
-use facilitator_actors::facilitator::{SettleAnswer, VerifyAnswer};
+use facilitator_actors::facilitator::{Caller, SettleAnswer, VerifyAnswer};
+use facilitator_actors::ServiceError;
 use serde_json::{json, Value};
 use x402::proto::{parse_facilitator_request, PaymentRequest, RequestError};
 use x402::Reason;
@@ -206,11 +207,21 @@ pub async fn settle(
     };
     let answer = state
         .facilitator
-        .settle(&req, Some(&client.0.client_id))
+        .settle(
+            &req,
+            Some(Caller {
+                client_id: &client.0.client_id,
+                credits_limited: client.0.credits_limited,
+            }),
+        )
         .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "settle failed");
-            ApiError::new(ErrorCode::SettlementFailed, "Payment settlement failed", "")
+        .map_err(|e| match e {
+            // No settle credits left: the key's problem, not the service's.
+            ServiceError::Forbidden(_) => ApiError::from(e),
+            e => {
+                tracing::error!(error = %e, "settle failed");
+                ApiError::new(ErrorCode::SettlementFailed, "Payment settlement failed", "")
+            }
         })?;
     record(
         &state,

@@ -7,6 +7,7 @@ mod helpers;
 mod admin;
 mod auth;
 mod clients;
+mod credits;
 mod dev;
 mod docs;
 mod errors;
