@@ -531,14 +531,19 @@ impl Facilitator {
         let row = match claim {
             Claim::New(row) => row,
             Claim::Existing(row) => {
-                if row.status == ledger::FAILED
-                    && row.tx_hash.is_none()
-                    && ledger::reclaim_unsent(&self.inner.db, row.id).await?
-                {
-                    row
+                // Nothing was ever sent for it: a failed row, or one whose process died
+                // between claiming and sending, may be settled again.
+                let again = if row.status == ledger::FAILED && row.tx_hash.is_none() {
+                    ledger::reclaim_unsent(&self.inner.db, row.id).await?
+                } else if ledger::abandoned(&row) {
+                    ledger::reclaim_abandoned(&self.inner.db, &row).await?
                 } else {
+                    false
+                };
+                if !again {
                     return self.answer_from_ledger(rt, &key, req).await;
                 }
+                row
             }
         };
 
@@ -805,12 +810,14 @@ impl Facilitator {
         for rt in self.inner.networks.values() {
             for row in ledger::unresolved(&self.inner.db, rt.entry.info.v1_name).await? {
                 let Some(h) = row.tx_hash.as_deref().and_then(|h| h.parse::<B256>().ok()) else {
-                    // The hash is written before any broadcast: no hash, nothing was sent.
-                    if self
-                        .inner
-                        .in_flight
-                        .iter()
-                        .all(|e| e.key().auth_nonce != row.auth_nonce)
+                    // The hash is written before any broadcast: no hash, nothing was sent. A
+                    // young row may be another instance's claim in progress: leave it.
+                    if ledger::abandoned(&row)
+                        && self
+                            .inner
+                            .in_flight
+                            .iter()
+                            .all(|e| e.key().auth_nonce != row.auth_nonce)
                     {
                         ledger::mark_failed_unsent(
                             &self.inner.db,

@@ -133,6 +133,30 @@ pub async fn reclaim_unsent(db: &DatabaseConnection, id: i64) -> Result<bool, Db
     Ok(res.rows_affected == 1)
 }
 
+/// A pending row nobody has touched for this long, with no transaction, was abandoned (its
+/// process died between claiming and sending). Younger ones may be another instance's work in
+/// progress.
+pub const ABANDONED_AFTER: chrono::Duration = chrono::Duration::seconds(60);
+
+/// Pending, no transaction, untouched for `ABANDONED_AFTER`.
+pub fn abandoned(row: &Model) -> bool {
+    row.status == PENDING && row.tx_hash.is_none() && Utc::now() - row.updated_at > ABANDONED_AFTER
+}
+
+/// Take over an abandoned row, if nobody else did since it was read (optimistic: the
+/// `updated_at` seen must still be there).
+pub async fn reclaim_abandoned(db: &DatabaseConnection, row: &Model) -> Result<bool, DbErr> {
+    let res = Entity::update_many()
+        .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(Column::Id.eq(row.id))
+        .filter(Column::Status.eq(PENDING))
+        .filter(Column::TxHash.is_null())
+        .filter(Column::UpdatedAt.eq(row.updated_at))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected == 1)
+}
+
 pub async fn mark_submitted(
     db: &DatabaseConnection,
     id: i64,

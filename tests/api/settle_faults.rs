@@ -140,6 +140,53 @@ async fn pending_resolves_by_itself(kind: Db) {
     assert_eq!(t["fees"][0]["gasUsed"], receipt.gas_used);
 }
 
+/// Make the (only) ledger row look like a claim that never sent anything, last touched `age`
+/// ago.
+async fn pending_without_tx(db_url: &str, age: chrono::Duration) {
+    use sea_orm::{ActiveModelTrait, Set};
+    let conn = Database::connect(db_url).await.unwrap();
+    let row = entities::settlement::Entity::find()
+        .one(&conn)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(row.tx_hash.is_none());
+    let mut row: entities::settlement::ActiveModel = row.into();
+    row.status = Set("pending".into());
+    row.error_reason = Set(None);
+    row.updated_at = Set(chrono::Utc::now() - age);
+    row.update(&conn).await.unwrap();
+    conn.close().await.unwrap();
+}
+
+async fn claims_without_a_transaction(kind: Db) {
+    let app = app_with(kind, json!({ "receipt_timeout_secs": 2 })).await;
+    let buyer = PrivateKeySigner::random();
+    let pay = Payment::usdc(buyer.address(), app.devnet.chain_id, app.devnet.usdc, 700);
+    let body = pay.v1(&pay.sign(&buyer), 700);
+    // First attempt: no funds, nothing sent; the row exists without a transaction.
+    assert_eq!(app.settle(&body).await["errorReason"], "insufficient_funds");
+    app.devnet
+        .mint(buyer.address(), U256::from(700))
+        .await
+        .unwrap();
+    let before = app.balance(PAY_TO).await;
+
+    // A claim touched just now may be another instance sending it: wait, never send twice.
+    pending_without_tx(&app.app.db.url, chrono::Duration::zero()).await;
+    let answer = app.settle(&body).await;
+    assert_eq!(answer["success"], false, "{answer}");
+    assert_eq!(answer["errorReason"], "settlement_pending");
+    assert_eq!(answer["transaction"], "");
+    assert_eq!(app.balance(PAY_TO).await, before);
+
+    // Untouched for minutes: its process died before sending; settle it now.
+    pending_without_tx(&app.app.db.url, chrono::Duration::minutes(5)).await;
+    let answer = app.settle(&body).await;
+    assert_eq!(answer["success"], true, "{answer}");
+    assert_eq!(app.balance(PAY_TO).await - before, U256::from(700));
+}
+
 async fn simulated_ok_then_reverted(kind: Db) {
     let app = app_with(kind, json!({})).await;
     // A buyer holding 1000 signs two payments of 600: each passes simulation alone.
@@ -252,6 +299,16 @@ async fn a_pending_settlement_resolves_without_a_retry_sqlite() {
 #[actix_web::test]
 async fn a_pending_settlement_resolves_without_a_retry_postgres() {
     pending_resolves_by_itself(Db::Postgres).await
+}
+
+#[actix_web::test]
+async fn a_claim_without_a_transaction_is_taken_over_only_once_abandoned_sqlite() {
+    claims_without_a_transaction(Db::Sqlite).await
+}
+
+#[actix_web::test]
+async fn a_claim_without_a_transaction_is_taken_over_only_once_abandoned_postgres() {
+    claims_without_a_transaction(Db::Postgres).await
 }
 
 #[actix_web::test]
