@@ -32,6 +32,9 @@ use std::sync::Arc;
 use crate::config::{ConfigError, NetworkSettings, Settings};
 use crate::error::{ApiError, ErrorCode};
 
+/// How often unresolved ledger rows are reconciled against the chain after start-up.
+const RECONCILE_EVERY: Duration = Duration::from_secs(300);
+
 /// What every handler can reach.
 pub struct AppState {
     pub db: DatabaseConnection,
@@ -303,6 +306,20 @@ impl Application {
             Ok(n) => tracing::info!(resolved = n, "reconciled in-flight settlements"),
             Err(e) => tracing::warn!(error = %e, "start-up reconciliation incomplete"),
         }
+        // And every few minutes: rows whose background watch ran out, abandoned claims.
+        let periodic = facilitator.clone();
+        actix_web::rt::spawn(async move {
+            let mut tick = tokio::time::interval(RECONCILE_EVERY);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                match periodic.reconcile().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(resolved = n, "reconciled settlements"),
+                    Err(e) => tracing::warn!(error = %e, "periodic reconciliation incomplete"),
+                }
+            }
+        });
         let state = web::Data::new(AppState {
             db,
             auth,
