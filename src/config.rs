@@ -31,6 +31,8 @@ pub struct Settings {
     pub log: LogSettings,
     #[serde(default)]
     pub metrics: MetricsSettings,
+    #[serde(default)]
+    pub settlement: SettlementSettings,
     /// Keyed by network id with `_` for `-` (`base_sepolia`), so that the key can be set from
     /// the environment: `APP__NETWORKS__BASE_SEPOLIA__RPC_URL`.
     #[serde(default)]
@@ -100,6 +102,35 @@ pub struct LogSettings {
 
 fn default_log_level() -> String {
     "info".into()
+}
+
+/// Settlement housekeeping.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SettlementSettings {
+    /// A transaction that answered `settlement_pending` is watched this long afterwards
+    /// (0 = not at all: reconciliation alone resolves it).
+    #[serde(default = "default_background_watch")]
+    pub background_watch_secs: u64,
+    /// Unresolved ledger rows are reconciled against the chain this often (and at start-up).
+    #[serde(default = "default_reconcile_interval")]
+    pub reconcile_interval_secs: u64,
+}
+
+impl Default for SettlementSettings {
+    fn default() -> Self {
+        Self {
+            background_watch_secs: default_background_watch(),
+            reconcile_interval_secs: default_reconcile_interval(),
+        }
+    }
+}
+
+fn default_background_watch() -> u64 {
+    1800
+}
+
+fn default_reconcile_interval() -> u64 {
+    300
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -301,6 +332,9 @@ log:
   level: info
 metrics:
   flush_interval_secs: 5
+settlement:
+  background_watch_secs: 1800
+  reconcile_interval_secs: 300
 "#;
 
 #[cfg(test)]

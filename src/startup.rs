@@ -32,9 +32,6 @@ use std::sync::Arc;
 use crate::config::{ConfigError, NetworkSettings, Settings};
 use crate::error::{ApiError, ErrorCode};
 
-/// How often unresolved ledger rows are reconciled against the chain after start-up.
-const RECONCILE_EVERY: Duration = Duration::from_secs(300);
-
 /// What every handler can reach.
 pub struct AppState {
     pub db: DatabaseConnection,
@@ -297,7 +294,10 @@ impl Application {
             registry.clone(),
             runtimes,
             options.clock.take().unwrap_or_else(system_clock),
-            FacilitatorConfig::default(),
+            FacilitatorConfig {
+                background_watch: Duration::from_secs(settings.settlement.background_watch_secs),
+                ..FacilitatorConfig::default()
+            },
             Some(metrics.clone()),
         );
         // Rows a previous run left in flight: resolve what the chain already knows.
@@ -308,8 +308,9 @@ impl Application {
         }
         // And every few minutes: rows whose background watch ran out, abandoned claims.
         let periodic = facilitator.clone();
+        let every = Duration::from_secs(settings.settlement.reconcile_interval_secs.max(1));
         actix_web::rt::spawn(async move {
-            let mut tick = tokio::time::interval(RECONCILE_EVERY);
+            let mut tick = tokio::time::interval(every);
             tick.tick().await;
             loop {
                 tick.tick().await;

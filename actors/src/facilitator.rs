@@ -111,12 +111,16 @@ pub type SettlementRow = entities::settlement::Model;
 
 pub struct FacilitatorConfig {
     pub verify_cache_ttl: Duration,
+    /// How long a transaction is still watched after its request answered
+    /// `settlement_pending`; zero = not at all (reconciliation alone resolves it).
+    pub background_watch: Duration,
 }
 
 impl Default for FacilitatorConfig {
     fn default() -> Self {
         Self {
             verify_cache_ttl: Duration::from_secs(5),
+            background_watch: Duration::from_secs(30 * 60),
         }
     }
 }
@@ -149,9 +153,6 @@ pub struct Caller<'a> {
 /// Ledger reason of a settlement refused for want of credits (a retry after a top-up
 /// reclaims the row).
 const CREDITS_EXHAUSTED: &str = "settle_credits_exhausted";
-
-/// How long a transaction is still watched after its request answered.
-const BACKGROUND_WATCH: Duration = Duration::from_secs(30 * 60);
 
 /// What the metrics need to account for one mined settlement transaction.
 struct Transfer {
@@ -261,13 +262,16 @@ impl Facilitator {
         hashes: Vec<B256>,
         transfer: Transfer,
     ) {
-        if self.inner.watched.insert(id, ()).is_some() {
+        if self.inner.config.background_watch.is_zero()
+            || self.inner.watched.insert(id, ()).is_some()
+        {
             return;
         }
         let this = self.clone();
         let rt = rt.clone();
+        let watch_for = self.inner.config.background_watch;
         tokio::spawn(async move {
-            match rt.watcher.wait_any(&hashes, BACKGROUND_WATCH).await {
+            match rt.watcher.wait_any(&hashes, watch_for).await {
                 Some(receipt) => {
                     let mined = mined(&receipt);
                     let tx_hash = receipt.transaction_hash;

@@ -73,6 +73,17 @@ impl ChainApp {
         signers: Vec<PrivateKeySigner>,
         network: Value,
     ) -> TestApp {
+        Self::start_app_full(db, devnet, signers, network, json!({})).await
+    }
+
+    /// Also `top`: top-level configuration sections (e.g. `settlement`).
+    pub async fn start_app_full(
+        db: TestDb,
+        devnet: &Devnet,
+        signers: Vec<PrivateKeySigner>,
+        network: Value,
+        top: Value,
+    ) -> TestApp {
         let mut base = json!({
             "rpc_url": devnet.rpc_url,
             "usdc_address": devnet.usdc.to_checksum(None),
@@ -81,7 +92,11 @@ impl ChainApp {
         for (k, v) in network.as_object().into_iter().flatten() {
             base[k] = v.clone();
         }
-        let settings = test_settings(&db.url, json!({ "networks": { "base_sepolia": base } }));
+        let mut extra = json!({ "networks": { "base_sepolia": base } });
+        for (k, v) in top.as_object().into_iter().flatten() {
+            extra[k] = v.clone();
+        }
+        let settings = test_settings(&db.url, extra);
         let mut options = BuildOptions::default();
         options.signer_keys.insert("base-sepolia".into(), signers);
         let app = Application::build_with(settings, options)

@@ -187,6 +187,49 @@ async fn claims_without_a_transaction(kind: Db) {
     assert_eq!(app.balance(PAY_TO).await - before, U256::from(700));
 }
 
+/// With no background watch, the periodic reconciliation (every 1 s here) alone resolves a
+/// settlement that answered pending, with no request.
+async fn reconciled_without_a_watch(kind: Db) {
+    let devnet = Devnet::start(DevnetOptions::default()).await.unwrap();
+    let db = TestDb::create(kind).await;
+    let app = ChainApp::start_app_full(
+        db,
+        &devnet,
+        devnet.facilitator_keys[..1].to_vec(),
+        json!({ "receipt_timeout_secs": 1, "replace_after_secs": 600 }),
+        json!({ "settlement": { "background_watch_secs": 0, "reconcile_interval_secs": 1 } }),
+    )
+    .await;
+    let app = ChainApp::with_merchant(app, devnet).await;
+    let payer = app.payer(0).clone();
+    let pay = Payment::new(&app, 0, 999);
+    app.devnet.set_automine(false).await.unwrap();
+    let answer = app.settle(&pay.v1(&pay.sign(&payer), 999)).await;
+    assert_eq!(answer["errorReason"], "settlement_pending", "{answer}");
+    let tx = answer["transaction"].as_str().unwrap().to_owned();
+    app.devnet.mine().await.unwrap();
+    let conn = Database::connect(&app.app.db.url).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let row = entities::settlement::Entity::find()
+            .filter(entities::settlement::Column::TxHash.eq(tx.clone()))
+            .one(&conn)
+            .await
+            .unwrap()
+            .unwrap();
+        if row.status == "confirmed" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never reconciled: {}",
+            row.status
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    conn.close().await.unwrap();
+}
+
 async fn simulated_ok_then_reverted(kind: Db) {
     let app = app_with(kind, json!({})).await;
     // A buyer holding 1000 signs two payments of 600: each passes simulation alone.
@@ -309,6 +352,16 @@ async fn a_claim_without_a_transaction_is_taken_over_only_once_abandoned_sqlite(
 #[actix_web::test]
 async fn a_claim_without_a_transaction_is_taken_over_only_once_abandoned_postgres() {
     claims_without_a_transaction(Db::Postgres).await
+}
+
+#[actix_web::test]
+async fn periodic_reconciliation_resolves_a_pending_settlement_sqlite() {
+    reconciled_without_a_watch(Db::Sqlite).await
+}
+
+#[actix_web::test]
+async fn periodic_reconciliation_resolves_a_pending_settlement_postgres() {
+    reconciled_without_a_watch(Db::Postgres).await
 }
 
 #[actix_web::test]
