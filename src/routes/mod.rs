@@ -58,7 +58,15 @@ impl PageQuery {
                 "limit must be between 1 and {max_limit}"
             )));
         }
-        Ok((self.offset.unwrap_or(0), limit))
+        let offset = self.offset.unwrap_or(0);
+        // Databases take a signed 64-bit offset.
+        if offset > i64::MAX as u64 {
+            return Err(ApiError::invalid_request(format!(
+                "offset must be at most {}",
+                i64::MAX
+            )));
+        }
+        Ok((offset, limit))
     }
 }
 

@@ -226,4 +226,12 @@ both_dbs!(resources_validate_input_and_credentials, |app| {
     .await;
     let res = app.get("/api/v1/resources?limit=5000", None).await;
     assert_error(res, 400, "INVALID_REQUEST", None).await;
+    // Past a signed 64-bit offset (found by schemathesis: it was a 500).
+    for path in [
+        "/api/v1/resources?offset=9223372036854775808",
+        "/api/v1/discovery/resources?offset=18446744073709551615",
+    ] {
+        let err = assert_error(app.get(path, None).await, 400, "INVALID_REQUEST", None).await;
+        assert_eq!(err["details"], "offset must be at most 9223372036854775807");
+    }
 });
