@@ -8,7 +8,13 @@ use facilitator_actors::error::ServiceError;
 use serde::Serialize;
 
 /// The seed's error codes, plus the few a production REST API needs besides them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+///
+/// Error codes and their HTTP statuses: `INVALID_REQUEST`, `INVALID_PAYLOAD` 400;
+/// `UNAUTHORIZED` 401; `FORBIDDEN` 403; `NOT_FOUND` 404; `METHOD_NOT_ALLOWED` 405;
+/// `CONFLICT` 409; `PAYLOAD_TOO_LARGE` 413; `UNSUPPORTED_MEDIA_TYPE` 415;
+/// `VERIFICATION_FAILED`, `SETTLEMENT_FAILED`, `INTERNAL_ERROR` 500;
+/// `SERVICE_UNAVAILABLE` 503.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ErrorCode {
     InvalidRequest,
@@ -45,10 +51,18 @@ impl ErrorCode {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// The error envelope: every failure of every route answers this.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "code": "INVALID_REQUEST",
+    "message": "Invalid request format",
+    "details": "missing field `email`"
+}))]
 pub struct ApiError {
     pub code: ErrorCode,
+    /// A human-readable message.
     pub message: String,
+    /// Extra detail; empty when there is none.
     pub details: String,
 }
 
