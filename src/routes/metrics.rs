@@ -105,10 +105,27 @@ enum Period {
     Month,
 }
 
-fn period_key(p: Period, day: NaiveDate) -> String {
-    match p {
-        Period::Day => day.format("%Y-%m-%d").to_string(),
-        Period::Month => day.format("%Y-%m").to_string(),
+impl Period {
+    /// The group's key for a day, its field name, and the name of the list of groups.
+    fn key(self, day: NaiveDate) -> String {
+        match self {
+            Period::Day => day.format("%Y-%m-%d").to_string(),
+            Period::Month => day.format("%Y-%m").to_string(),
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Period::Day => "date",
+            Period::Month => "month",
+        }
+    }
+
+    fn list(self) -> &'static str {
+        match self {
+            Period::Day => "days",
+            Period::Month => "months",
+        }
     }
 }
 
@@ -116,29 +133,28 @@ fn period_key(p: Period, day: NaiveDate) -> String {
 fn grouped<R, A: Default>(
     rows: &[R],
     period: Period,
-    label: &str,
     day: impl Fn(&R) -> NaiveDate,
     mut add: impl FnMut(&mut A, &R) -> ApiResult<()>,
     render: impl Fn(&A) -> Value,
 ) -> ApiResult<Vec<Value>> {
     let mut groups: BTreeMap<String, A> = BTreeMap::new();
     for r in rows {
-        add(groups.entry(period_key(period, day(r))).or_default(), r)?;
+        add(groups.entry(period.key(day(r))).or_default(), r)?;
     }
     Ok(groups
         .iter()
         .map(|(k, g)| {
             let mut v = render(g);
-            v[label] = json!(k);
+            v[period.label()] = json!(k);
             v
         })
         .collect())
 }
 
-/// `{"data": {"from", "to", <list>: items}}`
-fn period_answer(range: Range, list: &str, items: Vec<Value>) -> HttpResponse {
+/// `{"data": {"from", "to", <days|months>: items}}`
+fn period_answer(range: Range, period: Period, items: Vec<Value>) -> HttpResponse {
     let (from, to) = range_json(range);
-    super::data(json!({ "from": from, "to": to, list: items }))
+    super::data(json!({ "from": from, "to": to, period.list(): items }))
 }
 
 // ---- HTTP metrics ----------------------------------------------------------------------
@@ -208,20 +224,13 @@ impl HttpReport {
     }
 }
 
-async fn http_periods(
-    state: &AppState,
-    q: &RangeQuery,
-    period: Period,
-    label: &str,
-    list: &str,
-) -> ApiResult<HttpResponse> {
+async fn http_periods(state: &AppState, q: &RangeQuery, period: Period) -> ApiResult<HttpResponse> {
     let range = q.resolve()?;
     flushed(state).await?;
     let rows = metrics::http_rows(&state.db, range.from, range.to).await?;
     let items = grouped(
         &rows,
         period,
-        label,
         |r| r.day,
         |g: &mut HttpReport, r| {
             g.add(r);
@@ -229,7 +238,7 @@ async fn http_periods(
         },
         HttpReport::json,
     )?;
-    Ok(period_answer(range, list, items))
+    Ok(period_answer(range, period, items))
 }
 
 pub async fn http_daily(
@@ -237,7 +246,7 @@ pub async fn http_daily(
     _: User,
     q: web::Query<RangeQuery>,
 ) -> ApiResult<HttpResponse> {
-    http_periods(&state, &q, Period::Day, "date", "days").await
+    http_periods(&state, &q, Period::Day).await
 }
 
 pub async fn http_monthly(
@@ -245,7 +254,7 @@ pub async fn http_monthly(
     _: User,
     q: web::Query<RangeQuery>,
 ) -> ApiResult<HttpResponse> {
-    http_periods(&state, &q, Period::Month, "month", "months").await
+    http_periods(&state, &q, Period::Month).await
 }
 
 pub async fn http_summary(
@@ -400,12 +409,10 @@ async fn x402_periods(
     user: &User,
     q: &RangeQuery,
     period: Period,
-    label: &str,
-    list: &str,
 ) -> ApiResult<HttpResponse> {
     let (range, rows) = x402_rows(state, user, q).await?;
-    let items = grouped(&rows, period, label, |r| r.day, X402Agg::add, X402Agg::json)?;
-    Ok(period_answer(range, list, items))
+    let items = grouped(&rows, period, |r| r.day, X402Agg::add, X402Agg::json)?;
+    Ok(period_answer(range, period, items))
 }
 
 pub async fn x402_daily(
@@ -413,7 +420,7 @@ pub async fn x402_daily(
     user: User,
     q: web::Query<RangeQuery>,
 ) -> ApiResult<HttpResponse> {
-    x402_periods(&state, &user, &q, Period::Day, "date", "days").await
+    x402_periods(&state, &user, &q, Period::Day).await
 }
 
 pub async fn x402_monthly(
@@ -421,7 +428,7 @@ pub async fn x402_monthly(
     user: User,
     q: web::Query<RangeQuery>,
 ) -> ApiResult<HttpResponse> {
-    x402_periods(&state, &user, &q, Period::Month, "month", "months").await
+    x402_periods(&state, &user, &q, Period::Month).await
 }
 
 pub async fn x402_summary(
