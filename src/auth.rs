@@ -92,15 +92,10 @@ impl Client {
             ))
         }
     }
-}
 
-impl Client {
     /// Require the payment's network to be within the key's network limit.
     pub fn require_network(&self, network: &str) -> Result<(), ApiError> {
-        let v1 = x402::network::parse_network(network)
-            .map(|n| n.v1_name)
-            .unwrap_or(network);
-        if self.0.allows_network(v1) {
+        if self.0.allows_network(network) {
             Ok(())
         } else {
             Err(ApiError::new(

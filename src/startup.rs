@@ -298,7 +298,7 @@ impl Application {
                 background_watch: Duration::from_secs(settings.settlement.background_watch_secs),
                 ..FacilitatorConfig::default()
             },
-            Some(metrics.clone()),
+            metrics.clone(),
         );
         // Rows a previous run left in flight: resolve what the chain already knows.
         match facilitator.reconcile().await {

@@ -91,11 +91,14 @@ impl AuthenticatedClient {
         self.scope.iter().any(|s| s == operation)
     }
 
-    /// May this key pay on `network` (a v1 name)?
+    /// May this key pay on `network` (a v1 name or CAIP-2 id)?
     pub fn allows_network(&self, network: &str) -> bool {
+        let v1 = x402::network::parse_network(network)
+            .map(|n| n.v1_name)
+            .unwrap_or(network);
         self.networks
             .as_ref()
-            .is_none_or(|n| n.iter().any(|x| x == network))
+            .is_none_or(|n| n.iter().any(|x| x == v1))
     }
 }
 

@@ -70,10 +70,9 @@ pub struct SettleAnswer {
     pub payer: Option<Address>,
     pub block_number: Option<u64>,
     pub amount: U256,
-    /// Gas used and fee paid (wei) by the transaction this call mined; `None` when this call
-    /// paid nothing (a repeated or concurrent settle of the same authorization, or no tx).
-    pub gas_used: Option<u64>,
-    pub fee_wei: Option<u128>,
+    /// This call mined the transaction; `false` for a repeated or concurrent settle of the
+    /// same authorization answered with another call's outcome (and when nothing was mined).
+    pub mined_here: bool,
 }
 
 impl VerifyAnswer {
@@ -100,8 +99,7 @@ impl SettleAnswer {
             payer,
             block_number: None,
             amount,
-            gas_used: None,
-            fee_wei: None,
+            mined_here: false,
         }
     }
 }
@@ -140,7 +138,7 @@ struct Inner {
     watched: DashMap<i64, ()>,
     clock: Clock,
     config: FacilitatorConfig,
-    metrics: Option<MetricsHandle>,
+    metrics: MetricsHandle,
 }
 
 /// Who asks for a settlement: the client key, and whether it has a credit balance.
@@ -189,7 +187,7 @@ impl Facilitator {
         networks: Vec<Arc<NetworkRuntime>>,
         clock: Clock,
         config: FacilitatorConfig,
-        metrics: Option<MetricsHandle>,
+        metrics: MetricsHandle,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -227,8 +225,8 @@ impl Facilitator {
             Reason::InvalidTransactionState.as_str(),
         )
         .await?;
-        if let (true, Some(m)) = (moved, &self.inner.metrics) {
-            m.record_x402(X402Event {
+        if moved {
+            self.inner.metrics.record_x402(X402Event {
                 day: chrono::Utc::now().date_naive(),
                 client_id: transfer.client_id.unwrap_or_default(),
                 network: transfer.network,
@@ -482,10 +480,9 @@ impl Facilitator {
                 .ok()
                 .flatten();
             return match answer {
-                // Same outcome; the fee was the leader's, not this call's.
+                // Same outcome; the transaction was the leader's, not this call's.
                 Some(a) => Ok(SettleAnswer {
-                    gas_used: None,
-                    fee_wei: None,
+                    mined_here: false,
                     ..a
                 }),
                 // The leader failed unexpectedly: read the ledger.
@@ -606,8 +603,13 @@ impl Facilitator {
                 ));
             }
         };
-        let transfer = Transfer::of(&row);
-        self.await_outcome(rt, row.id, sent, transfer, payer, amount)
+        let transfer = Transfer {
+            client_id: client_id.map(str::to_owned),
+            network: row.network.clone(),
+            asset: row.asset.clone(),
+            amount,
+        };
+        self.await_outcome(rt, row.id, sent, req.asset, transfer, payer)
             .await
     }
 
@@ -620,11 +622,11 @@ impl Facilitator {
         rt: &Arc<NetworkRuntime>,
         id: i64,
         sent: Sent,
+        asset: Address,
         transfer: Transfer,
         payer: Option<Address>,
-        amount: U256,
     ) -> ServiceResult<SettleAnswer> {
-        let asset = req_asset(&transfer)?;
+        let amount = transfer.amount;
         let deadline = Instant::now() + rt.receipt_timeout;
         // Counted as in flight for its signer (metrics) until this returns.
         let _in_flight = match &sent {
@@ -653,8 +655,7 @@ impl Facilitator {
                     payer,
                     block_number: Some(mined.block_number),
                     amount,
-                    gas_used: Some(mined.gas_used),
-                    fee_wei: Some(mined.fee_wei),
+                    mined_here: true,
                 });
             }
             if Instant::now() >= deadline {
@@ -666,8 +667,7 @@ impl Facilitator {
                     payer,
                     block_number: None,
                     amount,
-                    gas_used: None,
-                    fee_wei: None,
+                    mined_here: false,
                 });
             }
             if let Some((previous, calldata)) = latest.take() {
@@ -718,8 +718,7 @@ impl Facilitator {
                         payer,
                         block_number: row.block_number.map(|b| b as u64),
                         amount,
-                        gas_used: None,
-                        fee_wei: None,
+                        mined_here: false,
                     })
                 }
                 (ledger::FAILED, h) => {
@@ -735,8 +734,7 @@ impl Facilitator {
                         payer,
                         block_number: row.block_number.map(|b| b as u64),
                         amount,
-                        gas_used: None,
-                        fee_wei: None,
+                        mined_here: false,
                     });
                 }
                 (ledger::SUBMITTED, Some(h)) => {
@@ -756,8 +754,7 @@ impl Facilitator {
                         payer,
                         block_number: None,
                         amount,
-                        gas_used: None,
-                        fee_wei: None,
+                        mined_here: false,
                     });
                 }
                 _ => {
@@ -769,8 +766,7 @@ impl Facilitator {
                             payer,
                             block_number: None,
                             amount,
-                            gas_used: None,
-                            fee_wei: None,
+                            mined_here: false,
                         });
                     }
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -888,12 +884,6 @@ fn mined(receipt: &TransactionReceipt) -> Mined {
             .effective_gas_price
             .saturating_mul(receipt.gas_used as u128),
     }
-}
-
-fn req_asset(t: &Transfer) -> ServiceResult<Address> {
-    t.asset
-        .parse()
-        .map_err(|_| ServiceError::Internal(format!("bad asset in the ledger: {}", t.asset)))
 }
 
 /// The call that moves the money: the (v, r, s) overload for EOA signatures, the `bytes`

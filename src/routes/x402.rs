@@ -12,9 +12,9 @@ use serde_json::{json, Value};
 use x402::proto::{parse_facilitator_request, PaymentRequest, RequestError};
 use x402::Reason;
 
-use super::networks::supported_body;
 use facilitator_actors::metrics::{Operation, X402Event, SUCCESS, SUCCESS_REPEAT};
 
+use super::networks::supported_body;
 use crate::auth::Client;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::startup::AppState;
@@ -28,7 +28,7 @@ pub async fn supported(state: web::Data<AppState>, client: Client) -> HttpRespon
         kinds.retain(|k| {
             k["network"]
                 .as_str()
-                .is_some_and(|n| client.require_network(n).is_ok())
+                .is_some_and(|n| client.0.allows_network(n))
         });
     }
     HttpResponse::Ok().json(body)
@@ -179,30 +179,27 @@ pub async fn settle(
 ) -> ApiResult<HttpResponse> {
     let started = std::time::Instant::now();
     client.require("settle")?;
+    let outcome = |req, answer: &SettleAnswer| Outcome {
+        client: &client,
+        operation: Operation::Settle,
+        req,
+        body: &body,
+        reason: answer.error_reason,
+        mined_here: answer.mined_here,
+        started,
+    };
     let req = match parse(&body)? {
         Ok(req) => {
             client.require_network(&req.network)?;
             req
         }
         Err(reason) => {
-            record(
-                &state,
-                Outcome {
-                    client: &client,
-                    operation: Operation::Settle,
-                    req: None,
-                    body: &body,
-                    reason: Some(reason),
-                    mined_here: false,
-                    started,
-                },
-            );
+            let answer = SettleAnswer::rejected(reason);
+            record(&state, outcome(None, &answer));
             let network = body["paymentRequirements"]["network"]
                 .as_str()
                 .unwrap_or_default();
-            return Ok(
-                HttpResponse::Ok().json(settle_body(network, &SettleAnswer::rejected(reason)))
-            );
+            return Ok(HttpResponse::Ok().json(settle_body(network, &answer)));
         }
     };
     let answer = state
@@ -223,18 +220,7 @@ pub async fn settle(
                 ApiError::new(ErrorCode::SettlementFailed, "Payment settlement failed", "")
             }
         })?;
-    record(
-        &state,
-        Outcome {
-            client: &client,
-            operation: Operation::Settle,
-            req: Some(&req),
-            body: &body,
-            reason: answer.error_reason,
-            mined_here: answer.gas_used.is_some(),
-            started,
-        },
-    );
+    record(&state, outcome(Some(&req), &answer));
     Ok(HttpResponse::Ok().json(settle_body(&req.network, &answer)))
 }
 
