@@ -30,6 +30,23 @@ export function listen(app) {
   });
 }
 
+// Buy `${url}/paid` with a payment-wrapped fetch, and read the settlement back from the
+// response header (`header` names it; `decode` is the client library's decoder).
+export async function buy(pay, url, header, decode) {
+  const res = await pay(`${url}/paid`);
+  const body = await res.json();
+  const raw = res.headers.get(header);
+  const settlement = raw ? decode(raw) : null;
+  return {
+    ok: res.status === 200 && settlement?.success === true,
+    status: res.status,
+    body,
+    transaction: settlement?.transaction,
+    network: settlement?.network,
+    payer: settlement?.payer,
+  };
+}
+
 // The last stdout line is the machine-readable result.
 export function report(result) {
   console.log(JSON.stringify(result));

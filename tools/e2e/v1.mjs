@@ -7,7 +7,7 @@ import { wrapFetchWithPayment, decodeXPaymentResponse } from "x402-fetch";
 import { createWalletClient, http, publicActions } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { baseSepolia } from "viem/chains";
-import { PAY_TO, PRICE, clientKeyHeaders, listen, loadState, main } from "./common.mjs";
+import { PAY_TO, PRICE, buy, clientKeyHeaders, listen, loadState, main } from "./common.mjs";
 
 main(async () => {
   const state = loadState();
@@ -37,18 +37,7 @@ main(async () => {
       account: privateKeyToAccount(state.payerPrivateKeys[0]),
     }).extend(publicActions);
     const pay = wrapFetchWithPayment(fetch, wallet, BigInt(PRICE));
-    const res = await pay(`${server.url}/paid`);
-    const body = await res.json();
-    const header = res.headers.get("x-payment-response");
-    const settlement = header ? decodeXPaymentResponse(header) : null;
-    return {
-      ok: res.status === 200 && settlement?.success === true,
-      status: res.status,
-      body,
-      transaction: settlement?.transaction,
-      network: settlement?.network,
-      payer: settlement?.payer,
-    };
+    return await buy(pay, server.url, "x-payment-response", decodeXPaymentResponse);
   } finally {
     await server.close();
   }

@@ -8,7 +8,7 @@ import { ExactEvmScheme as ExactEvmServer } from "@x402/evm/exact/server";
 import { ExactEvmScheme as ExactEvmClient } from "@x402/evm/exact/client";
 import { wrapFetchWithPayment, x402Client, decodePaymentResponseHeader } from "@x402/fetch";
 import { privateKeyToAccount } from "viem/accounts";
-import { PAY_TO, PRICE, clientKeyHeaders, listen, loadState, main } from "./common.mjs";
+import { PAY_TO, PRICE, buy, clientKeyHeaders, listen, loadState, main } from "./common.mjs";
 
 main(async () => {
   const state = loadState();
@@ -53,18 +53,7 @@ main(async () => {
       },
     });
     const pay = wrapFetchWithPayment(fetch, client);
-    const res = await pay(`${server.url}/paid`);
-    const body = await res.json();
-    const header = res.headers.get("payment-response");
-    const settlement = header ? decodePaymentResponseHeader(header) : null;
-    return {
-      ok: res.status === 200 && settlement?.success === true,
-      status: res.status,
-      body,
-      transaction: settlement?.transaction,
-      network: settlement?.network,
-      payer: settlement?.payer,
-    };
+    return await buy(pay, server.url, "payment-response", decodePaymentResponseHeader);
   } finally {
     await server.close();
   }
