@@ -10,6 +10,7 @@ use alloy::signers::local::PrivateKeySigner;
 use serde_json::Value;
 
 use crate::chain_helpers::*;
+use crate::process::get_json;
 
 struct DevProcess {
     child: std::process::Child,
@@ -103,23 +104,9 @@ async fn dev_serves_a_local_chain_and_a_real_usdc_payment_settles() {
     let api = s["facilitatorUrl"].as_str().unwrap().to_owned();
     let base = api.trim_end_matches("/api/v1").to_owned();
     let http = reqwest::Client::new();
-    let health: Value = http
-        .get(format!("{base}/health"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health = get_json(&http, &format!("{base}/health"), None).await;
     assert_eq!(health["status"], "healthy");
-    let status: Value = http
-        .get(format!("{api}/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status = get_json(&http, &format!("{api}/status"), None).await;
     assert_eq!(status["data"]["database"]["status"], "healthy");
     assert_eq!(status["data"]["database"]["backend"], "sqlite");
 

@@ -132,6 +132,19 @@ pub async fn post_json(
     req.send().await.unwrap().json().await.unwrap()
 }
 
+/// GET JSON from a running process (optionally with a bearer token).
+pub async fn get_json(
+    http: &reqwest::Client,
+    url: &str,
+    bearer: Option<&str>,
+) -> serde_json::Value {
+    let mut req = http.get(url);
+    if let Some(token) = bearer {
+        req = req.bearer_auth(token);
+    }
+    req.send().await.unwrap().json().await.unwrap()
+}
+
 impl Drop for Facilitator {
     fn drop(&mut self) {
         let _ = self.child.kill();

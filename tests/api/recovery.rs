@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::chain_helpers::*;
 use crate::helpers::*;
-use crate::process::{post_json, Facilitator};
+use crate::process::{get_json, post_json, Facilitator};
 
 async fn ledger_row(db_url: &str) -> Option<entities::settlement::Model> {
     let db = Database::connect(db_url).await.unwrap();
@@ -145,15 +145,8 @@ async fn killed_after_broadcast_then_restarted(kind: Db) {
     let access = login["data"]["access_token"].as_str().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     let totals = loop {
-        let body: Value = http
-            .get(format!("{}/api/v1/x402-metrics/summary", second.url))
-            .bearer_auth(access)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let url = format!("{}/api/v1/x402-metrics/summary", second.url);
+        let body = get_json(&http, &url, Some(access)).await;
         let totals = body["data"]["totals"].clone();
         if totals["amounts"].as_array().is_some_and(|a| !a.is_empty()) {
             break totals;
