@@ -43,6 +43,38 @@ async fn wait_for_broadcasts(db_url: &str, n: usize) {
     conn.close().await.unwrap();
 }
 
+/// The ledger row of `tx` once it has left `submitted` (waiting up to 20 s, without asking
+/// the facilitator anything).
+async fn resolved_row(db_url: &str, tx: &str) -> entities::settlement::Model {
+    let conn = Database::connect(db_url).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let row = loop {
+        let row = entities::settlement::Entity::find()
+            .filter(entities::settlement::Column::TxHash.eq(tx))
+            .one(&conn)
+            .await
+            .unwrap()
+            .unwrap();
+        if row.status != "submitted" {
+            break row;
+        }
+        assert!(Instant::now() < deadline, "the row stayed submitted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    conn.close().await.unwrap();
+    row
+}
+
+/// The merchant's x402 metrics totals.
+async fn x402_totals(app: &ChainApp) -> Value {
+    let access = app.app.login("merchant@example.com").await;
+    let res = app
+        .app
+        .get("/api/v1/x402-metrics/summary", Some(&access))
+        .await;
+    res.json::<Value>().await.unwrap()["data"]["totals"].clone()
+}
+
 /// An app that answers `settlement_pending` after 2 s (no replacement), mining paused, and a
 /// signed settle body of `value`.
 async fn paused_chain(kind: Db, value: u64) -> (ChainApp, Value) {
@@ -85,12 +117,7 @@ async fn pending_then_resolved(kind: Db) {
     // (pending, then a repeat), one transfer with its amount and fee.
     let hash: B256 = tx.parse().unwrap();
     let receipt = app.devnet.receipt(hash).await.unwrap().unwrap();
-    let access = app.app.login("merchant@example.com").await;
-    let res = app
-        .app
-        .get("/api/v1/x402-metrics/summary", Some(&access))
-        .await;
-    let t = &res.json::<Value>().await.unwrap()["data"]["totals"];
+    let t = &x402_totals(&app).await;
     assert_eq!(t["settle"]["count"], 2, "{t}");
     assert_eq!(t["settle"]["failureReasons"]["settlement_pending"], 1);
     assert_eq!(t["settle"]["repeats"], 1);
@@ -111,31 +138,11 @@ async fn pending_resolves_by_itself(kind: Db) {
 
     // Nobody asks again: the block alone resolves the ledger row and the metrics.
     app.devnet.mine().await.unwrap();
-    let conn = Database::connect(&app.app.db.url).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let row = loop {
-        let row = entities::settlement::Entity::find()
-            .filter(entities::settlement::Column::TxHash.eq(hash.to_string()))
-            .one(&conn)
-            .await
-            .unwrap()
-            .unwrap();
-        if row.status != "submitted" {
-            break row;
-        }
-        assert!(Instant::now() < deadline, "the row stayed submitted");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    conn.close().await.unwrap();
+    let row = resolved_row(&app.app.db.url, &hash.to_string()).await;
     let receipt = app.devnet.receipt(hash).await.unwrap().unwrap();
     assert_eq!(row.status, "confirmed");
     assert_eq!(row.block_number, receipt.block_number.map(|b| b as i64));
-    let access = app.app.login("merchant@example.com").await;
-    let res = app
-        .app
-        .get("/api/v1/x402-metrics/summary", Some(&access))
-        .await;
-    let t = &res.json::<Value>().await.unwrap()["data"]["totals"];
+    let t = &x402_totals(&app).await;
     assert_eq!(t["amounts"][0]["amount"], "5555", "{t}");
     assert_eq!(t["fees"][0]["gasUsed"], receipt.gas_used);
 }
@@ -208,26 +215,7 @@ async fn reconciled_without_a_watch(kind: Db) {
     assert_eq!(answer["errorReason"], "settlement_pending", "{answer}");
     let tx = answer["transaction"].as_str().unwrap().to_owned();
     app.devnet.mine().await.unwrap();
-    let conn = Database::connect(&app.app.db.url).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let row = entities::settlement::Entity::find()
-            .filter(entities::settlement::Column::TxHash.eq(tx.clone()))
-            .one(&conn)
-            .await
-            .unwrap()
-            .unwrap();
-        if row.status == "confirmed" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "never reconciled: {}",
-            row.status
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    conn.close().await.unwrap();
+    assert_eq!(resolved_row(&app.app.db.url, &tx).await.status, "confirmed");
 }
 
 async fn simulated_ok_then_reverted(kind: Db) {
