@@ -94,13 +94,12 @@ struct Outcome<'a> {
 }
 
 fn record(state: &AppState, o: Outcome<'_>) {
-    let (network, asset, amount) = match o.req {
+    let (network, asset) = match o.req {
         Some(r) => (
             x402::network::parse_network(&r.network)
                 .map(|n| n.v1_name.to_owned())
                 .unwrap_or_else(|| r.network.clone()),
             r.asset.to_checksum(None),
-            r.payload.authorization.value,
         ),
         // Unreadable as a payment of a version we take: keep what the body says.
         None => (
@@ -111,7 +110,6 @@ fn record(state: &AppState, o: Outcome<'_>) {
                 .take(64)
                 .collect(),
             String::new(),
-            alloy_primitives::U256::ZERO,
         ),
     };
     state.metrics.record_x402(X402Event {
@@ -126,8 +124,9 @@ fn record(state: &AppState, o: Outcome<'_>) {
             (None, Operation::Settle, false) => SUCCESS_REPEAT.to_owned(),
             (None, _, _) => SUCCESS.to_owned(),
         },
-        amount,
-        // Gas and fees are accounted when the transaction is mined (Operation::Transfer).
+        // Money, gas and fees are accounted when the transaction is mined
+        // (Operation::Transfer); an answer counts only as an outcome.
+        amount: alloy_primitives::U256::ZERO,
         gas_used: 0,
         fee_wei: alloy_primitives::U256::ZERO,
         latency: o.started.elapsed(),
