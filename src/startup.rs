@@ -54,6 +54,15 @@ pub struct Application {
 
 /// Connect to the configured database and bring its schema up to date.
 pub async fn connect_and_migrate(settings: &Settings) -> anyhow::Result<DatabaseConnection> {
+    let db = connect(settings, settings.database.max_connections).await?;
+    migration::Migrator::up(&db, None)
+        .await
+        .context("database migration failed")?;
+    Ok(db)
+}
+
+/// A connection pool to the configured database.
+async fn connect(settings: &Settings, max_connections: u32) -> anyhow::Result<DatabaseConnection> {
     let url = settings.database_url();
     if let Some(path) = sqlite_file(url) {
         if let Some(dir) = std::path::Path::new(path).parent() {
@@ -65,7 +74,7 @@ pub async fn connect_and_migrate(settings: &Settings) -> anyhow::Result<Database
     }
     let mut options = ConnectOptions::new(url.to_owned());
     options
-        .max_connections(settings.database.max_connections)
+        .max_connections(max_connections)
         .min_connections(1)
         .connect_timeout(Duration::from_secs(10))
         .acquire_timeout(Duration::from_secs(10))
@@ -79,9 +88,6 @@ pub async fn connect_and_migrate(settings: &Settings) -> anyhow::Result<Database
         db.execute_unprepared("PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON;")
             .await?;
     }
-    migration::Migrator::up(&db, None)
-        .await
-        .context("database migration failed")?;
     Ok(db)
 }
 
@@ -172,8 +178,11 @@ impl Application {
             );
         }
         let db = connect_and_migrate(&settings).await?;
+        // The metrics actor writes through its own small pool, opened here on the main
+        // runtime: PostgreSQL connections a worker opened die with the worker's runtime at
+        // shutdown, and the final flush comes after the workers have stopped.
         let metrics = MetricsHandle::start(
-            db.clone(),
+            connect(&settings, 2).await?,
             Duration::from_secs(settings.metrics.flush_interval_secs.max(1)),
         );
         let (networks, assets) = served_networks(&settings)?;
