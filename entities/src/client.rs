@@ -24,6 +24,10 @@ pub struct Model {
     /// Set when the key is revoked (soft delete).
     pub revoked_at: Option<DateTimeUtc>,
     pub last_used_at: Option<DateTimeUtc>,
+    /// Set while the owner has paused the key (it authenticates nothing until resumed).
+    pub paused_at: Option<DateTimeUtc>,
+    /// Requests per second on `/verify`, `/settle`, `/supported`; `None` = the default.
+    pub rate_limit_per_second: Option<i32>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

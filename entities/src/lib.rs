@@ -6,8 +6,10 @@
 pub mod asset;
 pub mod client;
 pub mod http_metrics_daily;
+pub mod idempotency_key;
 pub mod refresh_token;
 pub mod resource;
 pub mod settlement;
+pub mod throttle;
 pub mod user;
 pub mod x402_metrics_daily;

@@ -33,6 +33,9 @@ pub struct Model {
     pub fee_wei: Option<String>,
     pub error_reason: Option<String>,
     pub client_id: Option<String>,
+    /// The idempotency key (scoped by `client_id`) of the request that claimed this row: only
+    /// a retry carrying it is answered from the row; any other copy is "nonce already used".
+    pub idempotency_key: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
     pub confirmed_at: Option<DateTimeUtc>,

@@ -8,6 +8,9 @@ pub use sea_orm_migration::prelude::*;
 mod m20261123_000001_init;
 mod m20261123_000002_client_networks;
 mod m20261123_000003_client_settle_credits;
+mod m20261201_000001_settle_idempotency;
+mod m20261201_000002_client_controls;
+mod m20261201_000003_throttles;
 
 pub struct Migrator;
 
@@ -18,6 +21,9 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000001_init::Migration),
             Box::new(m20261123_000002_client_networks::Migration),
             Box::new(m20261123_000003_client_settle_credits::Migration),
+            Box::new(m20261201_000001_settle_idempotency::Migration),
+            Box::new(m20261201_000002_client_controls::Migration),
+            Box::new(m20261201_000003_throttles::Migration),
         ]
     }
 }
