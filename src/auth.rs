@@ -76,6 +76,71 @@ impl FromRequest for Admin {
     }
 }
 
+/// The `X-Client-ID` + `X-Client-Token` a request presents.
+fn client_headers(req: &HttpRequest) -> Result<(String, String), ApiError> {
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    match (header("x-client-id"), header("x-client-token")) {
+        (Some(id), Some(token)) => Ok((id, token)),
+        _ => Err(ApiError::unauthorized(
+            "missing X-Client-ID or X-Client-Token header",
+        )),
+    }
+}
+
+/// The caller's IP address, for the login, signup and refresh limits: the socket's peer, or
+/// with `server.trust_forwarded_for` the client a trusted proxy names (`Forwarded` /
+/// `X-Forwarded-For`).
+pub struct ClientIp(pub String);
+
+impl FromRequest for ClientIp {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let trust = req
+            .app_data::<web::Data<AppState>>()
+            .is_some_and(|s| s.trust_forwarded_for);
+        let forwarded = trust
+            .then(|| {
+                req.connection_info()
+                    .realip_remote_addr()
+                    .map(str::to_owned)
+            })
+            .flatten();
+        let ip = forwarded
+            .map(|a| {
+                // "1.2.3.4:5678" and "[::1]:5678" lose their port; a bare address stays.
+                a.parse::<std::net::SocketAddr>()
+                    .map(|s| s.ip().to_string())
+                    .unwrap_or(a)
+            })
+            .or_else(|| req.peer_addr().map(|a| a.ip().to_string()))
+            .unwrap_or_else(|| "unknown".to_owned());
+        // Bounded: a forwarded value is the client's to write.
+        ready(Ok(ClientIp(ip.chars().take(64).collect())))
+    }
+}
+
+/// A client key's own credentials, checked but whatever the key's status (`/clients/status`).
+pub struct ClientCredentials {
+    pub client_id: String,
+    pub token: String,
+}
+
+impl FromRequest for ClientCredentials {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(client_headers(req).map(|(client_id, token)| ClientCredentials { client_id, token }))
+    }
+}
+
 /// A client key, authenticated from `X-Client-ID` + `X-Client-Token`.
 pub struct Client(pub AuthenticatedClient);
 
@@ -115,22 +180,11 @@ impl FromRequest for Client {
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let header = |name: &str| {
-            req.headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
-        let id = header("x-client-id");
-        let token = header("x-client-token");
+        let credentials = client_headers(req);
         let state = state(req);
         Box::pin(async move {
             let state = state?;
-            let (Some(id), Some(token)) = (id, token) else {
-                return Err(ApiError::unauthorized(
-                    "missing X-Client-ID or X-Client-Token header",
-                ));
-            };
+            let (id, token) = credentials?;
             Ok(Client(state.auth.authenticate_client(&id, &token).await?))
         })
     }

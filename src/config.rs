@@ -33,6 +33,8 @@ pub struct Settings {
     pub metrics: MetricsSettings,
     #[serde(default)]
     pub settlement: SettlementSettings,
+    #[serde(default)]
+    pub limits: LimitSettings,
     /// Keyed by network id with `_` for `-` (`base_sepolia`), so that the key can be set from
     /// the environment: `APP__NETWORKS__BASE_SEPOLIA__RPC_URL`.
     #[serde(default)]
@@ -48,6 +50,10 @@ pub struct ServerSettings {
     pub workers: usize,
     #[serde(default = "default_body_limit")]
     pub body_limit_bytes: usize,
+    /// Take the client IP (for login, signup and refresh limits) from `X-Forwarded-For` /
+    /// `Forwarded`. Only behind a proxy that sets them: anyone can send these headers.
+    #[serde(default)]
+    pub trust_forwarded_for: bool,
 }
 
 fn default_body_limit() -> usize {
@@ -114,6 +120,9 @@ pub struct SettlementSettings {
     /// Unresolved ledger rows are reconciled against the chain this often (and at start-up).
     #[serde(default = "default_reconcile_interval")]
     pub reconcile_interval_secs: u64,
+    /// How long an idempotency key of `/settle` is remembered (at least 24 h).
+    #[serde(default = "default_idempotency_ttl")]
+    pub idempotency_ttl_hours: u64,
 }
 
 impl Default for SettlementSettings {
@@ -121,6 +130,74 @@ impl Default for SettlementSettings {
         Self {
             background_watch_secs: default_background_watch(),
             reconcile_interval_secs: default_reconcile_interval(),
+            idempotency_ttl_hours: default_idempotency_ttl(),
+        }
+    }
+}
+
+fn default_idempotency_ttl() -> u64 {
+    24
+}
+
+/// Throttling: client-key rate limits (per instance, in memory) and the login / signup /
+/// refresh limits (in the database, shared by instances).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct LimitSettings {
+    /// Requests per second per client key on `/verify`, `/settle`, `/supported`
+    /// (`0` = unlimited); the operator overrides one key with `PATCH /admin/clients/{id}`.
+    pub client_rate_limit_per_second: u32,
+    /// Failed logins allowed per account, and per client IP, in a window before a lock.
+    pub login_failures_per_account: u32,
+    pub login_failures_per_ip: u32,
+    pub login_window_secs: u64,
+    /// The first lock; each further lock in the window lasts twice as long (capped at the
+    /// window).
+    pub login_lockout_secs: u64,
+    /// Signups allowed per client IP in a window.
+    pub signups_per_ip: u32,
+    pub signup_window_secs: u64,
+    /// Token refreshes allowed per client IP in a window.
+    pub refreshes_per_ip: u32,
+    pub refresh_window_secs: u64,
+}
+
+impl LimitSettings {
+    pub fn throttles(&self) -> facilitator_actors::auth::Throttles {
+        use facilitator_actors::throttle::Policy;
+        use std::time::Duration;
+        let login = |limit| Policy {
+            limit,
+            window: Duration::from_secs(self.login_window_secs),
+            lockout: Duration::from_secs(self.login_lockout_secs),
+        };
+        // Signups and refreshes: past the limit, wait out the rest of a window.
+        let per_window = |limit, secs| Policy {
+            limit,
+            window: Duration::from_secs(secs),
+            lockout: Duration::from_secs(secs),
+        };
+        facilitator_actors::auth::Throttles {
+            login_per_account: login(self.login_failures_per_account),
+            login_per_ip: login(self.login_failures_per_ip),
+            signup_per_ip: per_window(self.signups_per_ip, self.signup_window_secs),
+            refresh_per_ip: per_window(self.refreshes_per_ip, self.refresh_window_secs),
+        }
+    }
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        Self {
+            client_rate_limit_per_second: 0,
+            login_failures_per_account: 5,
+            login_failures_per_ip: 20,
+            login_window_secs: 900,
+            login_lockout_secs: 30,
+            signups_per_ip: 20,
+            signup_window_secs: 3600,
+            refreshes_per_ip: 120,
+            refresh_window_secs: 60,
         }
     }
 }
@@ -335,6 +412,17 @@ metrics:
 settlement:
   background_watch_secs: 1800
   reconcile_interval_secs: 300
+  idempotency_ttl_hours: 24
+limits:
+  client_rate_limit_per_second: 0
+  login_failures_per_account: 5
+  login_failures_per_ip: 20
+  login_window_secs: 900
+  login_lockout_secs: 30
+  signups_per_ip: 20
+  signup_window_secs: 3600
+  refreshes_per_ip: 120
+  refresh_window_secs: 60
 "#;
 
 #[cfg(test)]

@@ -63,7 +63,10 @@ async fn serve(devnet: &Devnet, opts: DevOptions) -> anyhow::Result<()> {
         .insert("base-sepolia".into(), devnet.facilitator_keys.clone());
     let app = Application::build_with(settings, options).await?;
     let state = app.state();
-    let user = state.auth.signup(DEV_EMAIL, DEV_PASSWORD, true).await?;
+    let user = state
+        .auth
+        .signup(DEV_EMAIL, DEV_PASSWORD, true, None)
+        .await?;
     let client = state
         .auth
         .create_client(

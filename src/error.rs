@@ -12,6 +12,7 @@ use serde::Serialize;
 /// Error codes and their HTTP statuses: `INVALID_REQUEST`, `INVALID_PAYLOAD` 400;
 /// `UNAUTHORIZED` 401; `FORBIDDEN` 403; `NOT_FOUND` 404; `METHOD_NOT_ALLOWED` 405;
 /// `CONFLICT` 409; `PAYLOAD_TOO_LARGE` 413; `UNSUPPORTED_MEDIA_TYPE` 415;
+/// `TOO_MANY_REQUESTS` 429 (with `Retry-After`);
 /// `VERIFICATION_FAILED`, `SETTLEMENT_FAILED`, `INTERNAL_ERROR` 500;
 /// `SERVICE_UNAVAILABLE` 503.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -28,6 +29,7 @@ pub enum ErrorCode {
     Conflict,
     PayloadTooLarge,
     UnsupportedMediaType,
+    TooManyRequests,
     ServiceUnavailable,
     InternalError,
 }
@@ -43,6 +45,7 @@ impl ErrorCode {
             ErrorCode::Conflict => StatusCode::CONFLICT,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::VerificationFailed
             | ErrorCode::SettlementFailed
@@ -64,6 +67,11 @@ pub struct ApiError {
     pub message: String,
     /// Extra detail; empty when there is none.
     pub details: String,
+    /// Response headers that go with this error (`Retry-After`, `RateLimit-*`); not part of
+    /// the body.
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl ApiError {
@@ -72,7 +80,25 @@ impl ApiError {
             code,
             message: message.into(),
             details: details.into(),
+            headers: Vec::new(),
         }
+    }
+
+    /// Add a response header.
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    /// 429 `TOO_MANY_REQUESTS` with `Retry-After` (whole seconds, rounded up, at least 1).
+    pub fn too_many_requests(message: impl Into<String>, retry_after: std::time::Duration) -> Self {
+        let secs = retry_after_secs(retry_after);
+        Self::new(
+            ErrorCode::TooManyRequests,
+            message,
+            format!("retry after {secs} s"),
+        )
+        .with_header("Retry-After", secs.to_string())
     }
 
     pub fn invalid_request(details: impl Into<String>) -> Self {
@@ -104,7 +130,11 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code()).json(self)
+        let mut res = HttpResponse::build(self.status_code());
+        for (name, value) in &self.headers {
+            res.insert_header((*name, value.as_str()));
+        }
+        res.json(self)
     }
 }
 
@@ -125,12 +155,22 @@ impl From<ServiceError> for ApiError {
             ServiceError::Unavailable(message) => {
                 ApiError::new(ErrorCode::ServiceUnavailable, message, "")
             }
+            ServiceError::TooManyRequests {
+                message,
+                retry_after,
+            } => ApiError::too_many_requests(message, retry_after),
             ServiceError::Internal(cause) => {
                 tracing::error!(error = %cause, "internal error");
                 ApiError::internal()
             }
         }
     }
+}
+
+/// `Retry-After` seconds: rounded up, never 0 (a client told "0" would retry at once).
+pub fn retry_after_secs(d: std::time::Duration) -> u64 {
+    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    secs.max(1)
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;

@@ -23,6 +23,7 @@ use facilitator_actors::registry::{ChainStatus, NetworkEntry, NewAsset, Registry
 use facilitator_actors::settlement::{
     parse_signer_keys, FeePolicy, ReceiptWatcher, SettlementActor, SettlementRouter,
 };
+use facilitator_actors::{idempotency, throttle};
 use migration::MigratorTrait;
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
 use secrecy::{ExposeSecret, SecretString};
@@ -31,6 +32,10 @@ use std::sync::Arc;
 
 use crate::config::{ConfigError, NetworkSettings, Settings};
 use crate::error::{ApiError, ErrorCode};
+use crate::rate_limit::ClientRateLimits;
+
+/// Throttling counters untouched this long (and not locked) are forgotten.
+const THROTTLE_MEMORY: Duration = Duration::from_secs(24 * 3600);
 
 /// What every handler can reach.
 pub struct AppState {
@@ -43,6 +48,12 @@ pub struct AppState {
     /// Bearer token for `GET /metrics`; `None` = loopback clients only.
     pub prometheus_token: Option<SecretString>,
     pub started: Instant,
+    /// Token buckets of client keys on `/verify`, `/settle`, `/supported`.
+    pub rate_limits: ClientRateLimits,
+    /// How long an idempotency key of `/settle` is remembered.
+    pub idempotency_ttl: Duration,
+    /// Client IPs come from `X-Forwarded-For` (behind a trusted proxy) or the socket.
+    pub trust_forwarded_for: bool,
 }
 
 pub struct Application {
@@ -189,6 +200,7 @@ impl Application {
         let auth = AuthHandle::start(
             db.clone(),
             AuthConfig {
+                throttles: settings.limits.throttles(),
                 jwt_secret: secrets.jwt_secret.clone(),
                 client_token_key: secrets.client_token_key.clone(),
                 access_ttl: Duration::from_secs(settings.auth.access_token_ttl_secs),
@@ -315,8 +327,10 @@ impl Application {
             Ok(n) => tracing::info!(resolved = n, "reconciled in-flight settlements"),
             Err(e) => tracing::warn!(error = %e, "start-up reconciliation incomplete"),
         }
-        // And every few minutes: rows whose background watch ran out, abandoned claims.
+        // And every few minutes: rows whose background watch ran out, abandoned claims; and
+        // idempotency keys and throttling counters past their time.
         let periodic = facilitator.clone();
+        let housekeeping_db = db.clone();
         let every = Duration::from_secs(settings.settlement.reconcile_interval_secs.max(1));
         actix_web::rt::spawn(async move {
             let mut tick = tokio::time::interval(every);
@@ -327,6 +341,12 @@ impl Application {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(resolved = n, "reconciled settlements"),
                     Err(e) => tracing::warn!(error = %e, "periodic reconciliation incomplete"),
+                }
+                if let Err(e) = idempotency::purge_expired(&housekeeping_db).await {
+                    tracing::warn!(error = %e, "expired idempotency keys not purged");
+                }
+                if let Err(e) = throttle::purge(&housekeeping_db, THROTTLE_MEMORY).await {
+                    tracing::warn!(error = %e, "old throttling counters not purged");
                 }
             }
         });
@@ -339,6 +359,11 @@ impl Application {
             metrics,
             prometheus_token: settings.metrics.prometheus_token.clone(),
             started: Instant::now(),
+            rate_limits: ClientRateLimits::new(settings.limits.client_rate_limit_per_second),
+            idempotency_ttl: Duration::from_secs(
+                settings.settlement.idempotency_ttl_hours.max(24) * 3600,
+            ),
+            trust_forwarded_for: settings.server.trust_forwarded_for,
         });
 
         let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))
@@ -497,6 +522,7 @@ fn envelope_fallback<B: 'static>(
         409 => ErrorCode::Conflict,
         413 => ErrorCode::PayloadTooLarge,
         415 => ErrorCode::UnsupportedMediaType,
+        429 => ErrorCode::TooManyRequests,
         503 => ErrorCode::ServiceUnavailable,
         s if s < 500 => ErrorCode::InvalidRequest,
         _ => ErrorCode::InternalError,

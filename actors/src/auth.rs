@@ -30,6 +30,7 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use crate::error::{conflict_on_unique, ServiceError, ServiceResult};
+use crate::throttle::{self, Policy, Scope, Verdict};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -39,10 +40,12 @@ pub const DEFAULT_SCOPE: &str = "verify,settle";
 /// Longest key lifetime accepted: ten years.
 pub const MAX_TTL_HOURS: u64 = 87_600;
 const MAX_PASSWORD_LEN: usize = 256;
-/// How long a cached client key is trusted without re-reading it (multi-instance revocation).
-const CLIENT_CACHE_TTL: Duration = Duration::from_secs(30);
+/// How long a cached client key is trusted without re-reading it: a key revoked, paused or
+/// rotated through another instance stops working here within this time (README).
+pub const CLIENT_CACHE_TTL: Duration = Duration::from_secs(30);
 
 pub struct AuthConfig {
+    pub throttles: Throttles,
     pub jwt_secret: SecretString,
     pub client_token_key: SecretString,
     pub access_ttl: Duration,
@@ -71,6 +74,8 @@ struct CachedClient {
     scope: Vec<String>,
     networks: Option<Vec<String>>,
     credits_limited: bool,
+    rate_limit_per_second: Option<u32>,
+    paused: bool,
     expires_at: Option<DateTime<Utc>>,
 }
 
@@ -84,6 +89,9 @@ pub struct AuthenticatedClient {
     pub networks: Option<Vec<String>>,
     /// The key has a settle-credit balance (each new settlement uses one).
     pub credits_limited: bool,
+    /// The operator's rate limit for this key (requests per second, `0` = unlimited);
+    /// `None` = the configured default.
+    pub rate_limit_per_second: Option<u32>,
 }
 
 impl AuthenticatedClient {
@@ -141,16 +149,47 @@ impl From<user::Model> for UserView {
     }
 }
 
+/// The life of a client key (seed 001's key status): only an `active` key authenticates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientStatus {
+    Active,
+    /// Paused by its owner; `active` again when resumed.
+    Paused,
+    /// Deleted (soft): final.
+    Revoked,
+    /// Past `expiresAt`: final.
+    Expired,
+}
+
+impl ClientStatus {
+    pub fn of(c: &client::Model, now: DateTime<Utc>) -> Self {
+        if c.revoked_at.is_some() {
+            ClientStatus::Revoked
+        } else if c.expires_at.is_some_and(|at| at <= now) {
+            ClientStatus::Expired
+        } else if c.paused_at.is_some() {
+            ClientStatus::Paused
+        } else {
+            ClientStatus::Active
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ClientView {
     pub client_id: String,
     pub title: String,
+    pub status: ClientStatus,
     pub scope: String,
     /// v1 network names the key is limited to; `null` = every served network.
     pub networks: Option<Vec<String>>,
     /// Settlements the key may still make; `null` = unlimited.
     pub settle_credits: Option<i64>,
+    /// This key's own rate limit (requests per second, `0` = unlimited); `null` = the
+    /// server's default.
+    pub rate_limit_per_second: Option<u32>,
     pub created_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
 }
@@ -164,11 +203,13 @@ fn split_networks(networks: &Option<String>) -> Option<Vec<String>> {
 impl From<client::Model> for ClientView {
     fn from(c: client::Model) -> Self {
         Self {
+            status: ClientStatus::of(&c, Utc::now()),
             client_id: c.client_id,
             title: c.title,
             scope: c.scope,
             networks: split_networks(&c.networks),
             settle_credits: c.settle_credits,
+            rate_limit_per_second: c.rate_limit_per_second.map(|n| n.max(0) as u32),
             created_at: c.created_at,
             expires_at: c.expires_at,
         }
@@ -194,6 +235,9 @@ pub struct AuthActor {
     /// Client ids revoked by this process: a cache fill that read the row before the revoke
     /// landed must not resurrect the key.
     revoked: std::collections::HashSet<String>,
+    /// Bumped by every change to a client key (pause, rotation, limits): a cache fill that
+    /// started before a change must not store what it read.
+    client_epoch: u64,
     /// A real argon2id hash of a random password: unknown emails are verified against it so
     /// that they take as long as wrong passwords.
     dummy_hash: Arc<String>,
@@ -203,11 +247,32 @@ impl Actor for AuthActor {
     type Context = Context<Self>;
 }
 
+/// The limits on logins, signups and refreshes (see `throttle`).
+#[derive(Debug, Clone, Copy)]
+pub struct Throttles {
+    pub login_per_account: Policy,
+    pub login_per_ip: Policy,
+    pub signup_per_ip: Policy,
+    pub refresh_per_ip: Policy,
+}
+
 #[derive(Clone)]
 pub struct AuthHandle {
     addr: Addr<AuthActor>,
     keys: Arc<Keys>,
     clients: Arc<DashMap<String, CachedClient>>,
+    db: DatabaseConnection,
+    throttles: Throttles,
+}
+
+fn too_many(message: &str, verdict: Verdict) -> ServiceResult<()> {
+    match verdict {
+        Verdict::Allowed => Ok(()),
+        Verdict::Locked { retry_after } => Err(ServiceError::TooManyRequests {
+            message: message.to_owned(),
+            retry_after,
+        }),
+    }
 }
 
 impl AuthHandle {
@@ -225,25 +290,39 @@ impl AuthHandle {
         let dummy_hash = hash_password(random).await?;
         let clients = Arc::new(DashMap::new());
         let actor = AuthActor {
-            db,
+            db: db.clone(),
             keys: keys.clone(),
             clients: clients.clone(),
             revoked: Default::default(),
+            client_epoch: 0,
             dummy_hash: Arc::new(dummy_hash),
         };
         Ok(Self {
             addr: actor.start(),
             keys,
             clients,
+            db,
+            throttles: config.throttles,
         })
     }
 
+    /// A signup by someone at `ip` (limited per IP); `None` for the operator's own.
     pub async fn signup(
         &self,
         email: &str,
         password: &str,
         is_admin: bool,
+        ip: Option<&str>,
     ) -> ServiceResult<UserView> {
+        if let Some(ip) = ip {
+            let verdict =
+                throttle::attempt(&self.db, Scope::SignupIp, ip, &self.throttles.signup_per_ip)
+                    .await?;
+            too_many(
+                "Too many signups from this address; try again later",
+                verdict,
+            )?;
+        }
         let email = parse_email(email)?;
         let password = self.parse_password(password)?;
         self.addr
@@ -255,19 +334,63 @@ impl AuthHandle {
             .await?
     }
 
-    pub async fn login(&self, email: &str, password: &str) -> ServiceResult<TokenPair> {
-        if password.len() > MAX_PASSWORD_LEN {
-            return Err(ServiceError::InvalidCredentials);
+    /// A login from `ip`. Failures are limited per account and per IP (`throttle`): past the
+    /// limit the answer is 429 for right and wrong passwords alike, and it comes at once
+    /// either way (no password is checked), so it tells nothing about the password.
+    pub async fn login(&self, email: &str, password: &str, ip: &str) -> ServiceResult<TokenPair> {
+        let email = email.trim().to_lowercase();
+        // The account is named by what was typed, known or not: unknown emails are limited
+        // like real ones, so the limit does not reveal which exist. Bounded in size.
+        let account: String = email.chars().take(254).collect();
+        let t = &self.throttles;
+        let message = "Too many failed logins; try again later";
+        too_many(
+            message,
+            throttle::attempt(&self.db, Scope::LoginIp, ip, &t.login_per_ip).await?,
+        )?;
+        let verdict = throttle::attempt(
+            &self.db,
+            Scope::LoginAccount,
+            &account,
+            &t.login_per_account,
+        )
+        .await?;
+        if !verdict.is_allowed() {
+            // Refused for the account's sake: not this address's failure.
+            throttle::refund(&self.db, Scope::LoginIp, ip).await?;
+            too_many(message, verdict)?;
         }
-        self.addr
-            .send(Login {
-                email: email.trim().to_lowercase(),
-                password: password.to_owned(),
-            })
-            .await?
+        let result = if password.len() > MAX_PASSWORD_LEN {
+            Err(ServiceError::InvalidCredentials)
+        } else {
+            self.addr
+                .send(Login {
+                    email,
+                    password: password.to_owned(),
+                })
+                .await?
+        };
+        if result.is_ok() {
+            // A success starts the account over, and was no failure of the address.
+            throttle::reset(&self.db, Scope::LoginAccount, &account).await?;
+            throttle::refund(&self.db, Scope::LoginIp, ip).await?;
+        }
+        result
     }
 
-    pub async fn refresh(&self, refresh_token: &str) -> ServiceResult<TokenPair> {
+    /// A refresh from `ip` (limited per IP).
+    pub async fn refresh(&self, refresh_token: &str, ip: &str) -> ServiceResult<TokenPair> {
+        let verdict = throttle::attempt(
+            &self.db,
+            Scope::RefreshIp,
+            ip,
+            &self.throttles.refresh_per_ip,
+        )
+        .await?;
+        too_many(
+            "Too many token refreshes from this address; try again later",
+            verdict,
+        )?;
         let claims = self
             .decode(refresh_token, "refresh")
             .map_err(|e| ServiceError::InvalidSession(e.to_string()))?;
@@ -408,36 +531,122 @@ impl AuthHandle {
         if cached.expires_at.is_some_and(|at| at <= Utc::now()) {
             return Err(ServiceError::Unauthorized("client key expired".into()));
         }
+        if cached.paused {
+            return Err(ServiceError::Unauthorized("client key paused".into()));
+        }
         Ok(AuthenticatedClient {
             client_id: client_id.to_owned(),
             user_id: cached.user_id,
             scope: cached.scope,
             networks: cached.networks,
             credits_limited: cached.credits_limited,
+            rate_limit_per_second: cached.rate_limit_per_second,
         })
     }
 
-    /// The operator sets or adjusts a key's settle credits.
-    pub async fn change_credits(
+    /// `GET /clients/status`: a key's own view of itself, whatever its status (a paused,
+    /// revoked or expired key may still ask what it is). Not the hot path: one database read,
+    /// the token compared as a keyed hash in constant time.
+    pub async fn client_status(&self, client_id: &str, token: &str) -> ServiceResult<ClientView> {
+        let invalid = || ServiceError::Unauthorized("invalid client credentials".into());
+        if client_id.is_empty() || client_id.len() > 64 || token.is_empty() || token.len() > 256 {
+            return Err(invalid());
+        }
+        self.addr
+            .send(ClientStatusOf {
+                client_id: client_id.to_owned(),
+                presented: token_hash(&self.keys.client_token_key, client_id, token),
+            })
+            .await?
+    }
+
+    /// `PATCH /clients/{id}` by the key's owner (or an admin user): title, scope, networks,
+    /// pause/resume, token rotation. Returns the key and, after a rotation, its new token.
+    pub async fn update_client(
+        &self,
+        user: &AuthUser,
+        client_id: &str,
+        change: ClientChange,
+    ) -> ServiceResult<NewClientToken> {
+        let title = match change.title.as_deref().map(str::trim) {
+            Some(t) if t.is_empty() || t.chars().count() > 200 => {
+                return Err(ServiceError::InvalidInput(
+                    "title must be 1 to 200 characters".into(),
+                ))
+            }
+            t => t.map(str::to_owned),
+        };
+        let scope = change.scope.as_deref().map(parse_scope).transpose()?;
+        let networks = match &change.networks {
+            None => None,
+            Some(None) => Some(None),
+            Some(Some(n)) => Some(Some(parse_networks(n)?)),
+        };
+        if let Some(status) = change.status {
+            if !matches!(status, ClientStatus::Active | ClientStatus::Paused) {
+                return Err(ServiceError::InvalidInput(
+                    "status can be set to active or paused (DELETE revokes a key)".into(),
+                ));
+            }
+        }
+        if title.is_none()
+            && scope.is_none()
+            && networks.is_none()
+            && change.status.is_none()
+            && !change.rotate
+        {
+            return Err(ServiceError::InvalidInput(
+                "nothing to change: give title, scope, networks, status or rotate".into(),
+            ));
+        }
+        self.addr
+            .send(UpdateClient {
+                user: user.clone(),
+                client_id: client_id.to_owned(),
+                title,
+                scope,
+                networks,
+                status: change.status,
+                rotate: change.rotate,
+            })
+            .await?
+    }
+
+    /// The operator sets or adjusts a key's settle credits and/or its rate limit
+    /// (`PATCH /admin/clients/{id}`).
+    pub async fn operate_client(
         &self,
         client_id: &str,
-        change: CreditChange,
+        change: OperatorChange,
     ) -> ServiceResult<ClientView> {
-        match change {
-            CreditChange::Set(Some(n)) if n < 0 => {
+        match change.credits {
+            Some(CreditChange::Set(Some(n))) if n < 0 => {
                 return Err(ServiceError::InvalidInput(
                     "settleCredits must be 0 or more (null for unlimited)".into(),
                 ))
             }
-            CreditChange::Add(0) => {
+            Some(CreditChange::Add(0)) => {
                 return Err(ServiceError::InvalidInput(
                     "addSettleCredits must not be 0".into(),
                 ))
             }
             _ => {}
         }
+        if let Some(Some(n)) = change.rate_limit_per_second {
+            if n > MAX_RATE_LIMIT {
+                return Err(ServiceError::InvalidInput(format!(
+                    "rateLimitPerSecond must be between 0 (unlimited) and {MAX_RATE_LIMIT}, or null for the default"
+                )));
+            }
+        }
+        if change.credits.is_none() && change.rate_limit_per_second.is_none() {
+            return Err(ServiceError::InvalidInput(
+                "nothing to change: give settleCredits, addSettleCredits or rateLimitPerSecond"
+                    .into(),
+            ));
+        }
         self.addr
-            .send(ChangeCredits {
+            .send(OperateClient {
                 client_id: client_id.to_owned(),
                 change,
             })
@@ -447,6 +656,36 @@ impl AuthHandle {
     pub async fn list_users(&self, offset: u64, limit: u64) -> ServiceResult<Vec<UserView>> {
         self.addr.send(ListUsers { offset, limit }).await?
     }
+}
+
+/// The largest per-key rate limit an operator may set (requests per second).
+pub const MAX_RATE_LIMIT: u32 = 1_000_000;
+
+/// What an owner may change on a key (`PATCH /clients/{id}`); `None` = unchanged.
+#[derive(Debug, Clone, Default)]
+pub struct ClientChange {
+    pub title: Option<String>,
+    pub scope: Option<String>,
+    /// `Some(None)`: no network limit any more.
+    pub networks: Option<Option<Vec<String>>>,
+    /// `active` (resume) or `paused`.
+    pub status: Option<ClientStatus>,
+    /// Issue a new token; the old one stops working.
+    pub rotate: bool,
+}
+
+/// A key after a change, with its new token when it was rotated (shown once).
+pub struct NewClientToken {
+    pub view: ClientView,
+    pub token: Option<SecretString>,
+}
+
+/// What the operator may change on a key (`PATCH /admin/clients/{id}`); `None` = unchanged.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OperatorChange {
+    pub credits: Option<CreditChange>,
+    /// `Some(None)`: back to the server's default.
+    pub rate_limit_per_second: Option<Option<u32>>,
 }
 
 /// How an operator changes a key's settle credits.
@@ -661,20 +900,53 @@ async fn issue_pair(
     })
 }
 
+/// A key that is not revoked; with `owner`, only if it is theirs (an admin's: any). Someone
+/// else's key is indistinguishable from a missing one.
+fn live_client(client_id: &str, owner: Option<&AuthUser>) -> sea_orm::Select<client::Entity> {
+    let mut query = client::Entity::find()
+        .filter(client::Column::ClientId.eq(client_id))
+        .filter(client::Column::RevokedAt.is_null());
+    if let Some(user) = owner.filter(|u| !u.is_admin) {
+        query = query.filter(client::Column::UserId.eq(user.id));
+    }
+    query
+}
+
+impl AuthActor {
+    /// A key is about to change: drop it from the hot-path cache and make any cache fill in
+    /// flight store nothing (it may have read the row before the change).
+    fn forget_client(&mut self, client_id: &str) {
+        self.clients.remove(client_id);
+        self.client_epoch += 1;
+    }
+}
+
+fn stored_token_hash(c: &client::Model) -> Option<[u8; 32]> {
+    hex::decode(&c.token_hash).ok()?.try_into().ok()
+}
+
 fn cached(c: &client::Model) -> Option<CachedClient> {
     if c.revoked_at.is_some() {
         return None;
     }
-    let token_hash: [u8; 32] = hex::decode(&c.token_hash).ok()?.try_into().ok()?;
     Some(CachedClient {
         loaded_at: std::time::Instant::now(),
-        token_hash,
+        token_hash: stored_token_hash(c)?,
         user_id: c.user_id,
         scope: c.scope.split(',').map(str::to_owned).collect(),
         networks: split_networks(&c.networks),
         credits_limited: c.settle_credits.is_some(),
+        rate_limit_per_second: c.rate_limit_per_second.map(|n| n.max(0) as u32),
+        paused: c.paused_at.is_some(),
         expires_at: c.expires_at,
     })
+}
+
+/// A new client token and its stored keyed hash.
+fn new_client_token(keys: &Keys, client_id: &str) -> (SecretString, String) {
+    let token = format!("x402sk_{}", random_token(32));
+    let hash = token_hash(&keys.client_token_key, client_id, &token);
+    (SecretString::from(token), hex::encode(hash))
 }
 
 // ---- messages ----
@@ -816,8 +1088,7 @@ impl Handler<CreateClient> for AuthActor {
         let keys = self.keys.clone();
         Box::pin(async move {
             let client_id = format!("cl_{}", hex::encode(rand::random::<[u8; 12]>()));
-            let token = format!("x402sk_{}", random_token(32));
-            let hash = token_hash(&keys.client_token_key, &client_id, &token);
+            let (token, hash) = new_client_token(&keys, &client_id);
             let now = Utc::now();
             let expires_at = msg
                 .ttl_hours
@@ -828,7 +1099,7 @@ impl Handler<CreateClient> for AuthActor {
                 title: Set(msg.title),
                 scope: Set(msg.scope),
                 networks: Set(msg.networks),
-                token_hash: Set(hex::encode(hash)),
+                token_hash: Set(hash),
                 created_at: Set(now),
                 expires_at: Set(expires_at),
                 ..Default::default()
@@ -837,7 +1108,7 @@ impl Handler<CreateClient> for AuthActor {
             .await?;
             Ok(NewClient {
                 view: row.into(),
-                token: SecretString::from(token),
+                token,
             })
         })
     }
@@ -874,45 +1145,51 @@ impl Handler<ListClients> for AuthActor {
 
 #[derive(Message)]
 #[rtype(result = "ServiceResult<ClientView>")]
-struct ChangeCredits {
+struct OperateClient {
     client_id: String,
-    change: CreditChange,
+    change: OperatorChange,
 }
 
-impl Handler<ChangeCredits> for AuthActor {
-    type Result = ResponseFuture<ServiceResult<ClientView>>;
+impl Handler<OperateClient> for AuthActor {
+    type Result = ResponseActFuture<Self, ServiceResult<ClientView>>;
 
-    fn handle(&mut self, msg: ChangeCredits, _: &mut Self::Context) -> Self::Result {
-        // The hot path re-reads the key (and whether it is limited) on its next use.
-        self.clients.remove(&msg.client_id);
+    fn handle(&mut self, msg: OperateClient, _: &mut Self::Context) -> Self::Result {
+        // The hot path re-reads the key (whether it is limited, its rate) on its next use.
+        self.forget_client(&msg.client_id);
         let db = self.db.clone();
-        Box::pin(async move {
-            let row = client::Entity::find()
-                .filter(client::Column::ClientId.eq(&msg.client_id))
-                .filter(client::Column::RevokedAt.is_null())
+        let id = msg.client_id.clone();
+        let work = async move {
+            let row = live_client(&msg.client_id, None)
                 .one(&db)
                 .await?
                 .ok_or(ServiceError::NotFound("client"))?;
-            let update = client::Entity::update_many().filter(client::Column::Id.eq(row.id));
-            let update = match msg.change {
-                CreditChange::Set(n) => {
-                    update.col_expr(client::Column::SettleCredits, Expr::value(n))
+            let mut update = client::Entity::update_many().filter(client::Column::Id.eq(row.id));
+            match msg.change.credits {
+                None => {}
+                Some(CreditChange::Set(n)) => {
+                    update = update.col_expr(client::Column::SettleCredits, Expr::value(n));
                 }
-                CreditChange::Add(n) => {
+                Some(CreditChange::Add(n)) => {
                     if row.settle_credits.is_none() {
                         return Err(ServiceError::InvalidInput(
                             "this key has no credit limit; set settleCredits first".into(),
                         ));
                     }
                     // Atomic against concurrent settles; never below zero.
-                    update
+                    update = update
                         .col_expr(
                             client::Column::SettleCredits,
                             Expr::col(client::Column::SettleCredits).add(n),
                         )
-                        .filter(client::Column::SettleCredits.gte(-n))
+                        .filter(client::Column::SettleCredits.gte(-n));
                 }
-            };
+            }
+            if let Some(rate) = msg.change.rate_limit_per_second {
+                update = update.col_expr(
+                    client::Column::RateLimitPerSecond,
+                    Expr::value(rate.map(|n| n as i32)),
+                );
+            }
             if update.exec(&db).await?.rows_affected != 1 {
                 return Err(ServiceError::InvalidInput(
                     "cannot remove more credits than the key has".into(),
@@ -923,7 +1200,127 @@ impl Handler<ChangeCredits> for AuthActor {
                 .await?
                 .ok_or(ServiceError::NotFound("client"))?;
             Ok(row.into())
+        };
+        Box::pin(work.into_actor(self).map(move |res, act, _| {
+            act.forget_client(&id);
+            res
+        }))
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "ServiceResult<ClientView>")]
+struct ClientStatusOf {
+    client_id: String,
+    presented: [u8; 32],
+}
+
+impl Handler<ClientStatusOf> for AuthActor {
+    type Result = ResponseFuture<ServiceResult<ClientView>>;
+
+    fn handle(&mut self, msg: ClientStatusOf, _: &mut Self::Context) -> Self::Result {
+        let db = self.db.clone();
+        Box::pin(async move {
+            let invalid = || ServiceError::Unauthorized("invalid client credentials".into());
+            let row = client::Entity::find()
+                .filter(client::Column::ClientId.eq(&msg.client_id))
+                .one(&db)
+                .await?
+                .ok_or_else(invalid)?;
+            let stored = stored_token_hash(&row).ok_or_else(invalid)?;
+            if !bool::from(msg.presented.ct_eq(&stored)) {
+                return Err(invalid());
+            }
+            Ok(row.into())
         })
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "ServiceResult<NewClientToken>")]
+struct UpdateClient {
+    user: AuthUser,
+    client_id: String,
+    title: Option<String>,
+    scope: Option<String>,
+    /// `Some(None)`: lift the network limit.
+    networks: Option<Option<String>>,
+    status: Option<ClientStatus>,
+    rotate: bool,
+}
+
+impl Handler<UpdateClient> for AuthActor {
+    type Result = ResponseActFuture<Self, ServiceResult<NewClientToken>>;
+
+    fn handle(&mut self, msg: UpdateClient, _: &mut Self::Context) -> Self::Result {
+        // Evict first: from here on this instance re-reads the key, so a pause or a rotation
+        // takes effect at once (other instances within CLIENT_CACHE_TTL).
+        self.forget_client(&msg.client_id);
+        let db = self.db.clone();
+        let keys = self.keys.clone();
+        let id = msg.client_id.clone();
+        let work = async move {
+            let row = live_client(&msg.client_id, Some(&msg.user))
+                .one(&db)
+                .await?
+                .ok_or(ServiceError::NotFound("client"))?;
+            if ClientStatus::of(&row, Utc::now()) == ClientStatus::Expired
+                && (msg.status.is_some() || msg.rotate)
+            {
+                return Err(ServiceError::Conflict(
+                    "this key has expired; create a new one".into(),
+                ));
+            }
+            let mut update = client::Entity::update_many()
+                .filter(client::Column::Id.eq(row.id))
+                .filter(client::Column::RevokedAt.is_null());
+            if let Some(title) = msg.title {
+                update = update.col_expr(client::Column::Title, Expr::value(title));
+            }
+            if let Some(scope) = msg.scope {
+                update = update.col_expr(client::Column::Scope, Expr::value(scope));
+            }
+            if let Some(networks) = msg.networks {
+                update = update.col_expr(client::Column::Networks, Expr::value(networks));
+            }
+            match msg.status {
+                Some(ClientStatus::Paused) if row.paused_at.is_none() => {
+                    update = update.col_expr(client::Column::PausedAt, Expr::value(Utc::now()));
+                }
+                Some(ClientStatus::Active) => {
+                    update = update.col_expr(
+                        client::Column::PausedAt,
+                        Expr::value(Option::<DateTime<Utc>>::None),
+                    );
+                }
+                _ => {}
+            }
+            let token = if msg.rotate {
+                let (token, hash) = new_client_token(&keys, &row.client_id);
+                update = update.col_expr(client::Column::TokenHash, Expr::value(hash));
+                Some(token)
+            } else {
+                None
+            };
+            if update.exec(&db).await?.rows_affected != 1 {
+                // Revoked in the meantime.
+                return Err(ServiceError::NotFound("client"));
+            }
+            let row = client::Entity::find_by_id(row.id)
+                .one(&db)
+                .await?
+                .ok_or(ServiceError::NotFound("client"))?;
+            Ok(NewClientToken {
+                view: row.into(),
+                token,
+            })
+        };
+        Box::pin(work.into_actor(self).map(move |res, act, _| {
+            // A cache fill that read the row before this change landed must not keep the old
+            // token or status: drop whatever was cached meanwhile.
+            act.forget_client(&id);
+            res
+        }))
     }
 }
 
@@ -944,14 +1341,7 @@ impl Handler<RevokeClient> for AuthActor {
         let newly_tombstoned = self.revoked.insert(msg.client_id.clone());
         let id = msg.client_id.clone();
         let work = async move {
-            let mut query = client::Entity::find()
-                .filter(client::Column::ClientId.eq(&msg.client_id))
-                .filter(client::Column::RevokedAt.is_null());
-            if !msg.user.is_admin {
-                // Someone else's key is indistinguishable from a missing one.
-                query = query.filter(client::Column::UserId.eq(msg.user.id));
-            }
-            let row = query
+            let row = live_client(&msg.client_id, Some(&msg.user))
                 .one(&db)
                 .await?
                 .ok_or(ServiceError::NotFound("client"))?;
@@ -992,6 +1382,7 @@ impl Handler<LoadClient> for AuthActor {
     fn handle(&mut self, msg: LoadClient, _: &mut Self::Context) -> Self::Result {
         let db = self.db.clone();
         let id = msg.client_id.clone();
+        let epoch = self.client_epoch;
         let work = async move {
             let row = client::Entity::find()
                 .filter(client::Column::ClientId.eq(&id))
@@ -1003,6 +1394,8 @@ impl Handler<LoadClient> for AuthActor {
             move |res: ServiceResult<Option<CachedClient>>, act, _| {
                 match &res {
                     Ok(Some(_)) if act.revoked.contains(&msg.client_id) => return Ok(None),
+                    // A key changed while this read was in flight: answer, but cache nothing.
+                    Ok(Some(_)) if act.client_epoch != epoch => {}
                     Ok(Some(entry)) => {
                         act.clients.insert(msg.client_id, entry.clone());
                     }

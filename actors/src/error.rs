@@ -22,6 +22,12 @@ pub enum ServiceError {
     Conflict(String),
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// Throttled: too many attempts; the caller may try again after `retry_after`.
+    #[error("too many requests: {message}")]
+    TooManyRequests {
+        message: String,
+        retry_after: std::time::Duration,
+    },
     /// Anything unexpected; the cause is logged, never shown.
     #[error("internal: {0}")]
     Internal(String),

@@ -133,7 +133,7 @@ struct Inner {
     registry: RegistryHandle,
     networks: HashMap<u64, Arc<NetworkRuntime>>,
     verify_cache: DashMap<B256, (Instant, VerifyAnswer)>,
-    in_flight: DashMap<Key, watch::Receiver<Option<SettleAnswer>>>,
+    in_flight: DashMap<Key, InFlightSettle>,
     /// Ledger rows whose receipt a background task is waiting for.
     watched: DashMap<i64, ()>,
     clock: Clock,
@@ -141,11 +141,43 @@ struct Inner {
     metrics: MetricsHandle,
 }
 
-/// Who asks for a settlement: the client key, and whether it has a credit balance.
-#[derive(Debug, Clone, Copy)]
-pub struct Caller<'a> {
-    pub client_id: &'a str,
+/// Who asks for a settlement: the client key, whether it has a credit balance, and the
+/// idempotency key its request carries (an `Idempotency-Key` header or a v2 payment id).
+#[derive(Debug, Clone, Default)]
+pub struct Caller {
+    pub client_id: String,
     pub credits_limited: bool,
+    pub idempotency_key: Option<String>,
+}
+
+impl Caller {
+    /// May this caller be answered from a ledger row (or an in-flight settle) that another
+    /// call claimed? Only a retry of the same idempotent request: same client key, same
+    /// idempotency key. Anyone else is a copy of a payment that is already being used.
+    fn resumes(&self, client_id: Option<&str>, idempotency_key: Option<&str>) -> bool {
+        self.idempotency_key.is_some()
+            && client_id == Some(self.client_id.as_str())
+            && idempotency_key == self.idempotency_key.as_deref()
+    }
+}
+
+/// An in-process settle of one authorization, for the copies that arrive meanwhile.
+struct InFlightSettle {
+    client_id: Option<String>,
+    idempotency_key: Option<String>,
+    answer: watch::Receiver<Option<SettleAnswer>>,
+}
+
+/// Removes an authorization from the in-flight map when its leader is done (or dropped).
+struct InFlightGuard {
+    inner: Arc<Inner>,
+    key: Key,
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.inner.in_flight.remove(&self.key);
+    }
 }
 
 /// Ledger reason of a settlement refused for want of credits (a retry after a top-up
@@ -328,15 +360,31 @@ impl Facilitator {
 
     pub async fn verify(&self, req: &PaymentRequest) -> ServiceResult<VerifyAnswer> {
         let now = (self.inner.clock)();
-        if let Some(hit) = self.inner.verify_cache.get(&req.request_hash) {
-            let (at, answer) = hit.value();
-            if at.elapsed() < self.inner.config.verify_cache_ttl {
-                let mut answer = answer.clone();
-                answer.cached = true;
-                return Ok(answer);
-            }
-        }
         let payer = Some(req.payload.authorization.from);
+        let cached = self
+            .inner
+            .verify_cache
+            .get(&req.request_hash)
+            .filter(|hit| hit.value().0.elapsed() < self.inner.config.verify_cache_ttl)
+            .map(|hit| hit.value().1.clone());
+        if let Some(mut answer) = cached {
+            // A cached "valid" is still subject to the ledger: once a settle of the payment
+            // has begun (here or on another instance), it is used.
+            if answer.is_valid {
+                if let Some(rt) = self.runtime_for(req) {
+                    if self.authorization_taken(rt, req).await? {
+                        return Ok(VerifyAnswer {
+                            is_valid: false,
+                            invalid_reason: Some(Reason::InvalidExactEvmNonceAlreadyUsed),
+                            payer,
+                            cached: false,
+                        });
+                    }
+                }
+            }
+            answer.cached = true;
+            return Ok(answer);
+        }
         let answer = match self.check(req, now).await? {
             Ok(()) => VerifyAnswer {
                 is_valid: true,
@@ -374,14 +422,28 @@ impl Facilitator {
             return Ok(Err(Reason::InvalidNetwork));
         };
         // A payment this facilitator has settled (or is settling) is never valid again.
-        let key = ledger_key(rt, req);
-        if let Some(row) = ledger::find(&self.inner.db, &key).await? {
-            if row.status != ledger::FAILED || row.tx_hash.is_some() {
-                return Ok(Err(Reason::InvalidExactEvmNonceAlreadyUsed));
-            }
+        if self.authorization_taken(rt, req).await? {
+            return Ok(Err(Reason::InvalidExactEvmNonceAlreadyUsed));
         }
         let view = self.chain_view(rt, req, &verified).await?;
         Ok(diagnose(req, &view))
+    }
+
+    /// Has a settle of this authorization begun, in this process or in the ledger (any
+    /// instance)? A row that failed without sending anything does not count: it may be settled
+    /// again.
+    async fn authorization_taken(
+        &self,
+        rt: &NetworkRuntime,
+        req: &PaymentRequest,
+    ) -> ServiceResult<bool> {
+        let key = ledger_key(rt, req);
+        if self.inner.in_flight.contains_key(&key) {
+            return Ok(true);
+        }
+        Ok(ledger::find(&self.inner.db, &key)
+            .await?
+            .is_some_and(|row| row.status != ledger::FAILED || row.tx_hash.is_some()))
     }
 
     async fn chain_view(
@@ -445,10 +507,15 @@ impl Facilitator {
         })
     }
 
+    /// Settle a payment. One authorization is settled at most once, and exactly one settle of
+    /// it ever answers `success: true` (DESIGN.md "The ledger"): a copy — concurrent or later,
+    /// from any client key or instance — is answered `invalid_exact_evm_nonce_already_used`
+    /// at once. The one exception is a retry of the same idempotent request (same client key,
+    /// same idempotency key), which gets the original outcome.
     pub async fn settle(
         &self,
         req: &PaymentRequest,
-        caller: Option<Caller<'_>>,
+        caller: Option<Caller>,
     ) -> ServiceResult<SettleAnswer> {
         let now = (self.inner.clock)();
         let payer = Some(req.payload.authorization.from);
@@ -462,17 +529,36 @@ impl Facilitator {
             return Ok(SettleAnswer::failed(Reason::InvalidNetwork, payer, amount));
         };
         let key = ledger_key(&rt, req);
+        let caller = caller.unwrap_or_default();
 
-        // One settle per authorization in this process: followers wait for the leader.
-        let (tx, leader) = match self.inner.in_flight.entry(key.clone()) {
-            dashmap::mapref::entry::Entry::Occupied(e) => (None, Some(e.get().clone())),
+        // One settle per authorization in this process: a copy is refused without waiting; a
+        // retry of the same idempotent request waits for the leader's answer.
+        let (tx, follow) = match self.inner.in_flight.entry(key.clone()) {
+            dashmap::mapref::entry::Entry::Occupied(e) => {
+                let leader = e.get();
+                if !caller.resumes(
+                    leader.client_id.as_deref(),
+                    leader.idempotency_key.as_deref(),
+                ) {
+                    return Ok(SettleAnswer::failed(
+                        Reason::InvalidExactEvmNonceAlreadyUsed,
+                        payer,
+                        amount,
+                    ));
+                }
+                (None, Some(leader.answer.clone()))
+            }
             dashmap::mapref::entry::Entry::Vacant(v) => {
                 let (tx, rx) = watch::channel(None);
-                v.insert(rx);
+                v.insert(InFlightSettle {
+                    client_id: (!caller.client_id.is_empty()).then(|| caller.client_id.clone()),
+                    idempotency_key: caller.idempotency_key.clone(),
+                    answer: rx,
+                });
                 (Some(tx), None)
             }
         };
-        if let Some(mut rx) = leader {
+        if let Some(mut rx) = follow {
             let answer = rx
                 .wait_for(Option::is_some)
                 .await
@@ -480,7 +566,7 @@ impl Facilitator {
                 .ok()
                 .flatten();
             return match answer {
-                // Same outcome; the transaction was the leader's, not this call's.
+                // The same request's outcome; the transaction was the leader's, not this call's.
                 Some(a) => Ok(SettleAnswer {
                     mined_here: false,
                     ..a
@@ -490,15 +576,29 @@ impl Facilitator {
             };
         }
         let tx = tx.expect("leader has a sender");
-        let result = self
-            .settle_as_leader(&rt, req, &verified, key.clone(), caller)
-            .await;
-        if let Ok(answer) = &result {
-            let _ = tx.send(Some(answer.clone()));
-        }
-        self.inner.in_flight.remove(&key);
+        let guard = InFlightGuard {
+            inner: self.inner.clone(),
+            key: key.clone(),
+        };
+        // A verify answered from the cache must not call this payment valid any more.
         self.inner.verify_cache.remove(&req.request_hash);
-        result
+        // The leader runs to its end even if the HTTP request that started it goes away: a
+        // settle cut off between the ledger and the chain would leave work for reconciliation.
+        let this = self.clone();
+        let req = req.clone();
+        let leader = tokio::spawn(async move {
+            let _guard = guard;
+            let result = this
+                .settle_as_leader(&rt, &req, &verified, key, &caller)
+                .await;
+            if let Ok(answer) = &result {
+                let _ = tx.send(Some(answer.clone()));
+            }
+            result
+        });
+        leader
+            .await
+            .map_err(|e| ServiceError::Internal(format!("settle task: {e}")))?
     }
 
     async fn settle_as_leader(
@@ -507,42 +607,46 @@ impl Facilitator {
         req: &PaymentRequest,
         verified: &exact::OffchainVerified,
         key: Key,
-        caller: Option<Caller<'_>>,
+        caller: &Caller,
     ) -> ServiceResult<SettleAnswer> {
-        let client_id = caller.map(|c| c.client_id);
+        let client_id = (!caller.client_id.is_empty()).then_some(caller.client_id.as_str());
         let auth = &req.payload.authorization;
         let payer = Some(auth.from);
         let amount = auth.value;
-        let claim = ledger::claim(
-            &self.inner.db,
-            ledger::NewSettlement {
-                key: key.clone(),
-                pay_to: req.pay_to,
-                amount: amount.to_string(),
-                valid_after: u256_to_i64(auth.valid_after),
-                valid_before: u256_to_i64(auth.valid_before),
-                x402_version: req.x402_version as i16,
-                request_hash: req.request_hash,
-                payment_id: req.payment_id.clone(),
-                payload: serde_json::to_value(&req.payload).unwrap_or_default(),
-                client_id: client_id.map(str::to_owned),
-            },
-        )
-        .await?;
-        let row = match claim {
+        let new = ledger::NewSettlement {
+            key: key.clone(),
+            pay_to: req.pay_to,
+            amount: amount.to_string(),
+            valid_after: u256_to_i64(auth.valid_after),
+            valid_before: u256_to_i64(auth.valid_before),
+            x402_version: req.x402_version as i16,
+            request_hash: req.request_hash,
+            payment_id: req.payment_id.clone(),
+            payload: serde_json::to_value(&req.payload).unwrap_or_default(),
+            client_id: client_id.map(str::to_owned),
+            idempotency_key: caller.idempotency_key.clone(),
+        };
+        let row = match ledger::claim(&self.inner.db, &new).await? {
             Claim::New(row) => row,
             Claim::Existing(row) => {
                 // Nothing was ever sent for it: a failed row, or one whose process died
-                // between claiming and sending, may be settled again.
+                // between claiming and sending, may be settled again by whoever asks.
                 let again = if row.status == ledger::FAILED && row.tx_hash.is_none() {
-                    ledger::reclaim_unsent(&self.inner.db, row.id).await?
+                    ledger::reclaim_unsent(&self.inner.db, row.id, &new).await?
                 } else if ledger::abandoned(&row) {
-                    ledger::reclaim_abandoned(&self.inner.db, &row).await?
+                    ledger::reclaim_abandoned(&self.inner.db, &row, &new).await?
                 } else {
                     false
                 };
                 if !again {
-                    return self.answer_from_ledger(rt, &key, req).await;
+                    if caller.resumes(row.client_id.as_deref(), row.idempotency_key.as_deref()) {
+                        return self.answer_from_ledger(rt, &key, req).await;
+                    }
+                    return Ok(SettleAnswer::failed(
+                        Reason::InvalidExactEvmNonceAlreadyUsed,
+                        payer,
+                        amount,
+                    ));
                 }
                 row
             }
@@ -550,15 +654,15 @@ impl Facilitator {
 
         // A key with a credit balance pays one credit per new settlement (a repeat of the same
         // authorization never reaches here); given back if nothing is sent.
-        let credit = match caller {
-            Some(c) if c.credits_limited => {
-                if !auth::use_settle_credit(&self.inner.db, c.client_id).await? {
+        let credit = match client_id {
+            Some(c) if caller.credits_limited => {
+                if !auth::use_settle_credit(&self.inner.db, c).await? {
                     ledger::mark_failed_unsent(&self.inner.db, row.id, CREDITS_EXHAUSTED).await?;
                     return Err(ServiceError::Forbidden(
                         "this client key has no settle credits left".into(),
                     ));
                 }
-                Some(c.client_id)
+                Some(c)
             }
             _ => None,
         };
@@ -693,8 +797,8 @@ impl Facilitator {
         }
     }
 
-    /// The answer for an authorization that already has a ledger row: the same outcome as the
-    /// first settle (or, while it is in flight, a bounded wait for it).
+    /// The answer to a retry of the idempotent request that claimed this authorization's ledger
+    /// row: the outcome of the first settle (or, while it is in flight, a bounded wait for it).
     async fn answer_from_ledger(
         &self,
         rt: &Arc<NetworkRuntime>,
@@ -785,20 +889,50 @@ impl Facilitator {
             .await?
             .filter(|r| r.client_id.as_deref() == Some(client_id))
             .ok_or(ServiceError::NotFound("settlement"))?;
-        if row.status == ledger::SUBMITTED {
-            // Resolve it now if the chain knows.
-            if let Some(rt) = x402::network::by_v1_name(&row.network)
-                .and_then(|n| self.inner.networks.get(&n.chain_id))
-            {
-                if let Ok(Some(receipt)) = rt.provider.get_transaction_receipt(tx_hash).await {
-                    let mined = mined(&receipt);
-                    self.resolve_mined(row.id, tx_hash, &mined, Transfer::of(&row))
-                        .await?;
-                    return ledger::find_by_id(&self.inner.db, row.id)
-                        .await?
-                        .ok_or(ServiceError::NotFound("settlement"));
-                }
-            }
+        self.fresh(row).await
+    }
+
+    /// A client's own settlement of an authorization (the caller lost a settle's answer).
+    pub async fn settlement_by_authorization(
+        &self,
+        network: &x402::network::Network,
+        payer: Address,
+        nonce: B256,
+        asset: Option<Address>,
+        client_id: &str,
+    ) -> ServiceResult<SettlementRow> {
+        let row = ledger::find_by_authorization(
+            &self.inner.db,
+            network.v1_name,
+            payer,
+            nonce,
+            asset,
+            client_id,
+        )
+        .await?
+        .ok_or(ServiceError::NotFound("settlement"))?;
+        self.fresh(row).await
+    }
+
+    /// A row as the chain has it now: a submitted transaction that has been mined is resolved
+    /// on the way.
+    async fn fresh(&self, row: SettlementRow) -> ServiceResult<SettlementRow> {
+        let tx_hash = row.tx_hash.as_deref().and_then(|h| h.parse::<B256>().ok());
+        let (ledger::SUBMITTED, Some(tx_hash)) = (row.status.as_str(), tx_hash) else {
+            return Ok(row);
+        };
+        let Some(rt) = x402::network::by_v1_name(&row.network)
+            .and_then(|n| self.inner.networks.get(&n.chain_id))
+        else {
+            return Ok(row);
+        };
+        if let Ok(Some(receipt)) = rt.provider.get_transaction_receipt(tx_hash).await {
+            let mined = mined(&receipt);
+            self.resolve_mined(row.id, tx_hash, &mined, Transfer::of(&row))
+                .await?;
+            return ledger::find_by_id(&self.inner.db, row.id)
+                .await?
+                .ok_or(ServiceError::NotFound("settlement"));
         }
         Ok(row)
     }

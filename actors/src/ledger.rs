@@ -48,6 +48,8 @@ pub struct NewSettlement {
     pub payment_id: Option<String>,
     pub payload: serde_json::Value,
     pub client_id: Option<String>,
+    /// The idempotency key of the claiming request (scoped by `client_id`).
+    pub idempotency_key: Option<String>,
 }
 
 pub enum Claim {
@@ -70,24 +72,25 @@ pub async fn find(db: &DatabaseConnection, key: &Key) -> Result<Option<Model>, D
 }
 
 /// Insert a `pending` row unless the authorization has one (`ON CONFLICT DO NOTHING`).
-pub async fn claim(db: &DatabaseConnection, new: NewSettlement) -> Result<Claim, DbErr> {
+pub async fn claim(db: &DatabaseConnection, new: &NewSettlement) -> Result<Claim, DbErr> {
     let now = Utc::now();
-    let key = new.key.clone();
+    let key = &new.key;
     let row = settlement::ActiveModel {
-        network: Set(new.key.network),
-        asset: Set(new.key.asset),
-        payer: Set(new.key.payer),
-        auth_nonce: Set(new.key.auth_nonce),
+        network: Set(key.network.clone()),
+        asset: Set(key.asset.clone()),
+        payer: Set(key.payer.clone()),
+        auth_nonce: Set(key.auth_nonce.clone()),
         pay_to: Set(new.pay_to.to_checksum(None)),
-        amount: Set(new.amount),
+        amount: Set(new.amount.clone()),
         valid_after: Set(new.valid_after),
         valid_before: Set(new.valid_before),
         x402_version: Set(new.x402_version),
         request_hash: Set(new.request_hash.to_string()),
-        payment_id: Set(new.payment_id),
-        payload: Set(new.payload),
+        payment_id: Set(new.payment_id.clone()),
+        payload: Set(new.payload.clone()),
         status: Set(PENDING.to_owned()),
-        client_id: Set(new.client_id),
+        client_id: Set(new.client_id.clone()),
+        idempotency_key: Set(new.idempotency_key.clone()),
         created_at: Set(now),
         updated_at: Set(now),
         ..Default::default()
@@ -109,7 +112,7 @@ pub async fn claim(db: &DatabaseConnection, new: NewSettlement) -> Result<Claim,
         Ok(_) | Err(DbErr::RecordNotInserted) => {}
         Err(e) => return Err(e),
     }
-    let model = find(db, &key)
+    let model = find(db, key)
         .await?
         .ok_or_else(|| DbErr::RecordNotFound("settlement row vanished after insert".into()))?;
     // Ours if nobody has touched it and it carries our request (same authorization, same body).
@@ -119,12 +122,41 @@ pub async fn claim(db: &DatabaseConnection, new: NewSettlement) -> Result<Claim,
     })
 }
 
-/// A failed row on which nothing was ever broadcast may be settled again: claim it back.
-pub async fn reclaim_unsent(db: &DatabaseConnection, id: i64) -> Result<bool, DbErr> {
-    let res = Entity::update_many()
+/// The row becomes the new claimant's: its request, client key and idempotency key.
+fn claimed_by(
+    update: sea_orm::UpdateMany<Entity>,
+    new: &NewSettlement,
+) -> sea_orm::UpdateMany<Entity> {
+    update
         .col_expr(Column::Status, Expr::value(PENDING))
         .col_expr(Column::ErrorReason, Expr::value(Option::<String>::None))
+        .col_expr(Column::PayTo, Expr::value(new.pay_to.to_checksum(None)))
+        .col_expr(Column::Amount, Expr::value(new.amount.clone()))
+        .col_expr(Column::ValidAfter, Expr::value(new.valid_after))
+        .col_expr(Column::ValidBefore, Expr::value(new.valid_before))
+        .col_expr(Column::X402Version, Expr::value(new.x402_version))
+        .col_expr(
+            Column::RequestHash,
+            Expr::value(new.request_hash.to_string()),
+        )
+        .col_expr(Column::PaymentId, Expr::value(new.payment_id.clone()))
+        .col_expr(Column::Payload, Expr::value(new.payload.clone()))
+        .col_expr(Column::ClientId, Expr::value(new.client_id.clone()))
+        .col_expr(
+            Column::IdempotencyKey,
+            Expr::value(new.idempotency_key.clone()),
+        )
         .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
+}
+
+/// A failed row on which nothing was ever broadcast may be settled again: claim it back for
+/// `new`.
+pub async fn reclaim_unsent(
+    db: &DatabaseConnection,
+    id: i64,
+    new: &NewSettlement,
+) -> Result<bool, DbErr> {
+    let res = claimed_by(Entity::update_many(), new)
         .filter(Column::Id.eq(id))
         .filter(Column::Status.eq(FAILED))
         .filter(Column::TxHash.is_null())
@@ -143,11 +175,14 @@ pub fn abandoned(row: &Model) -> bool {
     row.status == PENDING && row.tx_hash.is_none() && Utc::now() - row.updated_at > ABANDONED_AFTER
 }
 
-/// Take over an abandoned row, if nobody else did since it was read (optimistic: the
+/// Take over an abandoned row for `new`, if nobody else did since it was read (optimistic: the
 /// `updated_at` seen must still be there).
-pub async fn reclaim_abandoned(db: &DatabaseConnection, row: &Model) -> Result<bool, DbErr> {
-    let res = Entity::update_many()
-        .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
+pub async fn reclaim_abandoned(
+    db: &DatabaseConnection,
+    row: &Model,
+    new: &NewSettlement,
+) -> Result<bool, DbErr> {
+    let res = claimed_by(Entity::update_many(), new)
         .filter(Column::Id.eq(row.id))
         .filter(Column::Status.eq(PENDING))
         .filter(Column::TxHash.is_null())
@@ -257,6 +292,27 @@ pub async fn find_by_tx_hash(
         .filter(Column::TxHash.eq(tx_hash.to_string()))
         .one(db)
         .await
+}
+
+/// A client's own settlement of an authorization (`GET /settlements?network=&payer=&nonce=`);
+/// with no asset given, the newest of the client's rows for it.
+pub async fn find_by_authorization(
+    db: &DatabaseConnection,
+    network: &str,
+    payer: Address,
+    nonce: B256,
+    asset: Option<Address>,
+    client_id: &str,
+) -> Result<Option<Model>, DbErr> {
+    let mut query = Entity::find()
+        .filter(Column::Network.eq(network))
+        .filter(Column::Payer.eq(payer.to_checksum(None)))
+        .filter(Column::AuthNonce.eq(nonce.to_string()))
+        .filter(Column::ClientId.eq(client_id));
+    if let Some(asset) = asset {
+        query = query.filter(Column::Asset.eq(asset.to_checksum(None)));
+    }
+    query.order_by_desc(Column::Id).one(db).await
 }
 
 pub async fn find_by_id(db: &DatabaseConnection, id: i64) -> Result<Option<Model>, DbErr> {

@@ -9,9 +9,11 @@
 pub mod auth;
 pub mod error;
 pub mod facilitator;
+pub mod idempotency;
 pub mod ledger;
 pub mod metrics;
 pub mod registry;
 pub mod settlement;
+pub mod throttle;
 
 pub use error::{ServiceError, ServiceResult};

@@ -2,12 +2,12 @@
 
 use actix_web::{web, HttpResponse};
 use alloy_primitives::Address;
-use facilitator_actors::auth::CreditChange;
+use facilitator_actors::auth::{CreditChange, OperatorChange, MAX_RATE_LIMIT};
 use facilitator_actors::registry::NewAsset;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::PageQuery;
+use super::{present, PageQuery};
 use crate::auth::Admin;
 use crate::error::{ApiError, ApiResult};
 use crate::startup::AppState;
@@ -27,7 +27,7 @@ pub async fn create_user(
 ) -> ApiResult<HttpResponse> {
     let user = state
         .auth
-        .signup(&body.email, &body.password, body.is_admin)
+        .signup(&body.email, &body.password, body.is_admin, None)
         .await?;
     Ok(super::created(
         json!({ "message": "User created", "user": user }),
@@ -43,41 +43,64 @@ pub async fn list_users(
     Ok(super::data(state.auth.list_users(offset, limit).await?))
 }
 
-/// Exactly one of: `settleCredits` (a number, or `null` for unlimited) or `addSettleCredits`.
+/// Any of: `settleCredits` (a number, or `null` for unlimited) or `addSettleCredits` (not
+/// both), and `rateLimitPerSecond` (a number, `0` = unlimited, or `null` for the default).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct CreditsBody {
+pub struct OperatorBody {
     /// Missing = not given; `null` = unlimited.
     #[serde(default, deserialize_with = "present")]
     pub settle_credits: Option<serde_json::Value>,
     pub add_settle_credits: Option<i64>,
+    /// Missing = not given; `null` = the server's default.
+    #[serde(default, deserialize_with = "present")]
+    pub rate_limit_per_second: Option<serde_json::Value>,
 }
 
-/// A field that is present, even as `null` (serde's `Option` would read `null` as absent).
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
-    <serde_json::Value as Deserialize>::deserialize(d).map(Some)
-}
-
-/// `PATCH /admin/clients/{clientId}`: set or adjust a key's settle credits.
-pub async fn change_credits(
+/// `PATCH /admin/clients/{clientId}`: set or adjust a key's settle credits and/or its rate
+/// limit.
+pub async fn operate_client(
     state: web::Data<AppState>,
     _: Admin,
     id: web::Path<String>,
-    body: web::Json<CreditsBody>,
+    body: web::Json<OperatorBody>,
 ) -> ApiResult<HttpResponse> {
-    let change = match (&body.settle_credits, body.add_settle_credits) {
-        (Some(serde_json::Value::Null), None) => CreditChange::Set(None),
-        (Some(v), None) => CreditChange::Set(Some(v.as_i64().ok_or_else(|| {
+    let credits = match (&body.settle_credits, body.add_settle_credits) {
+        (None, None) => None,
+        (Some(serde_json::Value::Null), None) => Some(CreditChange::Set(None)),
+        (Some(v), None) => Some(CreditChange::Set(Some(v.as_i64().ok_or_else(|| {
             ApiError::invalid_request("settleCredits must be an integer or null")
-        })?)),
-        (None, Some(n)) => CreditChange::Add(n),
-        _ => {
+        })?))),
+        (None, Some(n)) => Some(CreditChange::Add(n)),
+        (Some(_), Some(_)) => {
             return Err(ApiError::invalid_request(
-                "give exactly one of settleCredits and addSettleCredits",
+                "give settleCredits or addSettleCredits, not both",
             ))
         }
     };
-    let client = state.auth.change_credits(&id, change).await?;
+    let rate_limit_per_second = match &body.rate_limit_per_second {
+        None => None,
+        Some(serde_json::Value::Null) => Some(None),
+        Some(v) => Some(Some(
+            v.as_u64()
+                .filter(|n| *n <= MAX_RATE_LIMIT as u64)
+                .ok_or_else(|| {
+                    ApiError::invalid_request(format!(
+                        "rateLimitPerSecond must be an integer from 0 (unlimited) to {MAX_RATE_LIMIT}, or null"
+                    ))
+                })? as u32,
+        )),
+    };
+    let client = state
+        .auth
+        .operate_client(
+            &id,
+            OperatorChange {
+                credits,
+                rate_limit_per_second,
+            },
+        )
+        .await?;
     Ok(super::data(json!({ "client": client })))
 }
 

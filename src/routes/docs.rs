@@ -609,13 +609,51 @@ pub mod schema {
         /// v1 network names the key is limited to; `null` = every served network.
         #[schema(required = true)]
         pub networks: Option<Vec<String>>,
+        /// `active`, `paused` (by its owner), `revoked` or `expired`; only an active key
+        /// authenticates.
+        #[schema(example = "active")]
+        pub status: String,
         /// Settlements the key may still make (each new authorization uses one; one that
         /// sends nothing gives it back); `null` = unlimited. Set by the operator.
         #[schema(required = true)]
         pub settle_credits: Option<i64>,
+        /// This key's rate limit on `/verify`, `/settle`, `/supported` (requests per second,
+        /// `0` = unlimited); `null` = the server's default. Set by the operator.
+        #[schema(required = true)]
+        pub rate_limit_per_second: Option<u32>,
         pub created_at: DateTime<Utc>,
         #[schema(required = true)]
         pub expires_at: Option<DateTime<Utc>>,
+    }
+
+    /// `PATCH /api/v1/clients/{id}`: any of these, at least one.
+    #[derive(Serialize, ToSchema)]
+    #[serde(rename_all = "camelCase")]
+    pub struct ClientChange {
+        pub title: Option<String>,
+        #[schema(example = "verify")]
+        pub scope: Option<String>,
+        /// `null` = every network; a list = only those (v1 names or CAIP-2).
+        pub networks: Option<Vec<String>>,
+        /// `active` (resume) or `paused`.
+        #[schema(example = "paused")]
+        pub status: Option<String>,
+        /// `true`: issue a new token (in this answer only); the old one stops working.
+        pub rotate: Option<bool>,
+    }
+
+    /// A changed key; `token` only after a rotation (the only time it is shown).
+    #[derive(Serialize, ToSchema)]
+    #[serde(rename_all = "camelCase")]
+    pub struct ChangedClientKey {
+        #[serde(flatten)]
+        pub key: ClientKey,
+        pub token: Option<String>,
+    }
+
+    #[derive(Serialize, ToSchema)]
+    pub struct ClientChanged {
+        pub client: ChangedClientKey,
     }
 
     /// A new key with its token: the only time the token is shown.
@@ -629,8 +667,12 @@ pub mod schema {
         pub scope: String,
         #[schema(required = true)]
         pub networks: Option<Vec<String>>,
+        #[schema(example = "active")]
+        pub status: String,
         #[schema(required = true)]
         pub settle_credits: Option<i64>,
+        #[schema(required = true)]
+        pub rate_limit_per_second: Option<u32>,
         pub created_at: DateTime<Utc>,
         #[schema(required = true)]
         pub expires_at: Option<DateTime<Utc>>,
@@ -642,7 +684,8 @@ pub mod schema {
     }
 
     /// Set (`settleCredits`: a number, or `null` for unlimited) or adjust
-    /// (`addSettleCredits`, negative to remove) a key's settle credits: exactly one of the two.
+    /// (`addSettleCredits`, negative to remove) a key's settle credits (not both), and/or set
+    /// its rate limit (`rateLimitPerSecond`: a number, `0` = unlimited, `null` = the default).
     #[derive(Serialize, ToSchema)]
     #[serde(rename_all = "camelCase")]
     pub struct CreditChange {
@@ -650,6 +693,8 @@ pub mod schema {
         pub settle_credits: Option<i64>,
         #[schema(example = 500)]
         pub add_settle_credits: Option<i64>,
+        #[schema(example = 5)]
+        pub rate_limit_per_second: Option<u32>,
     }
 
     #[derive(Serialize, ToSchema)]
@@ -976,6 +1021,9 @@ fn components() -> ComponentsBuilder {
         ClientRevoked,
         CreditChange,
         ClientUpdated,
+        ClientChange,
+        ChangedClientKey,
+        ClientChanged,
         ResourceInput,
         ResourceCreated,
         ResourceUpdated,
@@ -1139,6 +1187,18 @@ impl Op {
             description: description.to_owned(),
             schema,
         });
+        self
+    }
+    fn required_query(
+        mut self,
+        name: &'static str,
+        description: &str,
+        schema: RefOr<Schema>,
+    ) -> Self {
+        self = self.query(name, description, schema);
+        if let Some(p) = self.params.last_mut() {
+            p.required = true;
+        }
         self
     }
     /// `offset` and `limit`.
@@ -1356,6 +1416,42 @@ pub fn operations() -> Vec<Op> {
             404,
             "`NOT_FOUND`: no settlement of this key has that transaction.",
         ),
+        Op::get(
+            "/api/v1/settlements",
+            "Find a settlement by its authorization",
+            Reply::data::<Settlement>(),
+        )
+        .auth(Auth::Client)
+        .required_query(
+            "network",
+            "v1 name or CAIP-2 id.",
+            string_schema(None, None),
+        )
+        .required_query(
+            "payer",
+            "The payer (`authorization.from`).",
+            string_schema(None, Some("^0x[0-9a-fA-F]{40}$")),
+        )
+        .required_query(
+            "nonce",
+            "The authorization nonce.",
+            string_schema(None, Some("^0x[0-9a-fA-F]{64}$")),
+        )
+        .query(
+            "asset",
+            "The token, when one nonce was used on several assets.",
+            string_schema(None, Some("^0x[0-9a-fA-F]{40}$")),
+        )
+        .describe(
+            "A settlement made with this client key, by its EIP-3009 authorization: how a \
+             resource server that lost a settle's answer learns the outcome without settling \
+             again.",
+        )
+        .error(400, "`INVALID_REQUEST`: a missing or malformed parameter.")
+        .error(
+            404,
+            "`NOT_FOUND`: this key made no settlement of that authorization.",
+        ),
     ];
     let auth = vec![
         Op::post(
@@ -1412,6 +1508,38 @@ pub fn operations() -> Vec<Op> {
         .auth(Auth::User)
         .path_param("id", "The key's `clientId`.", string_schema(None, None))
         .error(404, "`NOT_FOUND`: no such key of yours."),
+        Op::patch(
+            "/api/v1/clients/{id}",
+            "Change a client key",
+            Reply::data::<ClientChanged>(),
+        )
+        .auth(Auth::User)
+        .path_param("id", "The key's `clientId`.", string_schema(None, None))
+        .body::<ClientChange>()
+        .describe(
+            "Changes the title, scope or networks, pauses (`status: paused`; the key then \
+             gets 401 until resumed) or resumes (`status: active`) a key, or rotates its \
+             token (`rotate: true`; the new token is in this answer only, the old one stops \
+             working at once here and within 30 s on other instances). An admin may change \
+             any key.",
+        )
+        .error(
+            400,
+            "`INVALID_REQUEST`: nothing to change, or an invalid field.",
+        )
+        .error(404, "`NOT_FOUND`: no such key of yours.")
+        .error(409, "`CONFLICT`: the key has expired."),
+        Op::get(
+            "/api/v1/clients/status",
+            "A client key's own status",
+            Reply::data::<ClientKey>(),
+        )
+        .auth(Auth::Client)
+        .describe(
+            "Asked with the key itself (`X-Client-ID` / `X-Client-Token`): its status \
+             (`active`, `paused`, `revoked`, `expired`), scope, networks, credits and rate \
+             limit. Answers for a paused, revoked or expired key too.",
+        ),
     ];
     let resources = vec![
         Op::post(

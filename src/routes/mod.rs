@@ -42,6 +42,14 @@ pub async fn not_found() -> HttpResponse {
     ApiError::not_found("No such route").error_response()
 }
 
+/// A body field that is present, even as `null` (serde's `Option` would read `null` as
+/// absent): `#[serde(default, deserialize_with = "present")]`.
+pub fn present<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<serde_json::Value>, D::Error> {
+    <serde_json::Value as serde::Deserialize>::deserialize(d).map(Some)
+}
+
 /// `offset`/`limit` query parameters.
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -131,6 +139,10 @@ fn table() -> Vec<(&'static str, Vec<Endpoint>)> {
         ("/api/v1/supported", vec![get(x402::supported)]),
         ("/api/v1/verify", vec![post(x402::verify)]),
         ("/api/v1/settle", vec![post(x402::settle)]),
+        (
+            "/api/v1/settlements",
+            vec![get(x402::settlement_by_authorization)],
+        ),
         ("/api/v1/settlements/{tx}", vec![get(x402::settlement)]),
         ("/api/v1/signup", vec![post(users::signup)]),
         ("/api/v1/login", vec![post(users::login)]),
@@ -139,7 +151,12 @@ fn table() -> Vec<(&'static str, Vec<Endpoint>)> {
             "/api/v1/clients",
             vec![post(clients::create), get(clients::list)],
         ),
-        ("/api/v1/clients/{id}", vec![delete(clients::revoke)]),
+        // Before `/clients/{id}`, which would otherwise match `status`.
+        ("/api/v1/clients/status", vec![get(clients::status)]),
+        (
+            "/api/v1/clients/{id}",
+            vec![delete(clients::revoke), patch(clients::update)],
+        ),
         (
             "/api/v1/resources",
             vec![post(resources::create), get(resources::list_all)],
@@ -167,7 +184,7 @@ fn table() -> Vec<(&'static str, Vec<Endpoint>)> {
             vec![post(admin::create_user), get(admin::list_users)],
         ),
         ("/admin/assets", vec![post(admin::register_asset)]),
-        ("/admin/clients/{id}", vec![patch(admin::change_credits)]),
+        ("/admin/clients/{id}", vec![patch(admin::operate_client)]),
         ("/openapi.json", vec![get(docs::openapi_json)]),
     ]
 }

@@ -1,13 +1,22 @@
 //! The x402 core endpoints, authenticated by client key: `/supported`, `/verify`, `/settle`,
-//! and `/settlements/{tx}` to resolve a settlement that answered `settlement_pending`.
+//! and `/settlements` to learn how a settlement ended (by transaction hash, or by the
+//! authorization when the answer was lost).
 //!
 //! Protocol outcomes (`isValid: false`, `success: false`) are HTTP 200 with the reason, as the
 //! x402 reference facilitator answers; 400 only for a body that cannot be read as a payment.
+//!
+//! One payment, one success: exactly one settle of an authorization answers `success: true`;
+//! every copy gets `invalid_exact_evm_nonce_already_used`. A settle that carries an
+//! `Idempotency-Key` (or a v2 `payment-identifier`) is a safe retry: the same key and body get
+//! the original answer again, marked `Idempotent-Replayed: true`; the same key with another
+//! payment is 409 `CONFLICT`.
 
-use actix_web::{web, HttpResponse};
-use alloy_primitives::B256;
-use facilitator_actors::facilitator::{Caller, SettleAnswer, VerifyAnswer};
+use actix_web::{web, HttpRequest, HttpResponse};
+use alloy_primitives::{Address, B256};
+use facilitator_actors::facilitator::{Caller, SettleAnswer, SettlementRow, VerifyAnswer};
+use facilitator_actors::idempotency::{self, Begin, IdempotencyKey, Stored};
 use facilitator_actors::ServiceError;
+use serde::Deserialize;
 use serde_json::{json, Value};
 use x402::proto::{parse_facilitator_request, PaymentRequest, RequestError};
 use x402::Reason;
@@ -17,12 +26,24 @@ use facilitator_actors::metrics::{Operation, X402Event, SUCCESS, SUCCESS_REPEAT}
 use super::networks::supported_body;
 use crate::auth::Client;
 use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::rate_limit::Allowance;
 use crate::startup::AppState;
+
+/// The response header that marks an answer replayed for an idempotency key.
+pub const IDEMPOTENT_REPLAYED: &str = "Idempotent-Replayed";
+
+/// Take one request from the key's rate-limit bucket (429 past it).
+fn rate_limited(state: &AppState, client: &Client) -> ApiResult<Option<Allowance>> {
+    state
+        .rate_limits
+        .check(&client.0.client_id, client.0.rate_limit_per_second)
+}
 
 /// Same body as `/networks`, behind client auth: any active key may ask (it is how a merchant
 /// checks that its key works), whatever its scope. A key limited to some networks sees only
 /// those.
-pub async fn supported(state: web::Data<AppState>, client: Client) -> HttpResponse {
+pub async fn supported(state: web::Data<AppState>, client: Client) -> ApiResult<HttpResponse> {
+    let allowance = rate_limited(&state, &client)?;
     let mut body = supported_body(&state.registry);
     if let Some(kinds) = body["kinds"].as_array_mut() {
         kinds.retain(|k| {
@@ -31,7 +52,7 @@ pub async fn supported(state: web::Data<AppState>, client: Client) -> HttpRespon
                 .is_some_and(|n| client.0.allows_network(n))
         });
     }
-    HttpResponse::Ok().json(body)
+    Ok(Allowance::apply(allowance, HttpResponse::Ok().json(body)))
 }
 
 /// A payment request, or the protocol's "no" for a well-formed body it cannot take
@@ -88,7 +109,7 @@ struct Outcome<'a> {
     req: Option<&'a PaymentRequest>,
     body: &'a Value,
     reason: Option<Reason>,
-    /// This call mined the settlement's transaction (else a success is a repeat).
+    /// This call mined the settlement's transaction (else a success is an idempotent replay).
     mined_here: bool,
     started: std::time::Instant,
 }
@@ -120,7 +141,8 @@ fn record(state: &AppState, o: Outcome<'_>) {
         operation: o.operation,
         outcome: match (o.reason, o.operation, o.mined_here) {
             (Some(r), _, _) => r.as_str().to_owned(),
-            // A settle success whose transaction this call did not mine: a repeat.
+            // A settle success whose transaction this call did not mine: an idempotent retry
+            // answered with the original outcome.
             (None, Operation::Settle, false) => SUCCESS_REPEAT.to_owned(),
             (None, _, _) => SUCCESS.to_owned(),
         },
@@ -140,6 +162,7 @@ pub async fn verify(
 ) -> ApiResult<HttpResponse> {
     let started = std::time::Instant::now();
     client.require("verify")?;
+    let allowance = rate_limited(&state, &client)?;
     let outcome = |req, reason| Outcome {
         client: &client,
         operation: Operation::Verify,
@@ -156,7 +179,10 @@ pub async fn verify(
         }
         Err(reason) => {
             record(&state, outcome(None, Some(reason)));
-            return Ok(HttpResponse::Ok().json(verify_body(&VerifyAnswer::rejected(reason))));
+            return Ok(Allowance::apply(
+                allowance,
+                HttpResponse::Ok().json(verify_body(&VerifyAnswer::rejected(reason))),
+            ));
         }
     };
     let answer = state.facilitator.verify(&req).await.map_err(|e| {
@@ -168,16 +194,56 @@ pub async fn verify(
         )
     })?;
     record(&state, outcome(Some(&req), answer.invalid_reason));
-    Ok(HttpResponse::Ok().json(verify_body(&answer)))
+    Ok(Allowance::apply(
+        allowance,
+        HttpResponse::Ok().json(verify_body(&answer)),
+    ))
+}
+
+/// The idempotency key of a settle: the `Idempotency-Key` header, else a valid v2 payment id.
+fn idempotency_key(http: &HttpRequest, req: &PaymentRequest) -> ApiResult<Option<IdempotencyKey>> {
+    let mut values = http.headers().get_all("idempotency-key");
+    if let Some(value) = values.next() {
+        if values.next().is_some() {
+            return Err(ApiError::invalid_request(
+                "give one Idempotency-Key header, not several",
+            ));
+        }
+        let key = value
+            .to_str()
+            .ok()
+            .ok_or("Idempotency-Key must be visible ASCII characters")
+            .and_then(idempotency::parse_header)
+            .map_err(ApiError::invalid_request)?;
+        return Ok(Some(IdempotencyKey::Header(key)));
+    }
+    // An invalid payment id is refused by the checks (`invalid_payload`); it is no key.
+    Ok(req
+        .payment_id
+        .clone()
+        .filter(|_| req.payment_id_valid)
+        .map(IdempotencyKey::PaymentId))
+}
+
+/// A settle answer as sent: the stored body of an idempotency key is replayed byte for byte.
+fn settle_response(allowance: Option<Allowance>, body: String, replayed: bool) -> HttpResponse {
+    let mut res = HttpResponse::Ok();
+    res.content_type("application/json");
+    if replayed {
+        res.insert_header((IDEMPOTENT_REPLAYED, "true"));
+    }
+    Allowance::apply(allowance, res.body(body))
 }
 
 pub async fn settle(
     state: web::Data<AppState>,
     client: Client,
+    http: HttpRequest,
     body: web::Json<Value>,
 ) -> ApiResult<HttpResponse> {
     let started = std::time::Instant::now();
     client.require("settle")?;
+    let allowance = rate_limited(&state, &client)?;
     let outcome = |req, answer: &SettleAnswer| Outcome {
         client: &client,
         operation: Operation::Settle,
@@ -198,16 +264,50 @@ pub async fn settle(
             let network = body["paymentRequirements"]["network"]
                 .as_str()
                 .unwrap_or_default();
-            return Ok(HttpResponse::Ok().json(settle_body(network, &answer)));
+            return Ok(settle_response(
+                allowance,
+                settle_body(network, &answer).to_string(),
+                false,
+            ));
         }
     };
+    let client_id = &client.0.client_id;
+    let key = idempotency_key(&http, &req)?;
+    let mut replayed = false;
+    if let Some(key) = &key {
+        match idempotency::begin(
+            &state.db,
+            client_id,
+            key,
+            req.request_hash,
+            state.idempotency_ttl,
+        )
+        .await
+        .map_err(ServiceError::from)?
+        {
+            Begin::New => {}
+            Begin::Retry => replayed = true,
+            Begin::Conflict => {
+                return Err(ApiError::new(
+                    ErrorCode::Conflict,
+                    "This idempotency key was used with another payment",
+                    "use a new key for a new payment; repeat a request only with the same body",
+                ))
+            }
+            Begin::Replay(stored) => {
+                record_replay(&state, &client, &req, &stored, started);
+                return Ok(settle_response(allowance, stored.body, true));
+            }
+        }
+    }
     let answer = state
         .facilitator
         .settle(
             &req,
             Some(Caller {
-                client_id: &client.0.client_id,
+                client_id: client_id.clone(),
                 credits_limited: client.0.credits_limited,
+                idempotency_key: key.as_ref().map(IdempotencyKey::stored),
             }),
         )
         .await
@@ -220,7 +320,72 @@ pub async fn settle(
             }
         })?;
     record(&state, outcome(Some(&req), &answer));
-    Ok(HttpResponse::Ok().json(settle_body(&req.network, &answer)))
+    let mut body = settle_body(&req.network, &answer).to_string();
+    if let Some(key) = &key {
+        // Every repeat answers what the first final answer said. `settlement_pending` is not
+        // final: a repeat settles again and learns how it ended.
+        let is_final = answer.error_reason != Some(Reason::SettlementPending);
+        body = idempotency::complete(
+            &state.db,
+            client_id,
+            key,
+            Stored { status: 200, body },
+            is_final,
+        )
+        .await
+        .map_err(ServiceError::from)?
+        .body;
+    }
+    Ok(settle_response(allowance, body, replayed))
+}
+
+/// The metrics of an answer replayed from an idempotency key: its outcome again, no money.
+fn record_replay(
+    state: &AppState,
+    client: &Client,
+    req: &PaymentRequest,
+    stored: &Stored,
+    started: std::time::Instant,
+) {
+    let body: Value = serde_json::from_str(&stored.body).unwrap_or_default();
+    let outcome = match body["errorReason"].as_str() {
+        _ if body["success"] == true => SUCCESS_REPEAT.to_owned(),
+        Some(r) if !r.is_empty() => r.to_owned(),
+        _ => Reason::UnexpectedSettleError.as_str().to_owned(),
+    };
+    state.metrics.record_x402(X402Event {
+        day: chrono::Utc::now().date_naive(),
+        client_id: client.0.client_id.clone(),
+        network: x402::network::parse_network(&req.network)
+            .map(|n| n.v1_name.to_owned())
+            .unwrap_or_else(|| req.network.clone()),
+        asset: req.asset.to_checksum(None),
+        operation: Operation::Settle,
+        outcome,
+        amount: alloy_primitives::U256::ZERO,
+        gas_used: 0,
+        fee_wei: alloy_primitives::U256::ZERO,
+        latency: started.elapsed(),
+    });
+}
+
+fn settlement_body(row: SettlementRow) -> Value {
+    json!({
+        "transaction": row.tx_hash,
+        "status": row.status,
+        "success": row.status == "confirmed",
+        "errorReason": row.error_reason.unwrap_or_default(),
+        "network": row.network,
+        "asset": row.asset,
+        "payer": row.payer,
+        "payTo": row.pay_to,
+        "amount": row.amount,
+        "nonce": row.auth_nonce,
+        "blockNumber": row.block_number.unwrap_or(0),
+        "gasUsed": row.gas_used,
+        "createdAt": row.created_at,
+        "confirmedAt": row.confirmed_at,
+    })
 }
 
 pub async fn settlement(
@@ -239,20 +404,57 @@ pub async fn settlement(
         .facilitator
         .settlement_by_tx(hash, &client.0.client_id)
         .await?;
-    Ok(super::data(json!({
-        "transaction": row.tx_hash,
-        "status": row.status,
-        "success": row.status == "confirmed",
-        "errorReason": row.error_reason.unwrap_or_default(),
-        "network": row.network,
-        "asset": row.asset,
-        "payer": row.payer,
-        "payTo": row.pay_to,
-        "amount": row.amount,
-        "nonce": row.auth_nonce,
-        "blockNumber": row.block_number.unwrap_or(0),
-        "gasUsed": row.gas_used,
-        "createdAt": row.created_at,
-        "confirmedAt": row.confirmed_at,
-    })))
+    Ok(super::data(settlement_body(row)))
+}
+
+/// `GET /settlements?network=&payer=&nonce=[&asset=]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizationQuery {
+    /// v1 name or CAIP-2 id.
+    pub network: String,
+    pub payer: String,
+    /// The EIP-3009 authorization nonce (0x + 64 hex).
+    pub nonce: String,
+    /// The token; needed only when one authorization nonce was used on several assets.
+    pub asset: Option<String>,
+}
+
+/// A client's own settlement found by its authorization, for a resource server that lost the
+/// answer of a settle (a timeout, a crash) and must learn the outcome without settling again.
+pub async fn settlement_by_authorization(
+    state: web::Data<AppState>,
+    client: Client,
+    query: web::Query<AuthorizationQuery>,
+) -> ApiResult<HttpResponse> {
+    let bad = |what: &str| {
+        ApiError::new(
+            ErrorCode::InvalidRequest,
+            "Invalid query parameters",
+            what.to_owned(),
+        )
+    };
+    let network = x402::network::parse_network(query.network.trim())
+        .ok_or_else(|| bad("network: not a known network (v1 name or CAIP-2 id)"))?;
+    let payer: Address = query
+        .payer
+        .trim()
+        .parse()
+        .map_err(|_| bad("payer: expected a 0x-prefixed 20-byte address"))?;
+    let nonce: B256 = query
+        .nonce
+        .trim()
+        .parse()
+        .map_err(|_| bad("nonce: expected a 0x-prefixed 32-byte hex nonce"))?;
+    let asset: Option<Address> = query
+        .asset
+        .as_deref()
+        .map(|a| a.trim().parse())
+        .transpose()
+        .map_err(|_| bad("asset: expected a 0x-prefixed 20-byte address"))?;
+    let row = state
+        .facilitator
+        .settlement_by_authorization(network, payer, nonce, asset, &client.0.client_id)
+        .await?;
+    Ok(super::data(settlement_body(row)))
 }

@@ -123,6 +123,20 @@ impl ChainApp {
         res.json().await.unwrap()
     }
 
+    /// `POST /settle` with an `Idempotency-Key` header.
+    pub async fn settle_with_key(&self, body: &Value, key: &str) -> reqwest::Response {
+        self.app
+            .http
+            .post(self.app.url("/api/v1/settle"))
+            .header("X-Client-ID", &self.client_id)
+            .header("X-Client-Token", &self.client_token)
+            .header("Idempotency-Key", key)
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
     /// `GET /settlements/{tx}` with this app's key: the `data` of a 200.
     pub async fn settlement(&self, tx: &str) -> Value {
         let res = self
@@ -279,4 +293,31 @@ impl Payment {
             "paymentRequirements": requirements,
         })
     }
+}
+
+/// Run a chain test (anvil + real USDC, `opts`; default options when omitted) on SQLite and on
+/// PostgreSQL.
+#[macro_export]
+macro_rules! chain_test {
+    ($name:ident, |$app:ident| $body:block) => {
+        $crate::chain_test!($name, devnet::DevnetOptions::default(), |$app| $body);
+    };
+    ($name:ident, $opts:expr, |$app:ident| $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn run($app: $crate::chain_helpers::ChainApp) $body
+
+            #[actix_web::test]
+            async fn sqlite() {
+                run($crate::chain_helpers::ChainApp::spawn($crate::helpers::Db::Sqlite, $opts).await).await
+            }
+
+            #[actix_web::test]
+            async fn postgres() {
+                run($crate::chain_helpers::ChainApp::spawn($crate::helpers::Db::Postgres, $opts).await).await
+            }
+        }
+    };
 }

@@ -132,17 +132,8 @@ both_dbs!(expired_client_key_is_rejected, |app| {
         .unwrap()
         .to_owned();
     let token = body["data"]["client"]["token"].as_str().unwrap().to_owned();
-    // Move its expiry into the past before its first use (no clock to fast-forward).
-    let db = Database::connect(&app.db.url).await.unwrap();
-    let past = (chrono::Utc::now() - chrono::Duration::minutes(1)).to_rfc3339();
-    let sql = match db.get_database_backend() {
-        sea_orm::DatabaseBackend::Postgres => format!(
-            "UPDATE clients SET expires_at = '{past}'::timestamptz WHERE client_id = '{id}'"
-        ),
-        _ => format!("UPDATE clients SET expires_at = '{past}' WHERE client_id = '{id}'"),
-    };
-    db.execute_unprepared(&sql).await.unwrap();
-    db.close().await.ok();
+    // Move its expiry into the past before its first use.
+    expire_client_key(&app.db.url, &id).await;
     let res = app.get_as_client("/api/v1/supported", &id, &token).await;
     assert_error(res, 401, "UNAUTHORIZED", Some("client key expired")).await;
 });

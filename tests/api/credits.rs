@@ -1,6 +1,6 @@
 //! Usage credits of client keys: the operator gives a key a number of settlements; each new
-//! authorization uses one (a repeat does not, a settle that sends nothing gives it back); out
-//! of credits, `/settle` is refused with 403 until the operator tops it up.
+//! authorization uses one (a copy or an idempotent retry does not, a settle that sends nothing
+//! gives it back); out of credits, `/settle` is refused with 403 until the operator tops it up.
 
 use alloy::primitives::U256;
 use devnet::DevnetOptions;
@@ -77,10 +77,15 @@ async fn credits_flow(kind: Db) {
     assert_eq!(failed["errorReason"], "insufficient_funds");
     assert_eq!(credits_of(&app, &access).await, 2);
 
-    // Two new authorizations use both credits; a repeat uses none.
+    // Two new authorizations use both credits; an idempotent retry and a copy use none.
     let a = body_of(100);
-    assert_eq!(app.settle(&a).await["success"], true);
-    assert_eq!(app.settle(&a).await["success"], true, "a repeat");
+    for _ in 0..2 {
+        let res = app.settle_with_key(&a, "credits-a").await;
+        let answer: Value = res.json().await.unwrap();
+        assert_eq!(answer["success"], true, "{answer}");
+    }
+    let copy = app.settle(&a).await;
+    assert_eq!(copy["errorReason"], "invalid_exact_evm_nonce_already_used");
     assert_eq!(credits_of(&app, &access).await, 1);
     assert_eq!(app.settle(&body_of(200)).await["success"], true);
     assert_eq!(credits_of(&app, &access).await, 0);
@@ -118,11 +123,11 @@ async fn credits_flow(kind: Db) {
     for (body, details) in [
         (
             json!({}),
-            "give exactly one of settleCredits and addSettleCredits",
+            "nothing to change: give settleCredits, addSettleCredits or rateLimitPerSecond",
         ),
         (
             json!({"settleCredits": 1, "addSettleCredits": 1}),
-            "give exactly one of settleCredits and addSettleCredits",
+            "give settleCredits or addSettleCredits, not both",
         ),
         (
             json!({"settleCredits": -1}),

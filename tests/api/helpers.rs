@@ -61,6 +61,18 @@ impl TestDb {
     }
 }
 
+impl TestDb {
+    /// A second handle on a database another `TestDb` owns (a second instance on it): this
+    /// one cleans nothing up.
+    pub fn attach(url: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+            pg_name: None,
+            _dir: None,
+        }
+    }
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         if let Some(name) = self.pg_name.take() {
@@ -275,6 +287,21 @@ impl TestApp {
             .await
             .expect("request")
     }
+}
+
+/// Move a client key's expiry into the past (there is no clock to fast-forward).
+pub async fn expire_client_key(db_url: &str, client_id: &str) {
+    use sea_orm::ConnectionTrait;
+    let db = Database::connect(db_url).await.unwrap();
+    let past = (chrono::Utc::now() - chrono::Duration::minutes(1)).to_rfc3339();
+    let sql = match db.get_database_backend() {
+        sea_orm::DatabaseBackend::Postgres => format!(
+            "UPDATE clients SET expires_at = '{past}'::timestamptz WHERE client_id = '{client_id}'"
+        ),
+        _ => format!("UPDATE clients SET expires_at = '{past}' WHERE client_id = '{client_id}'"),
+    };
+    db.execute_unprepared(&sql).await.unwrap();
+    db.close().await.ok();
 }
 
 /// Assert an error body field by field.

@@ -4,35 +4,14 @@
 //! shutdown.
 
 use alloy::primitives::{B256, U256};
-use devnet::DevnetOptions;
 use reqwest::Method;
 use sea_orm::{ActiveModelTrait, Database, Set};
 use serde_json::{json, Value};
 
 use crate::both_dbs;
 use crate::chain_helpers::*;
+use crate::chain_test;
 use crate::helpers::*;
-
-macro_rules! chain_test {
-    ($name:ident, |$app:ident| $body:block) => {
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-
-            async fn run($app: ChainApp) $body
-
-            #[actix_web::test]
-            async fn sqlite() {
-                run(ChainApp::spawn(Db::Sqlite, DevnetOptions::default()).await).await
-            }
-
-            #[actix_web::test]
-            async fn postgres() {
-                run(ChainApp::spawn(Db::Postgres, DevnetOptions::default()).await).await
-            }
-        }
-    };
-}
 
 async fn get_json(app: &TestApp, path: &str, bearer: &str) -> Value {
     let res = app.get(path, Some(bearer)).await;
@@ -95,15 +74,26 @@ chain_test!(known_sequence_gives_exact_counts_sums_and_fees, |app| {
     for value in [1_000u64, 2_000, 3_000] {
         let p = Payment::new(&app, 0, value);
         let body = p.v1(&p.sign(&p0), value);
-        let s = app.settle(&body).await;
+        let s: Value = app
+            .settle_with_key(&body, &format!("metrics-{value}"))
+            .await
+            .json()
+            .await
+            .unwrap();
         assert_eq!(s["success"], true, "{s}");
         let (g, f) = fee_of(&app, &s["transaction"]).await;
         fees = (fees.0 + g, fees.1 + f);
         first.get_or_insert((body, s["transaction"].clone()));
     }
-    // The first one again: success with the same tx, but no second transfer and no fee.
+    // The first one retried with its idempotency key: the same success and tx, but no second
+    // transfer and no fee.
     let (body, tx) = first.unwrap();
-    let again = app.settle(&body).await;
+    let again: Value = app
+        .settle_with_key(&body, "metrics-1000")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(again["success"], true);
     assert_eq!(again["transaction"], tx);
     let stranger = app.payer(3).clone();

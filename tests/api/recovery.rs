@@ -1,6 +1,7 @@
 //! Crash recovery: the facilitator process is SIGKILLed after broadcasting a settlement and
 //! before its receipt; restarted on the same database, it resolves the row from the chain and
-//! answers a retry with the original transaction.
+//! answers a retry of the same idempotent request with the original transaction (a copy
+//! without the key is "nonce already used"; the lookup by authorization tells the outcome).
 
 use std::time::{Duration, Instant};
 
@@ -67,6 +68,7 @@ async fn killed_after_broadcast_then_restarted(kind: Db) {
             http.post(format!("{base}/api/v1/settle"))
                 .header("X-Client-ID", id)
                 .header("X-Client-Token", token)
+                .header("Idempotency-Key", "order-777")
                 .json(&body)
                 .send()
                 .await
@@ -108,15 +110,42 @@ async fn killed_after_broadcast_then_restarted(kind: Db) {
     assert_eq!(ledger_row(&db.url).await.unwrap().status, "submitted");
     devnet.mine().await.unwrap();
 
-    // A retry of the same authorization: the original transaction, nothing sent again.
-    let answer: Value = settle(second.url.clone())
-        .await
-        .unwrap()
-        .json()
+    // A copy without the idempotency key: the authorization is used.
+    let copy = http
+        .post(format!("{}/api/v1/settle", second.url))
+        .header("X-Client-ID", &id)
+        .header("X-Client-Token", &token)
+        .json(&body)
+        .send()
         .await
         .unwrap();
+    let copy: Value = copy.json().await.unwrap();
+    assert_eq!(copy["success"], false, "{copy}");
+    assert_eq!(copy["errorReason"], "invalid_exact_evm_nonce_already_used");
+    assert_eq!(copy["transaction"], "");
+    // A retry of the same idempotent request: the original transaction, nothing sent again.
+    let res = settle(second.url.clone()).await.unwrap();
+    assert_eq!(res.headers()["idempotent-replayed"], "true");
+    let answer: Value = res.json().await.unwrap();
     assert_eq!(answer["success"], true, "{answer}");
     assert_eq!(answer["transaction"], tx_hash.to_string());
+    // And the lookup by authorization tells the same.
+    let found = http
+        .get(format!(
+            "{}/api/v1/settlements?network=base-sepolia&payer={}&nonce={}",
+            second.url,
+            payer.address(),
+            pay.nonce
+        ))
+        .header("X-Client-ID", &id)
+        .header("X-Client-Token", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(found.status(), 200);
+    let found: Value = found.json().await.unwrap();
+    assert_eq!(found["data"]["status"], "confirmed", "{found}");
+    assert_eq!(found["data"]["transaction"], tx_hash.to_string());
     let row = ledger_row(&db.url).await.unwrap();
     assert_eq!(row.status, "confirmed");
     assert_eq!(row.tx_hash.as_deref(), Some(tx_hash.to_string().as_str()));

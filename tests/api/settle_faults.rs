@@ -93,9 +93,16 @@ async fn paused_chain(kind: Db, value: u64) -> (ChainApp, Value) {
 async fn pending_then_resolved(kind: Db) {
     let (app, body) = paused_chain(kind, 4_321).await;
     let before = app.balance(PAY_TO).await;
+    let (a, b) = (&app, &body);
+    let settle = |key| async move {
+        let res = a.settle_with_key(b, key).await;
+        let replayed = res.headers().get("idempotent-replayed").is_some();
+        (res.json::<Value>().await.unwrap(), replayed)
+    };
 
     // No block comes: the answer says "pending" and names the transaction.
-    let answer = app.settle(&body).await;
+    let (answer, replayed) = settle("order-4321").await;
+    assert!(!replayed);
     assert_eq!(answer["success"], false, "{answer}");
     assert_eq!(answer["errorReason"], "settlement_pending");
     let tx = answer["transaction"].as_str().unwrap().to_owned();
@@ -103,24 +110,38 @@ async fn pending_then_resolved(kind: Db) {
     let row = app.settlement(&tx).await;
     assert_eq!(row["status"], "submitted");
     assert_eq!(row["success"], false);
+    // A copy without the key is no retry: the authorization is in use.
+    let copy = app.settle(&body).await;
+    assert_eq!(copy["errorReason"], "invalid_exact_evm_nonce_already_used");
 
-    // The block comes: a retry answers success with the same transaction; one transfer.
+    // The block comes: a retry with the key answers success with the same transaction; one
+    // transfer.
     app.devnet.mine().await.unwrap();
-    let again = app.settle(&body).await;
+    let (again, replayed) = settle("order-4321").await;
+    assert!(replayed, "a retry is marked Idempotent-Replayed");
     assert_eq!(again["success"], true, "{again}");
     assert_eq!(again["transaction"], tx.as_str());
     let row = app.settlement(&tx).await;
     assert_eq!(row["status"], "confirmed");
     assert_eq!(app.balance(PAY_TO).await - before, U256::from(4_321));
+    // Final now: a further retry replays that success byte for byte.
+    let (third, replayed) = settle("order-4321").await;
+    assert!(replayed);
+    assert_eq!(third, again);
 
-    // The metrics account for the transfer once, found by the retry: two settle answers
-    // (pending, then a repeat), one transfer with its amount and fee.
+    // The metrics account for the transfer once, found by the retry: four settle answers
+    // (pending, the copy, then two retries answered with the original), one transfer with
+    // its amount and fee.
     let hash: B256 = tx.parse().unwrap();
     let receipt = app.devnet.receipt(hash).await.unwrap().unwrap();
     let t = &x402_totals(&app).await;
-    assert_eq!(t["settle"]["count"], 2, "{t}");
+    assert_eq!(t["settle"]["count"], 4, "{t}");
     assert_eq!(t["settle"]["failureReasons"]["settlement_pending"], 1);
-    assert_eq!(t["settle"]["repeats"], 1);
+    assert_eq!(
+        t["settle"]["failureReasons"]["invalid_exact_evm_nonce_already_used"],
+        1
+    );
+    assert_eq!(t["settle"]["repeats"], 2);
     assert_eq!(t["amounts"][0]["amount"], "4321");
     assert_eq!(t["amounts"][0]["settlements"], 1);
     assert_eq!(t["fees"][0]["gasUsed"], receipt.gas_used);
@@ -179,11 +200,15 @@ async fn claims_without_a_transaction(kind: Db) {
         .unwrap();
     let before = app.balance(PAY_TO).await;
 
-    // A claim touched just now may be another instance sending it: wait, never send twice.
+    // A claim touched just now may be another instance sending it: never send twice; the
+    // copy is refused at once.
     pending_without_tx(&app.app.db.url, chrono::Duration::zero()).await;
     let answer = app.settle(&body).await;
     assert_eq!(answer["success"], false, "{answer}");
-    assert_eq!(answer["errorReason"], "settlement_pending");
+    assert_eq!(
+        answer["errorReason"],
+        "invalid_exact_evm_nonce_already_used"
+    );
     assert_eq!(answer["transaction"], "");
     assert_eq!(app.balance(PAY_TO).await, before);
 

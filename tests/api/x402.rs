@@ -7,29 +7,8 @@ use devnet::DevnetOptions;
 use serde_json::{json, Value};
 
 use crate::chain_helpers::*;
+use crate::chain_test;
 use crate::helpers::*;
-
-/// Run a chain test on SQLite and on PostgreSQL.
-macro_rules! chain_test {
-    ($name:ident, $opts:expr, |$app:ident| $body:block) => {
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-
-            async fn run($app: ChainApp) $body
-
-            #[actix_web::test]
-            async fn sqlite() {
-                run(ChainApp::spawn(Db::Sqlite, $opts).await).await
-            }
-
-            #[actix_web::test]
-            async fn postgres() {
-                run(ChainApp::spawn(Db::Postgres, $opts).await).await
-            }
-        }
-    };
-}
 
 fn automine() -> DevnetOptions {
     DevnetOptions::default()
@@ -95,10 +74,11 @@ chain_test!(
         // A settled payment is never valid again (the cache does not say otherwise).
         let after = app.verify(&body).await;
         assert_invalid(&after, "invalid_exact_evm_nonce_already_used");
-        // Settling it again answers the first outcome and moves nothing.
+        // Settling it again is a copy of a used payment: refused, nothing moves.
         let again = app.settle(&body).await;
-        assert_eq!(again["success"], true);
-        assert_eq!(again["transaction"], tx.to_string());
+        assert_eq!(again["success"], false, "{again}");
+        assert_eq!(again["errorReason"], "invalid_exact_evm_nonce_already_used");
+        assert_eq!(again["transaction"], "");
         assert_eq!(
             app.balance(PAY_TO).await,
             before_payee + U256::from(1_250_000)
@@ -339,7 +319,7 @@ chain_test!(
 );
 
 chain_test!(
-    thirty_concurrent_settles_of_one_authorization_broadcast_once,
+    thirty_concurrent_settles_of_one_authorization_succeed_once,
     interval_mining(),
     |app| {
         let payer = app.payer(0).clone();
@@ -350,12 +330,17 @@ chain_test!(
         let nonce_before = app.devnet.nonce_of(signer).await.unwrap();
 
         let answers = futures::future::join_all((0..30).map(|_| app.settle(&body))).await;
-        let hashes: HashSet<String> = answers
-            .iter()
-            .map(|a| a["transaction"].as_str().unwrap().to_owned())
-            .collect();
-        assert_eq!(hashes.len(), 1, "one transaction for all: {answers:?}");
-        assert!(answers.iter().all(|a| a["success"] == true), "{answers:?}");
+        let wins: Vec<&Value> = answers.iter().filter(|a| a["success"] == true).collect();
+        assert_eq!(wins.len(), 1, "exactly one success: {answers:?}");
+        let tx = wins[0]["transaction"].as_str().unwrap().to_owned();
+        assert!(tx.parse::<B256>().is_ok());
+        for a in answers.iter().filter(|a| a["success"] != true) {
+            assert_eq!(
+                a["errorReason"], "invalid_exact_evm_nonce_already_used",
+                "{a}"
+            );
+            assert_eq!(a["transaction"], "", "{a}");
+        }
         assert_eq!(
             app.balance(PAY_TO).await,
             before + U256::from(4_200),
@@ -364,8 +349,28 @@ chain_test!(
         assert_eq!(
             app.devnet.nonce_of(signer).await.unwrap(),
             nonce_before + 1,
-            "one broadcast"
+            "one transaction on chain"
         );
+
+        // Later, from the same key or another: still used.
+        let later = app.settle(&body).await;
+        assert_eq!(later["errorReason"], "invalid_exact_evm_nonce_already_used");
+        let (access, _, _) = app.app.user("second-merchant@example.com").await;
+        let (id, token) = app.app.client_key(&access, "verify,settle").await;
+        for path in ["/api/v1/settle", "/api/v1/verify"] {
+            let res = app.app.post_as_client(path, &id, &token, &body).await;
+            let answer: Value = res.json().await.unwrap();
+            let reason = if path.ends_with("settle") {
+                &answer["errorReason"]
+            } else {
+                &answer["invalidReason"]
+            };
+            assert_eq!(
+                reason, "invalid_exact_evm_nonce_already_used",
+                "{path}: {answer}"
+            );
+        }
+        assert_eq!(app.balance(PAY_TO).await, before + U256::from(4_200));
     }
 );
 
