@@ -35,6 +35,8 @@ pub struct Settings {
     pub settlement: SettlementSettings,
     #[serde(default)]
     pub limits: LimitSettings,
+    #[serde(default)]
+    pub fleet: FleetSettings,
     /// Keyed by network id with `_` for `-` (`base_sepolia`), so that the key can be set from
     /// the environment: `APP__NETWORKS__BASE_SEPOLIA__RPC_URL`.
     #[serde(default)]
@@ -137,6 +139,30 @@ impl Default for SettlementSettings {
 
 fn default_idempotency_ttl() -> u64 {
     24
+}
+
+/// Several instances on one PostgreSQL database.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct FleetSettings {
+    /// A signer lease lasts this long unless renewed (renewed every third of it); a dead
+    /// instance's keys are taken over after at most this long.
+    pub lease_ttl_secs: u64,
+    /// How long a settle that this instance cannot send (it holds no lease of the network)
+    /// waits for a lease holder to take it.
+    pub queue_pickup_secs: u64,
+    /// How often signer balances are read (a signer that cannot pay gets no new settlement).
+    pub signer_balance_poll_secs: u64,
+}
+
+impl Default for FleetSettings {
+    fn default() -> Self {
+        Self {
+            lease_ttl_secs: 15,
+            queue_pickup_secs: 5,
+            signer_balance_poll_secs: 5,
+        }
+    }
 }
 
 /// Throttling: client-key rate limits (per instance, in memory) and the login / signup /
@@ -263,6 +289,17 @@ pub struct NetworkSettings {
     pub receipt_timeout_secs: Option<u64>,
     /// Replace a settlement transaction still unmined after this long (same nonce, +12.5% fees).
     pub replace_after_secs: Option<u64>,
+    /// A signer whose native balance falls below this (ether units) is reported: a warning,
+    /// `/status`, and the Prometheus gauge. Default 0.01.
+    pub min_signer_balance_eth: Option<f64>,
+}
+
+impl NetworkSettings {
+    /// The signer balance floor, wei.
+    pub fn min_signer_balance_wei(&self) -> alloy_primitives::U256 {
+        let eth = self.min_signer_balance_eth.unwrap_or(0.01).max(0.0);
+        alloy_primitives::U256::from((eth * 1e18) as u128)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -413,6 +450,10 @@ settlement:
   background_watch_secs: 1800
   reconcile_interval_secs: 300
   idempotency_ttl_hours: 24
+fleet:
+  lease_ttl_secs: 15
+  queue_pickup_secs: 5
+  signer_balance_poll_secs: 5
 limits:
   client_rate_limit_per_second: 0
   login_failures_per_account: 5

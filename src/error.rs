@@ -155,6 +155,12 @@ impl From<ServiceError> for ApiError {
             ServiceError::Unavailable(message) => {
                 ApiError::new(ErrorCode::ServiceUnavailable, message, "")
             }
+            ServiceError::NoSigner(why) => ApiError::new(
+                ErrorCode::SettlementFailed,
+                "Payment settlement failed",
+                why,
+            )
+            .with_header("Retry-After", "5"),
             ServiceError::TooManyRequests {
                 message,
                 retry_after,

@@ -18,10 +18,12 @@ use facilitator_actors::auth::{AuthConfig, AuthHandle};
 use facilitator_actors::facilitator::{
     system_clock, Clock, Facilitator, FacilitatorConfig, NetworkRuntime,
 };
+use facilitator_actors::fleet::Fleet;
 use facilitator_actors::metrics::MetricsHandle;
 use facilitator_actors::registry::{ChainStatus, NetworkEntry, NewAsset, RegistryHandle};
 use facilitator_actors::settlement::{
-    parse_signer_keys, FeePolicy, ReceiptWatcher, SettlementActor, SettlementRouter,
+    parse_signer_keys, FeePolicy, NetworkSide, ReceiptWatcher, SettlementActor, SettlementRouter,
+    SignerStats,
 };
 use facilitator_actors::{idempotency, throttle};
 use migration::MigratorTrait;
@@ -61,7 +63,12 @@ pub struct Application {
     host: String,
     server: Server,
     state: web::Data<AppState>,
+    /// Held while this instance runs on a SQLite file.
+    _sqlite_lock: Option<std::fs::File>,
 }
+
+/// How long a SQLite writer waits for the write lock before failing.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Connect to the configured database and bring its schema up to date.
 pub async fn connect_and_migrate(settings: &Settings) -> anyhow::Result<DatabaseConnection> {
@@ -89,17 +96,19 @@ async fn connect(settings: &Settings, max_connections: u32) -> anyhow::Result<Da
         .min_connections(1)
         .connect_timeout(Duration::from_secs(10))
         .acquire_timeout(Duration::from_secs(10))
-        .sqlx_logging(false);
-    let db = Database::connect(options)
+        .sqlx_logging(false)
+        // On every pooled connection (a PRAGMA run once would set only one): WAL lets readers
+        // run beside the writer; the busy timeout queues writers behind each other instead of
+        // failing them with "database is locked" under load. (synchronous stays FULL: the
+        // ledger row naming a transaction must survive a power cut before it is broadcast.)
+        .map_sqlx_sqlite_opts(|o| {
+            o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                .busy_timeout(SQLITE_BUSY_TIMEOUT)
+                .foreign_keys(true)
+        });
+    Database::connect(options)
         .await
-        .context("cannot connect to the database (check APP__DATABASE__URL)")?;
-    if db.get_database_backend() == sea_orm::DatabaseBackend::Sqlite {
-        // WAL lets readers run beside the writer; the busy timeout queues writers instead of
-        // failing them with "database is locked".
-        db.execute_unprepared("PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON;")
-            .await?;
-    }
-    Ok(db)
+        .context("cannot connect to the database (check APP__DATABASE__URL)")
 }
 
 fn sqlite_file(url: &str) -> Option<&str> {
@@ -108,6 +117,61 @@ fn sqlite_file(url: &str) -> Option<&str> {
         .or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next()?;
     (!path.is_empty() && path != ":memory:").then_some(path)
+}
+
+/// What a network's runtime is built from, once the registry exists.
+struct PendingRuntime {
+    entry: NetworkEntry,
+    provider: RootProvider,
+    router: SettlementRouter,
+    receipt_timeout: Duration,
+    replace_after: Duration,
+    fees: FeePolicy,
+    min_signer_balance: alloy_primitives::U256,
+}
+
+/// An exclusive lock on `<file>.lock` beside a SQLite database: one instance per file.
+fn lock_sqlite(settings: &Settings) -> anyhow::Result<Option<std::fs::File>> {
+    let Some(path) = sqlite_file(settings.database_url()) else {
+        return Ok(None);
+    };
+    if let Some(dir) = std::path::Path::new(path).parent() {
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create the directory of {path}"))?;
+        }
+    }
+    let lock_path = format!("{path}.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("cannot open {lock_path}"))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another instance is running on the SQLite database {path}: SQLite serves one \
+             instance only; run a fleet on PostgreSQL (APP__DATABASE__URL=postgres://…)"
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {lock_path}"))
+        }
+    }
+}
+
+/// Expire every signer lease (SQLite: this is the only instance).
+async fn release_all_leases(db: &DatabaseConnection) -> anyhow::Result<()> {
+    use sea_orm::{EntityTrait, QueryFilter};
+    entities::signer_lease::Entity::update_many()
+        .col_expr(
+            entities::signer_lease::Column::ExpiresAt,
+            sea_orm::sea_query::Expr::value(chrono::Utc::now()),
+        )
+        .filter(sea_orm::sea_query::Expr::val(1).eq(1))
+        .exec(db)
+        .await?;
+    Ok(())
 }
 
 /// Served networks with their settings, and the assets they accept by default.
@@ -188,7 +252,21 @@ impl Application {
                 secrets.generated.join(", ")
             );
         }
+        // SQLite serves one instance: a second one on the same file is refused (the lock goes
+        // with the process, even a killed one).
+        let sqlite_lock = lock_sqlite(&settings)?;
         let db = connect_and_migrate(&settings).await?;
+        let multi_instance = db.get_database_backend() == sea_orm::DatabaseBackend::Postgres;
+        let fleet = Fleet::join(
+            db.clone(),
+            Duration::from_secs(settings.fleet.lease_ttl_secs.max(1)),
+        )
+        .await
+        .context("cannot register this instance")?;
+        if !multi_instance {
+            // Nobody else can be on this file: whatever leases a previous run left are ours.
+            release_all_leases(&db).await?;
+        }
         // The metrics actor writes through its own small pool, opened here on the main
         // runtime: PostgreSQL connections a worker opened die with the worker's runtime at
         // shutdown, and the final flush comes after the workers have stopped.
@@ -250,39 +328,47 @@ impl Application {
                 gas_limit: ns.gas_limit.unwrap_or(FeePolicy::default().gas_limit),
                 ..FeePolicy::default()
             };
+            let side = NetworkSide {
+                network: v1,
+                chain_id: entry.info.chain_id,
+                provider: provider.clone(),
+                db: db.clone(),
+                policy,
+            };
             let actors: Vec<_> = keys
                 .into_iter()
                 .map(|key| {
                     let address = key.address();
-                    let actor = SettlementActor::new(
-                        v1,
-                        entry.info.chain_id,
-                        key,
-                        provider.clone(),
-                        db.clone(),
-                        policy,
-                    );
-                    (address, actor.start())
+                    let state = Arc::new(SignerStats::default());
+                    let actor = SettlementActor::new(&side, key, state.clone(), fleet.holder());
+                    (address, actor.start(), state)
                 })
                 .collect();
-            entry.signers = actors.iter().map(|(a, _)| *a).collect();
-            let timeouts = (
-                Duration::from_secs(ns.receipt_timeout_secs.unwrap_or(20)),
-                Duration::from_secs(ns.replace_after_secs.unwrap_or(12)),
-            );
-            pending_runtimes.push((
-                entry.clone(),
+            entry.signers = actors.iter().map(|(a, _, _)| *a).collect();
+            pending_runtimes.push(PendingRuntime {
+                entry: entry.clone(),
                 provider,
-                SettlementRouter::new(actors),
-                timeouts,
-            ));
+                router: SettlementRouter::new(actors),
+                receipt_timeout: Duration::from_secs(ns.receipt_timeout_secs.unwrap_or(20)),
+                replace_after: Duration::from_secs(ns.replace_after_secs.unwrap_or(12)),
+                fees: policy,
+                min_signer_balance: ns.min_signer_balance_wei(),
+            });
             entries.push(entry);
         }
         let registry = RegistryHandle::start(db.clone(), entries, assets).await?;
         let runtimes: Vec<Arc<NetworkRuntime>> = pending_runtimes
             .into_iter()
             .map(
-                |(entry, provider, router, (receipt_timeout, replace_after))| {
+                |PendingRuntime {
+                     entry,
+                     provider,
+                     router,
+                     receipt_timeout,
+                     replace_after,
+                     fees,
+                     min_signer_balance,
+                 }| {
                     let status_registry = registry.clone();
                     let name = entry.info.v1_name;
                     let watcher = ReceiptWatcher::start(
@@ -306,21 +392,33 @@ impl Application {
                         watcher,
                         receipt_timeout,
                         replace_after,
+                        fees,
+                        min_signer_balance,
                     })
                 },
             )
             .collect();
         let facilitator = Facilitator::new(
             db.clone(),
+            fleet,
             registry.clone(),
             runtimes,
             options.clock.take().unwrap_or_else(system_clock),
             FacilitatorConfig {
                 background_watch: Duration::from_secs(settings.settlement.background_watch_secs),
+                fleet: multi_instance,
+                queue_pickup: Duration::from_secs(settings.fleet.queue_pickup_secs.max(1)),
+                funds_poll: Duration::from_secs(settings.fleet.signer_balance_poll_secs.max(1)),
                 ..FacilitatorConfig::default()
             },
             metrics.clone(),
         );
+        // Our share of the signer leases before the first request, then kept in the
+        // background with the signers' balances (and the fleet's queued settles).
+        if let Err(e) = facilitator.keep_leases_once().await {
+            tracing::warn!(error = %e, "signer leases not taken at start; retrying in the background");
+        }
+        facilitator.start_fleet_work();
         // Rows a previous run left in flight: resolve what the chain already knows.
         match facilitator.reconcile().await {
             Ok(0) => {}
@@ -406,6 +504,7 @@ impl Application {
             host: settings.server.host.clone(),
             server: server.run(),
             state,
+            _sqlite_lock: sqlite_lock,
         })
     }
 
@@ -434,6 +533,7 @@ impl Application {
         });
         let served = self.server.await;
         signals.abort();
+        self.state.facilitator.leave_fleet().await;
         match self.state.metrics.flush().await {
             Ok(()) => tracing::info!("metrics flushed; stopped"),
             Err(e) => tracing::error!(error = %e, "final metrics flush failed"),

@@ -22,6 +22,10 @@ pub enum ServiceError {
     Conflict(String),
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// No signer can send a settlement now (none can pay for gas, or no instance holds a
+    /// lease of the network). The message is ours and safe to show.
+    #[error("no signer available: {0}")]
+    NoSigner(String),
     /// Throttled: too many attempts; the caller may try again after `retry_after`.
     #[error("too many requests: {message}")]
     TooManyRequests {

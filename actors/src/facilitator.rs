@@ -9,6 +9,8 @@
 //! -> ledger outcome. Concurrent settles of one authorization in this process share one
 //! in-flight future; across processes they meet at the ledger's unique key.
 
+mod fleet;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,10 +28,13 @@ use x402::Reason;
 
 use crate::auth;
 use crate::error::{ServiceError, ServiceResult};
+use crate::fleet::Fleet;
 use crate::ledger::{self, Claim, Key, Mined};
 use crate::metrics::{self, MetricsHandle, Operation, X402Event};
 use crate::registry::{NetworkEntry, RegistryHandle};
-use crate::settlement::{Broadcast, BroadcastError, Broadcasted, ReceiptWatcher, SettlementRouter};
+use crate::settlement::{
+    Broadcast, BroadcastError, Broadcasted, FeePolicy, ReceiptWatcher, SettlementRouter,
+};
 
 /// Seconds since the Unix epoch; injectable so tests can move time.
 pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
@@ -52,6 +57,10 @@ pub struct NetworkRuntime {
     pub receipt_timeout: Duration,
     /// An unmined transaction is replaced (same nonce, higher fees) after this long.
     pub replace_after: Duration,
+    /// The network's gas limit and fee cap (what a signer must be able to pay).
+    pub fees: FeePolicy,
+    /// Below this native balance a signer is reported (log, `/status`, Prometheus).
+    pub min_signer_balance: U256,
 }
 
 #[derive(Debug, Clone)]
@@ -112,6 +121,13 @@ pub struct FacilitatorConfig {
     /// How long a transaction is still watched after its request answered
     /// `settlement_pending`; zero = not at all (reconciliation alone resolves it).
     pub background_watch: Duration,
+    /// Other instances may hold signer leases (a shared PostgreSQL database): a settle this
+    /// instance cannot send itself is queued for them.
+    pub fleet: bool,
+    /// How long a queued settle waits for a lease holder to take it.
+    pub queue_pickup: Duration,
+    /// How often signer balances are read.
+    pub funds_poll: Duration,
 }
 
 impl Default for FacilitatorConfig {
@@ -119,6 +135,9 @@ impl Default for FacilitatorConfig {
         Self {
             verify_cache_ttl: Duration::from_secs(5),
             background_watch: Duration::from_secs(30 * 60),
+            fleet: false,
+            queue_pickup: Duration::from_secs(5),
+            funds_poll: Duration::from_secs(5),
         }
     }
 }
@@ -130,6 +149,7 @@ pub struct Facilitator {
 
 struct Inner {
     db: DatabaseConnection,
+    fleet: Fleet,
     registry: RegistryHandle,
     networks: HashMap<u64, Arc<NetworkRuntime>>,
     verify_cache: DashMap<B256, (Instant, VerifyAnswer)>,
@@ -185,6 +205,7 @@ impl Drop for InFlightGuard {
 const CREDITS_EXHAUSTED: &str = "settle_credits_exhausted";
 
 /// What the metrics need to account for one mined settlement transaction.
+#[derive(Clone)]
 struct Transfer {
     client_id: Option<String>,
     network: String,
@@ -215,6 +236,7 @@ struct ChainView {
 impl Facilitator {
     pub fn new(
         db: DatabaseConnection,
+        fleet: Fleet,
         registry: RegistryHandle,
         networks: Vec<Arc<NetworkRuntime>>,
         clock: Clock,
@@ -224,6 +246,7 @@ impl Facilitator {
         Self {
             inner: Arc::new(Inner {
                 db,
+                fleet,
                 registry,
                 networks: networks
                     .into_iter()
@@ -283,6 +306,34 @@ impl Facilitator {
         Ok(())
     }
 
+    /// `resolve_mined`, retried in the background if the database refuses it now: a mined
+    /// transaction is never reported as a failure because of our own storage.
+    async fn record_mined(&self, id: i64, tx_hash: B256, mined: Mined, transfer: Transfer) {
+        let first = self
+            .resolve_mined(id, tx_hash, &mined, transfer.clone())
+            .await;
+        let Err(e) = first else { return };
+        tracing::warn!(id, %tx_hash, error = %e, "mined settlement not recorded yet; retrying");
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut wait = Duration::from_millis(200);
+            for _ in 0..8 {
+                tokio::time::sleep(wait).await;
+                match this
+                    .resolve_mined(id, tx_hash, &mined, transfer.clone())
+                    .await
+                {
+                    Ok(()) => return,
+                    Err(e) => {
+                        tracing::warn!(id, %tx_hash, error = %e, "mined settlement still not recorded")
+                    }
+                }
+                wait *= 2;
+            }
+            tracing::error!(id, %tx_hash, "mined settlement not recorded; reconciliation will");
+        });
+    }
+
     /// Keep waiting for a transaction after its request has answered (`settlement_pending`),
     /// so the ledger and the metrics resolve without anyone asking again. One task per row.
     fn watch_in_background(
@@ -317,6 +368,11 @@ impl Facilitator {
             }
             this.inner.watched.remove(&id);
         });
+    }
+
+    /// Nothing was sent for this row after all: it fails, and a later settle may claim it.
+    async fn release_unsent(&self, id: i64) -> Result<(), sea_orm::DbErr> {
+        ledger::mark_failed_unsent(&self.inner.db, id, Reason::UnexpectedSettleError.as_str()).await
     }
 
     async fn refund_credit(&self, credit: Option<&str>) {
@@ -530,6 +586,10 @@ impl Facilitator {
         };
         let key = ledger_key(&rt, req);
         let caller = caller.unwrap_or_default();
+        // No signer can pay for gas anywhere: fail before any work, with a clear reason.
+        if let Some(why) = self.cannot_send(&rt) {
+            return Err(ServiceError::NoSigner(why));
+        }
 
         // One settle per authorization in this process: a copy is refused without waiting; a
         // retry of the same idempotent request waits for the leader's answer.
@@ -625,6 +685,7 @@ impl Facilitator {
             payload: serde_json::to_value(&req.payload).unwrap_or_default(),
             client_id: client_id.map(str::to_owned),
             idempotency_key: caller.idempotency_key.clone(),
+            instance_id: self.inner.fleet.id().to_owned(),
         };
         let row = match ledger::claim(&self.inner.db, &new).await? {
             Claim::New(row) => row,
@@ -676,6 +737,12 @@ impl Facilitator {
         }
 
         let calldata = transfer_calldata(req, verified);
+        if !rt.router.has_available() && self.inner.config.fleet {
+            // Another instance holds this network's signer leases: it sends, we answer.
+            return self
+                .settle_through_the_fleet(rt, &row, req.asset, &calldata, credit, payer, amount)
+                .await;
+        }
         let broadcast = rt
             .router
             .broadcast(Broadcast {
@@ -687,18 +754,26 @@ impl Facilitator {
             .await;
         let sent = match broadcast {
             Ok(b) => Sent::Known(b, calldata),
+            Err(BroadcastError::NoSigner(why)) if self.inner.config.fleet => {
+                tracing::debug!(%why, "no signer here after all; queueing for the fleet");
+                return self
+                    .settle_through_the_fleet(rt, &row, req.asset, &calldata, credit, payer, amount)
+                    .await;
+            }
+            Err(BroadcastError::NoSigner(why)) => {
+                self.release_unsent(row.id).await?;
+                self.refund_credit(credit).await;
+                return Err(ServiceError::NoSigner(self.cannot_send(rt).unwrap_or_else(
+                    || format!("network {}: {why}", rt.entry.info.v1_name),
+                )));
+            }
             Err(BroadcastError::Unknown { tx_hash, error }) => {
                 tracing::warn!(%tx_hash, %error, "broadcast outcome unknown; waiting for the chain");
                 Sent::Unknown(tx_hash)
             }
             Err(BroadcastError::NotSent(error)) => {
                 tracing::error!(network = rt.entry.info.v1_name, %error, "settlement not broadcast");
-                ledger::mark_failed_unsent(
-                    &self.inner.db,
-                    row.id,
-                    Reason::UnexpectedSettleError.as_str(),
-                )
-                .await?;
+                self.release_unsent(row.id).await?;
                 self.refund_credit(credit).await;
                 return Ok(SettleAnswer::failed(
                     Reason::UnexpectedSettleError,
@@ -751,7 +826,10 @@ impl Facilitator {
             if let Some(receipt) = rt.watcher.wait_any(&hashes, slice).await {
                 let tx_hash = receipt.transaction_hash;
                 let mined = mined(&receipt);
-                self.resolve_mined(id, tx_hash, &mined, transfer).await?;
+                // The chain has spoken: the answer follows it even if the ledger write fails
+                // now (it is retried, and reconciliation would find it anyway).
+                self.record_mined(id, tx_hash, mined.clone(), transfer)
+                    .await;
                 return Ok(SettleAnswer {
                     success: mined.success,
                     error_reason: (!mined.success).then_some(Reason::InvalidTransactionState),
@@ -805,75 +883,85 @@ impl Facilitator {
         key: &Key,
         req: &PaymentRequest,
     ) -> ServiceResult<SettleAnswer> {
-        let payer = Some(req.payload.authorization.from);
-        let amount = req.payload.authorization.value;
-        let deadline = Instant::now() + rt.receipt_timeout;
+        let auth = &req.payload.authorization;
+        self.answer_from_row(
+            rt,
+            RowRef::Key(key),
+            Some(auth.from),
+            auth.value,
+            false,
+            Instant::now() + rt.receipt_timeout,
+        )
+        .await
+    }
+
+    /// Follow a ledger row to its outcome, until `deadline`: confirmed, failed, or still
+    /// pending (with the transaction, if one was sent). `original`: this call is the settle
+    /// that row belongs to (a queued one another instance sends), not a retry.
+    async fn answer_from_row(
+        &self,
+        rt: &Arc<NetworkRuntime>,
+        which: RowRef<'_>,
+        payer: Option<Address>,
+        amount: U256,
+        original: bool,
+        deadline: Instant,
+    ) -> ServiceResult<SettleAnswer> {
+        let answer = |success, error_reason, transaction, block_number| SettleAnswer {
+            success,
+            error_reason,
+            transaction,
+            payer,
+            block_number,
+            amount,
+            mined_here: original && success,
+        };
         loop {
-            let row = ledger::find(&self.inner.db, key)
-                .await?
-                .ok_or(ServiceError::Internal("ledger row disappeared".into()))?;
+            let row = match which {
+                RowRef::Key(key) => ledger::find(&self.inner.db, key).await?,
+                RowRef::Id(id) => ledger::find_by_id(&self.inner.db, id).await?,
+            }
+            .ok_or(ServiceError::Internal("ledger row disappeared".into()))?;
             let tx_hash = row.tx_hash.as_deref().and_then(|h| h.parse::<B256>().ok());
+            let block = row.block_number.map(|b| b as u64);
             match (row.status.as_str(), tx_hash) {
-                (ledger::CONFIRMED, Some(h)) => {
-                    return Ok(SettleAnswer {
-                        success: true,
-                        error_reason: None,
-                        transaction: Some(h),
-                        payer,
-                        block_number: row.block_number.map(|b| b as u64),
-                        amount,
-                        mined_here: false,
-                    })
-                }
+                (ledger::CONFIRMED, Some(h)) => return Ok(answer(true, None, Some(h), block)),
                 (ledger::FAILED, h) => {
                     let reason = row
                         .error_reason
                         .as_deref()
                         .and_then(Reason::parse)
                         .unwrap_or(Reason::UnexpectedSettleError);
-                    return Ok(SettleAnswer {
-                        success: false,
-                        error_reason: Some(reason),
-                        transaction: h,
-                        payer,
-                        block_number: row.block_number.map(|b| b as u64),
-                        amount,
-                        mined_here: false,
-                    });
+                    return Ok(answer(false, Some(reason), h, block));
                 }
                 (ledger::SUBMITTED, Some(h)) => {
                     // Another process broadcast it: watch the chain ourselves.
                     let left = deadline.saturating_duration_since(Instant::now());
                     if let Some(receipt) = rt.watcher.wait(h, left).await {
                         let mined = mined(&receipt);
-                        self.resolve_mined(row.id, h, &mined, Transfer::of(&row))
-                            .await?;
-                        continue;
+                        self.record_mined(row.id, h, mined.clone(), Transfer::of(&row))
+                            .await;
+                        let reason = (!mined.success).then_some(Reason::InvalidTransactionState);
+                        return Ok(answer(
+                            mined.success,
+                            reason,
+                            Some(h),
+                            Some(mined.block_number),
+                        ));
                     }
                     self.watch_in_background(rt, row.id, vec![h], Transfer::of(&row));
-                    return Ok(SettleAnswer {
-                        success: false,
-                        error_reason: Some(Reason::SettlementPending),
-                        transaction: Some(h),
-                        payer,
-                        block_number: None,
-                        amount,
-                        mined_here: false,
-                    });
+                    return Ok(answer(
+                        false,
+                        Some(Reason::SettlementPending),
+                        Some(h),
+                        None,
+                    ));
                 }
                 _ => {
                     if Instant::now() >= deadline {
-                        return Ok(SettleAnswer {
-                            success: false,
-                            error_reason: Some(Reason::SettlementPending),
-                            transaction: None,
-                            payer,
-                            block_number: None,
-                            amount,
-                            mined_here: false,
-                        });
+                        return Ok(answer(false, Some(Reason::SettlementPending), None, None));
                     }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             }
         }
@@ -990,6 +1078,13 @@ impl Facilitator {
         }
         Ok(resolved)
     }
+}
+
+/// A ledger row, by the authorization or by its id.
+#[derive(Clone, Copy)]
+enum RowRef<'a> {
+    Key(&'a Key),
+    Id(i64),
 }
 
 /// What the first broadcast left us with.

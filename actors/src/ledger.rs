@@ -5,7 +5,7 @@
 //! `pending -> submitted(tx hash) -> confirmed | failed`.
 
 use alloy::primitives::{Address, B256};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use entities::settlement::{self, Column, Entity, Model};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
@@ -50,6 +50,8 @@ pub struct NewSettlement {
     pub client_id: Option<String>,
     /// The idempotency key of the claiming request (scoped by `client_id`).
     pub idempotency_key: Option<String>,
+    /// The claiming instance.
+    pub instance_id: String,
 }
 
 pub enum Claim {
@@ -91,6 +93,7 @@ pub async fn claim(db: &DatabaseConnection, new: &NewSettlement) -> Result<Claim
         status: Set(PENDING.to_owned()),
         client_id: Set(new.client_id.clone()),
         idempotency_key: Set(new.idempotency_key.clone()),
+        instance_id: Set(Some(new.instance_id.clone())),
         created_at: Set(now),
         updated_at: Set(now),
         ..Default::default()
@@ -146,6 +149,8 @@ fn claimed_by(
             Column::IdempotencyKey,
             Expr::value(new.idempotency_key.clone()),
         )
+        .col_expr(Column::InstanceId, Expr::value(new.instance_id.clone()))
+        .col_expr(Column::QueuedAt, Expr::value(Option::<DateTime<Utc>>::None))
         .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
 }
 
@@ -192,23 +197,61 @@ pub async fn reclaim_abandoned(
     Ok(res.rows_affected == 1)
 }
 
+/// The lease a write is made under: it counts only while `holder` still holds the lease of
+/// (`network`, `signer`) at `epoch` (DESIGN.md "Scale beyond one machine": the epoch fences a
+/// paused old holder off the ledger, and so off the chain). Expiry alone does not fence: a
+/// lease is only lost once another instance takes it over, which bumps the epoch; until then
+/// a late renewal still drives the key alone.
+#[derive(Debug, Clone, Copy)]
+pub struct Fence<'a> {
+    pub network: &'a str,
+    pub signer: Address,
+    pub holder: &'a str,
+    pub epoch: i64,
+}
+
+impl Fence<'_> {
+    fn holds(&self) -> sea_orm::sea_query::SimpleExpr {
+        use entities::signer_lease::{Column as L, Entity as Leases};
+        use sea_orm::sea_query::Query;
+        Expr::exists(
+            Query::select()
+                .expr(Expr::val(1))
+                .from(Leases)
+                .and_where(L::Network.eq(self.network))
+                .and_where(L::Signer.eq(self.signer.to_checksum(None)))
+                .and_where(L::Holder.eq(self.holder))
+                .and_where(L::Epoch.eq(self.epoch))
+                .to_owned(),
+        )
+    }
+}
+
+/// Record the transaction about to be broadcast (before it is sent: a crash after the send
+/// always leaves its hash here), under the signer's lease. `false`: the lease is lost, and
+/// nothing may be sent.
 pub async fn mark_submitted(
     db: &DatabaseConnection,
     id: i64,
     tx_hash: B256,
-    signer: Address,
     nonce: u64,
-) -> Result<(), DbErr> {
-    Entity::update_many()
+    raw: &[u8],
+    fence: &Fence<'_>,
+) -> Result<bool, DbErr> {
+    let res = Entity::update_many()
         .col_expr(Column::Status, Expr::value(SUBMITTED))
         .col_expr(Column::TxHash, Expr::value(tx_hash.to_string()))
-        .col_expr(Column::Signer, Expr::value(signer.to_checksum(None)))
+        .col_expr(Column::Signer, Expr::value(fence.signer.to_checksum(None)))
         .col_expr(Column::SignerNonce, Expr::value(nonce as i64))
+        .col_expr(Column::RawTx, Expr::value(alloy::hex::encode_prefixed(raw)))
+        .col_expr(Column::InstanceId, Expr::value(fence.holder))
+        .col_expr(Column::QueuedAt, Expr::value(Option::<DateTime<Utc>>::None))
         .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(Column::Id.eq(id))
+        .filter(fence.holds())
         .exec(db)
         .await?;
-    Ok(())
+    Ok(res.rows_affected == 1)
 }
 
 /// The node refused the transaction: nothing was broadcast after all.
@@ -220,6 +263,7 @@ pub async fn unmark_submitted(
     Entity::update_many()
         .col_expr(Column::Status, Expr::value(PENDING))
         .col_expr(Column::TxHash, Expr::value(Option::<String>::None))
+        .col_expr(Column::RawTx, Expr::value(Option::<String>::None))
         .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(Column::Id.eq(id))
         .filter(Column::TxHash.eq(tx_hash.to_string()))
@@ -228,6 +272,7 @@ pub async fn unmark_submitted(
     Ok(())
 }
 
+#[derive(Debug, Clone)]
 pub struct Mined {
     pub success: bool,
     pub block_number: u64,
@@ -317,6 +362,134 @@ pub async fn find_by_authorization(
 
 pub async fn find_by_id(db: &DatabaseConnection, id: i64) -> Result<Option<Model>, DbErr> {
     Entity::find_by_id(id).one(db).await
+}
+
+/// Hand a claimed row to whichever instance holds a signer lease of its network: it waits,
+/// with the call to make, until a holder takes it (`take_queued`).
+pub async fn queue(
+    db: &DatabaseConnection,
+    id: i64,
+    to: Address,
+    calldata: &[u8],
+) -> Result<(), DbErr> {
+    Entity::update_many()
+        .col_expr(Column::QueuedAt, Expr::value(Utc::now()))
+        .col_expr(Column::CallTo, Expr::value(to.to_checksum(None)))
+        .col_expr(
+            Column::Calldata,
+            Expr::value(alloy::hex::encode_prefixed(calldata)),
+        )
+        .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(Column::Id.eq(id))
+        .filter(Column::Status.eq(PENDING))
+        .filter(Column::TxHash.is_null())
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Nobody took a queued row in time: it fails with nothing sent, unless a holder took it
+/// meanwhile (`false`).
+pub async fn unqueue(db: &DatabaseConnection, id: i64, reason: &str) -> Result<bool, DbErr> {
+    let res = Entity::update_many()
+        .col_expr(Column::Status, Expr::value(FAILED))
+        .col_expr(Column::ErrorReason, Expr::value(reason))
+        .col_expr(Column::QueuedAt, Expr::value(Option::<DateTime<Utc>>::None))
+        .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(Column::Id.eq(id))
+        .filter(Column::Status.eq(PENDING))
+        .filter(Column::QueuedAt.is_not_null())
+        .filter(Column::TxHash.is_null())
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected == 1)
+}
+
+/// Take up to `limit` queued rows of `network` for `holder` to send: each goes to exactly one
+/// holder (`FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite has one writer anyway).
+pub async fn take_queued(
+    db: &DatabaseConnection,
+    network: &str,
+    holder: &str,
+    limit: u64,
+) -> Result<Vec<Model>, DbErr> {
+    use sea_orm::sea_query::{LockBehavior, LockType, Query};
+    use sea_orm::{ConnectionTrait, DatabaseBackend};
+    let backend = db.get_database_backend();
+    let mut pick = Query::select();
+    pick.column(Column::Id)
+        .from(Entity)
+        .and_where(Column::Network.eq(network))
+        .and_where(Column::Status.eq(PENDING))
+        .and_where(Column::QueuedAt.is_not_null())
+        .and_where(Column::TxHash.is_null())
+        .order_by(Column::Id, sea_orm::Order::Asc)
+        .limit(limit);
+    if backend == DatabaseBackend::Postgres {
+        pick.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+    }
+    let take = Query::update()
+        .table(Entity)
+        .value(Column::QueuedAt, Option::<DateTime<Utc>>::None)
+        .value(Column::InstanceId, holder)
+        .value(Column::UpdatedAt, Utc::now())
+        .and_where(Column::Id.in_subquery(pick.to_owned()))
+        .returning_all()
+        .to_owned();
+    Entity::find()
+        .from_raw_sql(backend.build(&take))
+        .all(db)
+        .await
+}
+
+/// Unresolved rows of `network` whose responsible instance is not among `live`: their
+/// instance died (or stopped) before finishing them.
+pub async fn orphans(
+    db: &DatabaseConnection,
+    network: &str,
+    live: &[String],
+) -> Result<Vec<Model>, DbErr> {
+    Entity::find()
+        .filter(Column::Network.eq(network))
+        .filter(Column::Status.is_in([PENDING, SUBMITTED]))
+        .filter(Column::InstanceId.is_not_null())
+        .filter(Column::InstanceId.is_not_in(live.iter().cloned()))
+        .order_by_asc(Column::Id)
+        .all(db)
+        .await
+}
+
+/// Make `instance` responsible for an orphaned row, if it is still `from`'s.
+pub async fn adopt(
+    db: &DatabaseConnection,
+    id: i64,
+    from: &str,
+    instance: &str,
+) -> Result<bool, DbErr> {
+    let res = Entity::update_many()
+        .col_expr(Column::InstanceId, Expr::value(instance))
+        .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(Column::Id.eq(id))
+        .filter(Column::InstanceId.eq(from))
+        .filter(Column::Status.is_in([PENDING, SUBMITTED]))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected == 1)
+}
+
+/// Submitted rows of one signer (a lease just taken over: its previous holder's in flight).
+pub async fn in_flight_of(
+    db: &DatabaseConnection,
+    network: &str,
+    signer: Address,
+) -> Result<Vec<Model>, DbErr> {
+    Entity::find()
+        .filter(Column::Network.eq(network))
+        .filter(Column::Signer.eq(signer.to_checksum(None)))
+        .filter(Column::Status.eq(SUBMITTED))
+        .order_by_asc(Column::SignerNonce)
+        .all(db)
+        .await
 }
 
 /// Rows of a network whose outcome is not known yet (for start-up reconciliation).

@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod error;
 pub mod facilitator;
+pub mod fleet;
 pub mod idempotency;
 pub mod ledger;
 pub mod metrics;

@@ -446,6 +446,9 @@ struct Prom {
     signer_in_flight: Family<SignerLabels, Gauge>,
     signer_nonce: Family<SignerLabels, Gauge>,
     signer_balance: Family<SignerLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    signer_below_floor: Family<SignerLabels, Gauge>,
+    signer_leased: Family<SignerLabels, Gauge>,
+    signer_funded: Family<SignerLabels, Gauge>,
 }
 
 impl Prom {
@@ -512,8 +515,26 @@ impl Prom {
         let signer_balance = Family::<SignerLabels, Gauge<f64, _>>::default();
         registry.register(
             "x402_signer_balance_native",
-            "a signer's native-coin balance (ether units), read at scrape time",
+            "a signer's native-coin balance (ether units), as last read (every few seconds)",
             signer_balance.clone(),
+        );
+        let signer_below_floor = Family::<SignerLabels, Gauge>::default();
+        registry.register(
+            "x402_signer_below_floor",
+            "1 when a signer's balance is below the network's min_signer_balance_eth",
+            signer_below_floor.clone(),
+        );
+        let signer_leased = Family::<SignerLabels, Gauge>::default();
+        registry.register(
+            "x402_signer_leased",
+            "1 while this instance holds the signer's lease (drives its nonce)",
+            signer_leased.clone(),
+        );
+        let signer_funded = Family::<SignerLabels, Gauge>::default();
+        registry.register(
+            "x402_signer_funded",
+            "1 while the signer can pay a settlement's gas (gets new settlements)",
+            signer_funded.clone(),
         );
         Self {
             registry,
@@ -527,6 +548,9 @@ impl Prom {
             signer_in_flight,
             signer_nonce,
             signer_balance,
+            signer_below_floor,
+            signer_leased,
+            signer_funded,
         }
     }
 }
@@ -538,8 +562,11 @@ pub struct SignerGauge {
     pub signer: Address,
     pub last_nonce: Option<u64>,
     pub in_flight: i64,
-    /// Wei; `None` when the node did not answer.
+    /// Wei; `None` when not read yet.
     pub balance_wei: Option<U256>,
+    pub below_floor: bool,
+    pub leased: bool,
+    pub funded: bool,
 }
 
 /// The way in: record events, flush, render Prometheus text.
@@ -642,6 +669,15 @@ impl MetricsHandle {
                     p.signer_balance.remove(&labels);
                 }
             }
+            p.signer_below_floor
+                .get_or_create(&labels)
+                .set(i64::from(s.below_floor));
+            p.signer_leased
+                .get_or_create(&labels)
+                .set(i64::from(s.leased));
+            p.signer_funded
+                .get_or_create(&labels)
+                .set(i64::from(s.funded));
         }
         let mut out = String::new();
         // Writing to a String cannot fail.

@@ -8,7 +8,7 @@
 //! always leaves a row that names its transaction (start-up reconciliation finds it).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -72,10 +72,16 @@ pub struct Broadcasted {
     pub nonce: u64,
     pub max_fee_per_gas: u128,
     pub max_priority_fee_per_gas: u128,
+    /// The signed transaction as sent.
+    pub raw: Bytes,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum BroadcastError {
+    /// This instance drives no signer of the network that can take a new transaction now (no
+    /// lease held, or none funded): nothing was sent; a lease holder elsewhere may send it.
+    #[error("no signer available here: {0}")]
+    NoSigner(String),
     /// Nothing was broadcast (the node refused it, or we failed before sending).
     #[error("not broadcast: {0}")]
     NotSent(String),
@@ -85,6 +91,16 @@ pub enum BroadcastError {
     Unknown { tx_hash: B256, error: String },
 }
 
+/// What every settlement actor of one network shares.
+#[derive(Clone)]
+pub struct NetworkSide {
+    pub network: &'static str,
+    pub chain_id: u64,
+    pub provider: RootProvider,
+    pub db: DatabaseConnection,
+    pub policy: FeePolicy,
+}
+
 pub struct SettlementActor {
     network: &'static str,
     chain_id: u64,
@@ -92,6 +108,10 @@ pub struct SettlementActor {
     provider: RootProvider,
     db: DatabaseConnection,
     policy: FeePolicy,
+    /// This signer's lease and funds, shared with the router and the lease keeper.
+    state: Arc<SignerStats>,
+    /// This instance's id: the lease holder named in the fence of every ledger write.
+    holder: Arc<str>,
     /// The next nonce to use; `None` = re-read the pending nonce from the chain first.
     next_nonce: Option<u64>,
     fees: Option<(Instant, u128, u128)>,
@@ -99,20 +119,20 @@ pub struct SettlementActor {
 
 impl SettlementActor {
     pub fn new(
-        network: &'static str,
-        chain_id: u64,
+        network: &NetworkSide,
         signer: PrivateKeySigner,
-        provider: RootProvider,
-        db: DatabaseConnection,
-        policy: FeePolicy,
+        state: Arc<SignerStats>,
+        holder: Arc<str>,
     ) -> Self {
         Self {
-            network,
-            chain_id,
+            network: network.network,
+            chain_id: network.chain_id,
             signer,
-            provider,
-            db,
-            policy,
+            provider: network.provider.clone(),
+            db: network.db.clone(),
+            policy: network.policy,
+            state,
+            holder,
             next_nonce: None,
             fees: None,
         }
@@ -126,6 +146,9 @@ impl Actor for SettlementActor {
         tracing::info!(network = self.network, signer = %self.signer.address(), "settlement actor started");
     }
 }
+
+/// Why a broadcast was refused when the signer's lease is gone.
+pub const LEASE_LOST: &str = "the signer's lease is not held by this instance";
 
 /// A refusal that means "wrong nonce" (geth, anvil, reth and erigon wordings).
 fn nonce_refused(message: &str) -> bool {
@@ -154,6 +177,13 @@ impl Handler<Broadcast> for SettlementActor {
         let db = self.db.clone();
         let chain_id = self.chain_id;
         let policy = self.policy;
+        let network = self.network;
+        let holder = self.holder.clone();
+        // A lease taken over since the last send: the chain's pending nonce is the truth.
+        let epoch = self.state.epoch();
+        if self.state.nonce_epoch.swap(epoch, Ordering::AcqRel) != epoch {
+            self.next_nonce = None;
+        }
         let known_nonce = self.next_nonce;
         let cached_fees = self
             .fees
@@ -162,6 +192,15 @@ impl Handler<Broadcast> for SettlementActor {
         let replacing = msg.replacing.clone();
         let work = async move {
             let address = signer.address();
+            if epoch == 0 {
+                return Err(BroadcastError::NotSent(LEASE_LOST.into()));
+            }
+            let fence = ledger::Fence {
+                network,
+                signer: address,
+                holder: &holder,
+                epoch,
+            };
             let nonce = match (&replacing, known_nonce) {
                 (Some(old), _) => old.nonce,
                 (None, Some(n)) => n,
@@ -218,16 +257,22 @@ impl Handler<Broadcast> for SettlementActor {
                     .map_err(|e| BroadcastError::NotSent(format!("sign: {e}")))?;
                 let envelope = TxEnvelope::Eip1559(tx.into_signed(signature));
                 let tx_hash = *envelope.tx_hash();
-                ledger::mark_submitted(&db, msg.settlement_id, tx_hash, address, nonce)
+                let raw = Bytes::from(envelope.encoded_2718());
+                // Under the lease, or not at all: a paused old holder whose lease was taken
+                // over must not send with a nonce the new holder owns.
+                let fenced = ledger::mark_submitted(&db, msg.settlement_id, tx_hash, nonce, &raw, &fence)
                     .await
                     .map_err(|e| BroadcastError::NotSent(format!("ledger: {e}")))?;
-                let raw = envelope.encoded_2718();
+                if !fenced {
+                    break Err(BroadcastError::NotSent(LEASE_LOST.into()));
+                }
                 let sent = Broadcasted {
                     tx_hash,
                     signer: address,
                     nonce,
                     max_fee_per_gas,
                     max_priority_fee_per_gas,
+                    raw: raw.clone(),
                 };
                 let m = match provider.send_raw_transaction(&raw).await {
                     Ok(_) => break Ok(sent),
@@ -245,10 +290,16 @@ impl Handler<Broadcast> for SettlementActor {
                 };
                 // Refused: the ledger goes back to what is really out there.
                 let restored = match &replacing {
-                    Some(old) => {
-                        ledger::mark_submitted(&db, msg.settlement_id, old.tx_hash, address, nonce)
-                            .await
-                    }
+                    Some(old) => ledger::mark_submitted(
+                        &db,
+                        msg.settlement_id,
+                        old.tx_hash,
+                        nonce,
+                        &old.raw,
+                        &fence,
+                    )
+                    .await
+                    .map(|_| ()),
                     None => ledger::unmark_submitted(&db, msg.settlement_id, tx_hash).await,
                 };
                 if let Err(e) = restored {
@@ -294,13 +345,26 @@ impl Handler<Broadcast> for SettlementActor {
     }
 }
 
-/// What the metrics see of one signer: the last nonce it used and the transactions this
-/// process is still waiting on.
+/// One signer as this instance sees it: whether it may drive it (its lease), whether it can
+/// pay for gas, and what the metrics show (last nonce, transactions awaited). Shared by the
+/// actor, the router and the lease keeper.
 #[derive(Debug)]
 pub struct SignerStats {
     /// `u64::MAX` until the first broadcast.
     last_nonce: std::sync::atomic::AtomicU64,
     in_flight: std::sync::atomic::AtomicI64,
+    /// The lease epoch this instance holds; 0 = not held.
+    epoch: AtomicI64,
+    /// The epoch the actor last read its nonce under (a new epoch re-reads it).
+    nonce_epoch: AtomicI64,
+    /// Held, but given no new transactions (about to be released to another instance).
+    draining: AtomicBool,
+    /// Can pay `gas_limit × maxFeePerGas` (as last read).
+    funded: AtomicBool,
+    /// The last native balance read, gwei; `u64::MAX` = not read yet.
+    balance_gwei: AtomicU64,
+    /// Broadcasts handed to the actor and not answered yet.
+    sending: AtomicI64,
 }
 
 impl Default for SignerStats {
@@ -308,7 +372,74 @@ impl Default for SignerStats {
         Self {
             last_nonce: std::sync::atomic::AtomicU64::new(u64::MAX),
             in_flight: std::sync::atomic::AtomicI64::new(0),
+            epoch: AtomicI64::new(0),
+            nonce_epoch: AtomicI64::new(0),
+            draining: AtomicBool::new(false),
+            funded: AtomicBool::new(true),
+            balance_gwei: AtomicU64::new(u64::MAX),
+            sending: AtomicI64::new(0),
         }
+    }
+}
+
+impl SignerStats {
+    /// The lease epoch held (0 = none).
+    pub fn epoch(&self) -> i64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// The lease was taken (`epoch`) or lost (0).
+    pub fn set_epoch(&self, epoch: i64) {
+        self.epoch.store(epoch, Ordering::Release);
+        if epoch == 0 {
+            self.draining.store(false, Ordering::Release);
+        }
+    }
+
+    pub fn set_draining(&self, draining: bool) {
+        self.draining.store(draining, Ordering::Release);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// No broadcast of this signer is queued or running.
+    pub fn idle(&self) -> bool {
+        self.sending.load(Ordering::Acquire) == 0
+    }
+
+    /// Record a balance read and whether it covers `need` wei.
+    pub fn set_balance(&self, balance_wei: U256, need_wei: U256) {
+        let gwei = balance_wei / U256::from(1_000_000_000u64);
+        self.balance_gwei.store(
+            u64::try_from(gwei).unwrap_or(u64::MAX - 1),
+            Ordering::Relaxed,
+        );
+        self.funded
+            .store(balance_wei >= need_wei, Ordering::Release);
+    }
+
+    /// The node said this signer cannot pay: no new work until the next balance read.
+    pub fn set_unfunded(&self) {
+        self.funded.store(false, Ordering::Release);
+    }
+
+    pub fn is_funded(&self) -> bool {
+        self.funded.load(Ordering::Acquire)
+    }
+
+    /// The last balance read, wei.
+    pub fn balance_wei(&self) -> Option<U256> {
+        match self.balance_gwei.load(Ordering::Relaxed) {
+            u64::MAX => None,
+            g => Some(U256::from(g) * U256::from(1_000_000_000u64)),
+        }
+    }
+
+    /// May take a new transaction now.
+    fn available(&self) -> bool {
+        self.epoch() != 0 && !self.is_draining() && self.is_funded()
     }
 }
 
@@ -318,6 +449,10 @@ pub struct SignerSnapshot {
     pub address: Address,
     pub last_nonce: Option<u64>,
     pub in_flight: i64,
+    /// This instance holds its lease.
+    pub leased: bool,
+    pub funded: bool,
+    pub balance_wei: Option<U256>,
 }
 
 /// Counts one awaited transaction of a signer until dropped.
@@ -329,36 +464,62 @@ impl Drop for InFlight {
     }
 }
 
-/// A signer's address, its actor, and its stats.
+/// A signer's address, its actor, and its state.
 type RoutedSigner = (Address, Addr<SettlementActor>, Arc<SignerStats>);
 
-/// Spreads settles over a network's signers, round robin. A replacement goes to the signer
-/// that sent the original: only it owns that nonce.
+/// Spreads settles over the network's signers this instance holds the lease of and that can
+/// pay for gas, round robin. A replacement goes to the signer that sent the original: only it
+/// owns that nonce.
 #[derive(Clone)]
 pub struct SettlementRouter {
     actors: Arc<Vec<RoutedSigner>>,
     next: Arc<AtomicUsize>,
 }
 
+/// Counts a broadcast handed to a signer's actor until dropped.
+struct Sending(Arc<SignerStats>);
+
+impl Drop for Sending {
+    fn drop(&mut self) {
+        self.0.sending.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 impl SettlementRouter {
-    pub fn new(actors: Vec<(Address, Addr<SettlementActor>)>) -> Self {
+    pub fn new(actors: Vec<RoutedSigner>) -> Self {
         Self {
-            actors: Arc::new(
-                actors
-                    .into_iter()
-                    .map(|(a, addr)| (a, addr, Arc::default()))
-                    .collect(),
-            ),
+            actors: Arc::new(actors),
             next: Arc::new(AtomicUsize::new(0)),
         }
     }
 
+    /// Every configured signer, leased here or not.
     pub fn signers(&self) -> Vec<Address> {
         self.actors.iter().map(|(a, _, _)| *a).collect()
     }
 
+    /// The signers' states (the lease keeper and the funds poller update them).
+    pub fn states(&self) -> impl Iterator<Item = (Address, &Arc<SignerStats>)> {
+        self.actors.iter().map(|(a, _, s)| (*a, s))
+    }
+
     pub fn is_empty(&self) -> bool {
         self.actors.is_empty()
+    }
+
+    /// Some signer here could take a new transaction now.
+    pub fn has_available(&self) -> bool {
+        self.actors.iter().any(|(_, _, s)| s.available())
+    }
+
+    /// Signers held here, but none can pay for gas.
+    pub fn all_unfunded(&self) -> bool {
+        let held: Vec<_> = self
+            .actors
+            .iter()
+            .filter(|(_, _, s)| s.epoch() != 0)
+            .collect();
+        !held.is_empty() && held.iter().all(|(_, _, s)| !s.is_funded())
     }
 
     pub fn snapshot(&self) -> Vec<SignerSnapshot> {
@@ -369,6 +530,9 @@ impl SettlementRouter {
                 last_nonce: Some(stats.last_nonce.load(Ordering::Relaxed))
                     .filter(|n| *n != u64::MAX),
                 in_flight: stats.in_flight.load(Ordering::Relaxed),
+                leased: stats.epoch() != 0,
+                funded: stats.is_funded(),
+                balance_wei: stats.balance_wei(),
             })
             .collect()
     }
@@ -378,6 +542,15 @@ impl SettlementRouter {
         let (_, _, stats) = self.actors.iter().find(|(a, _, _)| *a == signer)?;
         stats.in_flight.fetch_add(1, Ordering::Relaxed);
         Some(InFlight(stats.clone()))
+    }
+
+    /// The next signer able to take a new transaction, round robin.
+    fn pick(&self) -> Option<&RoutedSigner> {
+        let n = self.actors.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        (0..n)
+            .map(|i| &self.actors[(start + i) % n])
+            .find(|(_, _, s)| s.available())
     }
 
     pub async fn broadcast(&self, msg: Broadcast) -> Result<Broadcasted, BroadcastError> {
@@ -394,17 +567,28 @@ impl SettlementRouter {
                 .ok_or_else(|| {
                     BroadcastError::NotSent(format!("signer {} is not served", old.signer))
                 })?,
-            None => {
-                let i = self.next.fetch_add(1, Ordering::Relaxed) % self.actors.len();
-                &self.actors[i]
-            }
+            None => self.pick().ok_or_else(|| {
+                BroadcastError::NoSigner(if self.all_unfunded() {
+                    "no signer of this network can pay for gas".into()
+                } else {
+                    "no signer lease of this network is held here".into()
+                })
+            })?,
         };
+        stats.sending.fetch_add(1, Ordering::AcqRel);
+        let _sending = Sending(stats.clone());
         let sent = actor
             .send(msg)
             .await
             .map_err(|e| BroadcastError::NotSent(format!("settlement actor: {e}")))?;
-        if let Ok(b) = &sent {
-            stats.last_nonce.store(b.nonce, Ordering::Relaxed);
+        match &sent {
+            Ok(b) => stats.last_nonce.store(b.nonce, Ordering::Relaxed),
+            Err(BroadcastError::NotSent(m))
+                if m.to_ascii_lowercase().contains("insufficient funds") =>
+            {
+                stats.set_unfunded()
+            }
+            Err(_) => {}
         }
         sent
     }

@@ -500,6 +500,14 @@ impl Devnet {
             .map_err(rpc)
     }
 
+    /// Set an account's native (ETH) balance.
+    pub async fn set_eth_balance(&self, who: Address, wei: U256) -> Result<(), DevnetError> {
+        self.provider
+            .raw_request::<_, ()>("anvil_setBalance".into(), (who, wei))
+            .await
+            .map_err(rpc)
+    }
+
     /// Mine one block now (with auto-mine and interval mining off, transactions wait for this).
     pub async fn mine(&self) -> Result<(), DevnetError> {
         self.provider

@@ -36,6 +36,15 @@ pub struct Model {
     /// The idempotency key (scoped by `client_id`) of the request that claimed this row: only
     /// a retry carrying it is answered from the row; any other copy is "nonce already used".
     pub idempotency_key: Option<String>,
+    /// The instance responsible for the row's next step: its claimant, then its sender.
+    pub instance_id: Option<String>,
+    /// Set while the row waits for a lease holder (another instance) to send it.
+    pub queued_at: Option<DateTimeUtc>,
+    /// The call a lease holder makes for a queued row: the contract, and the 0x-hex calldata.
+    pub call_to: Option<String>,
+    pub calldata: Option<String>,
+    /// The signed transaction (0x hex), re-broadcast as is after a takeover or a reorg.
+    pub raw_tx: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
     pub confirmed_at: Option<DateTimeUtc>,

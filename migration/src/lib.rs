@@ -11,6 +11,7 @@ mod m20261123_000003_client_settle_credits;
 mod m20261201_000001_settle_idempotency;
 mod m20261201_000002_client_controls;
 mod m20261201_000003_throttles;
+mod m20261201_000004_fleet;
 
 pub struct Migrator;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000001_settle_idempotency::Migration),
             Box::new(m20261201_000002_client_controls::Migration),
             Box::new(m20261201_000003_throttles::Migration),
+            Box::new(m20261201_000004_fleet::Migration),
         ]
     }
 }

@@ -239,6 +239,27 @@ pub mod schema {
         #[schema(example = "0x1111111111111111111111111111111111111111")]
         pub fee_payer: String,
         pub extra: FeePayerExtra,
+        /// `/api/v1/status` only: the network's signers as this instance sees them.
+        pub signers: Option<Vec<SignerState>>,
+    }
+
+    /// A settlement signer of a network, as one instance sees it.
+    #[derive(Serialize, ToSchema)]
+    #[serde(rename_all = "camelCase")]
+    pub struct SignerState {
+        #[schema(example = "0x1111111111111111111111111111111111111111")]
+        pub address: String,
+        /// This instance holds the signer's lease (it drives the key's nonce).
+        pub leased: bool,
+        /// The signer can pay a settlement's gas (it gets new settlements).
+        pub funded: bool,
+        /// Native balance in ether units, as last read; `null` before the first read.
+        #[schema(example = "1.250000")]
+        pub balance: Option<String>,
+        /// Below the network's `min_signer_balance_eth`.
+        pub below_floor: bool,
+        /// Transactions of this signer awaiting their receipt here.
+        pub in_flight: i64,
     }
 
     /// `GET /api/v1/networks` and `GET /api/v1/supported` (bare, no envelope): the kinds
@@ -1024,6 +1045,7 @@ fn components() -> ComponentsBuilder {
         ClientChange,
         ChangedClientKey,
         ClientChanged,
+        SignerState,
         ResourceInput,
         ResourceCreated,
         ResourceUpdated,

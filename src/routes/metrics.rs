@@ -7,10 +7,8 @@
 //! HTTP metrics are service-wide.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use alloy::providers::Provider;
 use alloy_primitives::U256;
 use chrono::{DateTime, NaiveDate};
 use facilitator_actors::metrics::{self, is_success, parse_sum, Operation, SignerGauge};
@@ -482,17 +480,15 @@ pub async fn prometheus(state: web::Data<AppState>, req: HttpRequest) -> ApiResu
     let mut signers = Vec::new();
     for rt in state.facilitator.network_runtimes() {
         for s in rt.router.snapshot() {
-            let balance =
-                tokio::time::timeout(Duration::from_secs(2), rt.provider.get_balance(s.address))
-                    .await
-                    .ok()
-                    .and_then(Result::ok);
             signers.push(SignerGauge {
                 network: rt.entry.info.v1_name.to_owned(),
                 signer: s.address,
                 last_nonce: s.last_nonce,
                 in_flight: s.in_flight,
-                balance_wei: balance,
+                balance_wei: s.balance_wei,
+                below_floor: s.balance_wei.is_some_and(|b| b < rt.min_signer_balance),
+                leased: s.leased,
+                funded: s.funded,
             });
         }
     }

@@ -314,6 +314,12 @@ pub async fn settle(
         .map_err(|e| match e {
             // No settle credits left: the key's problem, not the service's.
             ServiceError::Forbidden(_) => ApiError::from(e),
+            // Nothing could be sent (no signer can pay, none is leased anywhere): say why;
+            // nothing was settled, so a retry later is safe.
+            ServiceError::NoSigner(ref why) => {
+                tracing::warn!(reason = %why, "settle refused: no signer available");
+                ApiError::from(e)
+            }
             e => {
                 tracing::error!(error = %e, "settle failed");
                 ApiError::new(ErrorCode::SettlementFailed, "Payment settlement failed", "")

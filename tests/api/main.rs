@@ -11,6 +11,7 @@ mod credits;
 mod dev;
 mod docs;
 mod errors;
+mod fleet;
 mod health;
 mod key_controls;
 mod logs;
