@@ -7,6 +7,12 @@ use actix_web::{HttpResponse, ResponseError};
 use facilitator_actors::error::ServiceError;
 use serde::Serialize;
 
+/// `Retry-After` of a verify or settle that failed because no RPC endpoint of its network
+/// answered: long enough for a node to come back or a failover to settle (the background
+/// probe re-checks every endpoint each `rpc.probe_interval_ms`), short enough for a waiting
+/// buyer.
+pub const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 5;
+
 /// The seed's error codes, plus the few a production REST API needs besides them.
 ///
 /// Error codes and their HTTP statuses: `INVALID_REQUEST`, `INVALID_PAYLOAD` 400;
@@ -64,6 +70,9 @@ pub struct ApiError {
     pub message: String,
     /// Extra detail; empty when there is none.
     pub details: String,
+    /// Sent as a `Retry-After` header (seconds), not in the body.
+    #[serde(skip)]
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -72,6 +81,41 @@ impl ApiError {
             code,
             message: message.into(),
             details: details.into(),
+            retry_after: None,
+        }
+    }
+
+    /// Ask the client to come back after `secs` (the `Retry-After` header).
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
+    }
+
+    /// A verify or settle that failed on our side, answered with the operation's seed code
+    /// (`VERIFICATION_FAILED` / `SETTLEMENT_FAILED`, HTTP 500). When the cause is that no RPC
+    /// endpoint of the network answered in time (`ServiceError::Unavailable`), `details` says
+    /// so and `Retry-After` tells the client when trying again makes sense; any other cause
+    /// stays in the log.
+    pub fn x402_failure(
+        e: &ServiceError,
+        code: ErrorCode,
+        message: &'static str,
+        network: &str,
+    ) -> Self {
+        match e {
+            ServiceError::Unavailable(_) => {
+                let network: String = network.chars().take(64).collect();
+                Self::new(
+                    code,
+                    message,
+                    format!(
+                        "network {network} is unavailable: no RPC endpoint answered in time; \
+                         retry later"
+                    ),
+                )
+                .retry_after(UNAVAILABLE_RETRY_AFTER_SECS)
+            }
+            _ => Self::new(code, message, ""),
         }
     }
 
@@ -104,7 +148,11 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code()).json(self)
+        let mut res = HttpResponse::build(self.status_code());
+        if let Some(secs) = self.retry_after {
+            res.insert_header((actix_web::http::header::RETRY_AFTER, secs.to_string()));
+        }
+        res.json(self)
     }
 }
 
