@@ -3,6 +3,7 @@
 
 mod chain_helpers;
 mod helpers;
+mod tcp_proxy;
 
 mod admin;
 mod auth;
@@ -18,5 +19,6 @@ mod persistence;
 mod process;
 mod recovery;
 mod resources;
+mod rpc_faults;
 mod settle_faults;
 mod x402;
