@@ -321,3 +321,68 @@ async fn with_two_rpc_urls_a_frozen_first_one_keeps_settles_fast() {
     frozen_first.pass();
     wait_for_network(&app, "active", Instant::now(), Duration::from_secs(10)).await;
 }
+
+/// Write "ping", read 4 bytes back within `limit`: (what came back, how long it took).
+async fn round_trip(
+    conn: &mut tokio::net::TcpStream,
+    limit: Duration,
+) -> (
+    Result<std::io::Result<[u8; 4]>, tokio::time::error::Elapsed>,
+    Duration,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let started = Instant::now();
+    let _ = conn.write_all(b"ping").await;
+    let mut buf = [0u8; 4];
+    let read = tokio::time::timeout(limit, conn.read_exact(&mut buf)).await;
+    (read.map(|r| r.map(|_| buf)), started.elapsed())
+}
+
+/// The proxy's own switches, against a TCP echo server: what passes, freezes, is reset, or is
+/// late.
+#[actix_web::test]
+async fn the_tcp_proxy_passes_freezes_refuses_and_delays() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let echo = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let echo_addr = echo.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = echo.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = sock.read(&mut buf).await {
+                    if n == 0 || sock.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let proxy = TcpProxy::start(&echo_addr.to_string()).await;
+    let mut conn = tokio::net::TcpStream::connect(proxy.addr()).await.unwrap();
+    let (echoed, _) = round_trip(&mut conn, Duration::from_secs(5)).await;
+    assert_eq!(echoed.unwrap().unwrap(), *b"ping");
+
+    // Frozen: nothing comes back, the connection stays open; thawed, the bytes flow.
+    proxy.freeze();
+    let (echoed, _) = round_trip(&mut conn, Duration::from_millis(300)).await;
+    assert!(echoed.is_err(), "no answer while frozen");
+    proxy.pass();
+    let mut buf = [0u8; 4];
+    let read = tokio::time::timeout(Duration::from_secs(5), conn.read_exact(&mut buf)).await;
+    assert!(matches!(read, Ok(Ok(_))), "{read:?}");
+    assert_eq!(&buf, b"ping", "what waited is delivered");
+
+    // Delayed: each round trip takes the delay longer.
+    proxy.delay(Duration::from_millis(300));
+    let (echoed, took) = round_trip(&mut conn, Duration::from_secs(5)).await;
+    assert_eq!(echoed.unwrap().unwrap(), *b"ping");
+    assert!(took >= Duration::from_millis(300), "{took:?}");
+
+    // Refusing: the open connection is reset, and so is a new one.
+    proxy.refuse();
+    let (echoed, _) = round_trip(&mut conn, Duration::from_secs(5)).await;
+    assert!(matches!(echoed, Ok(Err(_))), "reset: {echoed:?}");
+    let mut fresh = tokio::net::TcpStream::connect(proxy.addr()).await.unwrap();
+    let (echoed, _) = round_trip(&mut fresh, Duration::from_secs(5)).await;
+    assert!(matches!(echoed, Ok(Err(_))), "reset on accept: {echoed:?}");
+}
