@@ -838,10 +838,6 @@ impl ChainAccess {
         ))
     }
 
-    pub fn config(&self) -> ChainConfig {
-        self.shared.config
-    }
-
     /// Probe every endpoint once now.
     pub async fn probe(&self) {
         self.shared.probe_all().await
@@ -939,12 +935,19 @@ mod tests {
     /// A minimal JSON-RPC node on a free port: answers every call with `chain_id` after
     /// `delay`, or never (`None`: it reads the request and hangs, like a frozen node).
     async fn node(chain_id: u64, delay: Option<Duration>) -> String {
+        node_answering(serde_json::json!(format!("{chain_id:#x}")), delay).await
+    }
+
+    /// The same, answering every call with `result`.
+    async fn node_answering(result: serde_json::Value, delay: Option<Duration>) -> String {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move {
             while let Ok((mut sock, _)) = listener.accept().await {
+                let result = result.clone();
                 tokio::spawn(async move {
                     loop {
+                        let result = result.clone();
                         let Some(body) = read_request(&mut sock).await else {
                             return;
                         };
@@ -955,10 +958,9 @@ mod tests {
                         tokio::time::sleep(delay).await;
                         let id = serde_json::from_slice::<serde_json::Value>(&body).unwrap()["id"]
                             .clone();
-                        let answer = serde_json::json!({
-                            "jsonrpc": "2.0", "id": id, "result": format!("{chain_id:#x}")
-                        })
-                        .to_string();
+                        let answer =
+                            serde_json::json!({ "jsonrpc": "2.0", "id": id, "result": result })
+                                .to_string();
                         let resp = format!(
                             "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
                              content-length: {}\r\n\r\n{answer}",
@@ -1130,5 +1132,29 @@ mod tests {
         // Any answered call re-admits it.
         assert_eq!(a.provider().get_chain_id().await.unwrap(), 7);
         assert_eq!(a.health().status, NetworkStatus::Active);
+    }
+
+    #[tokio::test]
+    async fn an_endpoint_far_behind_the_best_head_is_lagging_and_skipped() {
+        let now = 1_800_000_000u64;
+        let head = |number: u64, timestamp: u64| serde_json::json!({ "number": format!("{number:#x}"), "timestamp": format!("{timestamp:#x}") });
+        let behind = node_answering(head(90, now - 120), Some(Duration::ZERO)).await;
+        let current = node_answering(head(100, now), Some(Duration::ZERO)).await;
+        let a = access(&[behind, current], 1000);
+        a.probe().await;
+        let h = a.health();
+        assert_eq!(
+            statuses(&a),
+            [EndpointStatus::Lagging, EndpointStatus::Healthy]
+        );
+        assert_eq!(h.status, NetworkStatus::Degraded);
+        assert_eq!(h.block, Some(100), "the head of a usable endpoint");
+        assert_eq!(h.block_age_secs(now + 3), Some(3));
+        assert_eq!(h.endpoints[0].block, Some(90));
+        assert_eq!(
+            a.shared.plan().0,
+            [1],
+            "the lagging endpoint is not tried first"
+        );
     }
 }

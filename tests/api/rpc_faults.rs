@@ -386,3 +386,67 @@ async fn the_tcp_proxy_passes_freezes_refuses_and_delays() {
     let (echoed, _) = round_trip(&mut fresh, Duration::from_secs(5)).await;
     assert!(matches!(echoed, Ok(Err(_))), "reset on accept: {echoed:?}");
 }
+
+/// As an operator sets it: two RPC URLs in one environment variable, the first a dead port
+/// whose path holds an API key. The real binary (debug logs) reports the first URL unhealthy
+/// and the network degraded, and the key appears in nothing it shows or prints.
+#[actix_web::test]
+async fn rpc_urls_from_the_environment_fail_over_and_never_show_their_key() {
+    let devnet = Devnet::start(DevnetOptions::default()).await.unwrap();
+    let db = TestDb::create(Db::Sqlite).await;
+    let dead_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let key = "rpc-key-3f9a1c77e0";
+    let urls = format!("http://127.0.0.1:{dead_port}/v2/{key},{}", devnet.rpc_url);
+    let f = crate::process::Facilitator::start_with(
+        &db.url,
+        &devnet,
+        &[
+            ("APP__NETWORKS__BASE_SEPOLIA__RPC_URL", &urls),
+            ("RUST_LOG", "debug"),
+        ],
+    );
+    let http = reqwest::Client::new();
+    let status = crate::process::get_json(&http, &format!("{}/api/v1/status", f.url), None).await;
+    let n = &status["data"]["networks"][0];
+    assert_eq!(n["status"], "degraded", "{n}");
+    assert_eq!(
+        n["rpc"][0]["url"],
+        format!("http://127.0.0.1:{dead_port}/…")
+    );
+    assert_eq!(n["rpc"][0]["status"], "unhealthy");
+    assert_eq!(n["rpc"][1]["url"], devnet.rpc_url);
+    assert_eq!(n["rpc"][1]["status"], "healthy");
+    assert!(
+        n["block"].as_u64().unwrap() > 0,
+        "served through the second URL: {n}"
+    );
+    let metrics = http
+        .get(format!("{}/metrics", f.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains(&format!("endpoint=\"http://127.0.0.1:{dead_port}/…\"")));
+    let ready = http
+        .get(format!("{}/ready", f.url))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(ready, 200, "degraded is up");
+
+    let (_, lines) = f.stop_with("TERM");
+    assert!(
+        lines.iter().any(|l| l.contains("RPC endpoint unhealthy")),
+        "the dead URL is reported"
+    );
+    for shown in [status.to_string(), metrics].iter().chain(&lines) {
+        assert!(!shown.contains(key), "the RPC key leaked: {shown}");
+    }
+}
