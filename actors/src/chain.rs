@@ -5,11 +5,11 @@
 //! - **Bounded.** A call (one JSON-RPC request or batch) has one deadline, `timeout`, across
 //!   every attempt; past it the call fails with a transport error naming each endpoint's
 //!   failure.
-//! - **Failover.** The healthy endpoints are tried in configured order. An attempt that fails
-//!   (connection refused, HTTP error, unreadable answer) starts the next endpoint at once. One
-//!   still waiting starts the next endpoint beside it when its share of the timeout
-//!   (`timeout / healthy endpoints`) is over, or sooner when its endpoint has *stalled*: it
-//!   has requests on the wire and has answered none, of any caller, for
+//! - **Failover.** The healthy endpoints are tried in configured order, then the others. An
+//!   attempt that fails (connection refused, HTTP error, unreadable answer) starts the next
+//!   endpoint at once. One still waiting starts the next endpoint beside it when its share of
+//!   the timeout (`timeout / healthy endpoints`) is over, or sooner when its endpoint has
+//!   *stalled*: it has requests on the wire and has answered none, of any caller, for
 //!   `max(250 ms, 4 × its usual latency)`. A frozen node is thus passed over after a quarter
 //!   second, while a busy node that keeps answering others is not hedged against (no
 //!   duplicate load for one slow call). The first answer wins; a slow endpoint that answers
@@ -494,8 +494,9 @@ impl Shared {
     }
 
     /// The attempt order: usable endpoints (configured order), then the others. The first
-    /// group shares the timeout (hedging); the second is tried one by one, only once every
-    /// attempt of the first has failed. With no usable endpoint, all are in the first group.
+    /// group shares the timeout; the second is reached only once the first's attempts have
+    /// failed or the latest one's endpoint has stalled. With no usable endpoint, all are in
+    /// the first group.
     fn plan(&self) -> (VecDeque<usize>, VecDeque<usize>) {
         let now = Instant::now();
         let cap = self.stall_cap();
@@ -545,9 +546,10 @@ impl Shared {
             None => return Err(TransportErrorKind::custom_str("no RPC endpoint configured")),
         }
         loop {
-            // The next endpoint of the first group starts when the latest attempt's share is
-            // over, or sooner once its endpoint has stalled (answers nothing at all).
-            let hedge_at = match (hedged.front(), in_flight.last()) {
+            // The next endpoint starts when the latest attempt's share is over, or sooner once
+            // its endpoint has stalled (answers nothing at all).
+            let next = hedged.front().or(last_resort.front());
+            let hedge_at = match (next, in_flight.last()) {
                 (Some(_), Some(latest)) => {
                     let share_end = latest.at + share;
                     let stall = self.endpoints[latest.endpoint].stalled_at(cap);
@@ -598,7 +600,7 @@ impl Shared {
                         f.counted = true;
                         self.failed(f.endpoint, &AttemptError::Slow(share));
                     }
-                    if let Some(next) = hedged.pop_front() {
+                    if let Some(next) = hedged.pop_front().or_else(|| last_resort.pop_front()) {
                         start(next, &mut running, &mut in_flight);
                     }
                 }
@@ -1155,6 +1157,28 @@ mod tests {
             a.shared.plan().0,
             [1],
             "the lagging endpoint is not tried first"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stalled_healthy_endpoint_hands_over_to_an_unhealthy_one_that_answers() {
+        // The first looks healthy but is frozen; the second was marked unhealthy (say by a
+        // blip) and has not been probed since, but answers.
+        let a = access(
+            &[node(1, None).await, node(7, Some(Duration::ZERO)).await],
+            2000,
+        );
+        a.shared.failed(1, &AttemptError::Connect);
+        let t = Instant::now();
+        assert_eq!(a.provider().get_chain_id().await.unwrap(), 7);
+        assert!(
+            t.elapsed() < Duration::from_millis(700),
+            "handed over once the first stalled, not at the 2 s deadline: {:?}",
+            t.elapsed()
+        );
+        assert_eq!(
+            statuses(&a),
+            [EndpointStatus::Unhealthy, EndpointStatus::Healthy]
         );
     }
 }
