@@ -37,6 +37,12 @@ pub struct Settings {
     pub limits: LimitSettings,
     #[serde(default)]
     pub fleet: FleetSettings,
+    /// Chain access defaults: timeouts and health probing of every network's RPC endpoints.
+    #[serde(default)]
+    pub rpc: RpcSettings,
+    /// What `GET /ready` requires besides the database.
+    #[serde(default)]
+    pub ready: ReadySettings,
     /// Keyed by network id with `_` for `-` (`base_sepolia`), so that the key can be set from
     /// the environment: `APP__NETWORKS__BASE_SEPOLIA__RPC_URL`.
     #[serde(default)]
@@ -260,6 +266,139 @@ fn default_flush_interval() -> u64 {
     5
 }
 
+/// Chain access: every RPC call is bounded, every endpoint is probed.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RpcSettings {
+    /// Bound of one RPC call, failover included (a network's `rpc_timeout_ms` wins).
+    #[serde(default = "default_rpc_timeout")]
+    pub timeout_ms: u64,
+    /// Every endpoint is asked for its latest block this often; an unhealthy one comes back
+    /// after a probe it answers.
+    #[serde(default = "default_probe_interval")]
+    pub probe_interval_ms: u64,
+    /// An endpoint whose latest block is this much older than the best endpoint's is lagging
+    /// and gets no calls while another one is healthy.
+    #[serde(default = "default_max_head_lag")]
+    pub max_head_lag_secs: u64,
+}
+
+impl Default for RpcSettings {
+    fn default() -> Self {
+        Self {
+            timeout_ms: default_rpc_timeout(),
+            probe_interval_ms: default_probe_interval(),
+            max_head_lag_secs: default_max_head_lag(),
+        }
+    }
+}
+
+fn default_rpc_timeout() -> u64 {
+    5000
+}
+
+fn default_probe_interval() -> u64 {
+    1000
+}
+
+fn default_max_head_lag() -> u64 {
+    30
+}
+
+/// `GET /ready`: the database answers, and the networks named here are not down.
+#[derive(Debug, Clone, Deserialize, Default)]
+pub struct ReadySettings {
+    #[serde(default)]
+    pub networks: ReadyNetworks,
+}
+
+/// Which networks must be up (active or degraded) for the instance to be ready.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ReadyNetworks {
+    /// Every served network (the default).
+    #[default]
+    All,
+    /// At least one served network.
+    Any,
+    /// None: the database alone decides.
+    None,
+    /// These networks (config keys like `base_sepolia`, or v1 names like `base-sepolia`).
+    Only(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for ReadyNetworks {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let names = match StringOrList::deserialize(d)? {
+            StringOrList::One(s) => match s.trim() {
+                "all" => return Ok(Self::All),
+                "any" => return Ok(Self::Any),
+                "none" | "" => return Ok(Self::None),
+                list => split_list(list),
+            },
+            StringOrList::Many(items) => items.iter().flat_map(|i| split_list(i)).collect(),
+        };
+        Ok(Self::Only(names))
+    }
+}
+
+/// A YAML list, or one string with comma-separated items (how an environment variable says
+/// a list).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum StringOrList {
+    One(String),
+    Many(Vec<String>),
+}
+
+fn split_list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A network's RPC URLs, in order of preference: one string (comma-separated for several, as
+/// in `APP__NETWORKS__BASE__RPC_URL=https://a,https://b`) or a YAML list. URLs often embed a
+/// provider API key, so each is a secret: `Debug` shows only how many there are.
+#[derive(Clone, Default)]
+pub struct RpcUrls(Vec<SecretString>);
+
+impl RpcUrls {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The URLs themselves, for the chain-access layer only (never log them).
+    pub fn expose(&self) -> Vec<String> {
+        self.0
+            .iter()
+            .map(|u| u.expose_secret().to_owned())
+            .collect()
+    }
+}
+
+impl From<String> for RpcUrls {
+    fn from(s: String) -> Self {
+        Self(split_list(&s).into_iter().map(SecretString::from).collect())
+    }
+}
+
+impl std::fmt::Debug for RpcUrls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RpcUrls([{} redacted])", self.0.len())
+    }
+}
+
+impl<'de> Deserialize<'de> for RpcUrls {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let urls = match StringOrList::deserialize(d)? {
+            StringOrList::One(s) => split_list(&s),
+            StringOrList::Many(items) => items.iter().flat_map(|i| split_list(i)).collect(),
+        };
+        Ok(Self(urls.into_iter().map(SecretString::from).collect()))
+    }
+}
+
 #[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -271,8 +410,10 @@ pub enum LogFormat {
 /// One network. Disabled until an RPC URL is configured.
 #[derive(Debug, Clone, Deserialize, Default)]
 pub struct NetworkSettings {
-    /// May embed a provider API key: secret.
-    pub rpc_url: Option<SecretString>,
+    /// One or more URLs (tried in this order); each may embed a provider API key: secret.
+    pub rpc_url: Option<RpcUrls>,
+    /// Bound of one RPC call on this network (default: `rpc.timeout_ms`).
+    pub rpc_timeout_ms: Option<u64>,
     /// Name of the environment variable holding this network's signer keys (comma-separated
     /// 0x-hex private keys). Keys never live in this file.
     pub signer_keys_env: Option<String>,
@@ -315,6 +456,8 @@ pub struct AssetSettings {
 pub enum ConfigError {
     #[error("network {network}: {message}")]
     Signers { network: String, message: String },
+    #[error("network {network}: {message}")]
+    Rpc { network: String, message: String },
     #[error("cannot read configuration: {0}")]
     Load(#[from] Box<figment::Error>),
     #[error(
@@ -464,6 +607,12 @@ limits:
   signup_window_secs: 3600
   refreshes_per_ip: 120
   refresh_window_secs: 60
+rpc:
+  timeout_ms: 5000
+  probe_interval_ms: 1000
+  max_head_lag_secs: 30
+ready:
+  networks: all
 "#;
 
 #[cfg(test)]
@@ -529,5 +678,65 @@ mod tests {
         assert_eq!(s.networks.len(), 12);
         assert!(s.networks.values().all(|n| n.rpc_url.is_none()));
         assert!(s.auth.jwt_secret.is_none() && s.auth.admin_token.is_none());
+        assert_eq!(s.rpc.timeout_ms, 5000);
+        assert_eq!(s.ready.networks, ReadyNetworks::All);
+    }
+
+    #[test]
+    fn rpc_url_takes_one_string_a_comma_list_or_a_yaml_list() {
+        let urls = |v: serde_json::Value| {
+            settings(serde_json::json!({ "networks": { "base": { "rpc_url": v } } })).networks
+                ["base"]
+                .rpc_url
+                .clone()
+                .unwrap()
+                .expose()
+        };
+        assert_eq!(
+            urls("https://a.example/k1".into()),
+            ["https://a.example/k1"]
+        );
+        assert_eq!(
+            urls(" https://a.example/k1 , https://b.example/?key=2 ".into()),
+            ["https://a.example/k1", "https://b.example/?key=2"]
+        );
+        assert_eq!(
+            urls(serde_json::json!([
+                "https://a.example/k1",
+                "https://b.example/k2"
+            ])),
+            ["https://a.example/k1", "https://b.example/k2"]
+        );
+        let s = settings(serde_json::json!({
+            "networks": { "base": { "rpc_url": "https://a.example/secret-key" } }
+        }));
+        assert!(!format!("{s:?}").contains("secret-key"), "Debug hides URLs");
+    }
+
+    #[test]
+    fn the_environment_sets_several_rpc_urls_and_ready_networks() {
+        // What figment makes of an environment variable's value: one string, commas kept.
+        let value: figment::value::Value =
+            "http://127.0.0.1:1/a,http://127.0.0.1:2/b".parse().unwrap();
+        let urls: RpcUrls = value.deserialize().unwrap();
+        assert_eq!(
+            urls.expose(),
+            ["http://127.0.0.1:1/a", "http://127.0.0.1:2/b"]
+        );
+        let ready = |v: serde_json::Value| {
+            settings(serde_json::json!({ "ready": { "networks": v } }))
+                .ready
+                .networks
+        };
+        assert_eq!(ready("any".into()), ReadyNetworks::Any);
+        assert_eq!(ready("none".into()), ReadyNetworks::None);
+        assert_eq!(
+            ready("base, base_sepolia".into()),
+            ReadyNetworks::Only(vec!["base".into(), "base_sepolia".into()])
+        );
+        assert_eq!(
+            ready(serde_json::json!(["base-sepolia"])),
+            ReadyNetworks::Only(vec!["base-sepolia".into()])
+        );
     }
 }

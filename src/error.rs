@@ -7,6 +7,12 @@ use actix_web::{HttpResponse, ResponseError};
 use facilitator_actors::error::ServiceError;
 use serde::Serialize;
 
+/// `Retry-After` of a verify or settle that failed because no RPC endpoint of its network
+/// answered: long enough for a node to come back or a failover to settle (the background
+/// probe re-checks every endpoint each `rpc.probe_interval_ms`), short enough for a waiting
+/// buyer.
+pub const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 5;
+
 /// The seed's error codes, plus the few a production REST API needs besides them.
 ///
 /// Error codes and their HTTP statuses: `INVALID_REQUEST`, `INVALID_PAYLOAD` 400;
@@ -84,6 +90,39 @@ impl ApiError {
         }
     }
 
+    /// Ask the client to come back after `secs` (the `Retry-After` header).
+    pub fn retry_after(self, secs: u64) -> Self {
+        self.with_header("Retry-After", secs.to_string())
+    }
+
+    /// A verify or settle that failed on our side, answered with the operation's seed code
+    /// (`VERIFICATION_FAILED` / `SETTLEMENT_FAILED`, HTTP 500). When the cause is that no RPC
+    /// endpoint of the network answered in time (`ServiceError::Unavailable`), `details` says
+    /// so and `Retry-After` tells the client when trying again makes sense; any other cause
+    /// stays in the log.
+    pub fn x402_failure(
+        e: &ServiceError,
+        code: ErrorCode,
+        message: &'static str,
+        network: &str,
+    ) -> Self {
+        match e {
+            ServiceError::Unavailable(_) => {
+                let network: String = network.chars().take(64).collect();
+                Self::new(
+                    code,
+                    message,
+                    format!(
+                        "network {network} is unavailable: no RPC endpoint answered in time; \
+                         retry later"
+                    ),
+                )
+                .retry_after(UNAVAILABLE_RETRY_AFTER_SECS)
+            }
+            _ => Self::new(code, message, ""),
+        }
+    }
+
     /// Add a response header.
     pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
         self.headers.push((name, value.into()));
@@ -152,8 +191,15 @@ impl From<ServiceError> for ApiError {
             ServiceError::Forbidden(message) => ApiError::new(ErrorCode::Forbidden, message, ""),
             ServiceError::NotFound(what) => ApiError::not_found(format!("{what} not found")),
             ServiceError::Conflict(message) => ApiError::new(ErrorCode::Conflict, message, ""),
-            ServiceError::Unavailable(message) => {
-                ApiError::new(ErrorCode::ServiceUnavailable, message, "")
+            ServiceError::Unavailable(cause) => {
+                // The cause may name an endpoint: it goes to the log, not to the client.
+                tracing::warn!(error = %cause, "unavailable");
+                ApiError::new(
+                    ErrorCode::ServiceUnavailable,
+                    "Service temporarily unavailable",
+                    "",
+                )
+                .retry_after(UNAVAILABLE_RETRY_AFTER_SECS)
             }
             ServiceError::NoSigner(why) => ApiError::new(
                 ErrorCode::SettlementFailed,

@@ -15,12 +15,13 @@ use alloy::signers::local::PrivateKeySigner;
 use alloy_primitives::Address;
 use anyhow::Context as _;
 use facilitator_actors::auth::{AuthConfig, AuthHandle};
+use facilitator_actors::chain::{ChainAccess, ChainConfig};
 use facilitator_actors::facilitator::{
     system_clock, Clock, Facilitator, FacilitatorConfig, NetworkRuntime,
 };
 use facilitator_actors::fleet::Fleet;
 use facilitator_actors::metrics::MetricsHandle;
-use facilitator_actors::registry::{ChainStatus, NetworkEntry, NewAsset, RegistryHandle};
+use facilitator_actors::registry::{NetworkEntry, NewAsset, RegistryHandle};
 use facilitator_actors::settlement::{
     parse_signer_keys, FeePolicy, NetworkSide, ReceiptWatcher, SettlementActor, SettlementRouter,
     SignerStats,
@@ -32,7 +33,7 @@ use secrecy::{ExposeSecret, SecretString};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::config::{ConfigError, NetworkSettings, Settings};
+use crate::config::{ConfigError, NetworkSettings, ReadyNetworks, RpcUrls, Settings};
 use crate::error::{ApiError, ErrorCode};
 use crate::rate_limit::ClientRateLimits;
 
@@ -49,6 +50,8 @@ pub struct AppState {
     pub metrics: MetricsHandle,
     /// Bearer token for `GET /metrics`; `None` = loopback clients only.
     pub prometheus_token: Option<SecretString>,
+    /// The networks `GET /ready` requires up (v1 names when `Only`).
+    pub ready_networks: ReadyNetworks,
     pub started: Instant,
     /// Token buckets of client keys on `/verify`, `/settle`, `/supported`.
     pub rate_limits: ClientRateLimits,
@@ -122,6 +125,7 @@ fn sqlite_file(url: &str) -> Option<&str> {
 /// What a network's runtime is built from, once the registry exists.
 struct PendingRuntime {
     entry: NetworkEntry,
+    chain: ChainAccess,
     provider: RootProvider,
     router: SettlementRouter,
     receipt_timeout: Duration,
@@ -185,7 +189,7 @@ fn served_networks(settings: &Settings) -> Result<ServedNetworks, ConfigError> {
         let v1 = key.replace('_', "-");
         let info = x402::network::by_v1_name(&v1)
             .ok_or_else(|| ConfigError::UnknownNetwork(key.clone()))?;
-        if ns.rpc_url.is_none() {
+        if ns.rpc_url.as_ref().is_none_or(RpcUrls::is_empty) {
             continue;
         }
         let usdc: Address = match &ns.usdc_address {
@@ -227,6 +231,40 @@ fn served_networks(settings: &Settings) -> Result<ServedNetworks, ConfigError> {
         ));
     }
     Ok((networks, assets))
+}
+
+/// How a network's RPC endpoints are used: the `rpc` section, the network's own timeout.
+fn chain_config(settings: &Settings, ns: &NetworkSettings) -> ChainConfig {
+    ChainConfig {
+        timeout: Duration::from_millis(ns.rpc_timeout_ms.unwrap_or(settings.rpc.timeout_ms).max(1)),
+        probe_interval: Duration::from_millis(settings.rpc.probe_interval_ms.max(100)),
+        max_head_lag: Duration::from_secs(settings.rpc.max_head_lag_secs),
+    }
+}
+
+/// `ready.networks` with each name checked against the served networks and written as its v1
+/// name.
+fn ready_networks(
+    settings: &Settings,
+    served: &[&'static x402::network::Network],
+) -> Result<ReadyNetworks, ConfigError> {
+    let ReadyNetworks::Only(names) = &settings.ready.networks else {
+        return Ok(settings.ready.networks.clone());
+    };
+    names
+        .iter()
+        .map(|name| {
+            x402::network::parse_network(&name.replace('_', "-"))
+                .filter(|n| served.iter().any(|s| s.chain_id == n.chain_id))
+                .map(|n| n.v1_name.to_owned())
+                .ok_or_else(|| {
+                    ConfigError::UnknownNetwork(format!(
+                        "ready.networks: {name} is not a served network (it needs an rpc_url)"
+                    ))
+                })
+        })
+        .collect::<Result<_, _>>()
+        .map(ReadyNetworks::Only)
 }
 
 /// What a caller can set besides the configuration: the dev command and tests hand signer keys
@@ -275,6 +313,10 @@ impl Application {
             Duration::from_secs(settings.metrics.flush_interval_secs.max(1)),
         );
         let (networks, assets) = served_networks(&settings)?;
+        let ready = ready_networks(
+            &settings,
+            &networks.iter().map(|(e, _)| e.info).collect::<Vec<_>>(),
+        )?;
         let auth = AuthHandle::start(
             db.clone(),
             AuthConfig {
@@ -310,16 +352,20 @@ impl Application {
                     "no signer keys: this network can verify but not settle"
                 );
             }
-            let url = ns
-                .rpc_url
-                .as_ref()
-                .map(|u| u.expose_secret().to_owned())
-                .unwrap_or_default();
-            let provider =
-                RootProvider::new_http(url.parse().map_err(|_| ConfigError::Signers {
-                    network: v1.to_owned(),
-                    message: "rpc_url is not a URL".into(),
-                })?);
+            let urls = ns.rpc_url.as_ref().map(RpcUrls::expose).unwrap_or_default();
+            // Every chain call of this network goes through its endpoints: bounded, failing
+            // over, health tracked (actors/src/chain.rs).
+            let chain = ChainAccess::new(
+                entry.info.v1_name,
+                &urls,
+                chain_config(&settings, &ns),
+                Some(metrics.rpc()),
+            )
+            .map_err(|e| ConfigError::Rpc {
+                network: v1.to_owned(),
+                message: e.to_string(),
+            })?;
+            let provider = chain.provider();
             let policy = FeePolicy {
                 max_fee_per_gas_cap: ns
                     .max_fee_per_gas_gwei
@@ -347,6 +393,7 @@ impl Application {
             entry.signers = actors.iter().map(|(a, _, _)| *a).collect();
             pending_runtimes.push(PendingRuntime {
                 entry: entry.clone(),
+                chain,
                 provider,
                 router: SettlementRouter::new(actors),
                 receipt_timeout: Duration::from_secs(ns.receipt_timeout_secs.unwrap_or(20)),
@@ -357,46 +404,29 @@ impl Application {
             entries.push(entry);
         }
         let registry = RegistryHandle::start(db.clone(), entries, assets).await?;
+        // Every endpoint's health known before the first request (probes run concurrently,
+        // each bounded by its network's timeout), then kept up to date in the background.
+        futures::future::join_all(pending_runtimes.iter().map(|p| p.chain.probe())).await;
+        for p in &pending_runtimes {
+            p.chain.start_probing();
+            registry.attach_chain(p.entry.info.v1_name, p.chain.clone());
+        }
         let runtimes: Vec<Arc<NetworkRuntime>> = pending_runtimes
             .into_iter()
-            .map(
-                |PendingRuntime {
-                     entry,
-                     provider,
-                     router,
-                     receipt_timeout,
-                     replace_after,
-                     fees,
-                     min_signer_balance,
-                 }| {
-                    let status_registry = registry.clone();
-                    let name = entry.info.v1_name;
-                    let watcher = ReceiptWatcher::start(
-                        provider.clone(),
-                        Duration::from_millis(250),
-                        move |head| {
-                            let previous = status_registry.chain_status(name);
-                            status_registry.set_chain_status(
-                                name,
-                                ChainStatus {
-                                    block: head.unwrap_or(previous.block),
-                                    healthy: head.is_some(),
-                                },
-                            );
-                        },
-                    );
-                    Arc::new(NetworkRuntime {
-                        entry,
-                        provider,
-                        router,
-                        watcher,
-                        receipt_timeout,
-                        replace_after,
-                        fees,
-                        min_signer_balance,
-                    })
-                },
-            )
+            .map(|p| {
+                let watcher =
+                    ReceiptWatcher::start(p.provider.clone(), Duration::from_millis(250), |_| {});
+                Arc::new(NetworkRuntime {
+                    entry: p.entry,
+                    provider: p.provider,
+                    router: p.router,
+                    watcher,
+                    receipt_timeout: p.receipt_timeout,
+                    replace_after: p.replace_after,
+                    fees: p.fees,
+                    min_signer_balance: p.min_signer_balance,
+                })
+            })
             .collect();
         let facilitator = Facilitator::new(
             db.clone(),
@@ -456,6 +486,7 @@ impl Application {
             admin_token: secrets.admin_token.clone(),
             metrics,
             prometheus_token: settings.metrics.prometheus_token.clone(),
+            ready_networks: ready,
             started: Instant::now(),
             rate_limits: ClientRateLimits::new(settings.limits.client_rate_limit_per_second),
             idempotency_ttl: Duration::from_secs(

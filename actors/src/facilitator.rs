@@ -729,7 +729,16 @@ impl Facilitator {
         };
 
         // Simulate right before sending: never spend gas on a payment that would revert.
-        let view = self.chain_view(rt, req, verified).await?;
+        let view = match self.chain_view(rt, req, verified).await {
+            Ok(view) => view,
+            Err(e) => {
+                // Nothing was sent (the node did not answer): release the claim so that a
+                // retry can proceed.
+                self.release_unsent(row.id).await?;
+                self.refund_credit(credit).await;
+                return Err(e);
+            }
+        };
         if let Err(reason) = diagnose(req, &view) {
             ledger::mark_failed_unsent(&self.inner.db, row.id, reason.as_str()).await?;
             self.refund_credit(credit).await;

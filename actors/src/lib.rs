@@ -2,11 +2,14 @@
 //!
 //! A request flows: actix-web handler -> a `*Handle` (async methods that hide the actor
 //! plumbing) -> the owning actor (`AuthActor`, `RegistryActor`, `SettlementActor`,
-//! `MetricsActor`) -> the database / the chain. Each actor is the only writer of its state;
+//! `MetricsActor`) -> the database / the chain. Chain calls go through `chain::ChainAccess`:
+//! a network's RPC endpoints behind one transport, each call bounded, failing over, health
+//! tracked per endpoint. Each actor is the only writer of its state;
 //! hot-path reads (client-key lookups, asset lookups) are served from shared concurrent maps the
 //! actor keeps warm, without a mailbox round trip.
 
 pub mod auth;
+pub mod chain;
 pub mod error;
 pub mod facilitator;
 pub mod fleet;

@@ -427,7 +427,116 @@ struct SignerLabels {
     signer: String,
 }
 
+/// One RPC endpoint: its URL redacted to scheme and host (`chain::redact`), never whole.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndpointLabels {
+    network: String,
+    endpoint: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RpcCallLabels {
+    network: String,
+    endpoint: String,
+    /// The JSON-RPC method, or `batch`.
+    method: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RpcErrorLabels {
+    network: String,
+    endpoint: String,
+    /// `timeout`, `slow`, `connect`, `http_<status>`, `transport`, `decode`, `rpc`.
+    kind: String,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// The chain-access layer's numbers, per RPC endpoint. Cheap to clone (the families are
+/// shared); updated in the caller's thread.
+#[derive(Clone)]
+pub struct RpcMetrics {
+    latency: HistogramFamily<RpcCallLabels>,
+    errors: Family<RpcErrorLabels, Counter>,
+    healthy: Family<EndpointLabels, Gauge>,
+    head: Family<EndpointLabels, Gauge>,
+}
+
+impl RpcMetrics {
+    fn new(registry: &mut Registry) -> Self {
+        let latency: HistogramFamily<RpcCallLabels> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register_with_unit(
+            "x402_rpc_request_duration",
+            "answered RPC calls by network, endpoint (redacted) and method",
+            Unit::Seconds,
+            latency.clone(),
+        );
+        let errors = Family::<RpcErrorLabels, Counter>::default();
+        registry.register(
+            "x402_rpc_errors",
+            "failed RPC attempts by network, endpoint (redacted) and kind",
+            errors.clone(),
+        );
+        let healthy = Family::<EndpointLabels, Gauge>::default();
+        registry.register(
+            "x402_rpc_endpoint_healthy",
+            "1 while an RPC endpoint is used first, 0 while it is skipped (unhealthy or lagging)",
+            healthy.clone(),
+        );
+        let head = Family::<EndpointLabels, Gauge>::default();
+        registry.register(
+            "x402_rpc_endpoint_head_block",
+            "the latest block an RPC endpoint reported to the health probe",
+            head.clone(),
+        );
+        Self {
+            latency,
+            errors,
+            healthy,
+            head,
+        }
+    }
+
+    fn endpoint(network: &str, endpoint: &str) -> EndpointLabels {
+        EndpointLabels {
+            network: network.to_owned(),
+            endpoint: endpoint.to_owned(),
+        }
+    }
+
+    pub fn answered(&self, network: &str, endpoint: &str, method: &str, latency: Duration) {
+        self.latency
+            .get_or_create(&RpcCallLabels {
+                network: network.to_owned(),
+                endpoint: endpoint.to_owned(),
+                method: method.to_owned(),
+            })
+            .observe(latency.as_secs_f64());
+    }
+
+    pub fn failed(&self, network: &str, endpoint: &str, kind: &str) {
+        self.errors
+            .get_or_create(&RpcErrorLabels {
+                network: network.to_owned(),
+                endpoint: endpoint.to_owned(),
+                kind: kind.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn set_healthy(&self, network: &str, endpoint: &str, healthy: bool) {
+        self.healthy
+            .get_or_create(&Self::endpoint(network, endpoint))
+            .set(i64::from(healthy));
+    }
+
+    pub fn set_head(&self, network: &str, endpoint: &str, block: u64) {
+        self.head
+            .get_or_create(&Self::endpoint(network, endpoint))
+            .set(i64::try_from(block).unwrap_or(i64::MAX));
+    }
+}
 
 fn latency_histogram() -> Histogram {
     // 1 ms .. ~33 s
@@ -449,6 +558,7 @@ struct Prom {
     signer_below_floor: Family<SignerLabels, Gauge>,
     signer_leased: Family<SignerLabels, Gauge>,
     signer_funded: Family<SignerLabels, Gauge>,
+    rpc: RpcMetrics,
 }
 
 impl Prom {
@@ -536,6 +646,7 @@ impl Prom {
             "1 while the signer can pay a settlement's gas (gets new settlements)",
             signer_funded.clone(),
         );
+        let rpc = RpcMetrics::new(&mut registry);
         Self {
             registry,
             http_requests,
@@ -551,6 +662,7 @@ impl Prom {
             signer_below_floor,
             signer_leased,
             signer_funded,
+            rpc,
         }
     }
 }
@@ -636,6 +748,11 @@ impl MetricsHandle {
             }
         }
         self.addr.do_send(RecordX402(e));
+    }
+
+    /// The chain-access layer's metrics (RPC latency, errors and health per endpoint).
+    pub fn rpc(&self) -> RpcMetrics {
+        self.prom.rpc.clone()
     }
 
     /// Write everything recorded so far; returns once it is in the database.

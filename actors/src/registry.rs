@@ -1,7 +1,8 @@
 //! `RegistryActor`: networks (from configuration), assets (configuration + admin API) and
 //! merchants' resources (the discovery registry).
 //!
-//! Networks are fixed at start and read lock-free. Assets are read on every verify, so the
+//! Networks are fixed at start and read lock-free; their live chain health comes from each
+//! network's `ChainAccess`. Assets are read on every verify, so the
 //! actor keeps an `Arc<DashMap>` of the active ones warm and is its only writer.
 
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use sea_orm::{
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::chain::{ChainAccess, NetworkHealth};
 use crate::error::{conflict_on_unique, ServiceError, ServiceResult};
 
 /// A network this process serves (it has an RPC URL).
@@ -37,13 +39,6 @@ impl NetworkEntry {
             .map(|a| a.to_checksum(None))
             .unwrap_or_default()
     }
-}
-
-/// Live chain facts, kept up to date by the chain side.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ChainStatus {
-    pub block: u64,
-    pub healthy: bool,
 }
 
 /// An asset as the API shows it.
@@ -208,7 +203,8 @@ impl Actor for RegistryActor {
 pub struct RegistryHandle {
     addr: Addr<RegistryActor>,
     networks: Arc<Vec<NetworkEntry>>,
-    status: Arc<DashMap<&'static str, ChainStatus>>,
+    /// Each served network's chain access, whose health `/status` shows.
+    chains: Arc<DashMap<&'static str, ChainAccess>>,
     assets: Arc<DashMap<AssetKey, AssetView>>,
 }
 
@@ -239,7 +235,7 @@ impl RegistryHandle {
         Ok(Self {
             addr: actor.start(),
             networks: Arc::new(networks),
-            status: Arc::new(DashMap::new()),
+            chains: Arc::new(DashMap::new()),
             assets,
         })
     }
@@ -256,12 +252,16 @@ impl RegistryHandle {
             .find(|n| n.info.chain_id == info.chain_id)
     }
 
-    pub fn chain_status(&self, network: &'static str) -> ChainStatus {
-        self.status.get(network).map(|s| *s).unwrap_or_default()
+    /// The network's chain access right now (endpoints, head, status); `down` without one.
+    pub fn chain_health(&self, network: &'static str) -> NetworkHealth {
+        self.chains
+            .get(network)
+            .map(|c| c.health())
+            .unwrap_or_else(NetworkHealth::unknown)
     }
 
-    pub fn set_chain_status(&self, network: &'static str, status: ChainStatus) {
-        self.status.insert(network, status);
+    pub fn attach_chain(&self, network: &'static str, chain: ChainAccess) {
+        self.chains.insert(network, chain);
     }
 
     /// An active asset of a served network (the verify hot path).

@@ -517,6 +517,22 @@ impl Devnet {
             .map_err(rpc)
     }
 
+    /// Another handle on this chain (same keys, same contracts) for a second app on it;
+    /// dropping it leaves the chain running: the original handle owns the process.
+    pub fn clone_handle(&self) -> Devnet {
+        Devnet {
+            rpc_url: self.rpc_url.clone(),
+            chain_id: self.chain_id,
+            usdc: self.usdc,
+            deployer: self.deployer.clone(),
+            facilitator_keys: self.facilitator_keys.clone(),
+            payers: self.payers.clone(),
+            provider: self.provider.clone(),
+            artifacts: self.artifacts.clone(),
+            child: None,
+        }
+    }
+
     /// The anvil process id (to check it is gone after `stop`).
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)

@@ -207,11 +207,42 @@ pub mod schema {
         pub version: String,
     }
 
+    /// `active`: every RPC endpoint is healthy; `degraded`: some are; `down`: none is.
     #[derive(Serialize, ToSchema)]
     #[serde(rename_all = "lowercase")]
     pub enum NetworkStatus {
         Active,
-        Unreachable,
+        Degraded,
+        Down,
+    }
+
+    /// `unhealthy`: its last call or probe failed (skipped while another endpoint is
+    /// healthy); `lagging`: its head is behind the best endpoint's.
+    #[derive(Serialize, ToSchema)]
+    #[serde(rename_all = "lowercase")]
+    pub enum RpcEndpointStatus {
+        Healthy,
+        Unhealthy,
+        Lagging,
+    }
+
+    /// One RPC endpoint of a network.
+    #[derive(Serialize, ToSchema)]
+    #[serde(rename_all = "camelCase")]
+    pub struct RpcEndpoint {
+        /// Scheme, host and port only: path and query (where API keys live) are elided.
+        #[schema(example = "https://base-sepolia.g.alchemy.com/…")]
+        pub url: String,
+        pub status: RpcEndpointStatus,
+        /// The latest block it reported to the health probe.
+        pub block: Option<u64>,
+        /// Smoothed latency of its answers, milliseconds.
+        pub latency_ms: Option<f64>,
+        /// Attempts sent to it (calls and probes).
+        pub requests: u64,
+        /// Attempts that failed (no answer in time, connection or HTTP error).
+        pub errors: u64,
+        pub last_error: Option<String>,
     }
 
     #[derive(Serialize, ToSchema)]
@@ -234,11 +265,15 @@ pub mod schema {
         #[schema(example = "base-sepolia")]
         pub network: String,
         pub status: NetworkStatus,
-        /// Latest block seen on the network's RPC.
+        /// Latest block of the network's healthy RPC endpoints (0 when none answers).
         pub block: u64,
         #[schema(example = "0x1111111111111111111111111111111111111111")]
         pub fee_payer: String,
         pub extra: FeePayerExtra,
+        /// Seconds since that block's timestamp (the chain's clock); null when unknown.
+        pub block_age_seconds: Option<u64>,
+        /// The network's RPC endpoints in order of preference, with their health.
+        pub rpc: Vec<RpcEndpoint>,
         /// `/api/v1/status` only: the network's signers as this instance sees them.
         pub signers: Option<Vec<SignerState>>,
     }
@@ -285,7 +320,8 @@ pub mod schema {
     /// `GET /api/v1/status`.
     #[derive(Serialize, ToSchema)]
     pub struct SystemStatus {
-        /// `healthy`, or `degraded` when the database does not answer.
+        /// `healthy`, or `degraded` when the database does not answer or a network is not
+        /// `active`.
         #[schema(example = "healthy")]
         pub status: String,
         #[schema(example = "0.1.0")]
@@ -295,6 +331,18 @@ pub mod schema {
         /// One kind per network (x402 v1 names).
         pub networks: Vec<NetworkKind>,
         pub database: DatabaseStatus,
+    }
+
+    /// `GET /ready`: the instance can serve.
+    #[derive(Serialize, ToSchema)]
+    pub struct Ready {
+        #[schema(example = "ready")]
+        pub status: String,
+        #[schema(example = "healthy")]
+        pub database: String,
+        /// Every served network's status, by v1 name.
+        #[schema(example = json!({"base-sepolia": "active"}))]
+        pub networks: BTreeMap<String, NetworkStatus>,
     }
 
     /// A registered asset (token).
@@ -1021,6 +1069,7 @@ fn components() -> ComponentsBuilder {
     add!(
         ApiError,
         Health,
+        Ready,
         SystemStatus,
         Supported,
         NetworkKind,
@@ -1323,6 +1372,17 @@ pub fn operations() -> Vec<Op> {
     let system = vec![
         Op::get("/health", "Liveness", Reply::bare::<Health>())
             .describe("Answers while the process runs; does not touch the database."),
+        Op::get("/ready", "Readiness", Reply::data::<Ready>())
+            .describe(
+                "For load balancers: 200 while the database answers and the networks \
+                 `ready.networks` names (all served ones by default) are up, `active` or \
+                 `degraded` (some RPC endpoint answers).",
+            )
+            .error(
+                503,
+                "`SERVICE_UNAVAILABLE`: not ready; `details` names what is missing (the \
+                 database, or a network with no RPC endpoint answering).",
+            ),
         Op::get("/metrics", "Prometheus metrics", Reply::Prometheus)
             .auth(Auth::Scrape)
             .describe(
@@ -1338,7 +1398,11 @@ pub fn operations() -> Vec<Op> {
             "System status",
             Reply::data::<SystemStatus>(),
         )
-        .describe("Database health, uptime, and the served networks with their latest block."),
+        .describe(
+            "Database health, uptime, and the served networks: status (`active`, \
+             `degraded`, `down`), latest block and its age, and each RPC endpoint's health \
+             (URLs redacted).",
+        ),
         Op::get("/openapi.json", "This OpenAPI document", Reply::AnyJson)
             .describe("The OpenAPI 3 document of this API; `/docs` renders it."),
     ];
@@ -1400,7 +1464,9 @@ pub fn operations() -> Vec<Op> {
         )
         .error(
             500,
-            "`VERIFICATION_FAILED`: verification could not complete.",
+            "`VERIFICATION_FAILED`: verification could not complete. When no RPC endpoint of \
+             the network answered in time (`rpc.timeout_ms`), `details` says the network is \
+             unavailable and a `Retry-After` header is set.",
         ),
         Op::post(
             "/api/v1/settle",
@@ -1421,7 +1487,12 @@ pub fn operations() -> Vec<Op> {
             "`FORBIDDEN`: the key's scope does not include `settle`, the payment's \
              network is outside the key's `networks`, or the key has no settle credits left.",
         )
-        .error(500, "`SETTLEMENT_FAILED`: settlement could not complete."),
+        .error(
+            500,
+            "`SETTLEMENT_FAILED`: settlement could not complete. When no RPC endpoint of the \
+             network answered in time (`rpc.timeout_ms`), `details` says the network is \
+             unavailable and a `Retry-After` header is set.",
+        ),
         Op::get(
             "/api/v1/settlements/{tx}",
             "Get a settlement",

@@ -131,6 +131,7 @@ where
 fn table() -> Vec<(&'static str, Vec<Endpoint>)> {
     vec![
         ("/health", vec![get(health::health)]),
+        ("/ready", vec![get(health::ready)]),
         ("/metrics", vec![get(metrics::prometheus)]),
         ("/api/v1/status", vec![get(health::status)]),
         ("/api/v1/networks", vec![get(networks::list)]),

@@ -1,5 +1,5 @@
 //! Served networks: `/api/v1/networks`, `/api/v1/networks/{id}` (and the same list for
-//! `/api/v1/supported`).
+//! `/api/v1/supported`), with each network's live chain health.
 
 use actix_web::{web, HttpResponse};
 use facilitator_actors::registry::{NetworkEntry, RegistryHandle};
@@ -8,17 +8,23 @@ use serde_json::{json, Value};
 use crate::error::ApiError;
 use crate::startup::AppState;
 
+/// The seed's fields, then what the chain access knows: `status` is `active` (every RPC
+/// endpoint healthy), `degraded` (some) or `down` (none); the head block's age by the chain's
+/// clock; each endpoint's health, its URL redacted.
 fn kind(registry: &RegistryHandle, n: &NetworkEntry, version: u8) -> Value {
-    let status = registry.chain_status(n.info.v1_name);
+    let health = registry.chain_health(n.info.v1_name);
     let fee_payer = n.fee_payer();
+    let now = u64::try_from(chrono::Utc::now().timestamp()).unwrap_or(0);
     json!({
         "x402Version": version,
         "scheme": "exact",
         "network": if version == 1 { n.info.v1_name } else { n.info.caip2 },
-        "status": if status.healthy { "active" } else { "unreachable" },
-        "block": status.block,
+        "status": health.status.as_str(),
+        "block": health.block.unwrap_or(0),
         "feePayer": fee_payer,
         "extra": { "feePayer": fee_payer },
+        "blockAgeSeconds": health.block_age_secs(now),
+        "rpc": health.endpoints,
     })
 }
 

@@ -187,10 +187,11 @@ pub async fn verify(
     };
     let answer = state.facilitator.verify(&req).await.map_err(|e| {
         tracing::error!(error = %e, "verify failed");
-        ApiError::new(
+        ApiError::x402_failure(
+            &e,
             ErrorCode::VerificationFailed,
             "Payment verification failed",
-            "",
+            &req.network,
         )
     })?;
     record(&state, outcome(Some(&req), answer.invalid_reason));
@@ -322,7 +323,12 @@ pub async fn settle(
             }
             e => {
                 tracing::error!(error = %e, "settle failed");
-                ApiError::new(ErrorCode::SettlementFailed, "Payment settlement failed", "")
+                ApiError::x402_failure(
+                    &e,
+                    ErrorCode::SettlementFailed,
+                    "Payment settlement failed",
+                    &req.network,
+                )
             }
         })?;
     record(&state, outcome(Some(&req), &answer));

@@ -615,6 +615,7 @@ async fn real_answers_match_the_documented_schemas() {
 
     for path in [
         "/health",
+        "/ready",
         "/api/v1/status",
         "/api/v1/networks",
         "/api/v1/assets",

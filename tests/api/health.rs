@@ -1,6 +1,7 @@
 use serde_json::Value;
 
 use crate::both_dbs;
+use crate::helpers::*;
 
 both_dbs!(health_reports_healthy_with_version, |app| {
     let res = app.get("/health", None).await;
@@ -16,7 +17,9 @@ both_dbs!(status_reports_database_health_and_networks, |app| {
     assert_eq!(res.status(), 200);
     let body: Value = res.json().await.unwrap();
     let data = &body["data"];
-    assert_eq!(data["status"], "healthy");
+    // The test configuration's RPC URL is a closed port: the network is down, so the
+    // service is degraded although its database is healthy.
+    assert_eq!(data["status"], "degraded");
     assert_eq!(data["database"]["status"], "healthy");
     assert!(data["uptime"].as_u64().is_some());
     assert_eq!(data["version"], env!("CARGO_PKG_VERSION"));
@@ -27,7 +30,53 @@ both_dbs!(status_reports_database_health_and_networks, |app| {
     assert_eq!(networks[0]["scheme"], "exact");
     assert!(networks[0]["block"].is_u64());
     assert!(networks[0]["feePayer"].is_string());
+    assert_eq!(networks[0]["status"], "down");
+    let rpc = &networks[0]["rpc"][0];
+    assert_eq!(rpc["url"], "http://127.0.0.1:9");
+    assert_eq!(rpc["status"], "unhealthy");
+    assert_eq!(rpc["lastError"], "connection failed");
+    assert!(rpc["errors"].as_u64().unwrap() >= 1);
 });
+
+both_dbs!(ready_needs_the_served_networks_up, |app| {
+    // The only network's RPC URL is a closed port.
+    let res = app.get("/ready", None).await;
+    let body = assert_error(res, 503, "SERVICE_UNAVAILABLE", Some("Not ready")).await;
+    assert_eq!(
+        body["details"],
+        "network base-sepolia is down (no RPC endpoint answers)"
+    );
+    // Liveness does not depend on it.
+    assert_eq!(app.get("/health", None).await.status(), 200);
+});
+
+#[actix_web::test]
+async fn ready_requires_only_the_configured_networks() {
+    let db = TestDb::create(Db::Sqlite).await;
+    let app = TestApp::spawn_on(db, serde_json::json!({ "ready": { "networks": "none" } })).await;
+    let res = app.get("/ready", None).await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["data"]["status"], "ready");
+    assert_eq!(body["data"]["database"], "healthy");
+    assert_eq!(body["data"]["networks"]["base-sepolia"], "down");
+    let db = app.stop().await;
+
+    // A network that is not served cannot be required: start-up says so.
+    let settings = test_settings(
+        &db.url,
+        serde_json::json!({ "ready": { "networks": ["base"] } }),
+    );
+    let err = x402_facilitator::startup::Application::build(settings)
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        err.to_string()
+            .contains("ready.networks: base is not a served network"),
+        "{err}"
+    );
+}
 
 both_dbs!(networks_list_and_get_by_name_and_caip2, |app| {
     let body: Value = app

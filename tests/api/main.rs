@@ -3,6 +3,7 @@
 
 mod chain_helpers;
 mod helpers;
+mod tcp_proxy;
 
 mod admin;
 mod auth;
@@ -21,6 +22,7 @@ mod process;
 mod recovery;
 mod replay;
 mod resources;
+mod rpc_faults;
 mod settle_faults;
 mod throttle;
 mod x402;
