@@ -63,7 +63,14 @@ fn main() -> anyhow::Result<ExitCode> {
                 tracing::info!("migrations applied");
             }
             Command::Bench(args) => {
-                let outcome = x402_facilitator::bench::run(*args, &cli.config).await?;
+                let outcome = match x402_facilitator::bench::run(*args, &cli.config).await {
+                    Ok(outcome) => outcome,
+                    Err(e) => {
+                        // Bad input or an unusable target: one clear line, no backtrace.
+                        eprintln!("bench: error: {e:#}");
+                        return Ok(ExitCode::from(2));
+                    }
+                };
                 let passed = outcome.passed();
                 outcome.shutdown().await;
                 // Non-zero when a request failed or the chain disagrees: usable in CI.

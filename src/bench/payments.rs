@@ -5,21 +5,10 @@
 use alloy::primitives::{Address, B256, U256};
 use alloy::signers::local::PrivateKeySigner;
 use alloy::signers::SignerSync;
-use alloy::sol;
 use alloy::sol_types::{eip712_domain, SolStruct};
 use serde_json::{json, Value};
-
-sol! {
-    /// EIP-3009's typed message.
-    struct TransferWithAuthorization {
-        address from;
-        address to;
-        uint256 value;
-        uint256 validAfter;
-        uint256 validBefore;
-        bytes32 nonce;
-    }
-}
+// EIP-3009's typed message, from the protocol crate (usable by clients, no I/O).
+use x402::exact::evm::TransferWithAuthorization;
 
 /// Where the money goes and in what: fixed for a run.
 #[derive(Debug, Clone)]

@@ -103,7 +103,7 @@ pub fn summarize(records: &[Record]) -> Summary {
         }
     }
     let mut error_reasons: Vec<ErrorGroup> = groups.into_values().collect();
-    error_reasons.sort_by(|a, b| b.count.cmp(&a.count));
+    error_reasons.sort_by_key(|g| std::cmp::Reverse(g.count));
 
     let width = slice_width(wall);
     let slices = ((wall / width).ceil() as usize).max(1);
