@@ -165,3 +165,59 @@ pub fn summarize(records: &[Record]) -> Summary {
         histogram,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy::primitives::{Address, B256};
+
+    fn record(scheduled_ms: u64, started_ms: u64, finished_ms: u64, ok: bool) -> Record {
+        Record {
+            payer: Address::ZERO,
+            nonce: B256::ZERO,
+            scheduled: Duration::from_millis(scheduled_ms),
+            started: Duration::from_millis(started_ms),
+            finished: Duration::from_millis(finished_ms),
+            outcome: if ok {
+                Outcome::Ok { transaction: None }
+            } else {
+                Outcome::Failed {
+                    reason: "insufficient_funds".into(),
+                    sample: "{}".into(),
+                }
+            },
+        }
+    }
+
+    #[test]
+    fn latency_runs_from_the_schedule_and_errors_group_by_reason() {
+        // Due every 10 ms; the server answers one every 100 ms.
+        let records: Vec<Record> = (0..10)
+            .map(|i| record(10 * i, 10 * i, 100 * (i + 1), i != 3 && i != 7))
+            .collect();
+        let s = summarize(&records);
+        assert_eq!((s.count, s.ok, s.errors), (10, 8, 2));
+        // The last one was due at 90 ms and answered at 1000 ms.
+        assert!((s.latency_ms.max - 910.0).abs() < 1.0, "{:?}", s.latency_ms);
+        assert!(
+            (s.latency_ms.p50 - 460.0).abs() < 50.0,
+            "{:?}",
+            s.latency_ms
+        );
+        assert!((s.wall_secs - 1.0).abs() < 1e-9);
+        assert!((s.throughput_rps - 8.0).abs() < 1e-9);
+        assert_eq!(s.error_reasons.len(), 1);
+        assert_eq!(s.error_reasons[0].reason, "insufficient_funds");
+        assert_eq!(s.error_reasons[0].count, 2);
+        assert_eq!(s.histogram.iter().map(|b| b.1).sum::<usize>(), 10);
+        // Nine are in flight at 100 ms (the first has just answered); none at the end.
+        let at_100 = s
+            .timeline
+            .iter()
+            .find(|t| (t.t_secs - 0.1).abs() < 1e-9)
+            .unwrap();
+        assert_eq!(at_100.in_flight, 9);
+        assert_eq!(s.timeline.last().unwrap().in_flight, 0);
+        assert_eq!(s.timeline.iter().map(|t| t.completed).sum::<usize>(), 10);
+    }
+}
