@@ -63,7 +63,13 @@ fn main() -> anyhow::Result<ExitCode> {
                 tracing::info!("migrations applied");
             }
             Command::Bench(args) => {
-                let outcome = match x402_facilitator::bench::run(*args, &cli.config).await {
+                // Ctrl-C drops the bench, and with it the anvil and facilitators it started.
+                let bench = x402_facilitator::bench::run(*args, &cli.config);
+                let result = tokio::select! {
+                    r = bench => r,
+                    _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+                };
+                let outcome = match result {
                     Ok(outcome) => outcome,
                     Err(e) => {
                         // Bad input or an unusable target: one clear line, no backtrace.
