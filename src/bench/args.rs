@@ -103,6 +103,10 @@ pub struct BenchArgs {
     /// milliseconds between the facilitators and the node, as a remote node would.
     #[arg(long, value_name = "MS")]
     pub rpc_latency: Option<u64>,
+    /// Self-contained only: our facilitator's database, which must be fresh (default: a new
+    /// SQLite file), e.g. `postgres://postgres@127.0.0.1:5432/bench_1` for an empty database.
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
     /// Self-contained only: settlement signer keys our facilitator uses (1-4).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=4))]
     pub signers: u64,

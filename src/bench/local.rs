@@ -18,6 +18,15 @@ use super::reference::ReferenceFacilitator;
 use super::BenchArgs;
 use crate::dev::{local_facilitator, LocalFacilitator};
 
+/// Loopback, any free port (never a fixed one), and the database asked for.
+fn overrides(args: &BenchArgs) -> serde_json::Value {
+    let mut v = serde_json::json!({ "server": { "host": "127.0.0.1", "port": 0 } });
+    if let Some(url) = &args.database_url {
+        v["database"] = serde_json::json!({ "url": url });
+    }
+    v
+}
+
 pub struct Local {
     pub devnet: Devnet,
     pub ours: Target,
@@ -71,8 +80,7 @@ impl Local {
             client_token,
         } = local_facilitator(
             config,
-            // Loopback, any free port: never a fixed one.
-            serde_json::json!({ "server": { "host": "127.0.0.1", "port": 0 } }),
+            overrides(args),
             dir.path(),
             &facilitator_rpc_url,
             devnet.usdc,

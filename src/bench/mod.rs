@@ -385,6 +385,7 @@ pub async fn run(args: BenchArgs, config: &Path) -> anyhow::Result<Outcome> {
         for (set, flag) in [
             (args.rpc_latency.is_some(), "--rpc-latency"),
             (args.compare_reference, "--compare-reference"),
+            (args.database_url.is_some(), "--database-url"),
         ] {
             if set {
                 bail!(
