@@ -609,7 +609,15 @@ fn print_run(r: &RunReport) {
         "  {} sent, {} ok, {} errors in {:.2} s: {:.1} ok/s\n  latency ms: p50 {:.1}  p90 {:.1}  p99 {:.1}  max {:.1}",
         r.count, r.ok, r.errors, r.wall_secs, r.throughput_rps, l.p50, l.p90, l.p99, l.max
     );
-    println!(
+    if r.mode == Mode::Verify {
+        println!(
+            "  chain: {}; no nonce used, payee {} received {}",
+            if c.consistent { "agrees" } else { "DISAGREES" },
+            c.payee,
+            c.payee_delta
+        );
+    } else {
+        println!(
         "  chain: {}; payee {} received {} (expected {}); {} transactions, {:.0} gas and {:.1} gwei per settlement, {} blocks, {:.1} settlements per block (max {})",
         if c.consistent { "agrees" } else { "DISAGREES" },
         c.payee,
@@ -622,6 +630,7 @@ fn print_run(r: &RunReport) {
         c.settlements_per_block_mean,
         c.settlements_per_block_max
     );
+    }
     for p in &c.problems {
         println!("  chain: {p}");
     }
