@@ -198,6 +198,14 @@ async fn bench_process(args: &[&str]) -> Output {
         .expect("run x402-facilitator bench")
 }
 
+/// Run the binary and require exit 0; its (stdout, stderr).
+async fn passing_bench(args: &[&str]) -> (String, String) {
+    let o = bench_process(args).await;
+    let (stdout, stderr) = text(&o);
+    assert!(o.status.success(), "{stdout}\n{stderr}");
+    (stdout, stderr)
+}
+
 fn text(o: &Output) -> (String, String) {
     (
         String::from_utf8_lossy(&o.stdout).into_owned(),
@@ -278,9 +286,7 @@ async fn the_typescript_reference_facilitator_is_measured_and_compared_with_ours
         out_v2.to_str().unwrap(),
     ];
     args.extend(chain_args);
-    let o = bench_process(&args).await;
-    let (stdout, stderr) = text(&o);
-    assert!(o.status.success(), "{stdout}\n{stderr}");
+    passing_bench(&args).await;
     let report = read_report(&out_v2);
     let run = &report["runs"][0];
     assert_eq!(run["facilitator"], reference.url.as_str());
@@ -313,9 +319,7 @@ async fn the_typescript_reference_facilitator_is_measured_and_compared_with_ours
         out_cmp.to_str().unwrap(),
     ];
     args.extend(chain_args);
-    let o = bench_process(&args).await;
-    let (stdout, stderr) = text(&o);
-    assert!(o.status.success(), "{stdout}\n{stderr}");
+    let (stdout, stderr) = passing_bench(&args).await;
     let report = read_report(&out_cmp);
     let runs = report["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 2);
