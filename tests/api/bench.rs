@@ -181,6 +181,16 @@ async fn self_contained_settle_run_matches_the_chain_and_its_report_renders() {
         "a blank page? {} bytes",
         bytes.len()
     );
+
+    // The binary itself, self-contained, exits 0 on a passing run (small: the run above is
+    // the one checked against the chain).
+    let (stdout, _) =
+        passing_bench(&["--mode", "settle", "--count", "20", "--concurrency", "10"]).await;
+    assert!(stdout.contains("20 sent, 20 ok, 0 errors"), "{stdout}");
+    assert!(
+        stdout.lines().last().unwrap().starts_with("bench: PASS"),
+        "{stdout}"
+    );
 }
 
 /// The binary, as an operator runs it (off the test's thread: the facilitators it measures
