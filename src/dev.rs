@@ -35,32 +35,42 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
     result
 }
 
-async fn serve(devnet: &Devnet, opts: DevOptions) -> anyhow::Result<()> {
-    // A fresh database per run: the chain is fresh too, and an old ledger would not match it.
-    let dir = tempfile::tempdir().context("temp dir")?;
-    let db_path = dir.path().join("dev.sqlite");
-    let mut networks = serde_json::Map::new();
-    networks.insert(
-        "base_sepolia".into(),
-        json!({ "rpc_url": devnet.rpc_url, "usdc_address": devnet.usdc.to_checksum(None), "receipt_timeout_secs": 20 }),
-    );
-    let settings: Settings = Settings::figment(&opts.config)
+/// Our facilitator as `dev` and `bench` run it: a fresh SQLite file in `dir`, only
+/// `base-sepolia` served, on `rpc_url` with the token at `usdc`, settling with `signers`, and a
+/// dev user (admin) with one `verify,settle` client key.
+pub struct LocalFacilitator {
+    pub app: Application,
+    pub client_id: String,
+    pub client_token: secrecy::SecretString,
+}
+
+/// `overrides`: configuration keys set over the file's (e.g. `server.port`).
+pub async fn local_facilitator(
+    config: &Path,
+    overrides: serde_json::Value,
+    dir: &Path,
+    rpc_url: &str,
+    usdc: alloy::primitives::Address,
+    signers: Vec<alloy::signers::local::PrivateKeySigner>,
+) -> anyhow::Result<LocalFacilitator> {
+    let db_path = dir.join("dev.sqlite");
+    let settings: Settings = Settings::figment(config)
         .merge(Serialized::defaults(json!({
             "database": { "url": format!("sqlite://{}?mode=rwc", db_path.display()) },
         })))
+        .merge(Serialized::defaults(overrides))
         .extract()
         .context("configuration")?;
-    // Only the local chain is served in dev mode.
+    // Only the local chain is served.
     let mut settings = settings;
     settings.networks.retain(|k, _| k == "base_sepolia");
     let base = settings.networks.entry("base_sepolia".into()).or_default();
-    base.rpc_url = Some(devnet.rpc_url.clone().into());
-    base.usdc_address = Some(devnet.usdc.to_checksum(None));
+    base.rpc_url = Some(rpc_url.to_owned().into());
+    base.usdc_address = Some(usdc.to_checksum(None));
+    base.receipt_timeout_secs = Some(20);
 
     let mut options = BuildOptions::default();
-    options
-        .signer_keys
-        .insert("base-sepolia".into(), devnet.facilitator_keys.clone());
+    options.signer_keys.insert("base-sepolia".into(), signers);
     let app = Application::build_with(settings, options).await?;
     let state = app.state();
     let user = state
@@ -80,6 +90,30 @@ async fn serve(devnet: &Devnet, opts: DevOptions) -> anyhow::Result<()> {
             None,
         )
         .await?;
+    Ok(LocalFacilitator {
+        app,
+        client_id: client.view.client_id,
+        client_token: client.token,
+    })
+}
+
+async fn serve(devnet: &Devnet, opts: DevOptions) -> anyhow::Result<()> {
+    // A fresh database per run: the chain is fresh too, and an old ledger would not match it.
+    let dir = tempfile::tempdir().context("temp dir")?;
+    let LocalFacilitator {
+        app,
+        client_id,
+        client_token,
+    } = local_facilitator(
+        &opts.config,
+        json!({}),
+        dir.path(),
+        &devnet.rpc_url,
+        devnet.usdc,
+        devnet.facilitator_keys.clone(),
+    )
+    .await?;
+    let state = app.state();
     let facilitator_url = format!("http://127.0.0.1:{}/api/v1", app.port());
     let payer_keys: Vec<String> = devnet
         .payers
@@ -88,8 +122,8 @@ async fn serve(devnet: &Devnet, opts: DevOptions) -> anyhow::Result<()> {
         .collect();
     let dev_state = json!({
         "facilitatorUrl": facilitator_url,
-        "clientId": client.view.client_id,
-        "clientToken": client.token.expose_secret(),
+        "clientId": client_id,
+        "clientToken": client_token.expose_secret(),
         "adminToken": state.admin_token.expose_secret(),
         "network": "base-sepolia",
         "caip2": "eip155:84532",
@@ -108,7 +142,7 @@ async fn serve(devnet: &Devnet, opts: DevOptions) -> anyhow::Result<()> {
         devnet.rpc_url,
         devnet.chain_id,
         devnet.usdc,
-        client.view.client_id,
+        client_id,
         match &opts.state_file {
             Some(p) => format!(
                 "  state file:  {} (client token, admin token, payer keys)\n\nPay through it with the official x402 clients:\n  node tools/examples/pay.mjs {}\n",

@@ -8,6 +8,7 @@
 //! wire: `{"data": ...}` on success, `error::ApiError` otherwise.
 
 pub mod auth;
+pub mod bench;
 pub mod config;
 pub mod dev;
 pub mod error;

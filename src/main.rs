@@ -1,6 +1,7 @@
-//! The `x402-facilitator` binary: `serve` (default), `migrate`, `dev`.
+//! The `x402-facilitator` binary: `serve` (default), `migrate`, `dev`, `bench`.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use x402_facilitator::config::Settings;
@@ -29,11 +30,18 @@ enum Command {
         #[arg(long)]
         state_file: Option<PathBuf>,
     },
+    /// Load-benchmark an x402 facilitator (ours or any other) and check every answer against
+    /// the chain. Without --facilitator: self-contained (local anvil + USDC + ours).
+    Bench(Box<x402_facilitator::bench::BenchArgs>),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
-    let settings = Settings::load(&cli.config)?;
+    let mut settings = Settings::load(&cli.config)?;
+    if matches!(cli.command, Some(Command::Bench(_))) && std::env::var_os("RUST_LOG").is_none() {
+        // The bench prints its own progress; our facilitator's request log would drown it.
+        settings.log.level = "warn".into();
+    }
     telemetry::init(&settings.log);
     actix_web::rt::System::new().block_on(async move {
         match cli.command.unwrap_or(Command::Serve) {
@@ -54,7 +62,31 @@ fn main() -> anyhow::Result<()> {
                 connect_and_migrate(&settings).await?;
                 tracing::info!("migrations applied");
             }
+            Command::Bench(args) => {
+                // Ctrl-C drops the bench, and with it the anvil and facilitators it started.
+                let bench = x402_facilitator::bench::run(*args, &cli.config);
+                let result = tokio::select! {
+                    r = bench => r,
+                    _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+                };
+                let outcome = match result {
+                    Ok(outcome) => outcome,
+                    Err(e) => {
+                        // Bad input or an unusable target: one clear line, no backtrace.
+                        eprintln!("bench: error: {e:#}");
+                        return Ok(ExitCode::from(2));
+                    }
+                };
+                let passed = outcome.passed();
+                outcome.shutdown().await;
+                // Non-zero when a request failed or the chain disagrees: usable in CI.
+                return Ok(if passed {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                });
+            }
         }
-        Ok(())
+        Ok(ExitCode::SUCCESS)
     })
 }

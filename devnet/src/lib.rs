@@ -84,6 +84,9 @@ pub struct DevnetOptions {
     pub gas_limit: Option<u64>,
     pub anvil_path: Option<PathBuf>,
     pub artifacts_dir: Option<PathBuf>,
+    /// Put Multicall3 at its canonical address ([`MULTICALL3`]): the official TypeScript
+    /// facilitator diagnoses failed payments through it, and a fresh anvil has no code there.
+    pub multicall3: bool,
 }
 
 impl Default for DevnetOptions {
@@ -97,6 +100,7 @@ impl Default for DevnetOptions {
             gas_limit: None,
             anvil_path: None,
             artifacts_dir: None,
+            multicall3: false,
         }
     }
 }
@@ -190,6 +194,26 @@ fn bytecode(dir: &Path, rel: &str, libraries: &[(&str, Address)]) -> Result<Vec<
         }
     }
     alloy::hex::decode(&hex).map_err(|e| bad(format!("bytecode: {e}")))
+}
+
+/// Multicall3's address, the same on every chain that has it.
+pub const MULTICALL3: Address =
+    alloy::primitives::address!("0xcA11bde05977b3631167028862bE2a173976CA11");
+
+/// Multicall3's creation code, from the viem package in `tools/` (`multicall3Bytecode`).
+fn multicall3_creation_code() -> Result<Vec<u8>, DevnetError> {
+    let rel = "node_modules/viem/_esm/constants/contracts.js";
+    let path = tools_dir()?.join(rel);
+    let bad = |m: &str| DevnetError::Artifact(rel.to_owned(), m.to_owned());
+    let text = std::fs::read_to_string(&path).map_err(|e| bad(&e.to_string()))?;
+    let start = text
+        .find("multicall3Bytecode = '0x")
+        .ok_or_else(|| bad("no multicall3Bytecode"))?
+        + "multicall3Bytecode = '0x".len();
+    let len = text[start..]
+        .find('\'')
+        .ok_or_else(|| bad("unterminated multicall3Bytecode"))?;
+    alloy::hex::decode(&text[start..start + len]).map_err(|e| bad(&e.to_string()))
 }
 
 /// Spawn anvil on 127.0.0.1, port 0, and return it with the port it reports.
@@ -323,6 +347,9 @@ impl Devnet {
                 .map_err(rpc)?;
             ensure_success(&receipt, "mint")?;
         }
+        if opts.multicall3 {
+            devnet.deploy_multicall3().await?;
+        }
         if let Some(secs) = opts.block_time {
             devnet.set_interval_mining(secs).await?;
         }
@@ -439,6 +466,23 @@ impl Devnet {
             self.send(tx, what).await?;
         }
         Ok(proxy)
+    }
+
+    /// Deploy Multicall3 from the creation code viem ships (the compiled contract viem uses for
+    /// its own deployless multicall), then copy the resulting runtime code to the canonical
+    /// address, where every chain has it.
+    pub async fn deploy_multicall3(&self) -> Result<(), DevnetError> {
+        let deployed = self
+            .deploy_code(multicall3_creation_code()?, "Multicall3")
+            .await?;
+        let runtime = self.provider.get_code_at(deployed).await.map_err(rpc)?;
+        if runtime.is_empty() {
+            return Err(DevnetError::Reverted("Multicall3: no runtime code".into()));
+        }
+        self.provider
+            .raw_request::<_, ()>("anvil_setCode".into(), (MULTICALL3, runtime))
+            .await
+            .map_err(rpc)
     }
 
     pub fn provider(&self) -> &DynProvider {

@@ -114,3 +114,42 @@ async fn usdc_is_circles_token_and_eip3009_moves_exactly_the_value() {
         "anvil is gone"
     );
 }
+
+sol! {
+    #[sol(rpc)]
+    interface IMulticall3 {
+        struct Call3 { address target; bool allowFailure; bytes callData; }
+        struct Result { bool success; bytes returnData; }
+        function aggregate3(Call3[] calls) payable returns (Result[] returnData);
+        function getChainId() view returns (uint256 chainid);
+    }
+}
+
+#[tokio::test]
+async fn multicall3_answers_at_its_canonical_address() {
+    let devnet = Devnet::start(DevnetOptions {
+        multicall3: true,
+        ..DevnetOptions::default()
+    })
+    .await
+    .expect("devnet");
+    let multicall = IMulticall3::new(devnet::MULTICALL3, devnet.provider());
+    assert_eq!(
+        multicall.getChainId().call().await.unwrap(),
+        U256::from(devnet.chain_id)
+    );
+    // One batched read of the token, as the reference facilitator's diagnosis does.
+    let payer = devnet.payers[0].address();
+    let calls = vec![IMulticall3::Call3 {
+        target: devnet.usdc,
+        allowFailure: false,
+        callData: IFiatToken::balanceOfCall { account: payer }
+            .abi_encode()
+            .into(),
+    }];
+    let results = multicall.aggregate3(calls).call().await.unwrap();
+    assert!(results[0].success);
+    let balance = U256::from_be_slice(&results[0].returnData);
+    assert_eq!(balance, devnet.usdc_balance(payer).await.unwrap());
+    devnet.stop().await;
+}

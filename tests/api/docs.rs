@@ -313,7 +313,7 @@ async fn docs_are_served_from_this_process() {
 // Headless Chromium.
 
 /// The browser: `$CHROMIUM`, else `chromium` (Debian) or `chromium-browser` on `PATH`.
-fn chromium() -> PathBuf {
+pub(crate) fn chromium() -> PathBuf {
     if let Some(path) = std::env::var_os("CHROMIUM") {
         return PathBuf::from(path);
     }
@@ -389,13 +389,13 @@ fn run_chromium(args: &[String], url: &str, limit: Duration) -> (bool, String, S
     )
 }
 
-async fn run_chromium_async(args: Vec<String>, url: String) -> (bool, String, String) {
+pub(crate) async fn run_chromium_async(args: Vec<String>, url: String) -> (bool, String, String) {
     actix_web::rt::task::spawn_blocking(move || run_chromium(&args, &url, Duration::from_secs(60)))
         .await
         .expect("chromium runner")
 }
 
-fn artifacts_dir() -> PathBuf {
+pub(crate) fn artifacts_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("target/ci-artifacts")
 }
 

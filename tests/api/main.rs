@@ -7,6 +7,7 @@ mod tcp_proxy;
 
 mod admin;
 mod auth;
+mod bench;
 mod clients;
 mod credits;
 mod dev;

@@ -1,0 +1,135 @@
+//! The command line of `x402-facilitator bench`.
+
+use std::path::PathBuf;
+
+use alloy::primitives::Address;
+use clap::{Args, Parser, ValueEnum};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// `POST /verify` only: nothing moves on chain.
+    Verify,
+    /// `POST /settle` only.
+    Settle,
+    /// `/verify`, then `/settle` when valid: what a resource server does per payment.
+    Pay,
+}
+
+impl Mode {
+    pub fn settles(self) -> bool {
+        !matches!(self, Mode::Verify)
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Facilitator to measure: its base URL, under which `/verify`, `/settle` and `/supported`
+    /// live (ours: `http://host:port/api/v1`). Without it (and without --state) the bench is
+    /// self-contained: a local anvil with Circle's USDC and our facilitator on a fresh SQLite.
+    #[arg(long, value_name = "URL")]
+    pub facilitator: Option<String>,
+    /// Extra request header for --facilitator, `'Name: value'` (repeatable), e.g. a client key.
+    #[arg(long = "header", short = 'H', value_name = "'K: V'")]
+    pub headers: Vec<String>,
+    /// x402 protocol version of the request bodies.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2))]
+    pub x402_version: u8,
+
+    /// Node of the chain the facilitator settles on (with --network, --asset, --payer-keys-file).
+    #[arg(long, value_name = "URL")]
+    pub rpc_url: Option<String>,
+    /// Network: a v1 name (`base-sepolia`) or CAIP-2 (`eip155:84532`).
+    #[arg(long)]
+    pub network: Option<String>,
+    /// The EIP-3009 token (default: the network's USDC).
+    #[arg(long)]
+    pub asset: Option<Address>,
+    /// The token's EIP-712 domain name.
+    #[arg(long, default_value = "USDC")]
+    pub asset_name: String,
+    /// The token's EIP-712 domain version.
+    #[arg(long, default_value = "2")]
+    pub asset_version: String,
+    /// Buyers' private keys, one per line (funded with the asset; they need no gas).
+    #[arg(long, value_name = "FILE")]
+    pub payer_keys_file: Option<PathBuf>,
+    /// Read facilitator URL, client key, RPC URL, network, asset and payer keys from a
+    /// `dev-state.json` (as `x402-facilitator dev --state-file` writes); flags win over it.
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+
+    /// What each request does.
+    #[arg(long, value_enum, default_value_t = Mode::Settle)]
+    pub mode: Mode,
+    /// Payments per run (default 100; with --rate and --duration: rate x duration).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+    /// Closed loop: this many requests in flight, each sent when one answers.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub concurrency: u64,
+    /// Open loop: requests per second on a fixed schedule, whatever the answers; latency is
+    /// measured from each request's scheduled time.
+    #[arg(long, value_name = "PER_SEC", conflicts_with = "concurrency")]
+    pub rate: Option<f64>,
+    /// Stop sending after this many seconds (what was not sent is not counted).
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+    /// Amount of each payment, in the asset's atomic units.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub amount: u64,
+    /// Buyers to spread the payments over (self-contained: created and funded).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub payers: u64,
+    /// Give up on one request after this many seconds.
+    #[arg(long, default_value_t = 60.0, value_name = "SECS")]
+    pub timeout: f64,
+
+    /// Write `report.json` and `report.html` here.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Run the same workload against a second facilitator afterwards (fresh payee, fresh
+    /// nonces) and print both side by side.
+    #[arg(long, value_name = "URL")]
+    pub compare: Option<String>,
+    /// Extra request header for --compare (repeatable).
+    #[arg(long = "compare-header", value_name = "'K: V'")]
+    pub compare_headers: Vec<String>,
+    /// Self-contained only: also start the official TypeScript facilitator
+    /// (tools/bench/reference-facilitator.mjs) on the same chain and compare against it.
+    #[arg(long, conflicts_with = "compare")]
+    pub compare_reference: bool,
+    /// Self-contained only: put a proxy that delays every RPC round trip by this many
+    /// milliseconds between the facilitators and the node, as a remote node would.
+    #[arg(long, value_name = "MS")]
+    pub rpc_latency: Option<u64>,
+    /// Self-contained only: our facilitator's database, which must be fresh (default: a new
+    /// SQLite file), e.g. `postgres://postgres@127.0.0.1:5432/bench_1` for an empty database.
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
+    /// Self-contained only: settlement signer keys our facilitator uses (1-4).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=4))]
+    pub signers: u64,
+}
+
+#[derive(Parser)]
+#[command(name = "bench")]
+struct Standalone {
+    #[command(flatten)]
+    args: BenchArgs,
+}
+
+impl BenchArgs {
+    /// Parse `bench`'s arguments (the first item is the program name), as the binary does.
+    pub fn try_parse_from<I, T>(argv: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        Standalone::try_parse_from(argv).map(|s| s.args)
+    }
+
+    pub fn self_contained(&self) -> bool {
+        self.facilitator.is_none() && self.state.is_none()
+    }
+}

@@ -1,0 +1,380 @@
+//! The load loop. It runs on a runtime of its own (its own threads), so the client never shares
+//! a thread with a facilitator started in the same process.
+//!
+//! - Closed loop: `concurrency` workers, each sending its next request when the last answered.
+//! - Open loop: request `i` is due at `i / rate` seconds, sent then whatever is in flight, and
+//!   its latency runs from that scheduled time, so a server that falls behind shows its queue
+//!   in the figures instead of slowing the client down (no coordinated omission).
+
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use alloy::primitives::{Address, B256};
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use reqwest::header::HeaderMap;
+use serde_json::Value;
+use tokio::time::Instant;
+
+use super::args::Mode;
+use super::payments::Payment;
+
+/// A facilitator to send to.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Short label for tables ("ours", "reference", or the host).
+    pub name: String,
+    /// Base URL: `{url}/verify`, `{url}/settle`, `{url}/supported`.
+    pub url: String,
+    pub headers: HeaderMap,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum Loop {
+    Closed { concurrency: usize },
+    Open { rate: f64 },
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Workload {
+    pub mode: Mode,
+    pub looping: Loop,
+    pub duration: Option<Duration>,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Ok {
+        transaction: Option<B256>,
+    },
+    Failed {
+        reason: String,
+        /// What the server answered (or the transport error), cut short.
+        sample: String,
+    },
+}
+
+impl Outcome {
+    pub fn is_ok(&self) -> bool {
+        matches!(self, Outcome::Ok { .. })
+    }
+}
+
+/// One payment as sent: times are offsets from the start of the run.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub payer: Address,
+    pub nonce: B256,
+    /// When it was due (closed loop: when a worker took it).
+    pub scheduled: Duration,
+    pub started: Duration,
+    pub finished: Duration,
+    pub outcome: Outcome,
+}
+
+impl Record {
+    /// From the scheduled time, not the send time.
+    pub fn latency(&self) -> Duration {
+        self.finished.saturating_sub(self.scheduled)
+    }
+}
+
+/// Counters the progress bar reads while the run goes on.
+struct Live {
+    done: AtomicU64,
+    errors: AtomicU64,
+    in_flight: AtomicI64,
+    latency_us: Mutex<Histogram<u64>>,
+}
+
+pub fn latency_histogram() -> Histogram<u64> {
+    // 1 µs to 1 hour, 3 significant digits.
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds")
+}
+
+struct Shared {
+    client: reqwest::Client,
+    url: String,
+    mode: Mode,
+    t0: Instant,
+    live: Live,
+}
+
+/// Run `payments` against `target`; returns one record per payment sent, in payment order.
+pub async fn run(
+    target: &Target,
+    workload: Workload,
+    payments: Vec<Payment>,
+    progress_label: String,
+) -> anyhow::Result<Vec<Record>> {
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .default_headers(target.headers.clone())
+        .timeout(workload.timeout)
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build()?;
+    let url = target.url.trim_end_matches('/').to_owned();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("bench-load".into())
+        .spawn(move || {
+            let result = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                .map(|rt| rt.block_on(drive(client, url, workload, payments, progress_label)));
+            let _ = tx.send(result);
+        })?;
+    rx.await
+        .map_err(|_| anyhow::anyhow!("the load generator stopped"))?
+}
+
+async fn drive(
+    client: reqwest::Client,
+    url: String,
+    workload: Workload,
+    payments: Vec<Payment>,
+    progress_label: String,
+) -> Vec<Record> {
+    let n = payments.len();
+    // Serialised before the clock starts, like the signatures.
+    let bodies: Arc<Vec<(Address, B256, String)>> = Arc::new(
+        payments
+            .into_iter()
+            .map(|p| (p.payer, p.nonce, p.body.to_string()))
+            .collect(),
+    );
+    let shared = Arc::new(Shared {
+        client,
+        url,
+        mode: workload.mode,
+        t0: Instant::now(),
+        live: Live {
+            done: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            in_flight: AtomicI64::new(0),
+            latency_us: Mutex::new(latency_histogram()),
+        },
+    });
+    let bar = progress_bar(n as u64, progress_label);
+    let ticker = {
+        let shared = shared.clone();
+        let bar = bar.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_millis(200));
+            loop {
+                every.tick().await;
+                update_bar(&bar, &shared.live);
+            }
+        })
+    };
+    let t0 = shared.t0;
+    let limit = workload.duration;
+    let due = move |at: Duration| limit.is_none_or(|d| at < d);
+
+    let mut records: Vec<(usize, Record)> = Vec::with_capacity(n);
+    match workload.looping {
+        Loop::Closed { concurrency } => {
+            let next = Arc::new(AtomicUsize::new(0));
+            let workers: Vec<_> = (0..concurrency.min(n).max(1))
+                .map(|_| {
+                    let (shared, bodies, next) = (shared.clone(), bodies.clone(), next.clone());
+                    tokio::spawn(async move {
+                        let mut out = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            let scheduled = t0.elapsed();
+                            if i >= bodies.len() || !due(scheduled) {
+                                break;
+                            }
+                            out.push((i, send(&shared, &bodies[i], scheduled).await));
+                        }
+                        out
+                    })
+                })
+                .collect();
+            for w in workers {
+                records.extend(w.await.expect("a load worker panicked"));
+            }
+        }
+        Loop::Open { rate } => {
+            let mut set = tokio::task::JoinSet::new();
+            for i in 0..n {
+                let at = Duration::from_secs_f64(i as f64 / rate);
+                if !due(at) {
+                    break;
+                }
+                tokio::time::sleep_until(t0 + at).await;
+                let (shared, bodies) = (shared.clone(), bodies.clone());
+                set.spawn(async move { (i, send(&shared, &bodies[i], at).await) });
+            }
+            while let Some(r) = set.join_next().await {
+                records.push(r.expect("a request task panicked"));
+            }
+        }
+    }
+    ticker.abort();
+    update_bar(&bar, &shared.live);
+    bar.finish();
+    records.sort_by_key(|(i, _)| *i);
+    records.into_iter().map(|(_, r)| r).collect()
+}
+
+fn progress_bar(len: u64, label: String) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{prefix} {elapsed_precise} [{bar:30}] {pos}/{len} {per_sec} {msg}",
+        )
+        .expect("valid progress template")
+        .progress_chars("=> "),
+    );
+    bar.set_prefix(label);
+    bar
+}
+
+fn update_bar(bar: &ProgressBar, live: &Live) {
+    let (p50, p99) = {
+        let h = live.latency_us.lock().expect("latency lock");
+        (
+            h.value_at_quantile(0.5) as f64 / 1000.0,
+            h.value_at_quantile(0.99) as f64 / 1000.0,
+        )
+    };
+    bar.set_position(live.done.load(Ordering::Relaxed));
+    bar.set_message(format!(
+        "in flight {} | errors {} | p50 {p50:.1} ms | p99 {p99:.1} ms",
+        live.in_flight.load(Ordering::Relaxed),
+        live.errors.load(Ordering::Relaxed),
+    ));
+}
+
+async fn send(shared: &Shared, body: &(Address, B256, String), scheduled: Duration) -> Record {
+    let live = &shared.live;
+    live.in_flight.fetch_add(1, Ordering::Relaxed);
+    let started = shared.t0.elapsed();
+    let outcome = match shared.mode {
+        Mode::Verify => verify(shared, &body.2).await,
+        Mode::Settle => settle(shared, &body.2).await,
+        Mode::Pay => match verify(shared, &body.2).await {
+            Outcome::Ok { .. } => settle(shared, &body.2).await,
+            Outcome::Failed { reason, sample } => Outcome::Failed {
+                reason: format!("verify: {reason}"),
+                sample,
+            },
+        },
+    };
+    let finished = shared.t0.elapsed();
+    live.in_flight.fetch_sub(1, Ordering::Relaxed);
+    live.done.fetch_add(1, Ordering::Relaxed);
+    if !outcome.is_ok() {
+        live.errors.fetch_add(1, Ordering::Relaxed);
+    }
+    let micros = finished.saturating_sub(scheduled).as_micros() as u64;
+    live.latency_us
+        .lock()
+        .expect("latency lock")
+        .saturating_record(micros.max(1));
+    Record {
+        payer: body.0,
+        nonce: body.1,
+        scheduled,
+        started,
+        finished,
+        outcome,
+    }
+}
+
+const SAMPLE_CHARS: usize = 300;
+
+fn cut(s: &str) -> String {
+    let mut out: String = s.chars().take(SAMPLE_CHARS).collect();
+    if s.chars().count() > SAMPLE_CHARS {
+        out.push('…');
+    }
+    out
+}
+
+/// POST a body; a 200 with a JSON object is an answer, anything else a failure with a reason.
+async fn post(shared: &Shared, path: &str, body: &str) -> Result<Value, Outcome> {
+    let res = shared
+        .client
+        .post(format!("{}{path}", shared.url))
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .map_err(|e| transport_failure(&e))?;
+    let status = res.status();
+    let text = res.text().await.map_err(|e| transport_failure(&e))?;
+    let json: Option<Value> = serde_json::from_str(&text).ok().filter(Value::is_object);
+    match json {
+        Some(v) if status.is_success() => Ok(v),
+        other => {
+            // Our envelope has a `code`; the reference server an `error`.
+            let detail = other
+                .as_ref()
+                .and_then(|v| v["code"].as_str().or(v["errorReason"].as_str()))
+                .map(|c| format!(" {c}"))
+                .unwrap_or_default();
+            Err(Outcome::Failed {
+                reason: format!("http {}{detail}", status.as_u16()),
+                sample: cut(&text),
+            })
+        }
+    }
+}
+
+fn transport_failure(e: &reqwest::Error) -> Outcome {
+    let reason = if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connection failed"
+    } else {
+        "transport error"
+    };
+    let mut sample = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        sample.push_str(": ");
+        sample.push_str(&s.to_string());
+        source = s.source();
+    }
+    Outcome::Failed {
+        reason: reason.to_owned(),
+        sample: cut(&sample),
+    }
+}
+
+async fn verify(shared: &Shared, body: &str) -> Outcome {
+    match post(shared, "/verify", body).await {
+        Ok(v) if v["isValid"] == true => Outcome::Ok { transaction: None },
+        Ok(v) => Outcome::Failed {
+            reason: v["invalidReason"]
+                .as_str()
+                .unwrap_or("isValid is not true")
+                .to_owned(),
+            sample: cut(&v.to_string()),
+        },
+        Err(failure) => failure,
+    }
+}
+
+async fn settle(shared: &Shared, body: &str) -> Outcome {
+    match post(shared, "/settle", body).await {
+        Ok(v) if v["success"] == true => Outcome::Ok {
+            transaction: v["transaction"].as_str().and_then(|t| t.parse().ok()),
+        },
+        Ok(v) => Outcome::Failed {
+            reason: v["errorReason"]
+                .as_str()
+                .unwrap_or("success is not true")
+                .to_owned(),
+            sample: cut(&v.to_string()),
+        },
+        Err(failure) => failure,
+    }
+}

@@ -1,0 +1,138 @@
+//! Self-contained mode: a local anvil with Circle's USDC (the `devnet` crate), our facilitator
+//! in this process on a fresh SQLite file (as `dev` runs it), optionally the TypeScript reference
+//! facilitator on the same chain, and optionally a delaying proxy between the facilitators and
+//! the node. The bench's own chain reads go to the node directly.
+
+use std::path::Path;
+use std::time::Duration;
+
+use alloy::primitives::U256;
+use anyhow::{bail, Context as _};
+use devnet::{Devnet, DevnetOptions};
+use reqwest::header::{HeaderMap, HeaderValue};
+use secrecy::ExposeSecret;
+
+use super::engine::Target;
+use super::proxy::DelayProxy;
+use super::reference::ReferenceFacilitator;
+use super::BenchArgs;
+use crate::dev::{local_facilitator, LocalFacilitator};
+
+/// Loopback, any free port (never a fixed one), and the database asked for.
+fn overrides(args: &BenchArgs) -> serde_json::Value {
+    let mut v = serde_json::json!({ "server": { "host": "127.0.0.1", "port": 0 } });
+    if let Some(url) = &args.database_url {
+        v["database"] = serde_json::json!({ "url": url });
+    }
+    v
+}
+
+pub struct Local {
+    pub devnet: Devnet,
+    pub ours: Target,
+    pub reference: Option<(Target, ReferenceFacilitator)>,
+    /// The URL the facilitators use for the node (the proxy's, with --rpc-latency).
+    pub facilitator_rpc_url: String,
+    server: actix_web::dev::ServerHandle,
+    task: actix_web::rt::task::JoinHandle<std::io::Result<()>>,
+    _proxy: Option<DelayProxy>,
+    _dir: tempfile::TempDir,
+}
+
+impl Local {
+    /// `needed_each`: what each payer spends over the whole bench.
+    pub async fn start(args: &BenchArgs, config: &Path, needed_each: U256) -> anyhow::Result<Self> {
+        let signers = args.signers as usize;
+        if args.compare_reference && signers > 3 {
+            bail!("--compare-reference leaves 3 signer keys for ours: use --signers 3 or fewer");
+        }
+        let devnet = Devnet::start(DevnetOptions {
+            token_name: args.asset_name.clone(),
+            payers: args.payers as usize,
+            payer_balance: needed_each.max(DevnetOptions::default().payer_balance),
+            block_time: Some(1),
+            // Room for ~3000 settlements a block: the chain is not what is measured.
+            gas_limit: Some(300_000_000),
+            multicall3: args.compare_reference,
+            ..DevnetOptions::default()
+        })
+        .await
+        .context("cannot start the local chain (run scripts/install-tools.sh first)")?;
+        if args.asset_version != "2" {
+            bail!("the local USDC's EIP-712 version is \"2\": drop --asset-version");
+        }
+
+        let proxy = match args.rpc_latency {
+            Some(ms) => {
+                let upstream = devnet.rpc_url.trim_start_matches("http://").to_owned();
+                Some(DelayProxy::start(upstream, Duration::from_millis(ms)).await?)
+            }
+            None => None,
+        };
+        let facilitator_rpc_url = proxy
+            .as_ref()
+            .map_or_else(|| devnet.rpc_url.clone(), |p| p.url.clone());
+
+        let dir = tempfile::tempdir().context("temp dir")?;
+        let LocalFacilitator {
+            app,
+            client_id,
+            client_token,
+        } = local_facilitator(
+            config,
+            overrides(args),
+            dir.path(),
+            &facilitator_rpc_url,
+            devnet.usdc,
+            devnet.facilitator_keys[..signers].to_vec(),
+        )
+        .await?;
+        let mut headers = HeaderMap::new();
+        headers.insert("X-Client-ID", HeaderValue::from_str(&client_id)?);
+        let mut token = HeaderValue::from_str(client_token.expose_secret())?;
+        token.set_sensitive(true);
+        headers.insert("X-Client-Token", token);
+        let ours = Target {
+            name: "ours".into(),
+            url: format!("http://127.0.0.1:{}/api/v1", app.port()),
+            headers,
+        };
+        let server = app.server_handle();
+        let task = actix_web::rt::spawn(app.run_until_stopped());
+
+        let reference = if args.compare_reference {
+            let key = devnet.facilitator_keys[3].clone();
+            let (url, chain_id) = (facilitator_rpc_url.clone(), devnet.chain_id);
+            let process = actix_web::rt::task::spawn_blocking(move || {
+                ReferenceFacilitator::start(&url, chain_id, &key)
+            })
+            .await??;
+            let target = Target {
+                name: "reference".into(),
+                url: process.url.clone(),
+                headers: HeaderMap::new(),
+            };
+            Some((target, process))
+        } else {
+            None
+        };
+        Ok(Self {
+            devnet,
+            ours,
+            reference,
+            facilitator_rpc_url,
+            server,
+            task,
+            _proxy: proxy,
+            _dir: dir,
+        })
+    }
+
+    /// Stop the facilitators, then the chain.
+    pub async fn stop(self) {
+        drop(self.reference);
+        self.server.stop(true).await;
+        let _ = self.task.await;
+        self.devnet.stop().await;
+    }
+}

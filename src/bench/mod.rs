@@ -1,0 +1,722 @@
+//! `x402-facilitator bench`: load-benchmarks any x402 facilitator (ours or not) over its
+//! HTTP API, and checks every answer against the chain.
+//!
+//! A bench flows: resolve the chain (self-contained `local`, or the node, network, asset and
+//! buyer keys given) -> pre-flight checks read from the node (`chain`: chain id, the token's
+//! EIP-712 domain, buyers' balances) and from each facilitator (`/supported`) -> per target:
+//! a fresh payee, payments signed up front (`payments`), the load loop (`engine`, with a
+//! progress bar), figures (`stats`), the chain's verdict (`chain::Chain::verdict`) -> the
+//! terminal summary, `report.json` and `report.html` (`report`, `charts`). The outcome
+//! passes only when every request succeeded and the chain agrees with every answer.
+
+mod args;
+mod chain;
+mod charts;
+mod engine;
+mod local;
+mod payments;
+mod proxy;
+pub mod reference;
+mod report;
+mod stats;
+
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use alloy::primitives::{Address, U256};
+use alloy::signers::local::PrivateKeySigner;
+use anyhow::{bail, Context as _};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use serde_json::Value;
+
+pub use args::{BenchArgs, Mode};
+pub use local::Local;
+pub use report::{Report, RunReport};
+
+use chain::Chain;
+use engine::{Loop, Target, Workload};
+use payments::Terms;
+
+/// What a bench did. `local` (self-contained mode) still runs: read its chain, then
+/// [`Outcome::shutdown`].
+pub struct Outcome {
+    pub report: Report,
+    pub local: Option<Local>,
+}
+
+impl Outcome {
+    /// Every run passed: no failed request, and the chain agrees.
+    pub fn passed(&self) -> bool {
+        self.report.passed
+    }
+
+    pub async fn shutdown(self) {
+        if let Some(local) = self.local {
+            local.stop().await;
+        }
+    }
+}
+
+/// The network as both protocol versions name it.
+struct NetworkNames {
+    v1: Option<String>,
+    caip2: String,
+    chain_id: u64,
+    usdc: Option<Address>,
+}
+
+fn network_names(s: &str) -> anyhow::Result<NetworkNames> {
+    if let Some(n) = x402::network::parse_network(s) {
+        return Ok(NetworkNames {
+            v1: Some(n.v1_name.to_owned()),
+            caip2: n.caip2.to_owned(),
+            chain_id: n.chain_id,
+            usdc: Some(n.usdc),
+        });
+    }
+    let chain_id = s
+        .strip_prefix("eip155:")
+        .and_then(|id| id.parse().ok())
+        .with_context(|| {
+            format!("unknown network {s:?}: give an x402 v1 name (base-sepolia) or CAIP-2 (eip155:84532)")
+        })?;
+    Ok(NetworkNames {
+        v1: None,
+        caip2: s.to_owned(),
+        chain_id,
+        usdc: None,
+    })
+}
+
+fn parse_headers(lines: &[String], flag: &str) -> anyhow::Result<HeaderMap> {
+    let mut map = HeaderMap::new();
+    for line in lines {
+        let (k, v) = line
+            .split_once(':')
+            .with_context(|| format!("{flag} must look like 'Name: value'"))?;
+        let name = HeaderName::from_bytes(k.trim().as_bytes())
+            .with_context(|| format!("{flag}: {:?} is not a header name", k.trim()))?;
+        let mut value = HeaderValue::from_str(v.trim()).with_context(|| {
+            format!("{flag} {}: the value is not a valid header value", k.trim())
+        })?;
+        value.set_sensitive(true);
+        map.append(name, value);
+    }
+    Ok(map)
+}
+
+/// The command line with header values hidden (they carry client tokens).
+fn redacted_argv(argv: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut hide_next = false;
+    for a in argv {
+        let redact = |h: &str| match h.split_once(':') {
+            Some((k, _)) => format!("{k}: <redacted>"),
+            None => "<redacted>".into(),
+        };
+        if hide_next {
+            out.push(redact(&a));
+            hide_next = false;
+            continue;
+        }
+        if a == "--header" || a == "-H" || a == "--compare-header" {
+            hide_next = true;
+            out.push(a);
+        } else if let Some(v) = a
+            .strip_prefix("--header=")
+            .or_else(|| a.strip_prefix("--compare-header="))
+        {
+            let flag = &a[..a.len() - v.len()];
+            out.push(format!("{flag}{}", redact(v)));
+        } else {
+            out.push(a);
+        }
+    }
+    out
+}
+
+fn read_keys(path: &Path) -> anyhow::Result<Vec<PrivateKeySigner>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read --payer-keys-file {}", path.display()))?;
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .enumerate()
+        // The error names the line, never the key.
+        .map(|(i, l)| {
+            l.parse::<PrivateKeySigner>().map_err(|_| {
+                anyhow::anyhow!(
+                    "{} line {}: not a private key (one 0x-hex key per line)",
+                    path.display(),
+                    i + 1
+                )
+            })
+        })
+        .collect()
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// GET `/supported`: the facilitator answers, and serves `exact` on this network and version.
+async fn probe(target: &Target, network: &str, version: u8) -> anyhow::Result<()> {
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .default_headers(target.headers.clone())
+        .build()?;
+    let url = format!("{}/supported", target.url.trim_end_matches('/'));
+    let res = http.get(&url).send().await.map_err(|e| {
+        let mut cause = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            cause = format!("{cause}: {s}");
+            source = s.source();
+        }
+        anyhow::anyhow!("cannot reach the facilitator at {}: {cause}", target.url)
+    })?;
+    let status = res.status();
+    let text = res.text().await.unwrap_or_default();
+    if !status.is_success() {
+        bail!(
+            "the facilitator at {} answered GET /supported with HTTP {}{}: {}",
+            target.url,
+            status.as_u16(),
+            if status.as_u16() == 401 {
+                " (does it need --header, e.g. a client key?)"
+            } else {
+                ""
+            },
+            text.chars().take(300).collect::<String>()
+        );
+    }
+    let body: Value = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{url} did not answer JSON: is {} an x402 facilitator?",
+            target.url
+        )
+    })?;
+    let kinds = body["kinds"].as_array().cloned().unwrap_or_default();
+    let served = kinds.iter().any(|k| {
+        k["x402Version"] == u64::from(version) && k["scheme"] == "exact" && k["network"] == network
+    });
+    if !served {
+        let listed: Vec<String> = kinds
+            .iter()
+            .map(|k| {
+                format!("v{} {} {}", k["x402Version"], k["scheme"], k["network"]).replace('"', "")
+            })
+            .collect();
+        bail!(
+            "the facilitator at {} does not serve exact on {network} for x402 v{version} (its /supported lists: {})",
+            target.url,
+            if listed.is_empty() { "nothing".into() } else { listed.join(", ") }
+        );
+    }
+    Ok(())
+}
+
+/// Everything a run needs that does not change between targets.
+struct Setup {
+    chain: Chain,
+    names: NetworkNames,
+    asset_name: String,
+    asset_version: String,
+    payers: Vec<PrivateKeySigner>,
+    targets: Vec<Target>,
+}
+
+fn load_state(path: &Path) -> anyhow::Result<Value> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read --state {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))
+}
+
+/// Given chain and facilitator(s): from the flags, completed by `--state`.
+async fn remote_setup(args: &BenchArgs) -> anyhow::Result<Setup> {
+    let state = args.state.as_deref().map(load_state).transpose()?;
+    let from_state = |key: &str| -> Option<String> {
+        state
+            .as_ref()
+            .and_then(|s| s[key].as_str())
+            .map(str::to_owned)
+    };
+    let rpc_url = args
+        .rpc_url
+        .clone()
+        .or_else(|| from_state("rpcUrl"))
+        .context("--rpc-url is required with --facilitator (or --state FILE)")?;
+    let network = args
+        .network
+        .clone()
+        .or_else(|| from_state("network"))
+        .context("--network is required with --facilitator (or --state FILE)")?;
+    let names = network_names(&network)?;
+    let asset = match args.asset {
+        Some(a) => a,
+        None => match from_state("asset") {
+            Some(a) => a
+                .parse()
+                .with_context(|| format!("asset {a:?} in the state file"))?,
+            None => names
+                .usdc
+                .with_context(|| format!("--asset is required for {network}"))?,
+        },
+    };
+    let mut payers = match &args.payer_keys_file {
+        Some(path) => read_keys(path)?,
+        None => state
+            .as_ref()
+            .and_then(|s| s["payerPrivateKeys"].as_array())
+            .map(|keys| {
+                keys.iter()
+                    .filter_map(Value::as_str)
+                    .map(|k| {
+                        k.parse::<PrivateKeySigner>().map_err(|_| {
+                            anyhow::anyhow!("a payer key in the state file is not a key")
+                        })
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()
+            })
+            .transpose()?
+            .context("--payer-keys-file is required with --facilitator (or --state FILE)")?,
+    };
+    if payers.is_empty() {
+        bail!("no payer keys given");
+    }
+    payers.truncate(args.payers as usize);
+
+    let (url, headers) = match (&args.facilitator, from_state("facilitatorUrl")) {
+        (Some(url), _) => (url.clone(), parse_headers(&args.headers, "--header")?),
+        (None, Some(url)) => {
+            let mut h = parse_headers(&args.headers, "--header")?;
+            if let (Some(id), Some(token)) = (from_state("clientId"), from_state("clientToken")) {
+                h.insert("X-Client-ID", HeaderValue::from_str(&id)?);
+                let mut t = HeaderValue::from_str(&token)?;
+                t.set_sensitive(true);
+                h.insert("X-Client-Token", t);
+            }
+            (url, h)
+        }
+        (None, None) => bail!("--facilitator is required (the state file names none)"),
+    };
+    let mut targets = vec![Target {
+        name: host_label(&url, "first"),
+        url,
+        headers,
+    }];
+    if let Some(url) = &args.compare {
+        targets.push(Target {
+            name: host_label(url, "second"),
+            url: url.clone(),
+            headers: parse_headers(&args.compare_headers, "--compare-header")?,
+        });
+    }
+    if targets.len() == 2 && targets[0].name == targets[1].name {
+        targets[0].name = "first".into();
+        targets[1].name = "second".into();
+    }
+    let chain = Chain::connect(&rpc_url, asset).await?;
+    Ok(Setup {
+        chain,
+        names,
+        asset_name: args.asset_name.clone(),
+        asset_version: args.asset_version.clone(),
+        payers,
+        targets,
+    })
+}
+
+/// `host:port` of a URL, for tables.
+fn host_label(url: &str, fallback: &str) -> String {
+    reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| {
+            u.host_str()
+                .map(|h| format!("{h}:{}", u.port_or_known_default().unwrap_or(0)))
+        })
+        .unwrap_or_else(|| fallback.to_owned())
+}
+
+fn workload(args: &BenchArgs) -> anyhow::Result<(Workload, usize)> {
+    if let Some(rate) = args.rate {
+        if !(rate.is_finite() && rate > 0.0) {
+            bail!("--rate must be a positive number of requests per second");
+        }
+    }
+    if let Some(d) = args.duration {
+        if !(d.is_finite() && d > 0.0) {
+            bail!("--duration must be a positive number of seconds");
+        }
+    }
+    if !(args.timeout.is_finite() && args.timeout > 0.0) {
+        bail!("--timeout must be a positive number of seconds");
+    }
+    let count = match (args.count, args.rate, args.duration) {
+        (Some(n), _, _) => n as usize,
+        (None, Some(rate), Some(d)) => ((rate * d).ceil() as usize).max(1),
+        _ => 100,
+    };
+    let looping = match args.rate {
+        Some(rate) => Loop::Open { rate },
+        None => Loop::Closed {
+            concurrency: args.concurrency as usize,
+        },
+    };
+    Ok((
+        Workload {
+            mode: args.mode,
+            looping,
+            duration: args.duration.map(Duration::from_secs_f64),
+            timeout: Duration::from_secs_f64(args.timeout),
+        },
+        count,
+    ))
+}
+
+/// Run the bench. `config` is the configuration our facilitator uses in self-contained mode.
+pub async fn run(args: BenchArgs, config: &Path) -> anyhow::Result<Outcome> {
+    let (workload, count) = workload(&args)?;
+    let self_contained = args.self_contained();
+    if !self_contained {
+        for (set, flag) in [
+            (args.rpc_latency.is_some(), "--rpc-latency"),
+            (args.compare_reference, "--compare-reference"),
+            (args.database_url.is_some(), "--database-url"),
+        ] {
+            if set {
+                bail!(
+                    "{flag} works only in self-contained mode (without --facilitator or --state)"
+                );
+            }
+        }
+    } else if args.compare.is_some() {
+        bail!(
+            "--compare needs --facilitator: both facilitators must settle on one chain the bench can read \
+             (self-contained: use --compare-reference)"
+        );
+    }
+    let runs = if args.compare.is_some() || args.compare_reference {
+        2
+    } else {
+        1
+    };
+    let amount = U256::from(args.amount);
+    let per_payer = |payers: usize| -> U256 {
+        if args.mode.settles() {
+            amount * U256::from((count * runs).div_ceil(payers))
+        } else {
+            amount
+        }
+    };
+
+    let (setup, local) = if self_contained {
+        let local = Local::start(&args, config, per_payer(args.payers as usize)).await?;
+        let chain = Chain::connect(&local.devnet.rpc_url, local.devnet.usdc).await?;
+        let mut targets = vec![local.ours.clone()];
+        if let Some((t, _)) = &local.reference {
+            targets.push(t.clone());
+        }
+        let setup = Setup {
+            chain,
+            names: network_names("base-sepolia")?,
+            asset_name: args.asset_name.clone(),
+            asset_version: args.asset_version.clone(),
+            payers: local.devnet.payers.clone(),
+            targets,
+        };
+        (setup, Some(local))
+    } else {
+        (remote_setup(&args).await?, None)
+    };
+    let result = bench(
+        &args,
+        &setup,
+        workload,
+        count,
+        per_payer(setup.payers.len()),
+    )
+    .await;
+    match result {
+        Ok(report) => Ok(Outcome { report, local }),
+        Err(e) => {
+            if let Some(local) = local {
+                local.stop().await;
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn bench(
+    args: &BenchArgs,
+    setup: &Setup,
+    workload: Workload,
+    count: usize,
+    per_payer: U256,
+) -> anyhow::Result<Report> {
+    let chain = &setup.chain;
+    let names = &setup.names;
+    if chain.chain_id != names.chain_id {
+        bail!(
+            "--network {} is chain id {}, but the node at {} is chain {}",
+            names.caip2,
+            names.chain_id,
+            chain.rpc_url,
+            chain.chain_id
+        );
+    }
+    chain
+        .check_asset(&setup.asset_name, &setup.asset_version)
+        .await?;
+    let payer_addresses: Vec<Address> = setup.payers.iter().map(|p| p.address()).collect();
+    chain.check_funded(&payer_addresses, per_payer).await?;
+    let network = match args.x402_version {
+        1 => names.v1.clone().with_context(|| {
+            format!("{} has no x402 v1 name: use --x402-version 2", names.caip2)
+        })?,
+        _ => names.caip2.clone(),
+    };
+    for t in &setup.targets {
+        probe(t, &network, args.x402_version).await?;
+    }
+
+    let valid_for = 3600 + args.duration.unwrap_or(0.0).ceil() as u64;
+    let mut runs = Vec::new();
+    for target in &setup.targets {
+        println!(
+            "bench: {} ({}) — {} x {:?}, x402 v{}, {}",
+            target.name,
+            target.url,
+            count,
+            args.mode,
+            args.x402_version,
+            describe_loop(workload.looping)
+        );
+        let payee = PrivateKeySigner::random().address();
+        let payee_before = chain.balance(payee).await?;
+        let now = now_secs();
+        let terms = Terms {
+            chain_id: chain.chain_id,
+            v1_network: names.v1.clone(),
+            caip2: names.caip2.clone(),
+            asset: chain.asset,
+            asset_name: setup.asset_name.clone(),
+            asset_version: setup.asset_version.clone(),
+            pay_to: payee,
+            amount: U256::from(args.amount),
+            x402_version: args.x402_version,
+            valid_after: now.saturating_sub(600),
+            valid_before: now + valid_for,
+        };
+        let payers = setup.payers.clone();
+        let payments =
+            actix_web::rt::task::spawn_blocking(move || terms.sign_all(&payers, count)).await??;
+        let records = engine::run(target, workload, payments, target.name.clone()).await?;
+        let summary = stats::summarize(&records);
+        let onchain = chain
+            .verdict(
+                payee,
+                payee_before,
+                U256::from(args.amount),
+                args.mode.settles(),
+                &records,
+            )
+            .await?;
+        let run = RunReport::new(
+            target.name.clone(),
+            target.url.clone(),
+            args.mode,
+            summary,
+            onchain,
+            &records,
+        );
+        print_run(&run);
+        runs.push(run);
+    }
+    if runs.len() == 2 {
+        print_comparison(&runs);
+    }
+    let report = Report {
+        tool: "x402-facilitator bench".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        generated_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        command: redacted_argv(std::env::args()),
+        machine: report::Machine::this(),
+        workload: report::WorkloadInfo {
+            mode: args.mode,
+            x402_version: args.x402_version,
+            network,
+            asset: chain.asset.to_checksum(None),
+            amount: args.amount.to_string(),
+            payers: setup.payers.len(),
+            r#loop: match workload.looping {
+                Loop::Closed { .. } => "closed".into(),
+                Loop::Open { .. } => "open".into(),
+            },
+            concurrency: match workload.looping {
+                Loop::Closed { concurrency } => Some(concurrency),
+                Loop::Open { .. } => None,
+            },
+            rate: args.rate,
+            duration_secs: args.duration,
+            count,
+            self_contained: args.self_contained(),
+            rpc_latency_ms: args.rpc_latency,
+        },
+        passed: runs.iter().all(|r| r.passed),
+        runs,
+    };
+    if let Some(dir) = &args.out {
+        report.write(dir)?;
+        println!(
+            "bench: wrote {} and {}",
+            dir.join("report.json").display(),
+            dir.join("report.html").display()
+        );
+    }
+    println!(
+        "bench: {}",
+        if report.passed {
+            "PASS (every request succeeded and the chain agrees)".to_owned()
+        } else {
+            let failed: Vec<&str> = report
+                .runs
+                .iter()
+                .filter(|r| !r.passed)
+                .map(|r| r.name.as_str())
+                .collect();
+            format!("FAIL ({})", failed.join(", "))
+        }
+    );
+    Ok(report)
+}
+
+fn describe_loop(l: Loop) -> String {
+    match l {
+        Loop::Closed { concurrency } => format!("closed loop, concurrency {concurrency}"),
+        Loop::Open { rate } => format!("open loop, {rate} requests/s"),
+    }
+}
+
+fn print_run(r: &RunReport) {
+    let l = &r.latency_ms;
+    let c = &r.onchain;
+    println!(
+        "  {} sent, {} ok, {} errors in {:.2} s: {:.1} ok/s\n  latency ms: p50 {:.1}  p90 {:.1}  p99 {:.1}  max {:.1}",
+        r.count, r.ok, r.errors, r.wall_secs, r.throughput_rps, l.p50, l.p90, l.p99, l.max
+    );
+    if r.mode == Mode::Verify {
+        println!(
+            "  chain: {}; no nonce used, payee {} received {}",
+            if c.consistent { "agrees" } else { "DISAGREES" },
+            c.payee,
+            c.payee_delta
+        );
+    } else {
+        println!(
+        "  chain: {}; payee {} received {} (expected {}); {} transactions, {:.0} gas and {:.1} gwei per settlement, {} blocks, {:.1} settlements per block (max {})",
+        if c.consistent { "agrees" } else { "DISAGREES" },
+        c.payee,
+        c.payee_delta,
+        c.expected_delta,
+        c.transactions,
+        c.gas_per_settlement,
+        c.fee_per_settlement_wei / 1e9,
+        c.blocks,
+        c.settlements_per_block_mean,
+        c.settlements_per_block_max
+    );
+    }
+    for p in &c.problems {
+        println!("  chain: {p}");
+    }
+    for e in &r.error_reasons {
+        println!("  error: {} x {}  e.g. {}", e.count, e.reason, e.sample);
+    }
+}
+
+fn print_comparison(runs: &[RunReport]) {
+    let rows = report::rows(runs);
+    let width = rows.iter().map(|r| r.label.len()).max().unwrap_or(10);
+    let col = runs
+        .iter()
+        .map(|r| r.name.len())
+        .chain(rows.iter().flat_map(|r| r.values.iter().map(String::len)))
+        .max()
+        .unwrap_or(10)
+        .max(12);
+    println!();
+    println!(
+        "{:width$}  {:>col$}  {:>col$}  {:>10}",
+        "",
+        runs[0].name,
+        runs[1].name,
+        format!("{}/{}", runs[1].name, runs[0].name)
+            .chars()
+            .take(24)
+            .collect::<String>()
+    );
+    for row in rows {
+        println!(
+            "{:width$}  {:>col$}  {:>col$}  {:>10}",
+            row.label,
+            row.values[0],
+            row.values[1],
+            row.ratio.unwrap_or_default()
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_values_never_reach_the_recorded_command_line() {
+        let argv = [
+            "x402-facilitator",
+            "bench",
+            "--header",
+            "X-Client-Token: x402sk_secret",
+            "-H",
+            "Authorization: Bearer secret2",
+            "--compare-header=X-Key: secret3",
+            "--count",
+            "5",
+        ]
+        .map(String::from);
+        let shown = redacted_argv(argv).join(" ");
+        for secret in ["x402sk_secret", "secret2", "secret3"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(shown.contains("X-Client-Token: <redacted>"), "{shown}");
+        assert!(
+            shown.contains("--compare-header=X-Key: <redacted>"),
+            "{shown}"
+        );
+        assert!(shown.ends_with("--count 5"), "{shown}");
+    }
+
+    #[test]
+    fn networks_are_named_for_both_versions() {
+        let n = network_names("base-sepolia").unwrap();
+        assert_eq!(
+            (n.v1.as_deref(), n.caip2.as_str(), n.chain_id),
+            (Some("base-sepolia"), "eip155:84532", 84532)
+        );
+        let custom = network_names("eip155:31337").unwrap();
+        assert_eq!((custom.v1, custom.chain_id), (None, 31337));
+        assert!(network_names("moon").is_err());
+    }
+
+    #[test]
+    fn headers_parse_and_bad_ones_are_refused() {
+        let h = parse_headers(&["X-Client-ID: cl_1".into()], "--header").unwrap();
+        assert_eq!(h["x-client-id"], "cl_1");
+        assert!(parse_headers(&["no colon".into()], "--header").is_err());
+    }
+}

@@ -1,0 +1,111 @@
+//! The official TypeScript facilitator (`tools/bench/reference-facilitator.mjs`: `@x402/core`'s
+//! `x402Facilitator` with `@x402/evm`'s `ExactEvmScheme`, v1 and v2) as a child process, for
+//! `bench --compare-reference` and the tests. It needs Multicall3 on its chain
+//! (`DevnetOptions::multicall3`).
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use alloy::signers::local::PrivateKeySigner;
+use anyhow::{bail, Context as _};
+
+pub struct ReferenceFacilitator {
+    child: Child,
+    /// Base URL (`/verify`, `/settle`, `/supported` under it).
+    pub url: String,
+}
+
+impl ReferenceFacilitator {
+    /// Start it on `rpc_url` (chain `chain_id`, served as `eip155:<chain_id>` and v1
+    /// `base-sepolia`), settling with `key`; returns once it listens.
+    pub fn start(rpc_url: &str, chain_id: u64, key: &PrivateKeySigner) -> anyhow::Result<Self> {
+        let tools = devnet::tools_dir()?;
+        let script = tools.join("bench/reference-facilitator.mjs");
+        let mut child = Command::new("node")
+            .arg(&script)
+            .current_dir(&tools)
+            .env("REFERENCE_RPC_URL", rpc_url)
+            .env(
+                "REFERENCE_PRIVATE_KEY",
+                format!("0x{}", alloy::hex::encode(key.to_bytes())),
+            )
+            .env("REFERENCE_CHAIN_ID", chain_id.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("cannot start node (the TypeScript reference facilitator needs Node.js)")?;
+        let stderr = Arc::new(Mutex::new(String::new()));
+        {
+            let mut pipe = child.stderr.take().expect("piped stderr");
+            let stderr = stderr.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = pipe.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    let mut s = stderr.lock().expect("stderr lock");
+                    if s.len() < 16 * 1024 {
+                        s.push_str(&String::from_utf8_lossy(&buf[..n]));
+                    }
+                }
+            });
+        }
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(first)) = lines.next() {
+                let _ = tx.send(first);
+            }
+            // Keep draining: a full pipe would block the server.
+            for _ in lines {}
+        });
+        let line = rx.recv_timeout(Duration::from_secs(60));
+        let mut this = Self {
+            child,
+            url: String::new(),
+        };
+        let Ok(line) = line else {
+            this.kill();
+            bail!(
+                "the reference facilitator ({}) did not start:\n{}",
+                script.display(),
+                stderr.lock().expect("stderr lock")
+            );
+        };
+        let ready: serde_json::Value = serde_json::from_str(&line)
+            .with_context(|| format!("reference facilitator said {line:?}"))?;
+        this.url = ready["url"]
+            .as_str()
+            .with_context(|| format!("reference facilitator said {line:?}"))?
+            .to_owned();
+        Ok(this)
+    }
+
+    fn kill(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.child.id().to_string()])
+                .stderr(Stdio::null())
+                .status();
+            for _ in 0..50 {
+                if matches!(self.child.try_wait(), Ok(Some(_))) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ReferenceFacilitator {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -1,0 +1,582 @@
+//! `x402-facilitator bench`: its figures agree with the chain (read here, not through the
+//! bench), it measures a facilitator that is not ours (the official TypeScript one), its open
+//! loop does not hide a server's queue, and bad input ends with a message, not a panic.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use actix_web::{web, App, HttpResponse, HttpServer};
+use alloy::primitives::{Address, B256, U256};
+use alloy::providers::Provider;
+use alloy::signers::local::PrivateKeySigner;
+use devnet::{Devnet, DevnetOptions};
+use serde_json::{json, Value};
+use x402_facilitator::bench::reference::ReferenceFacilitator;
+use x402_facilitator::bench::{self, BenchArgs};
+
+use crate::chain_helpers::ChainApp;
+use crate::docs::{artifacts_dir, chromium, run_chromium_async};
+use crate::helpers::Db;
+
+const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config.yaml");
+
+fn read_report(dir: &Path) -> Value {
+    let path = dir.join("report.json");
+    serde_json::from_slice(&std::fs::read(&path).unwrap_or_else(|e| panic!("{path:?}: {e}")))
+        .expect("report.json is JSON")
+}
+
+/// Check one run of a report against the chain itself: the payee's balance, every nonce's
+/// `authorizationState`, and the receipts of the transactions it names.
+async fn assert_run_matches_chain(devnet: &Devnet, run: &Value, amount: u64) {
+    let settles = run["mode"] != "verify";
+    let ok = run["ok"].as_u64().unwrap();
+    let onchain = &run["onchain"];
+    assert_eq!(onchain["consistent"], true, "{onchain}");
+    let payee: Address = onchain["payee"].as_str().unwrap().parse().unwrap();
+    let balance = devnet.usdc_balance(payee).await.unwrap();
+    let expected = if settles { ok * amount } else { 0 };
+    assert_eq!(balance, U256::from(expected), "the payee's balance");
+    assert_eq!(onchain["payee_delta"], balance.to_string());
+    assert_eq!(onchain["expected_delta"], balance.to_string());
+
+    let payments = run["payments"].as_array().unwrap();
+    assert_eq!(payments.len() as u64, run["count"].as_u64().unwrap());
+    let mut transactions = BTreeSet::new();
+    for p in payments {
+        let payer: Address = p["payer"].as_str().unwrap().parse().unwrap();
+        let nonce: B256 = p["nonce"].as_str().unwrap().parse().unwrap();
+        let used = devnet.authorization_state(payer, nonce).await.unwrap();
+        assert_eq!(
+            used,
+            settles && p["ok"] == true,
+            "authorizationState of {p}"
+        );
+        if let Some(tx) = p["transaction"].as_str() {
+            transactions.insert(tx.parse::<B256>().unwrap());
+        }
+    }
+    assert_eq!(
+        onchain["transactions"].as_u64().unwrap(),
+        transactions.len() as u64
+    );
+    let (mut gas, mut blocks) = (0u64, BTreeMap::<u64, usize>::new());
+    for tx in &transactions {
+        let receipt = devnet.receipt(*tx).await.unwrap().expect("mined");
+        assert!(receipt.status(), "{tx} succeeded");
+        gas += receipt.gas_used;
+        *blocks.entry(receipt.block_number.unwrap()).or_default() += 1;
+    }
+    let per_settlement = onchain["gas_per_settlement"].as_f64().unwrap();
+    let settled = if settles { ok.max(1) } else { 1 };
+    assert!(
+        (per_settlement - gas as f64 / settled as f64).abs() < 1.0,
+        "gas per settlement {per_settlement} vs {gas} / {ok}"
+    );
+    assert_eq!(onchain["blocks"].as_u64().unwrap(), blocks.len() as u64);
+    assert_eq!(
+        onchain["settlements_per_block_max"].as_u64().unwrap(),
+        blocks.values().max().copied().unwrap_or(0) as u64
+    );
+}
+
+#[actix_web::test]
+async fn self_contained_settle_run_matches_the_chain_and_its_report_renders() {
+    let browser = chromium();
+    let out = tempfile::tempdir().unwrap();
+    let args = BenchArgs::try_parse_from([
+        "bench",
+        "--mode",
+        "settle",
+        "--count",
+        "300",
+        "--concurrency",
+        "100",
+        "--out",
+        out.path().to_str().unwrap(),
+    ])
+    .unwrap();
+    // The binary's `bench` is this call; its exit status is `passed()`.
+    let outcome = bench::run(args, Path::new(CONFIG)).await.expect("bench");
+    let report = read_report(out.path());
+    let local = outcome.local.as_ref().expect("self-contained");
+    let run = &report["runs"][0];
+    assert!(outcome.passed(), "{run}");
+    assert_eq!(report["passed"], true);
+    assert_eq!(report["runs"].as_array().unwrap().len(), 1);
+    assert_eq!(run["mode"], "settle");
+    assert_eq!(run["count"], 300);
+    assert_eq!(run["ok"], 300);
+    assert_eq!(run["errors"], 0);
+    assert!(run["throughput_rps"].as_f64().unwrap() > 0.0);
+    let l = &run["latency_ms"];
+    for (a, b) in [("p50", "p90"), ("p90", "p99"), ("p99", "max")] {
+        assert!(l[a].as_f64().unwrap() <= l[b].as_f64().unwrap(), "{l}");
+    }
+    assert!(l["p50"].as_f64().unwrap() > 0.0);
+    assert_run_matches_chain(&local.devnet, run, 1000).await;
+    // Header values (our client key's token) never reach the report.
+    let token = local.ours.headers["X-Client-Token"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let json_text = std::fs::read_to_string(out.path().join("report.json")).unwrap();
+    assert!(!json_text.contains(&token));
+    outcome.shutdown().await;
+
+    // The page opens in a browser with no network, charts drawn.
+    let url = format!("file://{}", out.path().join("report.html").display());
+    let (ok, dom, stderr) = run_chromium_async(
+        vec![
+            "--virtual-time-budget=5000".to_owned(),
+            "--dump-dom".to_owned(),
+        ],
+        url.clone(),
+    )
+    .await;
+    assert!(ok, "{} --dump-dom failed:\n{stderr}", browser.display());
+    for id in [
+        "throughput",
+        "latency-percentiles",
+        "latency-histogram",
+        "in-flight",
+    ] {
+        let at = dom
+            .find(&format!("<figure id=\"{id}\">"))
+            .unwrap_or_else(|| panic!("no {id} chart in\n{dom}"));
+        let figure = &dom[at..at + dom[at..].find("</figure>").unwrap()];
+        assert!(figure.contains("<svg"), "{id} has no SVG");
+        assert!(
+            figure.matches("<polyline").count() + figure.matches("<path").count() >= 1,
+            "{id} draws no line"
+        );
+    }
+    for text in [
+        "Throughput over time",
+        "Latency histogram",
+        "PASS",
+        "300 / 300",
+    ] {
+        assert!(dom.contains(text), "{text:?} not rendered");
+    }
+    let dir = artifacts_dir();
+    std::fs::create_dir_all(&dir).expect("create target/ci-artifacts");
+    let png = dir.join("bench-report.png");
+    let _ = std::fs::remove_file(&png);
+    let (ok, _, stderr) = run_chromium_async(
+        vec![
+            "--window-size=1200,2600".to_owned(),
+            format!("--screenshot={}", png.display()),
+        ],
+        url,
+    )
+    .await;
+    assert!(ok, "{} --screenshot failed:\n{stderr}", browser.display());
+    let bytes = std::fs::read(&png).unwrap_or_else(|e| panic!("no screenshot: {e}\n{stderr}"));
+    assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+    assert!(
+        bytes.len() > 20 * 1024,
+        "a blank page? {} bytes",
+        bytes.len()
+    );
+
+    // The binary itself, self-contained, exits 0 on a passing run (small: the run above is
+    // the one checked against the chain).
+    let (stdout, _) =
+        passing_bench(&["--mode", "settle", "--count", "20", "--concurrency", "10"]).await;
+    assert!(stdout.contains("20 sent, 20 ok, 0 errors"), "{stdout}");
+    assert!(
+        stdout.lines().last().unwrap().starts_with("bench: PASS"),
+        "{stdout}"
+    );
+}
+
+/// The binary, as an operator runs it (off the test's thread: the facilitators it measures
+/// may run on it).
+async fn bench_process(args: &[&str]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_x402-facilitator"));
+    command
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .arg("bench")
+        .args(args)
+        .env("RUST_LOG", "warn");
+    actix_web::rt::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
+        .expect("run x402-facilitator bench")
+}
+
+/// Run the binary and require exit 0; its (stdout, stderr).
+async fn passing_bench(args: &[&str]) -> (String, String) {
+    let o = bench_process(args).await;
+    let (stdout, stderr) = text(&o);
+    assert!(o.status.success(), "{stdout}\n{stderr}");
+    (stdout, stderr)
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// Payer keys, one per line, in a private file.
+fn keys_file(dir: &Path, keys: &[PrivateKeySigner]) -> String {
+    let path = dir.join("payers.txt");
+    let lines: Vec<String> = keys
+        .iter()
+        .map(|k| format!("0x{}", alloy::hex::encode(k.to_bytes())))
+        .collect();
+    std::fs::write(&path, lines.join("\n")).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+#[actix_web::test]
+async fn the_typescript_reference_facilitator_is_measured_and_compared_with_ours() {
+    let chain = ChainApp::spawn(
+        Db::Sqlite,
+        DevnetOptions {
+            payers: 8,
+            block_time: Some(1),
+            gas_limit: Some(300_000_000),
+            multicall3: true,
+            ..DevnetOptions::default()
+        },
+    )
+    .await;
+    let devnet = &chain.devnet;
+    let code = devnet
+        .provider()
+        .get_code_at(devnet::MULTICALL3)
+        .await
+        .unwrap();
+    assert!(!code.is_empty(), "Multicall3 at its canonical address");
+    let (rpc, chain_id, key) = (
+        devnet.rpc_url.clone(),
+        devnet.chain_id,
+        devnet.facilitator_keys[1].clone(),
+    );
+    let reference = actix_web::rt::task::spawn_blocking(move || {
+        ReferenceFacilitator::start(&rpc, chain_id, &key)
+    })
+    .await
+    .unwrap()
+    .expect("the reference facilitator starts");
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keys_file(dir.path(), &devnet.payers);
+    let asset = devnet.usdc.to_checksum(None);
+    let chain_args = [
+        "--rpc-url",
+        devnet.rpc_url.as_str(),
+        "--network",
+        "base-sepolia",
+        "--asset",
+        asset.as_str(),
+        "--payer-keys-file",
+        keys.as_str(),
+    ];
+
+    // The reference alone, x402 v2.
+    let out_v2 = dir.path().join("v2");
+    let mut args = vec![
+        "--facilitator",
+        reference.url.as_str(),
+        "--x402-version",
+        "2",
+        "--mode",
+        "settle",
+        "--count",
+        "40",
+        "--concurrency",
+        "20",
+        "--out",
+        out_v2.to_str().unwrap(),
+    ];
+    args.extend(chain_args);
+    passing_bench(&args).await;
+    let report = read_report(&out_v2);
+    let run = &report["runs"][0];
+    assert_eq!(run["facilitator"], reference.url.as_str());
+    assert_eq!(run["ok"], 40, "{run}");
+    assert_run_matches_chain(devnet, run, 1000).await;
+
+    // Ours against the reference, x402 v1, as a resource server pays (verify, then settle).
+    let ours = format!("{}/api/v1", chain.app.address);
+    let id = format!("X-Client-ID: {}", chain.client_id);
+    let token = format!("X-Client-Token: {}", chain.client_token);
+    let out_cmp = dir.path().join("compare");
+    let mut args = vec![
+        "--facilitator",
+        ours.as_str(),
+        "--header",
+        id.as_str(),
+        "--header",
+        token.as_str(),
+        "--compare",
+        reference.url.as_str(),
+        "--x402-version",
+        "1",
+        "--mode",
+        "pay",
+        "--count",
+        "30",
+        "--concurrency",
+        "15",
+        "--out",
+        out_cmp.to_str().unwrap(),
+    ];
+    args.extend(chain_args);
+    let (stdout, stderr) = passing_bench(&args).await;
+    let report = read_report(&out_cmp);
+    let runs = report["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[0]["facilitator"], ours.as_str());
+    assert_eq!(runs[1]["facilitator"], reference.url.as_str());
+    assert_ne!(runs[0]["onchain"]["payee"], runs[1]["onchain"]["payee"]);
+    for run in runs {
+        assert_eq!(run["ok"], 30, "{run}");
+        assert_run_matches_chain(devnet, run, 1000).await;
+    }
+    // Both side by side, with the ratio of their throughputs.
+    let (a, b) = (
+        runs[0]["throughput_rps"].as_f64().unwrap(),
+        runs[1]["throughput_rps"].as_f64().unwrap(),
+    );
+    let row = stdout
+        .lines()
+        .find(|l| l.starts_with("throughput (ok/s)"))
+        .unwrap_or_else(|| panic!("no comparison table:\n{stdout}"));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cells[cells.len() - 3], format!("{a:.1}"), "{row}");
+    assert_eq!(cells[cells.len() - 2], format!("{b:.1}"), "{row}");
+    assert_eq!(cells[cells.len() - 1], format!("{:.2}x", b / a), "{row}");
+    assert!(stdout.contains(&ours) && stdout.contains(&reference.url));
+    // The client token was on the command line; it is printed and written nowhere.
+    let json_text = std::fs::read_to_string(out_cmp.join("report.json")).unwrap();
+    for place in [&stdout, &stderr, &json_text] {
+        assert!(!place.contains(&chain.client_token));
+    }
+}
+
+/// A facilitator that answers every verify `isValid: true`, one request at a time, each
+/// taking `service` (a server that falls behind under load).
+async fn slow_facilitator(service: Duration) -> (String, actix_web::dev::ServerHandle) {
+    let one_at_a_time = web::Data::new(tokio::sync::Mutex::new(()));
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(one_at_a_time.clone())
+            .route(
+                "/supported",
+                web::get().to(|| async {
+                    HttpResponse::Ok().json(json!({
+                        "kinds": [{ "x402Version": 2, "scheme": "exact", "network": "eip155:84532" }],
+                        "extensions": [],
+                        "signers": {},
+                    }))
+                }),
+            )
+            .route(
+                "/verify",
+                web::post().to(
+                    move |lock: web::Data<tokio::sync::Mutex<()>>, body: web::Json<Value>| async move {
+                        let _turn = lock.lock().await;
+                        tokio::time::sleep(service).await;
+                        HttpResponse::Ok().json(json!({
+                            "isValid": true,
+                            "payer": body["paymentPayload"]["payload"]["authorization"]["from"],
+                        }))
+                    },
+                ),
+            )
+    })
+    .workers(1)
+    .bind(("127.0.0.1", 0))
+    .unwrap();
+    let url = format!("http://{}", server.addrs()[0]);
+    let server = server.run();
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    (url, handle)
+}
+
+#[actix_web::test]
+async fn the_open_loop_measures_from_the_schedule_so_a_queue_shows() {
+    let devnet = Devnet::start(DevnetOptions {
+        payers: 2,
+        ..DevnetOptions::default()
+    })
+    .await
+    .unwrap();
+    // 40 ms each, one at a time: 25/s at most. Offered: 50/s.
+    let service = Duration::from_millis(40);
+    let (url, server) = slow_facilitator(service).await;
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keys_file(dir.path(), &devnet.payers);
+    let asset = devnet.usdc.to_checksum(None);
+    let args = BenchArgs::try_parse_from([
+        "bench",
+        "--facilitator",
+        &url,
+        "--mode",
+        "verify",
+        "--rate",
+        "50",
+        "--count",
+        "40",
+        "--rpc-url",
+        &devnet.rpc_url,
+        "--network",
+        "eip155:84532",
+        "--asset",
+        &asset,
+        "--payer-keys-file",
+        &keys,
+        "--out",
+        dir.path().to_str().unwrap(),
+    ])
+    .unwrap();
+    let outcome = bench::run(args, Path::new(CONFIG)).await.expect("bench");
+    assert!(outcome.passed());
+    let report = read_report(dir.path());
+    let run = &report["runs"][0];
+    assert_eq!(run["ok"], 40);
+    // Nothing settled, and the chain says so.
+    assert_eq!(run["onchain"]["expected_delta"], "0");
+    assert_run_matches_chain(&devnet, run, 1000).await;
+
+    // Sent on time (the schedule is 20 ms apart), answered ever later.
+    let payments = run["payments"].as_array().unwrap();
+    let scheduled: Vec<f64> = payments
+        .iter()
+        .map(|p| p["scheduled_ms"].as_f64().unwrap())
+        .collect();
+    for (i, s) in scheduled.iter().enumerate() {
+        assert!((s - 20.0 * i as f64).abs() < 1.0, "scheduled at {s} ms");
+    }
+    let latency: Vec<f64> = payments
+        .iter()
+        .map(|p| p["latency_ms"].as_f64().unwrap())
+        .collect();
+    let mean = |xs: &[f64]| xs.iter().sum::<f64>() / xs.len() as f64;
+    let (first, last) = (mean(&latency[..5]), mean(&latency[35..]));
+    // Request i waits for i earlier ones at 40 ms each but was due i x 20 ms in: ~40 + 20 i.
+    assert!(first < 250.0, "first five: {first} ms");
+    assert!(last > 600.0, "last five: {last} ms (the queue is hidden)");
+    assert!(last > 4.0 * first, "{first} -> {last}");
+    let l = &run["latency_ms"];
+    assert!(l["max"].as_f64().unwrap() >= 700.0, "{l}");
+    // The latency-over-time series grows too.
+    let timeline: Vec<f64> = run["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["p50_ms"].as_f64())
+        .collect();
+    assert!(
+        timeline.last().unwrap() > &(3.0 * timeline[0]),
+        "{timeline:?}"
+    );
+    outcome.shutdown().await;
+    server.stop(true).await;
+    devnet.stop().await;
+}
+
+#[actix_web::test]
+async fn bad_input_gets_a_clear_message_and_a_failure_exit_without_a_panic() {
+    let devnet = Devnet::start(DevnetOptions {
+        payers: 1,
+        ..DevnetOptions::default()
+    })
+    .await
+    .unwrap();
+    let (url, server) = slow_facilitator(Duration::ZERO).await;
+    let dir = tempfile::tempdir().unwrap();
+    let funded = keys_file(dir.path(), &devnet.payers);
+    let unfunded_dir = tempfile::tempdir().unwrap();
+    let unfunded = keys_file(unfunded_dir.path(), &[PrivateKeySigner::random()]);
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let usdc = devnet.usdc.to_checksum(None);
+    let no_code = "0x00000000000000000000000000000000000000fF".to_owned();
+    let cases: Vec<(&str, Vec<String>, &str)> = vec![
+        (
+            "unreachable facilitator",
+            vec![
+                "--facilitator".into(),
+                closed.clone(),
+                "--asset".into(),
+                usdc.clone(),
+                "--payer-keys-file".into(),
+                funded.clone(),
+            ],
+            "cannot reach the facilitator",
+        ),
+        (
+            "wrong asset",
+            vec![
+                "--facilitator".into(),
+                url.clone(),
+                "--asset".into(),
+                no_code,
+                "--payer-keys-file".into(),
+                funded.clone(),
+            ],
+            "wrong asset",
+        ),
+        (
+            "unfunded payers",
+            vec![
+                "--facilitator".into(),
+                url.clone(),
+                "--asset".into(),
+                usdc.clone(),
+                "--payer-keys-file".into(),
+                unfunded,
+            ],
+            "unfunded payers",
+        ),
+        (
+            "--count 0",
+            vec![
+                "--facilitator".into(),
+                url.clone(),
+                "--asset".into(),
+                usdc.clone(),
+                "--payer-keys-file".into(),
+                funded.clone(),
+                "--count".into(),
+                "0".into(),
+            ],
+            "--count",
+        ),
+    ];
+    for (what, mut args, message) in cases {
+        args.extend(
+            [
+                "--rpc-url",
+                &devnet.rpc_url,
+                "--network",
+                "eip155:84532",
+                "--mode",
+                "verify",
+            ]
+            .map(String::from),
+        );
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = bench_process(&args).await;
+        let (stdout, stderr) = text(&o);
+        assert!(!o.status.success(), "{what}: exit 0\n{stdout}\n{stderr}");
+        assert!(
+            stderr.contains(message),
+            "{what}: {message:?} not in\n{stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{what}: panic\n{stderr}");
+    }
+    server.stop(true).await;
+    devnet.stop().await;
+}
