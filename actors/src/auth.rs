@@ -121,10 +121,14 @@ pub struct AuthUser {
     pub is_admin: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// A user account as the API shows it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = User)]
 pub struct UserView {
+    #[schema(example = 1)]
     pub id: i64,
+    #[schema(example = "user@example.com")]
     pub email: String,
     pub is_admin: bool,
     pub created_at: DateTime<Utc>,
@@ -141,17 +145,26 @@ impl From<user::Model> for UserView {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// A client key as the API shows it (its token is never shown again).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = ClientKey)]
 pub struct ClientView {
+    #[schema(example = "abc123")]
     pub client_id: String,
     pub title: String,
+    /// Comma-separated operations allowed (`verify`, `settle`).
+    #[schema(example = "verify,settle")]
     pub scope: String,
     /// v1 network names the key is limited to; `null` = every served network.
+    #[schema(required = true)]
     pub networks: Option<Vec<String>>,
-    /// Settlements the key may still make; `null` = unlimited.
+    /// Settlements the key may still make (each new authorization uses one; one that sends
+    /// nothing gives it back); `null` = unlimited. Set by the operator.
+    #[schema(required = true)]
     pub settle_credits: Option<i64>,
     pub created_at: DateTime<Utc>,
+    #[schema(required = true)]
     pub expires_at: Option<DateTime<Utc>>,
 }
 

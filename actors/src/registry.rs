@@ -46,18 +46,27 @@ pub struct ChainStatus {
     pub healthy: bool,
 }
 
-/// An asset as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+/// An asset (token) as the API shows it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Asset)]
 pub struct AssetView {
+    #[schema(example = 1)]
     pub id: i64,
+    #[schema(example = "base-sepolia")]
     pub network: String,
+    /// The token contract.
+    #[schema(example = "0x036CbD53842c5426634e7929541eC2318f3dCF7e")]
     pub asset: String,
+    #[schema(example = "USDC")]
     pub symbol: String,
+    #[schema(example = 6)]
     pub decimals: i16,
     pub active: bool,
+    /// EIP-712 domain name, when registered.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub eip712_name: Option<String>,
+    /// EIP-712 domain version, when registered.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub eip712_version: Option<String>,
 }
@@ -90,15 +99,23 @@ pub struct NewAsset {
 }
 
 /// A resource as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Resource)]
 pub struct ResourceView {
     pub id: i64,
+    #[schema(example = "/api/premium-data")]
     pub resource: String,
     #[serde(rename = "type")]
+    #[schema(example = "http")]
     pub kind: String,
     pub x402_version: i16,
+    /// The payment requirements as registered (1 to 32, each with `scheme`, `network` and
+    /// `payTo`).
+    #[schema(value_type = Vec<Object>)]
     pub accepts: Value,
+    /// A JSON object.
+    #[schema(value_type = Object)]
     pub metadata: Value,
     pub created_at: DateTime<Utc>,
     pub last_updated: DateTime<Utc>,
