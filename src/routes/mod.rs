@@ -1,9 +1,20 @@
 //! HTTP routes, one file per resource of the API reference. Handlers stay thin: parse, call a
 //! handle, wrap the reply in `{"data": ...}`.
+//!
+//! Every handler is documented where it is written: a `#[utoipa::path]` gives its method, path,
+//! tag, parameters, body, every answer and its credentials; its doc comment gives the summary
+//! (first paragraph) and the description (the rest). [`table`] lists the handlers, and each
+//! entry is routed under the method and path of its annotation and puts its operation in the
+//! OpenAPI document. So a handler cannot be routed undocumented, nor documented under another
+//! path than it is served at. How to document a new endpoint: `docs.rs`.
 
 use actix_web::http::Method;
-use actix_web::{web, FromRequest, Handler, HttpResponse, Responder, Route};
+use actix_web::{web, HttpResponse, Route};
 use serde::Serialize;
+use utoipa::openapi::path::{Operation, Parameter, ParameterBuilder, ParameterIn, PathItem};
+use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+use utoipa::openapi::Required;
+use utoipa::ToSchema;
 
 use crate::error::{ApiError, ErrorCode};
 
@@ -18,13 +29,20 @@ pub mod resources;
 pub mod users;
 pub mod x402;
 
+/// The success envelope, `{"data": ...}`.
+// Documented as `body = Data<T>` in a `#[utoipa::path]`: a schema `Data_T` per `T`.
+#[derive(Serialize, ToSchema)]
+pub struct Data<T> {
+    pub data: T,
+}
+
 /// `{"data": value}`, the success envelope.
 pub fn data<T: Serialize>(value: T) -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({ "data": value }))
+    HttpResponse::Ok().json(Data { data: value })
 }
 
 pub fn created<T: Serialize>(value: T) -> HttpResponse {
-    HttpResponse::Created().json(serde_json::json!({ "data": value }))
+    HttpResponse::Created().json(Data { data: value })
 }
 
 /// A resource whose unmatched methods answer 405 in our envelope.
@@ -70,122 +88,175 @@ impl PageQuery {
     }
 }
 
-/// One HTTP method of a registered path.
-pub type Endpoint = (Method, Route);
+/// How [`PageQuery`] is documented for a list of `DEFAULT` items a page unless asked, at most
+/// `MAX`: `params(Paging<20, 100>)` in the `#[utoipa::path]` of a handler that calls
+/// `query.resolve(20, 100)`.
+pub struct Paging<const DEFAULT: u64, const MAX: u64>;
 
-fn get<F, Args>(handler: F) -> Endpoint
-where
-    F: Handler<Args>,
-    Args: FromRequest + 'static,
-    F::Output: Responder + 'static,
-{
-    (Method::GET, web::get().to(handler))
+impl<const DEFAULT: u64, const MAX: u64> utoipa::IntoParams for Paging<DEFAULT, MAX> {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let integer = |min: u64, max: Option<u64>, default: u64| {
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+                .minimum(Some(min))
+                .maximum(max)
+                .default(Some(default.into()))
+        };
+        let query = |name: &str, description: String, schema: ObjectBuilder| {
+            ParameterBuilder::new()
+                .name(name)
+                .parameter_in(ParameterIn::Query)
+                .required(Required::False)
+                .description(Some(description))
+                .schema(Some(schema))
+                .build()
+        };
+        vec![
+            query(
+                "offset",
+                "Items to skip (default 0).".to_owned(),
+                // The databases take a signed 64-bit offset.
+                integer(0, Some(i64::MAX as u64), 0),
+            ),
+            query(
+                "limit",
+                format!("Page size, 1 to {MAX} (default {DEFAULT})."),
+                integer(1, Some(MAX), DEFAULT),
+            ),
+        ]
+    }
 }
 
-fn post<F, Args>(handler: F) -> Endpoint
-where
-    F: Handler<Args>,
-    Args: FromRequest + 'static,
-    F::Output: Responder + 'static,
-{
-    (Method::POST, web::post().to(handler))
+/// One routed handler: the path and methods its `#[utoipa::path]` names, a route to it for
+/// each method, and its operation in a one-path OpenAPI document (with the schemas it uses).
+pub struct Endpoint {
+    pub path: String,
+    routes: Vec<(Method, Route)>,
+    pub doc: utoipa::openapi::OpenApi,
 }
 
-fn put<F, Args>(handler: F) -> Endpoint
-where
-    F: Handler<Args>,
-    Args: FromRequest + 'static,
-    F::Output: Responder + 'static,
-{
-    (Method::PUT, web::put().to(handler))
+impl Endpoint {
+    /// `doc` is the handler's annotation (see [`endpoint!`]); `route` makes the route that runs
+    /// the handler for one method.
+    fn new(doc: utoipa::openapi::OpenApi, route: impl Fn(Method) -> Route) -> Self {
+        let mut paths = doc.paths.paths.iter();
+        let (path, item) = match (paths.next(), paths.next()) {
+            (Some(one), None) => one,
+            _ => panic!("an endpoint documents exactly one path"),
+        };
+        let routes: Vec<(Method, Route)> = operations(item)
+            .map(|(method, _)| (method.clone(), route(method)))
+            .collect();
+        assert!(!routes.is_empty(), "{path}: the annotation names no method");
+        Endpoint {
+            path: path.clone(),
+            routes,
+            doc,
+        }
+    }
 }
 
-fn patch<F, Args>(handler: F) -> Endpoint
-where
-    F: Handler<Args>,
-    Args: FromRequest + 'static,
-    F::Output: Responder + 'static,
-{
-    (Method::PATCH, web::patch().to(handler))
+/// The operations of a path, by method.
+pub fn operations(item: &PathItem) -> impl Iterator<Item = (Method, &Operation)> {
+    [
+        (Method::GET, &item.get),
+        (Method::PUT, &item.put),
+        (Method::POST, &item.post),
+        (Method::DELETE, &item.delete),
+        (Method::OPTIONS, &item.options),
+        (Method::HEAD, &item.head),
+        (Method::PATCH, &item.patch),
+        (Method::TRACE, &item.trace),
+    ]
+    .into_iter()
+    .filter_map(|(method, op)| op.as_ref().map(|op| (method, op)))
 }
 
-fn delete<F, Args>(handler: F) -> Endpoint
-where
-    F: Handler<Args>,
-    Args: FromRequest + 'static,
-    F::Output: Responder + 'static,
-{
-    (Method::DELETE, web::delete().to(handler))
+/// `endpoint!(module::handler)`: the handler, routed and documented as its `#[utoipa::path]`
+/// says. (utoipa's `OpenApi` derive finds the annotation of `module::handler`; a handler
+/// without one does not compile here.)
+macro_rules! endpoint {
+    ($module:ident :: $handler:ident) => {{
+        #[derive(utoipa::OpenApi)]
+        #[openapi(paths($module::$handler))]
+        struct Annotation;
+        Endpoint::new(<Annotation as utoipa::OpenApi>::openapi(), |method| {
+            web::method(method).to($module::$handler)
+        })
+    }};
 }
 
-/// Every route of the server: full path and its methods. `configure` registers exactly this
-/// table, and `registered()` lists it (the OpenAPI document is checked against it).
-fn table() -> Vec<(&'static str, Vec<Endpoint>)> {
+/// Every route of the server. [`configure`] registers them, one resource per path, in this
+/// order (so a literal path comes before a `{param}` path that would match it too), and
+/// `docs::openapi` documents them.
+pub fn table() -> Vec<Endpoint> {
     vec![
-        ("/health", vec![get(health::health)]),
-        ("/metrics", vec![get(metrics::prometheus)]),
-        ("/api/v1/status", vec![get(health::status)]),
-        ("/api/v1/networks", vec![get(networks::list)]),
-        ("/api/v1/networks/{id}", vec![get(networks::get_one)]),
-        ("/api/v1/assets", vec![get(assets::list)]),
-        ("/api/v1/supported", vec![get(x402::supported)]),
-        ("/api/v1/verify", vec![post(x402::verify)]),
-        ("/api/v1/settle", vec![post(x402::settle)]),
-        ("/api/v1/settlements/{tx}", vec![get(x402::settlement)]),
-        ("/api/v1/signup", vec![post(users::signup)]),
-        ("/api/v1/login", vec![post(users::login)]),
-        ("/api/v1/token/refresh", vec![post(users::refresh)]),
-        (
-            "/api/v1/clients",
-            vec![post(clients::create), get(clients::list)],
-        ),
-        ("/api/v1/clients/{id}", vec![delete(clients::revoke)]),
-        (
-            "/api/v1/resources",
-            vec![post(resources::create), get(resources::list_all)],
-        ),
-        ("/api/v1/resources/{id}", vec![put(resources::update)]),
-        ("/api/v1/users/resources", vec![get(resources::list_own)]),
-        (
-            "/api/v1/discovery/resources",
-            vec![get(resources::discovery)],
-        ),
-        ("/api/v1/metrics/daily", vec![get(metrics::http_daily)]),
-        ("/api/v1/metrics/monthly", vec![get(metrics::http_monthly)]),
-        ("/api/v1/metrics/summary", vec![get(metrics::http_summary)]),
-        ("/api/v1/x402-metrics/daily", vec![get(metrics::x402_daily)]),
-        (
-            "/api/v1/x402-metrics/monthly",
-            vec![get(metrics::x402_monthly)],
-        ),
-        (
-            "/api/v1/x402-metrics/summary",
-            vec![get(metrics::x402_summary)],
-        ),
-        (
-            "/admin/users",
-            vec![post(admin::create_user), get(admin::list_users)],
-        ),
-        ("/admin/assets", vec![post(admin::register_asset)]),
-        ("/admin/clients/{id}", vec![patch(admin::change_credits)]),
-        ("/openapi.json", vec![get(docs::openapi_json)]),
+        endpoint!(health::health),
+        endpoint!(metrics::prometheus),
+        endpoint!(health::status),
+        endpoint!(networks::list),
+        endpoint!(networks::get_one),
+        endpoint!(assets::list),
+        endpoint!(x402::supported),
+        endpoint!(x402::verify),
+        endpoint!(x402::settle),
+        endpoint!(x402::settlement),
+        endpoint!(users::signup),
+        endpoint!(users::login),
+        endpoint!(users::refresh),
+        endpoint!(clients::create),
+        endpoint!(clients::list),
+        endpoint!(clients::revoke),
+        endpoint!(resources::create),
+        endpoint!(resources::list_all),
+        endpoint!(resources::update),
+        endpoint!(resources::list_own),
+        endpoint!(resources::discovery),
+        endpoint!(metrics::http_daily),
+        endpoint!(metrics::http_monthly),
+        endpoint!(metrics::http_summary),
+        endpoint!(metrics::x402_daily),
+        endpoint!(metrics::x402_monthly),
+        endpoint!(metrics::x402_summary),
+        endpoint!(admin::create_user),
+        endpoint!(admin::list_users),
+        endpoint!(admin::register_asset),
+        endpoint!(admin::change_credits),
+        endpoint!(docs::openapi_json),
     ]
 }
 
 /// `(method, path)` of every registered route.
-pub fn registered() -> Vec<(Method, &'static str)> {
+pub fn registered() -> Vec<(Method, String)> {
     table()
         .into_iter()
-        .flat_map(|(path, endpoints)| endpoints.into_iter().map(move |(m, _)| (m, path)))
+        .flat_map(|e| {
+            let path = e.path;
+            e.routes.into_iter().map(move |(m, _)| (m, path.clone()))
+        })
         .collect()
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    for (path, endpoints) in table() {
-        let resource = endpoints
-            .into_iter()
-            .fold(resource(path), |r, (_, route)| r.route(route));
-        cfg.service(resource);
+    // One resource per path, so that a method it lacks answers 405 (`resource`).
+    let mut resources: Vec<(String, Vec<Route>)> = Vec::new();
+    for endpoint in table() {
+        let routes = endpoint.routes.into_iter().map(|(_, route)| route);
+        match resources
+            .iter_mut()
+            .find(|(path, _)| *path == endpoint.path)
+        {
+            Some((_, existing)) => existing.extend(routes),
+            None => resources.push((endpoint.path, routes.collect())),
+        }
+    }
+    for (path, routes) in resources {
+        cfg.service(
+            routes
+                .into_iter()
+                .fold(resource(&path), |r, route| r.route(route)),
+        );
     }
     // The interactive docs (Swagger UI, served from this binary).
     docs::configure(cfg);

@@ -1,30 +1,77 @@
 //! Served networks: `/api/v1/networks`, `/api/v1/networks/{id}` (and the same list for
 //! `/api/v1/supported`).
 
+use std::collections::BTreeMap;
+
 use actix_web::{web, HttpResponse};
 use facilitator_actors::registry::{NetworkEntry, RegistryHandle};
+use serde::Serialize;
 use serde_json::{json, Value};
+use utoipa::ToSchema;
 
+use super::docs::errors;
 use crate::error::ApiError;
 use crate::startup::AppState;
 
-fn kind(registry: &RegistryHandle, n: &NetworkEntry, version: u8) -> Value {
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkStatus {
+    Active,
+    Unreachable,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FeePayerExtra {
+    /// The address that pays gas for settlements on this network.
+    pub fee_payer: String,
+}
+
+/// A payment kind served: one network under one x402 version (v1 uses network names,
+/// v2 CAIP-2 identifiers).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkKind {
+    #[schema(example = 1)]
+    pub x402_version: u8,
+    #[schema(example = "exact")]
+    pub scheme: &'static str,
+    /// `base-sepolia` (x402 v1) or `eip155:84532` (x402 v2).
+    #[schema(example = "base-sepolia")]
+    pub network: &'static str,
+    pub status: NetworkStatus,
+    /// Latest block seen on the network's RPC.
+    pub block: u64,
+    #[schema(example = "0x1111111111111111111111111111111111111111")]
+    pub fee_payer: String,
+    pub extra: FeePayerExtra,
+}
+
+fn kind(registry: &RegistryHandle, n: &NetworkEntry, version: u8) -> NetworkKind {
     let status = registry.chain_status(n.info.v1_name);
     let fee_payer = n.fee_payer();
-    json!({
-        "x402Version": version,
-        "scheme": "exact",
-        "network": if version == 1 { n.info.v1_name } else { n.info.caip2 },
-        "status": if status.healthy { "active" } else { "unreachable" },
-        "block": status.block,
-        "feePayer": fee_payer,
-        "extra": { "feePayer": fee_payer },
-    })
+    NetworkKind {
+        x402_version: version,
+        scheme: "exact",
+        network: if version == 1 {
+            n.info.v1_name
+        } else {
+            n.info.caip2
+        },
+        status: if status.healthy {
+            NetworkStatus::Active
+        } else {
+            NetworkStatus::Unreachable
+        },
+        block: status.block,
+        fee_payer: fee_payer.clone(),
+        extra: FeePayerExtra { fee_payer },
+    }
 }
 
 /// One kind per served network and x402 version (v1 names, then CAIP-2 for v2).
-pub fn network_kinds(registry: &RegistryHandle, both_versions: bool) -> Vec<Value> {
-    let mut kinds: Vec<Value> = registry
+pub fn network_kinds(registry: &RegistryHandle, both_versions: bool) -> Vec<NetworkKind> {
+    let mut kinds: Vec<NetworkKind> = registry
         .networks()
         .iter()
         .map(|n| kind(registry, n, 1))
@@ -35,9 +82,18 @@ pub fn network_kinds(registry: &RegistryHandle, both_versions: bool) -> Vec<Valu
     kinds
 }
 
-/// The body of `/networks` and `/supported`: the seed's `kinds`, plus the x402 spec's
-/// `extensions` and `signers`.
-pub fn supported_body(registry: &RegistryHandle) -> Value {
+/// The answer of `GET /api/v1/networks` and `GET /api/v1/supported` (bare, no envelope): the
+/// kinds served, then the x402 `extensions` and `signers` (fee payer addresses by CAIP-2
+/// family).
+#[derive(Serialize, ToSchema)]
+pub struct Supported {
+    pub kinds: Vec<NetworkKind>,
+    pub extensions: Vec<Value>,
+    #[schema(example = json!({"eip155:*": ["0x1111111111111111111111111111111111111111"]}))]
+    pub signers: BTreeMap<String, Vec<String>>,
+}
+
+fn supported(registry: &RegistryHandle) -> Supported {
     let mut signers: Vec<String> = registry
         .networks()
         .iter()
@@ -45,17 +101,51 @@ pub fn supported_body(registry: &RegistryHandle) -> Value {
         .collect();
     signers.sort();
     signers.dedup();
-    json!({
-        "kinds": network_kinds(registry, true),
-        "extensions": [],
-        "signers": { "eip155:*": signers },
-    })
+    Supported {
+        kinds: network_kinds(registry, true),
+        extensions: Vec::new(),
+        signers: BTreeMap::from([("eip155:*".to_owned(), signers)]),
+    }
 }
 
+/// The body of `/networks` and `/supported`: the seed's `kinds`, plus the x402 spec's
+/// `extensions` and `signers`.
+pub fn supported_body(registry: &RegistryHandle) -> Value {
+    json!(supported(registry))
+}
+
+/// List served networks
+///
+/// One kind per network and x402 version: v1 names, then v2 CAIP-2 ids.
+#[utoipa::path(
+    get,
+    path = "/api/v1/networks",
+    tag = "Networks",
+    responses(
+        (status = 200, description = "The networks served.", body = Supported),
+        errors::Internal,
+    ),
+)]
 pub async fn list(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().json(supported_body(&state.registry))
+    HttpResponse::Ok().json(supported(&state.registry))
 }
 
+/// Get one network
+///
+/// The kind served for a network: x402 v1 when asked by name, v2 when asked by CAIP-2 id.
+#[utoipa::path(
+    get,
+    path = "/api/v1/networks/{id}",
+    tag = "Networks",
+    params(
+        ("id" = String, Path, description = "A network: v1 name (`base-sepolia`) or CAIP-2 id (`eip155:84532`)."),
+    ),
+    responses(
+        (status = 200, description = "The network.", body = NetworkKind),
+        (status = 400, description = "`INVALID_REQUEST` (`unsupported network`): unknown or not served.", body = ApiError),
+        errors::Internal,
+    ),
+)]
 pub async fn get_one(
     state: web::Data<AppState>,
     id: web::Path<String>,
