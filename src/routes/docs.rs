@@ -99,7 +99,7 @@ async fn docs_redirect() -> HttpResponse {
 /// Swagger UI at `/docs/` (its HTML, JS and CSS come from the binary), reading
 /// `/openapi.json`. The UI is given a URL only, so it registers no document route of its own.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(super::resource(DOCS_PATH).route(web::get().to(docs_redirect)));
+    cfg.service(super::resource(DOCS_PATH, &[Method::GET]).route(web::get().to(docs_redirect)));
     let ui = Config::from(OPENAPI_PATH)
         // Swagger UI's default validator badge loads an image from validator.swagger.io.
         .validator_url("none")

@@ -8,6 +8,7 @@
 //! OpenAPI document. So a handler cannot be routed undocumented, nor documented under another
 //! path than it is served at. How to document a new endpoint: `docs.rs`.
 
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::Method;
 use actix_web::{web, HttpResponse, Route};
 use serde::Serialize;
@@ -45,14 +46,22 @@ pub fn created<T: Serialize>(value: T) -> HttpResponse {
     HttpResponse::Created().json(Data { data: value })
 }
 
-/// A resource whose unmatched methods answer 405 in our envelope.
-pub fn resource(path: &str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(method_not_allowed))
+/// A resource routing the methods in `allowed`: any other method answers 405 in our envelope,
+/// with `Allow` naming those (RFC 9110, section 15.5.6).
+pub fn resource(path: &str, allowed: &[Method]) -> actix_web::Resource {
+    let allow: Vec<&str> = allowed.iter().map(Method::as_str).collect();
+    let allow = allow.join(", ");
+    web::resource(path).default_service(web::to(move || method_not_allowed(allow.clone())))
 }
 
-async fn method_not_allowed() -> HttpResponse {
+async fn method_not_allowed(allow: String) -> HttpResponse {
     use actix_web::ResponseError;
-    ApiError::new(ErrorCode::MethodNotAllowed, "Method not allowed", "").error_response()
+    let mut res =
+        ApiError::new(ErrorCode::MethodNotAllowed, "Method not allowed", "").error_response();
+    if let Ok(allow) = HeaderValue::from_str(&allow) {
+        res.headers_mut().insert(header::ALLOW, allow);
+    }
+    res
 }
 
 pub async fn not_found() -> HttpResponse {
@@ -240,22 +249,22 @@ pub fn registered() -> Vec<(Method, String)> {
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     // One resource per path, so that a method it lacks answers 405 (`resource`).
-    let mut resources: Vec<(String, Vec<Route>)> = Vec::new();
+    let mut resources: Vec<(String, Vec<(Method, Route)>)> = Vec::new();
     for endpoint in table() {
-        let routes = endpoint.routes.into_iter().map(|(_, route)| route);
         match resources
             .iter_mut()
             .find(|(path, _)| *path == endpoint.path)
         {
-            Some((_, existing)) => existing.extend(routes),
-            None => resources.push((endpoint.path, routes.collect())),
+            Some((_, existing)) => existing.extend(endpoint.routes),
+            None => resources.push((endpoint.path, endpoint.routes)),
         }
     }
     for (path, routes) in resources {
+        let methods: Vec<Method> = routes.iter().map(|(method, _)| method.clone()).collect();
         cfg.service(
             routes
                 .into_iter()
-                .fold(resource(&path), |r, route| r.route(route)),
+                .fold(resource(&path, &methods), |r, (_, route)| r.route(route)),
         );
     }
     // The interactive docs (Swagger UI, served from this binary).

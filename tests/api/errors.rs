@@ -10,17 +10,29 @@ both_dbs!(
         assert_error(res, 404, "NOT_FOUND", Some("No such route")).await;
         let res = app.get("/", None).await;
         assert_error(res, 404, "NOT_FOUND", None).await;
+        // A 405 names the methods the path has (RFC 9110, section 15.5.6).
+        let allow = |res: &reqwest::Response| {
+            res.headers()
+                .get("allow")
+                .map(|v| v.to_str().unwrap().to_owned())
+        };
         let res = app
             .request(Method::DELETE, "/api/v1/signup", None, None)
             .await;
+        assert_eq!(allow(&res).as_deref(), Some("POST"));
         assert_error(res, 405, "METHOD_NOT_ALLOWED", Some("Method not allowed")).await;
         let res = app
             .request(Method::POST, "/health", None, Some(json!({})))
             .await;
+        assert_eq!(allow(&res).as_deref(), Some("GET"));
         assert_error(res, 405, "METHOD_NOT_ALLOWED", None).await;
         let res = app
             .request(Method::PATCH, "/admin/users", Some(ADMIN_TOKEN), None)
             .await;
+        assert_eq!(allow(&res).as_deref(), Some("POST, GET"));
+        assert_error(res, 405, "METHOD_NOT_ALLOWED", None).await;
+        let res = app.request(Method::TRACE, "/docs", None, None).await;
+        assert_eq!(allow(&res).as_deref(), Some("GET"));
         assert_error(res, 405, "METHOD_NOT_ALLOWED", None).await;
     }
 );
