@@ -136,6 +136,44 @@ impl From<resource::Model> for ResourceView {
     }
 }
 
+/// The fields of an `accepts` entry that x402 clients read must have their JSON types (the API
+/// documents them as `PaymentRequirements`, src/routes/x402.rs); the entry is stored as given,
+/// other fields included.
+fn check_requirement_types(item: &Value) -> ServiceResult<()> {
+    let bad = |m: String| Err(ServiceError::InvalidInput(format!("accepts: {m}")));
+    let optional = |v: &Value, name: &str, ok: fn(&Value) -> bool| {
+        v.get(name).is_none_or(|f| f.is_null() || ok(f))
+    };
+    if !item.get("asset").is_some_and(Value::is_string) {
+        return bad("each entry needs asset, a string".into());
+    }
+    for name in [
+        "maxAmountRequired",
+        "amount",
+        "resource",
+        "description",
+        "mimeType",
+    ] {
+        if !optional(item, name, Value::is_string) {
+            return bad(format!("{name} must be a string"));
+        }
+    }
+    if !optional(item, "maxTimeoutSeconds", Value::is_u64) {
+        return bad("maxTimeoutSeconds must be a whole number of seconds".into());
+    }
+    if !optional(item, "extra", Value::is_object) {
+        return bad("extra must be an object".into());
+    }
+    if let Some(extra) = item.get("extra").filter(|e| e.is_object()) {
+        for name in ["name", "version"] {
+            if !optional(extra, name, Value::is_string) {
+                return bad(format!("extra.{name} must be a string"));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A validated resource body (create or update).
 #[derive(Debug, Clone)]
 pub struct ResourceInput {
@@ -189,6 +227,7 @@ impl ResourceInput {
                 }
                 _ => return bad("accepts: each entry needs scheme, network and payTo"),
             }
+            check_requirement_types(item)?;
         }
         let metadata = metadata.unwrap_or_else(|| Value::Object(Default::default()));
         if !metadata.is_object() {
