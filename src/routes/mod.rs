@@ -8,9 +8,17 @@
 //! OpenAPI document. So a handler cannot be routed undocumented, nor documented under another
 //! path than it is served at. How to document a new endpoint: `docs.rs`.
 
+use std::pin::Pin;
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::error::PayloadError;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::Method;
-use actix_web::{web, HttpResponse, Route};
+use actix_web::middleware::{from_fn, Next};
+use actix_web::web::Bytes;
+use actix_web::{web, HttpMessage, HttpResponse, Route};
+use futures::{Stream, StreamExt};
 use serde::Serialize;
 use utoipa::openapi::path::{Operation, Parameter, ParameterBuilder, ParameterIn, PathItem};
 use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
@@ -67,6 +75,51 @@ async fn method_not_allowed(allow: String) -> HttpResponse {
 pub async fn not_found() -> HttpResponse {
     use actix_web::ResponseError;
     ApiError::not_found("No such route").error_response()
+}
+
+/// A JSON body must be an object. serde also reads a struct from a JSON array, field by field
+/// (`[null, null]` set a key's credits to unlimited): any other JSON value is refused with 400
+/// here, before the handler reads it. Only the body up to its first non-blank byte is read.
+async fn json_objects_only(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .is_some_and(|essence| essence == "application/json" || essence.ends_with("+json"));
+    if json {
+        let mut payload = req.take_payload();
+        let mut read: Vec<Bytes> = Vec::new();
+        let mut first = None;
+        while first.is_none() {
+            let Some(chunk) = payload.next().await else {
+                break;
+            };
+            let chunk = chunk?;
+            first = chunk.iter().copied().find(|b| !b.is_ascii_whitespace());
+            read.push(chunk);
+        }
+        if first.is_some_and(|b| b != b'{') {
+            let err = ApiError::invalid_request("the body must be a JSON object");
+            return Ok(req.error_response(err).map_into_right_body());
+        }
+        // The handler reads the whole body: what was read here, then the rest.
+        let body: Pin<Box<dyn Stream<Item = Result<Bytes, PayloadError>>>> =
+            Box::pin(futures::stream::iter(read.into_iter().map(Ok)).chain(payload));
+        req.set_payload(Payload::from(body));
+    }
+    next.call(req)
+        .await
+        .map(ServiceResponse::map_into_left_body)
 }
 
 /// `offset`/`limit` query parameters.
@@ -155,7 +208,10 @@ impl Endpoint {
             _ => panic!("an endpoint documents exactly one path"),
         };
         let routes: Vec<(Method, Route)> = operations(item)
-            .map(|(method, _)| (method.clone(), route(method)))
+            .map(|(method, _)| {
+                let route = route(method.clone()).wrap(from_fn(json_objects_only));
+                (method, route)
+            })
             .collect();
         assert!(!routes.is_empty(), "{path}: the annotation names no method");
         Endpoint {

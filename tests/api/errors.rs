@@ -54,3 +54,58 @@ both_dbs!(oversized_bodies_are_refused_in_the_envelope, |app| {
     )
     .await;
 });
+
+both_dbs!(json_bodies_must_be_objects, |app| {
+    // serde reads a struct from an array too: `[null, null]` set a key's credits to unlimited
+    // (found by schemathesis).
+    let (access, _, _) = app.user("arrays@example.com").await;
+    let (client_id, _) = app.client_key(&access, "verify,settle").await;
+    let path = format!("/admin/clients/{client_id}");
+    let res = app
+        .request(
+            Method::PATCH,
+            &path,
+            Some(ADMIN_TOKEN),
+            Some(json!({"settleCredits": 3})),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let res = app
+        .request(
+            Method::PATCH,
+            &path,
+            Some(ADMIN_TOKEN),
+            Some(json!([null, null])),
+        )
+        .await;
+    let err = assert_error(res, 400, "INVALID_REQUEST", None).await;
+    assert_eq!(err["details"], "the body must be a JSON object");
+    let keys: serde_json::Value = app
+        .get("/api/v1/clients", Some(&access))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(keys["data"][0]["settleCredits"], 3, "{keys}");
+    for body in [
+        json!(["arrays2@example.com", PASSWORD]),
+        json!("x"),
+        json!(7),
+    ] {
+        let res = app.post("/api/v1/signup", None, body).await;
+        assert_error(res, 400, "INVALID_REQUEST", None).await;
+    }
+    // An object is read as before, leading blanks and all.
+    let res = app
+        .http
+        .post(app.url("/api/v1/login"))
+        .header("content-type", "application/json")
+        .body(format!(
+            " \n {}",
+            json!({"email": "arrays@example.com", "password": PASSWORD})
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+});
