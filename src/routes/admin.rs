@@ -23,7 +23,8 @@ use crate::startup::AppState;
 pub struct NewUserBody {
     #[schema(example = "newuser@example.com")]
     pub email: String,
-    #[schema(format = Password)]
+    /// At least `auth.min_password_length` characters (10 by default), at most 256 bytes.
+    #[schema(format = Password, min_length = 10, max_length = 256)]
     pub password: String,
     #[serde(default)]
     #[schema(default = false)]
@@ -87,11 +88,11 @@ pub async fn list_users(
 /// negative to remove) a key's settle credits: exactly one of the two.
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[schema(as = CreditChange)]
+#[schema(as = CreditChange, min_properties = 1, max_properties = 1)]
 pub struct CreditsBody {
     // Missing = not given; `null` = unlimited.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<i64>, example = 1000)]
+    #[schema(value_type = Option<i64>, example = 1000, minimum = 0)]
     pub settle_credits: Option<serde_json::Value>,
     #[schema(example = 500)]
     pub add_settle_credits: Option<i64>,
@@ -158,7 +159,7 @@ pub struct NewAssetBody {
     pub asset: String,
     #[schema(example = "USDC")]
     pub symbol: String,
-    #[schema(example = 6)]
+    #[schema(example = 6, maximum = 255)]
     pub decimals: u8,
     #[serde(default = "yes")]
     #[schema(default = true)]

@@ -16,13 +16,14 @@ use crate::startup::AppState;
 #[derive(Deserialize, ToSchema)]
 #[schema(as = NewClientKey)]
 pub struct CreateClientBody {
-    #[schema(example = "my-resource-server")]
+    /// 1 to 200 characters.
+    #[schema(example = "my-resource-server", min_length = 1, max_length = 200)]
     pub title: String,
     /// Comma-separated operations allowed (`verify`, `settle`); default all.
     #[schema(example = "verify,settle")]
     pub scope: Option<String>,
-    /// Expiry in hours; omit for none.
-    #[schema(example = 8760)]
+    /// Expiry in hours, at most ten years; omit for none.
+    #[schema(example = 8760, minimum = 1, maximum = 87600)]
     pub ttl_hours: Option<u64>,
     /// Networks the key may pay on (v1 names or CAIP-2); omit for all served networks.
     #[schema(example = json!(["base-sepolia"]))]

@@ -15,7 +15,9 @@ use crate::startup::AppState;
 pub struct Credentials {
     #[schema(example = "user@example.com")]
     pub email: String,
-    #[schema(example = "StrongPassword123!", format = Password)]
+    /// At signup, at least `auth.min_password_length` characters (10 by default) and at most
+    /// 256 bytes.
+    #[schema(example = "StrongPassword123!", format = Password, min_length = 10, max_length = 256)]
     pub password: String,
 }
 

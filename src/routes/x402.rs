@@ -336,9 +336,25 @@ pub mod schema {
     use chrono::{DateTime, Utc};
     use serde::Serialize;
     use serde_json::Value;
-    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    use utoipa::openapi::schema::{Object, ObjectBuilder, SchemaType, Type};
     use utoipa::openapi::{RefOr, Schema};
     use utoipa::{PartialSchema, ToSchema};
+
+    /// A whole number the server reads as `u64`: no `int64` format, which would bound it at
+    /// `i64::MAX`.
+    fn unsigned() -> Object {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(0))
+            .build()
+    }
+
+    fn unsigned_or_null() -> Object {
+        ObjectBuilder::new()
+            .schema_type(SchemaType::from_iter([Type::Integer, Type::Null]))
+            .minimum(Some(0))
+            .build()
+    }
 
     /// `extra` of the exact EVM scheme: the token's EIP-712 domain.
     #[derive(Serialize, ToSchema)]
@@ -370,7 +386,7 @@ pub mod schema {
         pub mime_type: Option<String>,
         #[schema(example = "0x2222222222222222222222222222222222222222")]
         pub pay_to: String,
-        #[schema(example = 60)]
+        #[schema(example = 60, schema_with = unsigned_or_null)]
         pub max_timeout_seconds: Option<u64>,
         #[schema(example = "0x036CbD53842c5426634e7929541eC2318f3dCF7e")]
         pub asset: String,
@@ -417,8 +433,9 @@ pub mod schema {
     #[derive(Serialize, ToSchema)]
     #[serde(rename_all = "camelCase")]
     pub struct PaymentPayload {
-        #[schema(example = 1)]
-        pub x402_version: u8,
+        /// The protocol version (when the body has no `x402Version`).
+        #[schema(schema_with = unsigned)]
+        pub x402_version: Option<u64>,
         /// x402 v1.
         #[schema(example = "exact")]
         pub scheme: Option<String>,
@@ -436,9 +453,10 @@ pub mod schema {
     #[derive(Serialize, ToSchema)]
     #[serde(rename_all = "camelCase")]
     pub struct PaymentRequest {
-        /// 1 or 2; defaults to `paymentPayload.x402Version`.
-        #[schema(example = 1)]
-        pub x402_version: Option<u8>,
+        /// 1 or 2 (another version is answered `invalid_x402_version`); defaults to
+        /// `paymentPayload.x402Version`.
+        #[schema(schema_with = unsigned)]
+        pub x402_version: Option<u64>,
         pub payment_payload: PaymentPayload,
         pub payment_requirements: PaymentRequirements,
     }
