@@ -917,19 +917,34 @@ impl Handler<ChangeCredits> for AuthActor {
                             "this key has no credit limit; set settleCredits first".into(),
                         ));
                     }
-                    // Atomic against concurrent settles; never below zero.
+                    // Atomic against concurrent settles; never below zero, never past
+                    // i64::MAX (SQLite would store an overflowing sum as a REAL, which no
+                    // read of the key could decode).
+                    let within = match n.checked_neg() {
+                        _ if n > 0 => client::Column::SettleCredits.lte(i64::MAX - n),
+                        Some(least) => client::Column::SettleCredits.gte(least),
+                        // -i64::MIN overflows: no key has that many credits to remove.
+                        None => {
+                            return Err(ServiceError::InvalidInput(
+                                "cannot remove more credits than the key has".into(),
+                            ))
+                        }
+                    };
                     update
                         .col_expr(
                             client::Column::SettleCredits,
                             Expr::col(client::Column::SettleCredits).add(n),
                         )
-                        .filter(client::Column::SettleCredits.gte(-n))
+                        .filter(within)
                 }
             };
             if update.exec(&db).await?.rows_affected != 1 {
-                return Err(ServiceError::InvalidInput(
-                    "cannot remove more credits than the key has".into(),
-                ));
+                return Err(ServiceError::InvalidInput(match msg.change {
+                    CreditChange::Add(n) if n > 0 => {
+                        format!("a key holds at most {} credits", i64::MAX)
+                    }
+                    _ => "cannot remove more credits than the key has".into(),
+                }));
             }
             let row = client::Entity::find_by_id(row.id)
                 .one(&db)
