@@ -19,7 +19,9 @@
 //!      `("bearerAuth" = [])`, `Admin` is `("adminToken" = [])`, `Client` is
 //!      `("clientId" = [], "clientToken" = [])` (both headers together); none when public;
 //!    - `params(...)`: each path parameter `("id" = String, Path, description = "...")`, a
-//!      query struct that derives `IntoParams`, or `Paging<DEFAULT, MAX>` for a `PageQuery`;
+//!      request header the handler reads (`("Idempotency-Key" = Option<String>, Header,
+//!      description = "...")`), a query struct that derives `IntoParams`, or
+//!      `Paging<DEFAULT, MAX>` for a `PageQuery`;
 //!    - `request_body = T`, with `T` the type the handler deserializes;
 //!    - `responses(...)`: the success, `(status = 200, description = "...", body = Data<T>)`
 //!      (`Data<T>` is `{"data": T}`; a bare `T` for the x402 shapes), then **every error
@@ -28,19 +30,24 @@
 //!      ones of [`errors`]: `BadRequest` (a body or parameters), `JsonBody` (413 and 415, with a
 //!      JSON body), `UserAuth` / `AdminAuth` / `ClientAuth` (401, with credentials) and
 //!      `Internal` (500, always). An operation whose 400 or 500 means more than the shared one
-//!      lists its own tuple instead of it.
+//!      lists its own tuple instead of it. Response headers go in the tuple:
+//!      `headers(("Retry-After" = u64, description = "..."))`; a set several operations share
+//!      (a 429, say) belongs in [`errors`].
 //! 3. **Bodies derive `ToSchema` beside the handler.** Use the type the handler really
 //!    deserializes or serializes (request structs here, the views of `facilitator-actors`);
-//!    where a handler builds its answer with `json!`, a `ToSchema` struct beside it describes
-//!    that answer field by field. `#[schema(as = Name)]` gives a type its public name;
-//!    `#[schema(value_type = ...)]` documents a field read as a raw `serde_json::Value`.
+//!    where a handler builds its answer with `json!`, a `ToSchema` struct in the `schema`
+//!    module at the end of its file describes that answer field by field.
+//!    `#[schema(as = Name)]` gives a type its public name; `#[schema(value_type = ...)]`
+//!    documents a field read as a raw `serde_json::Value`; limits the server enforces
+//!    (`minimum`, `max_length`...) go on the field, and nothing it does not enforce.
 //! 4. **Route it:** `endpoint!(module::handler)` in `routes::table()`. That registers the
 //!    handler under the annotation's method and path and puts its operation here: a handler
-//!    cannot be routed without an annotation.
+//!    cannot be routed without an annotation. A literal path (`/api/v1/clients/status`) goes
+//!    before a `{param}` path that also matches it (`/api/v1/clients/{id}`).
 //! 5. **Check:** `cargo test --lib docs` (the document matches the router and every operation
-//!    has its parts: summary, known tag, errors in the envelope, 401 exactly where credentials
+//!    has its parts: summary, known tag, errors in the envelope, a 401 wherever credentials
 //!    are asked...), `cargo test --test api docs` (real answers against the document), and
-//!    schemathesis (`tools/schemathesis.sh`, see BENCHMARKS.md).
+//!    schemathesis (`tools/schemathesis/run.sh`; BENCHMARKS.md, "API conformance").
 //!
 //! `/docs` is Swagger UI, its files embedded in the binary (`utoipa-swagger-ui`, `vendored`):
 //! nothing is fetched from another host, so the docs work offline.
