@@ -129,10 +129,14 @@ pub struct AuthUser {
     pub is_admin: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// A user account as the API shows it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = User)]
 pub struct UserView {
+    #[schema(example = 1)]
     pub id: i64,
+    #[schema(example = "user@example.com")]
     pub email: String,
     pub is_admin: bool,
     pub created_at: DateTime<Utc>,
@@ -150,7 +154,7 @@ impl From<user::Model> for UserView {
 }
 
 /// The life of a client key (seed 001's key status): only an `active` key authenticates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ClientStatus {
     Active,
@@ -176,21 +180,30 @@ impl ClientStatus {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// A client key as the API shows it (its token is never shown again).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = ClientKey)]
 pub struct ClientView {
+    #[schema(example = "abc123")]
     pub client_id: String,
     pub title: String,
     pub status: ClientStatus,
+    /// Comma-separated operations allowed (`verify`, `settle`).
+    #[schema(example = "verify,settle")]
     pub scope: String,
     /// v1 network names the key is limited to; `null` = every served network.
+    #[schema(required = true)]
     pub networks: Option<Vec<String>>,
-    /// Settlements the key may still make; `null` = unlimited.
+    /// Settlements the key may still make (each new authorization uses one; one that sends
+    /// nothing gives it back); `null` = unlimited. Set by the operator.
+    #[schema(required = true)]
     pub settle_credits: Option<i64>,
     /// This key's own rate limit (requests per second, `0` = unlimited); `null` = the
     /// server's default.
     pub rate_limit_per_second: Option<u32>,
     pub created_at: DateTime<Utc>,
+    #[schema(required = true)]
     pub expires_at: Option<DateTime<Utc>>,
 }
 
@@ -1175,13 +1188,25 @@ impl Handler<OperateClient> for AuthActor {
                             "this key has no credit limit; set settleCredits first".into(),
                         ));
                     }
-                    // Atomic against concurrent settles; never below zero.
+                    // Atomic against concurrent settles; never below zero, never past
+                    // i64::MAX (SQLite would store an overflowing sum as a REAL, which no
+                    // read of the key could decode).
+                    let within = match n.checked_neg() {
+                        _ if n > 0 => client::Column::SettleCredits.lte(i64::MAX - n),
+                        Some(least) => client::Column::SettleCredits.gte(least),
+                        // -i64::MIN overflows: no key has that many credits to remove.
+                        None => {
+                            return Err(ServiceError::InvalidInput(
+                                "cannot remove more credits than the key has".into(),
+                            ))
+                        }
+                    };
                     update = update
                         .col_expr(
                             client::Column::SettleCredits,
                             Expr::col(client::Column::SettleCredits).add(n),
                         )
-                        .filter(client::Column::SettleCredits.gte(-n));
+                        .filter(within);
                 }
             }
             if let Some(rate) = msg.change.rate_limit_per_second {
@@ -1191,9 +1216,12 @@ impl Handler<OperateClient> for AuthActor {
                 );
             }
             if update.exec(&db).await?.rows_affected != 1 {
-                return Err(ServiceError::InvalidInput(
-                    "cannot remove more credits than the key has".into(),
-                ));
+                return Err(ServiceError::InvalidInput(match msg.change.credits {
+                    Some(CreditChange::Add(n)) if n > 0 => {
+                        format!("a key holds at most {} credits", i64::MAX)
+                    }
+                    _ => "cannot remove more credits than the key has".into(),
+                }));
             }
             let row = client::Entity::find_by_id(row.id)
                 .one(&db)

@@ -106,8 +106,9 @@ pub fn redact(url: &Url) -> String {
     )
 }
 
-/// A network's state as `/status` shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// A network's state as `/status` shows it: `active` (every RPC endpoint healthy), `degraded`
+/// (some), `down` (none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum NetworkStatus {
     /// Every endpoint is healthy.
@@ -128,8 +129,11 @@ impl NetworkStatus {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// `unhealthy`: its last call or probe failed (skipped while another endpoint is healthy);
+/// `lagging`: its head is behind the best endpoint's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
+#[schema(as = RpcEndpointStatus)]
 pub enum EndpointStatus {
     Healthy,
     /// Its last attempt or probe failed: skipped while another endpoint is healthy.
@@ -138,17 +142,22 @@ pub enum EndpointStatus {
     Lagging,
 }
 
-/// One endpoint's health, with its URL redacted.
-#[derive(Debug, Clone, Serialize)]
+/// One RPC endpoint of a network and its health.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = RpcEndpoint)]
 pub struct EndpointHealth {
+    /// Scheme, host and port only: path and query (where API keys live) are elided.
+    #[schema(example = "https://base-sepolia.g.alchemy.com/…")]
     pub url: String,
     pub status: EndpointStatus,
     /// Latest block it reported to the probe.
     pub block: Option<u64>,
     /// Smoothed latency of its answers, milliseconds.
     pub latency_ms: Option<f64>,
+    /// Attempts sent to it (calls and probes).
     pub requests: u64,
+    /// Attempts that failed (no answer in time, connection or HTTP error).
     pub errors: u64,
     pub last_error: Option<String>,
 }

@@ -41,18 +41,27 @@ impl NetworkEntry {
     }
 }
 
-/// An asset as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+/// An asset (token) as the API shows it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Asset)]
 pub struct AssetView {
+    #[schema(example = 1)]
     pub id: i64,
+    #[schema(example = "base-sepolia")]
     pub network: String,
+    /// The token contract.
+    #[schema(example = "0x036CbD53842c5426634e7929541eC2318f3dCF7e")]
     pub asset: String,
+    #[schema(example = "USDC")]
     pub symbol: String,
+    #[schema(example = 6)]
     pub decimals: i16,
     pub active: bool,
+    /// EIP-712 domain name, when registered.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub eip712_name: Option<String>,
+    /// EIP-712 domain version, when registered.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub eip712_version: Option<String>,
 }
@@ -85,15 +94,23 @@ pub struct NewAsset {
 }
 
 /// A resource as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Resource)]
 pub struct ResourceView {
     pub id: i64,
+    #[schema(example = "/api/premium-data")]
     pub resource: String,
     #[serde(rename = "type")]
+    #[schema(example = "http")]
     pub kind: String,
     pub x402_version: i16,
+    /// The payment requirements as registered (1 to 32, each with `scheme`, `network` and
+    /// `payTo`).
+    #[schema(value_type = Vec<Object>)]
     pub accepts: Value,
+    /// A JSON object.
+    #[schema(value_type = Object)]
     pub metadata: Value,
     pub created_at: DateTime<Utc>,
     pub last_updated: DateTime<Utc>,
@@ -112,6 +129,44 @@ impl From<resource::Model> for ResourceView {
             last_updated: r.updated_at,
         }
     }
+}
+
+/// The fields of an `accepts` entry that x402 clients read must have their JSON types (the API
+/// documents them as `PaymentRequirements`, src/routes/x402.rs); the entry is stored as given,
+/// other fields included.
+fn check_requirement_types(item: &Value) -> ServiceResult<()> {
+    let bad = |m: String| Err(ServiceError::InvalidInput(format!("accepts: {m}")));
+    let optional = |v: &Value, name: &str, ok: fn(&Value) -> bool| {
+        v.get(name).is_none_or(|f| f.is_null() || ok(f))
+    };
+    if !item.get("asset").is_some_and(Value::is_string) {
+        return bad("each entry needs asset, a string".into());
+    }
+    for name in [
+        "maxAmountRequired",
+        "amount",
+        "resource",
+        "description",
+        "mimeType",
+    ] {
+        if !optional(item, name, Value::is_string) {
+            return bad(format!("{name} must be a string"));
+        }
+    }
+    if !optional(item, "maxTimeoutSeconds", Value::is_u64) {
+        return bad("maxTimeoutSeconds must be a whole number of seconds".into());
+    }
+    if !optional(item, "extra", Value::is_object) {
+        return bad("extra must be an object".into());
+    }
+    if let Some(extra) = item.get("extra").filter(|e| e.is_object()) {
+        for name in ["name", "version"] {
+            if !optional(extra, name, Value::is_string) {
+                return bad(format!("extra.{name} must be a string"));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A validated resource body (create or update).
@@ -167,6 +222,7 @@ impl ResourceInput {
                 }
                 _ => return bad("accepts: each entry needs scheme, network and payTo"),
             }
+            check_requirement_types(item)?;
         }
         let metadata = metadata.unwrap_or_else(|| Value::Object(Default::default()));
         if !metadata.is_object() {

@@ -2,24 +2,51 @@
 
 use actix_web::{web, HttpResponse};
 use alloy_primitives::Address;
+use facilitator_actors::auth::UserView;
 use facilitator_actors::auth::{CreditChange, OperatorChange, MAX_RATE_LIMIT};
+use facilitator_actors::registry::AssetView;
 use facilitator_actors::registry::NewAsset;
 use serde::Deserialize;
 use serde_json::json;
+use utoipa::ToSchema;
 
-use super::{present, PageQuery};
+use super::docs::errors;
+use super::users::schema::UserCreated;
+use super::{present, Data, PageQuery, Paging};
 use crate::auth::Admin;
 use crate::error::{ApiError, ApiResult};
 use crate::startup::AppState;
 
-#[derive(Deserialize)]
+/// An account to create, admin or not.
+#[derive(Deserialize, ToSchema)]
+#[schema(as = NewUser)]
 pub struct NewUserBody {
+    #[schema(example = "newuser@example.com")]
     pub email: String,
+    /// At least `auth.min_password_length` characters (10 by default), at most 256 bytes.
+    #[schema(format = Password, min_length = 10, max_length = 256)]
     pub password: String,
     #[serde(default)]
+    #[schema(default = false)]
     pub is_admin: bool,
 }
 
+/// Create a user
+#[utoipa::path(
+    post,
+    path = "/admin/users",
+    tag = "Admin",
+    security(("adminToken" = [])),
+    request_body = NewUserBody,
+    responses(
+        (status = 201, description = "The account.", body = Data<UserCreated>),
+        (status = 409, description = "`CONFLICT`: the email is taken.", body = ApiError),
+        errors::BadRequest,
+        errors::AdminAuth,
+        errors::JsonBody,
+        errors::Internal,
+    ),
+)]
 pub async fn create_user(
     state: web::Data<AppState>,
     _: Admin,
@@ -34,6 +61,20 @@ pub async fn create_user(
     ))
 }
 
+/// List users
+#[utoipa::path(
+    get,
+    path = "/admin/users",
+    tag = "Admin",
+    security(("adminToken" = [])),
+    params(Paging<100, 1000>),
+    responses(
+        (status = 200, description = "A page of users.", body = Data<Vec<UserView>>),
+        errors::BadRequest,
+        errors::AdminAuth,
+        errors::Internal,
+    ),
+)]
 pub async fn list_users(
     state: web::Data<AppState>,
     _: Admin,
@@ -43,22 +84,47 @@ pub async fn list_users(
     Ok(super::data(state.auth.list_users(offset, limit).await?))
 }
 
-/// Any of: `settleCredits` (a number, or `null` for unlimited) or `addSettleCredits` (not
-/// both), and `rateLimitPerSecond` (a number, `0` = unlimited, or `null` for the default).
-#[derive(Deserialize)]
+/// Any of: settle credits, set (`settleCredits`: a number, or `null` for unlimited) or
+/// adjusted (`addSettleCredits`, negative to remove), not both; and the key's rate limit
+/// (`rateLimitPerSecond`: requests per second, `0` = unlimited, `null` = the server's default).
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = OperatorChange, min_properties = 1)]
 pub struct OperatorBody {
-    /// Missing = not given; `null` = unlimited.
+    // Missing = not given; `null` = unlimited.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>, example = 1000, minimum = 0)]
     pub settle_credits: Option<serde_json::Value>,
+    #[schema(example = 500)]
     pub add_settle_credits: Option<i64>,
-    /// Missing = not given; `null` = the server's default.
+    // Missing = not given; `null` = the default.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u32>, example = 5, minimum = 0, maximum = 1_000_000)]
     pub rate_limit_per_second: Option<serde_json::Value>,
 }
 
-/// `PATCH /admin/clients/{clientId}`: set or adjust a key's settle credits and/or its rate
-/// limit.
+/// Set a client key's settle credits or rate limit
+///
+/// Usage credits: a limited key may make this many more settlements (each new authorization
+/// uses one; a copy or an idempotent retry does not; one that sends nothing gives it back). Out
+/// of credits, `/settle` answers 403 `FORBIDDEN`. The rate limit is a token bucket on
+/// `/verify`, `/settle` and `/supported` (per instance).
+#[utoipa::path(
+    patch,
+    path = "/admin/clients/{id}",
+    tag = "Admin",
+    security(("adminToken" = [])),
+    params(("id" = String, Path, description = "The key's `clientId`.")),
+    request_body = OperatorBody,
+    responses(
+        (status = 200, description = "The key with its new settings.", body = Data<schema::ClientUpdated>),
+        (status = 400, description = "`INVALID_REQUEST`: nothing given, both credit fields, a negative balance, adding to an unlimited key, or a bad rate limit.", body = ApiError),
+        (status = 404, description = "`NOT_FOUND`: no such active key.", body = ApiError),
+        errors::AdminAuth,
+        errors::JsonBody,
+        errors::Internal,
+    ),
+)]
 pub async fn operate_client(
     state: web::Data<AppState>,
     _: Admin,
@@ -104,17 +170,28 @@ pub async fn operate_client(
     Ok(super::data(json!({ "client": client })))
 }
 
-#[derive(Deserialize)]
+/// A token to accept payments in.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = NewAsset)]
 pub struct NewAssetBody {
+    /// v1 name or CAIP-2 id of a served network.
+    #[schema(example = "base-sepolia")]
     pub network: String,
+    /// The token contract, a 0x-prefixed 20-byte address.
+    #[schema(example = "0x036CbD53842c5426634e7929541eC2318f3dCF7e")]
     pub asset: String,
+    #[schema(example = "USDC")]
     pub symbol: String,
+    #[schema(example = 6, maximum = 255)]
     pub decimals: u8,
     #[serde(default = "yes")]
+    #[schema(default = true)]
     pub active: bool,
+    /// EIP-712 domain name (also accepted as `eip712_name`).
     #[serde(alias = "eip712_name")]
     pub eip712_name: Option<String>,
+    /// EIP-712 domain version (also accepted as `eip712_version`).
     #[serde(alias = "eip712_version")]
     pub eip712_version: Option<String>,
 }
@@ -123,6 +200,24 @@ fn yes() -> bool {
     true
 }
 
+/// Register an asset
+///
+/// Registers a token on a served network; payments in it are accepted from then on.
+#[utoipa::path(
+    post,
+    path = "/admin/assets",
+    tag = "Admin",
+    security(("adminToken" = [])),
+    request_body = NewAssetBody,
+    responses(
+        (status = 201, description = "The asset.", body = Data<AssetView>),
+        (status = 400, description = "`INVALID_REQUEST`: unsupported network, bad address, or invalid field.", body = ApiError),
+        (status = 409, description = "`CONFLICT`: the asset is already registered.", body = ApiError),
+        errors::AdminAuth,
+        errors::JsonBody,
+        errors::Internal,
+    ),
+)]
 pub async fn register_asset(
     state: web::Data<AppState>,
     _: Admin,
@@ -153,4 +248,16 @@ pub async fn register_asset(
         })
         .await?;
     Ok(super::created(view))
+}
+
+/// The answers the handlers above build with `json!`, described for the OpenAPI document.
+pub mod schema {
+    use facilitator_actors::auth::ClientView;
+    use serde::Serialize;
+    use utoipa::ToSchema;
+
+    #[derive(Serialize, ToSchema)]
+    pub struct ClientUpdated {
+        pub client: ClientView,
+    }
 }

@@ -7,8 +7,10 @@ use facilitator_actors::auth::{ClientChange, ClientStatus, ClientView};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa::ToSchema;
 
-use super::{present, PageQuery};
+use super::docs::errors;
+use super::{present, Data, PageQuery, Paging};
 use crate::auth::{ClientCredentials, User};
 use crate::error::{ApiError, ApiResult};
 use crate::startup::AppState;
@@ -22,15 +24,40 @@ fn client_body(view: &ClientView, token: Option<&SecretString>) -> ApiResult<Val
     Ok(json!({ "client": client }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
+#[schema(as = NewClientKey)]
 pub struct CreateClientBody {
+    /// 1 to 200 characters.
+    #[schema(example = "my-resource-server", min_length = 1, max_length = 200)]
     pub title: String,
+    /// Comma-separated operations allowed (`verify`, `settle`); default all.
+    #[schema(example = "verify,settle")]
     pub scope: Option<String>,
+    /// Expiry in hours, at most ten years; omit for none.
+    #[schema(example = 8760, minimum = 1, maximum = 87600)]
     pub ttl_hours: Option<u64>,
-    /// Networks the key may pay on (v1 names or CAIP-2); omitted = all.
+    /// Networks the key may pay on (v1 names or CAIP-2); omit for all served networks.
+    #[schema(example = json!(["base-sepolia"]))]
     pub networks: Option<Vec<String>>,
 }
 
+/// Create a client key
+///
+/// Creates a key for the x402 endpoints. The token is in this answer only: store it.
+#[utoipa::path(
+    post,
+    path = "/api/v1/clients",
+    tag = "Clients",
+    security(("bearerAuth" = [])),
+    request_body = CreateClientBody,
+    responses(
+        (status = 200, description = "The new key, with its token.", body = Data<schema::ClientCreated>),
+        errors::BadRequest,
+        errors::UserAuth,
+        errors::JsonBody,
+        errors::Internal,
+    ),
+)]
 pub async fn create(
     state: web::Data<AppState>,
     User(user): User,
@@ -49,22 +76,104 @@ pub async fn create(
     Ok(super::data(client_body(&new.view, Some(&new.token))?))
 }
 
+/// List client keys
+///
+/// Your keys (an admin sees all keys), revoked ones left out.
+#[utoipa::path(
+    get,
+    path = "/api/v1/clients",
+    tag = "Clients",
+    security(("bearerAuth" = [])),
+    params(Paging<20, 100>),
+    responses(
+        (status = 200, description = "A page of keys.", body = Data<Vec<ClientView>>),
+        errors::BadRequest,
+        errors::UserAuth,
+        errors::Internal,
+    ),
+)]
+pub async fn list(
+    state: web::Data<AppState>,
+    User(user): User,
+    query: web::Query<PageQuery>,
+) -> ApiResult<HttpResponse> {
+    let (offset, limit) = query.resolve(20, 100)?;
+    Ok(super::data(
+        state.auth.list_clients(&user, offset, limit).await?,
+    ))
+}
+
+/// Revoke a client key
+#[utoipa::path(
+    delete,
+    path = "/api/v1/clients/{id}",
+    tag = "Clients",
+    security(("bearerAuth" = [])),
+    params(("id" = String, Path, description = "The key's `clientId`.")),
+    responses(
+        (status = 200, description = "The key is revoked.", body = Data<schema::ClientRevoked>),
+        (status = 404, description = "`NOT_FOUND`: no such key of yours.", body = ApiError),
+        errors::BadRequest,
+        errors::UserAuth,
+        errors::Internal,
+    ),
+)]
+pub async fn revoke(
+    state: web::Data<AppState>,
+    User(user): User,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    state.auth.revoke_client(&user, &id).await?;
+    Ok(super::data(json!({ "deleted": id.into_inner() })))
+}
+
 /// `PATCH /clients/{id}`: any of these, at least one.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = ClientChange, min_properties = 1)]
 pub struct UpdateClientBody {
+    /// 1 to 200 characters.
+    #[schema(min_length = 1, max_length = 200)]
     pub title: Option<String>,
+    /// Comma-separated operations allowed (`verify`, `settle`).
+    #[schema(example = "verify")]
     pub scope: Option<String>,
-    /// Missing = unchanged; `null` = every network; a list = only those.
+    // Missing = unchanged; `null` = every network; a list = only those.
+    /// `null` = every served network; a list (v1 names or CAIP-2) = only those.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Vec<String>>)]
     pub networks: Option<Value>,
-    /// `active` (resume) or `paused`.
+    /// `active` (resume) or `paused` (the key gets 401 until resumed).
+    #[schema(example = "paused")]
     pub status: Option<ClientStatus>,
-    /// `true`: issue a new token (shown once in the answer); the old one stops working.
+    /// `true`: issue a new token (in the answer only); the old one stops working.
     #[serde(default)]
     pub rotate: bool,
 }
 
+/// Change a client key
+///
+/// Changes the title, scope or networks, pauses (`status: paused`; the key then gets 401
+/// until resumed) or resumes (`status: active`) a key, or rotates its token (`rotate: true`;
+/// the new token is in this answer only, the old one stops working at once on this instance
+/// and within 30 s on the others). An admin may change any key.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/clients/{id}",
+    tag = "Clients",
+    security(("bearerAuth" = [])),
+    params(("id" = String, Path, description = "The key's `clientId`.")),
+    request_body = UpdateClientBody,
+    responses(
+        (status = 200, description = "The changed key; `token` only after a rotation.", body = Data<schema::ClientChanged>),
+        (status = 400, description = "`INVALID_REQUEST`: nothing to change, or an invalid field.", body = ApiError),
+        (status = 404, description = "`NOT_FOUND`: no such key of yours.", body = ApiError),
+        (status = 409, description = "`CONFLICT`: the key has expired.", body = ApiError),
+        errors::UserAuth,
+        errors::JsonBody,
+        errors::Internal,
+    ),
+)]
 pub async fn update(
     state: web::Data<AppState>,
     User(user): User,
@@ -99,8 +208,22 @@ pub async fn update(
     )?))
 }
 
-/// `GET /clients/status`, asked with the key's own `X-Client-ID` / `X-Client-Token`: what the
-/// key is and may do, whatever its status (seed 001's key status endpoint).
+/// A client key's own status
+///
+/// Asked with the key itself (`X-Client-ID` / `X-Client-Token`): its status (`active`,
+/// `paused`, `revoked`, `expired`), scope, networks, settle credits and rate limit. A paused,
+/// revoked or expired key may ask too.
+#[utoipa::path(
+    get,
+    path = "/api/v1/clients/status",
+    tag = "Clients",
+    security(("clientId" = [], "clientToken" = [])),
+    responses(
+        (status = 200, description = "The key.", body = Data<ClientView>),
+        (status = 401, description = "`UNAUTHORIZED`: missing headers, or an unknown id or a wrong token.", body = ApiError),
+        errors::Internal,
+    ),
+)]
 pub async fn status(
     state: web::Data<AppState>,
     credentials: ClientCredentials,
@@ -112,22 +235,43 @@ pub async fn status(
     Ok(super::data(view))
 }
 
-pub async fn list(
-    state: web::Data<AppState>,
-    User(user): User,
-    query: web::Query<PageQuery>,
-) -> ApiResult<HttpResponse> {
-    let (offset, limit) = query.resolve(20, 100)?;
-    Ok(super::data(
-        state.auth.list_clients(&user, offset, limit).await?,
-    ))
-}
+/// The answers the handlers above build with `json!`, described for the OpenAPI document.
+pub mod schema {
+    use facilitator_actors::auth::ClientView;
+    use serde::Serialize;
+    use utoipa::ToSchema;
 
-pub async fn revoke(
-    state: web::Data<AppState>,
-    User(user): User,
-    id: web::Path<String>,
-) -> ApiResult<HttpResponse> {
-    state.auth.revoke_client(&user, &id).await?;
-    Ok(super::data(json!({ "deleted": id.into_inner() })))
+    /// A new key with its token: the only time the token is shown.
+    #[derive(Serialize, ToSchema)]
+    pub struct IssuedClientKey {
+        #[serde(flatten)]
+        pub key: ClientView,
+        /// The secret for `X-Client-Token`.
+        pub token: String,
+    }
+
+    #[derive(Serialize, ToSchema)]
+    pub struct ClientCreated {
+        pub client: IssuedClientKey,
+    }
+
+    /// A changed key; `token` only after a rotation (the only time it is shown).
+    #[derive(Serialize, ToSchema)]
+    pub struct ChangedClientKey {
+        #[serde(flatten)]
+        pub key: ClientView,
+        /// The new secret for `X-Client-Token`, after `rotate: true`.
+        pub token: Option<String>,
+    }
+
+    #[derive(Serialize, ToSchema)]
+    pub struct ClientChanged {
+        pub client: ChangedClientKey,
+    }
+
+    #[derive(Serialize, ToSchema)]
+    pub struct ClientRevoked {
+        /// The `clientId` revoked.
+        pub deleted: String,
+    }
 }

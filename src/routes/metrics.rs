@@ -18,14 +18,23 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
+use super::docs::errors;
+use super::Data;
 use crate::auth::User;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::startup::AppState;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct RangeQuery {
+    /// First day included: an ISO 8601 date (`YYYY-MM-DD`), or a date-time (its UTC day).
+    /// Open when omitted.
+    #[param(format = Date)]
     from: Option<String>,
+    /// Last day included: an ISO 8601 date (`YYYY-MM-DD`), or a date-time (its UTC day).
+    /// Open when omitted.
+    #[param(format = Date)]
     to: Option<String>,
 }
 
@@ -239,6 +248,23 @@ async fn http_periods(state: &AppState, q: &RangeQuery, period: Period) -> ApiRe
     Ok(period_answer(range, period, items))
 }
 
+/// HTTP metrics by day
+///
+/// HTTP requests per day, in total and per route (service-wide).
+#[utoipa::path(
+    get,
+    path = "/api/v1/metrics/daily",
+    tag = "Metrics",
+    security(("bearerAuth" = [])),
+    params(RangeQuery),
+    responses(
+        (status = 200, description = "The metrics.", body = Data<schema::HttpMetricsDaily>),
+        (status = 400, description = "`INVALID_REQUEST` (`Invalid query parameters`): a bad date, an unknown parameter, or `from` after `to`.", body = ApiError),
+        (status = 503, description = "`SERVICE_UNAVAILABLE`: the metrics store cannot be read right now.", body = ApiError),
+        errors::UserAuth,
+        errors::Internal,
+    ),
+)]
 pub async fn http_daily(
     state: web::Data<AppState>,
     _: User,
@@ -247,6 +273,23 @@ pub async fn http_daily(
     http_periods(&state, &q, Period::Day).await
 }
 
+/// HTTP metrics by month
+///
+/// HTTP requests per month, in total and per route (service-wide).
+#[utoipa::path(
+    get,
+    path = "/api/v1/metrics/monthly",
+    tag = "Metrics",
+    security(("bearerAuth" = [])),
+    params(RangeQuery),
+    responses(
+        (status = 200, description = "The metrics.", body = Data<schema::HttpMetricsMonthly>),
+        (status = 400, description = "`INVALID_REQUEST` (`Invalid query parameters`): a bad date, an unknown parameter, or `from` after `to`.", body = ApiError),
+        (status = 503, description = "`SERVICE_UNAVAILABLE`: the metrics store cannot be read right now.", body = ApiError),
+        errors::UserAuth,
+        errors::Internal,
+    ),
+)]
 pub async fn http_monthly(
     state: web::Data<AppState>,
     _: User,
@@ -255,6 +298,23 @@ pub async fn http_monthly(
     http_periods(&state, &q, Period::Month).await
 }
 
+/// HTTP metrics totals
+///
+/// HTTP requests over the range (all time by default), in total and per route.
+#[utoipa::path(
+    get,
+    path = "/api/v1/metrics/summary",
+    tag = "Metrics",
+    security(("bearerAuth" = [])),
+    params(RangeQuery),
+    responses(
+        (status = 200, description = "The metrics.", body = Data<schema::HttpMetricsSummary>),
+        (status = 400, description = "`INVALID_REQUEST` (`Invalid query parameters`): a bad date, an unknown parameter, or `from` after `to`.", body = ApiError),
+        (status = 503, description = "`SERVICE_UNAVAILABLE`: the metrics store cannot be read right now.", body = ApiError),
+        errors::UserAuth,
+        errors::Internal,
+    ),
+)]
 pub async fn http_summary(
     state: web::Data<AppState>,
     _: User,
@@ -413,6 +473,24 @@ async fn x402_periods(
     Ok(period_answer(range, period, items))
 }
 
+/// Settlement metrics by day
+///
+/// Verifications and settlements per day: counts, reasons, amounts settled and gas
+/// spent, by network. Users see their own client keys; admins see all.
+#[utoipa::path(
+    get,
+    path = "/api/v1/x402-metrics/daily",
+    tag = "Metrics",
+    security(("bearerAuth" = [])),
+    params(RangeQuery),
+    responses(
+        (status = 200, description = "The metrics.", body = Data<schema::X402MetricsDaily>),
+        (status = 400, description = "`INVALID_REQUEST` (`Invalid query parameters`): a bad date, an unknown parameter, or `from` after `to`.", body = ApiError),
+        (status = 503, description = "`SERVICE_UNAVAILABLE`: the metrics store cannot be read right now.", body = ApiError),
+        errors::UserAuth,
+        errors::Internal,
+    ),
+)]
 pub async fn x402_daily(
     state: web::Data<AppState>,
     user: User,
@@ -421,6 +499,23 @@ pub async fn x402_daily(
     x402_periods(&state, &user, &q, Period::Day).await
 }
 
+/// Settlement metrics by month
+///
+/// Verifications and settlements per month (your client keys; an admin sees all).
+#[utoipa::path(
+    get,
+    path = "/api/v1/x402-metrics/monthly",
+    tag = "Metrics",
+    security(("bearerAuth" = [])),
+    params(RangeQuery),
+    responses(
+        (status = 200, description = "The metrics.", body = Data<schema::X402MetricsMonthly>),
+        (status = 400, description = "`INVALID_REQUEST` (`Invalid query parameters`): a bad date, an unknown parameter, or `from` after `to`.", body = ApiError),
+        (status = 503, description = "`SERVICE_UNAVAILABLE`: the metrics store cannot be read right now.", body = ApiError),
+        errors::UserAuth,
+        errors::Internal,
+    ),
+)]
 pub async fn x402_monthly(
     state: web::Data<AppState>,
     user: User,
@@ -429,6 +524,24 @@ pub async fn x402_monthly(
     x402_periods(&state, &user, &q, Period::Month).await
 }
 
+/// Settlement totals
+///
+/// Verification and settlement totals over the range (all time by default; your client
+/// keys, an admin sees all).
+#[utoipa::path(
+    get,
+    path = "/api/v1/x402-metrics/summary",
+    tag = "Metrics",
+    security(("bearerAuth" = [])),
+    params(RangeQuery),
+    responses(
+        (status = 200, description = "The metrics.", body = Data<schema::X402MetricsSummary>),
+        (status = 400, description = "`INVALID_REQUEST` (`Invalid query parameters`): a bad date, an unknown parameter, or `from` after `to`.", body = ApiError),
+        (status = 503, description = "`SERVICE_UNAVAILABLE`: the metrics store cannot be read right now.", body = ApiError),
+        errors::UserAuth,
+        errors::Internal,
+    ),
+)]
 pub async fn x402_summary(
     state: web::Data<AppState>,
     user: User,
@@ -449,8 +562,24 @@ pub async fn x402_summary(
 
 // ---- Prometheus ------------------------------------------------------------------------
 
-/// `GET /metrics`: with `metrics.prometheus_token` set, `Authorization: Bearer <token>` is
-/// required; without it, only loopback clients may scrape.
+/// Prometheus metrics
+///
+/// Prometheus / OpenMetrics exposition: API and x402 counters, signer nonces, in-flight
+/// transactions and balances. With `metrics.prometheus_token` configured,
+/// `Authorization: Bearer <token>` is required; without it, only loopback clients may scrape.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "System",
+    // The token, or nothing when the server has none configured.
+    security(("metricsToken" = []), ()),
+    responses(
+        (status = 200, description = "OpenMetrics text exposition (Prometheus scrapes it).", body = String, content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        (status = 401, description = "`UNAUTHORIZED`: a scrape token is configured and was not presented.", body = ApiError),
+        (status = 403, description = "`FORBIDDEN`: no scrape token is configured and the client is not on loopback.", body = ApiError),
+        errors::Internal,
+    ),
+)]
 pub async fn prometheus(state: web::Data<AppState>, req: HttpRequest) -> ApiResult<HttpResponse> {
     match &state.prometheus_token {
         Some(expected) => {
@@ -495,4 +624,204 @@ pub async fn prometheus(state: web::Data<AppState>, req: HttpRequest) -> ApiResu
     Ok(HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
         .body(state.metrics.render(&signers)))
+}
+
+/// The answers the handlers above build with `json!`, described for the OpenAPI document.
+pub mod schema {
+    use std::collections::BTreeMap;
+
+    use chrono::NaiveDate;
+    use serde::Serialize;
+    use utoipa::ToSchema;
+
+    /// HTTP request counters.
+    #[derive(Serialize, ToSchema)]
+    #[serde(rename_all = "camelCase")]
+    pub struct HttpCounters {
+        pub requests: i64,
+        /// Requests answered 4xx or 5xx.
+        pub errors: i64,
+        pub avg_latency_ms: f64,
+        pub max_latency_ms: f64,
+        /// Requests by HTTP status.
+        #[schema(example = json!({"200": 12, "401": 1}))]
+        pub by_status: BTreeMap<String, i64>,
+    }
+
+    /// HTTP request counters of one route (its pattern, e.g. `/api/v1/clients/{id}`).
+    #[derive(Serialize, ToSchema)]
+    pub struct HttpRouteCounters {
+        #[schema(example = "GET")]
+        pub method: String,
+        #[schema(example = "/api/v1/clients/{id}")]
+        pub route: String,
+        #[serde(flatten)]
+        pub counters: HttpCounters,
+    }
+
+    /// HTTP counters of a period, in total and per route.
+    #[derive(Serialize, ToSchema)]
+    pub struct HttpTotals {
+        #[serde(flatten)]
+        pub counters: HttpCounters,
+        pub routes: Vec<HttpRouteCounters>,
+    }
+
+    #[derive(Serialize, ToSchema)]
+    pub struct HttpMetricsDay {
+        #[schema(example = "2026-01-31")]
+        pub date: NaiveDate,
+        #[serde(flatten)]
+        pub totals: HttpTotals,
+    }
+
+    #[derive(Serialize, ToSchema)]
+    pub struct HttpMetricsMonth {
+        #[schema(example = "2026-01")]
+        pub month: String,
+        #[serde(flatten)]
+        pub totals: HttpTotals,
+    }
+
+    /// `GET /api/v1/metrics/daily`: HTTP requests per day (service-wide). `from`/`to` echo the
+    /// query (`null` when open).
+    #[derive(Serialize, ToSchema)]
+    pub struct HttpMetricsDaily {
+        #[schema(required = true)]
+        pub from: Option<NaiveDate>,
+        #[schema(required = true)]
+        pub to: Option<NaiveDate>,
+        pub days: Vec<HttpMetricsDay>,
+    }
+
+    /// `GET /api/v1/metrics/monthly`: HTTP requests per month (service-wide).
+    #[derive(Serialize, ToSchema)]
+    pub struct HttpMetricsMonthly {
+        #[schema(required = true)]
+        pub from: Option<NaiveDate>,
+        #[schema(required = true)]
+        pub to: Option<NaiveDate>,
+        pub months: Vec<HttpMetricsMonth>,
+    }
+
+    /// `GET /api/v1/metrics/summary`: HTTP requests over the range (all time by default).
+    #[derive(Serialize, ToSchema)]
+    #[serde(rename_all = "camelCase")]
+    pub struct HttpMetricsSummary {
+        #[schema(required = true)]
+        pub from: Option<NaiveDate>,
+        #[schema(required = true)]
+        pub to: Option<NaiveDate>,
+        /// First day with data.
+        #[schema(required = true)]
+        pub first_day: Option<NaiveDate>,
+        /// Last day with data.
+        #[schema(required = true)]
+        pub last_day: Option<NaiveDate>,
+        pub totals: HttpTotals,
+    }
+
+    #[derive(Serialize, ToSchema)]
+    #[serde(rename_all = "camelCase")]
+    pub struct VerifyCounters {
+        pub count: i64,
+        pub valid: i64,
+        pub invalid: i64,
+        /// Invalid verifications by x402 reason.
+        pub invalid_reasons: BTreeMap<String, i64>,
+        pub avg_latency_ms: f64,
+    }
+
+    #[derive(Serialize, ToSchema)]
+    #[serde(rename_all = "camelCase")]
+    pub struct SettleCounters {
+        pub count: i64,
+        /// Successful answers, repeats included.
+        pub successes: i64,
+        /// Successes answered from an earlier settle of the same authorization (no second
+        /// transfer, no fee).
+        pub repeats: i64,
+        pub failures: i64,
+        /// Failed settlements by x402 reason.
+        pub failure_reasons: BTreeMap<String, i64>,
+        pub avg_latency_ms: f64,
+    }
+
+    /// Amount settled in one asset on one network.
+    #[derive(Serialize, ToSchema)]
+    pub struct SettledAmount {
+        pub network: String,
+        pub asset: String,
+        /// Atomic units, decimal string.
+        #[schema(example = "25000000")]
+        pub amount: String,
+        /// On-chain transfers (a repeated settle of one authorization counts once).
+        pub settlements: i64,
+    }
+
+    /// Gas spent settling on one network.
+    #[derive(Serialize, ToSchema)]
+    #[serde(rename_all = "camelCase")]
+    pub struct NetworkFees {
+        pub network: String,
+        pub gas_used: i64,
+        /// Wei, decimal string.
+        pub fee_wei: String,
+    }
+
+    /// x402 counters of a period.
+    #[derive(Serialize, ToSchema)]
+    pub struct X402Counters {
+        pub verify: VerifyCounters,
+        pub settle: SettleCounters,
+        pub amounts: Vec<SettledAmount>,
+        pub fees: Vec<NetworkFees>,
+    }
+
+    #[derive(Serialize, ToSchema)]
+    pub struct X402MetricsDay {
+        #[schema(example = "2026-01-31")]
+        pub date: NaiveDate,
+        #[serde(flatten)]
+        pub counters: X402Counters,
+    }
+
+    #[derive(Serialize, ToSchema)]
+    pub struct X402MetricsMonth {
+        #[schema(example = "2026-01")]
+        pub month: String,
+        #[serde(flatten)]
+        pub counters: X402Counters,
+    }
+
+    /// `GET /api/v1/x402-metrics/daily`: verifications and settlements per day (your client
+    /// keys; an admin sees all).
+    #[derive(Serialize, ToSchema)]
+    pub struct X402MetricsDaily {
+        #[schema(required = true)]
+        pub from: Option<NaiveDate>,
+        #[schema(required = true)]
+        pub to: Option<NaiveDate>,
+        pub days: Vec<X402MetricsDay>,
+    }
+
+    /// `GET /api/v1/x402-metrics/monthly`.
+    #[derive(Serialize, ToSchema)]
+    pub struct X402MetricsMonthly {
+        #[schema(required = true)]
+        pub from: Option<NaiveDate>,
+        #[schema(required = true)]
+        pub to: Option<NaiveDate>,
+        pub months: Vec<X402MetricsMonth>,
+    }
+
+    /// `GET /api/v1/x402-metrics/summary`: totals over the range (all time by default).
+    #[derive(Serialize, ToSchema)]
+    pub struct X402MetricsSummary {
+        #[schema(required = true)]
+        pub from: Option<NaiveDate>,
+        #[schema(required = true)]
+        pub to: Option<NaiveDate>,
+        pub totals: X402Counters,
+    }
 }

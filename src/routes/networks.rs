@@ -1,36 +1,98 @@
 //! Served networks: `/api/v1/networks`, `/api/v1/networks/{id}` (and the same list for
 //! `/api/v1/supported`), with each network's live chain health.
 
-use actix_web::{web, HttpResponse};
-use facilitator_actors::registry::{NetworkEntry, RegistryHandle};
-use serde_json::{json, Value};
+use std::collections::BTreeMap;
 
+use actix_web::{web, HttpResponse};
+use facilitator_actors::chain::{EndpointHealth, NetworkStatus};
+use facilitator_actors::registry::{NetworkEntry, RegistryHandle};
+use serde::Serialize;
+use serde_json::{json, Value};
+use utoipa::ToSchema;
+
+use super::docs::errors;
 use crate::error::ApiError;
 use crate::startup::AppState;
 
-/// The seed's fields, then what the chain access knows: `status` is `active` (every RPC
-/// endpoint healthy), `degraded` (some) or `down` (none); the head block's age by the chain's
-/// clock; each endpoint's health, its URL redacted.
-fn kind(registry: &RegistryHandle, n: &NetworkEntry, version: u8) -> Value {
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FeePayerExtra {
+    /// The address that pays gas for settlements on this network.
+    pub fee_payer: String,
+}
+
+/// A settlement signer of a network, as one instance sees it (`/api/v1/status` only).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SignerState {
+    #[schema(example = "0x1111111111111111111111111111111111111111")]
+    pub address: String,
+    /// This instance holds the signer's lease (it drives the key's nonce).
+    pub leased: bool,
+    /// The signer can pay a settlement's gas (it gets new settlements).
+    pub funded: bool,
+    /// Native balance in ether units, as last read; `null` before the first read.
+    #[schema(example = "1.250000")]
+    pub balance: Option<String>,
+    /// Below the network's `min_signer_balance_eth`.
+    pub below_floor: bool,
+    /// Transactions of this signer awaiting their receipt here.
+    pub in_flight: i64,
+}
+
+/// A payment kind served: one network under one x402 version (v1 uses network names, v2
+/// CAIP-2 identifiers), with what the chain access knows of the network.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkKind {
+    #[schema(example = 1)]
+    pub x402_version: u8,
+    #[schema(example = "exact")]
+    pub scheme: &'static str,
+    /// `base-sepolia` (x402 v1) or `eip155:84532` (x402 v2).
+    #[schema(example = "base-sepolia")]
+    pub network: &'static str,
+    pub status: NetworkStatus,
+    /// Latest block of the network's healthy RPC endpoints (0 when none answers).
+    pub block: u64,
+    #[schema(example = "0x1111111111111111111111111111111111111111")]
+    pub fee_payer: String,
+    pub extra: FeePayerExtra,
+    /// Seconds since that block's timestamp (the chain's clock); null when unknown.
+    #[schema(required = true)]
+    pub block_age_seconds: Option<u64>,
+    /// The network's RPC endpoints in order of preference, with their health (URLs redacted).
+    pub rpc: Vec<EndpointHealth>,
+    /// `/api/v1/status` only: the network's signers as this instance sees them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signers: Option<Vec<SignerState>>,
+}
+
+pub(super) fn kind(registry: &RegistryHandle, n: &NetworkEntry, version: u8) -> NetworkKind {
     let health = registry.chain_health(n.info.v1_name);
     let fee_payer = n.fee_payer();
     let now = u64::try_from(chrono::Utc::now().timestamp()).unwrap_or(0);
-    json!({
-        "x402Version": version,
-        "scheme": "exact",
-        "network": if version == 1 { n.info.v1_name } else { n.info.caip2 },
-        "status": health.status.as_str(),
-        "block": health.block.unwrap_or(0),
-        "feePayer": fee_payer,
-        "extra": { "feePayer": fee_payer },
-        "blockAgeSeconds": health.block_age_secs(now),
-        "rpc": health.endpoints,
-    })
+    NetworkKind {
+        x402_version: version,
+        scheme: "exact",
+        network: if version == 1 {
+            n.info.v1_name
+        } else {
+            n.info.caip2
+        },
+        status: health.status,
+        block: health.block.unwrap_or(0),
+        fee_payer: fee_payer.clone(),
+        extra: FeePayerExtra { fee_payer },
+        block_age_seconds: health.block_age_secs(now),
+        rpc: health.endpoints.clone(),
+        signers: None,
+    }
 }
 
 /// One kind per served network and x402 version (v1 names, then CAIP-2 for v2).
-pub fn network_kinds(registry: &RegistryHandle, both_versions: bool) -> Vec<Value> {
-    let mut kinds: Vec<Value> = registry
+pub fn network_kinds(registry: &RegistryHandle, both_versions: bool) -> Vec<NetworkKind> {
+    let mut kinds: Vec<NetworkKind> = registry
         .networks()
         .iter()
         .map(|n| kind(registry, n, 1))
@@ -41,9 +103,20 @@ pub fn network_kinds(registry: &RegistryHandle, both_versions: bool) -> Vec<Valu
     kinds
 }
 
-/// The body of `/networks` and `/supported`: the seed's `kinds`, plus the x402 spec's
-/// `extensions` and `signers`.
-pub fn supported_body(registry: &RegistryHandle) -> Value {
+/// The answer of `GET /api/v1/networks` and `GET /api/v1/supported` (bare, no envelope): the
+/// kinds served, then the x402 `extensions` and `signers` (fee payer addresses by CAIP-2
+/// family).
+#[derive(Serialize, ToSchema)]
+pub struct Supported {
+    pub kinds: Vec<NetworkKind>,
+    /// x402 extensions advertised (none yet; `payment-identifier` ids are honoured on
+    /// `/settle` all the same).
+    pub extensions: Vec<Value>,
+    #[schema(example = json!({"eip155:*": ["0x1111111111111111111111111111111111111111"]}))]
+    pub signers: BTreeMap<String, Vec<String>>,
+}
+
+fn supported(registry: &RegistryHandle) -> Supported {
     let mut signers: Vec<String> = registry
         .networks()
         .iter()
@@ -51,17 +124,52 @@ pub fn supported_body(registry: &RegistryHandle) -> Value {
         .collect();
     signers.sort();
     signers.dedup();
-    json!({
-        "kinds": network_kinds(registry, true),
-        "extensions": [],
-        "signers": { "eip155:*": signers },
-    })
+    Supported {
+        kinds: network_kinds(registry, true),
+        extensions: Vec::new(),
+        signers: BTreeMap::from([("eip155:*".to_owned(), signers)]),
+    }
 }
 
+/// The body of `/networks` and `/supported`: the seed's `kinds`, plus the x402 spec's
+/// `extensions` and `signers`.
+pub fn supported_body(registry: &RegistryHandle) -> Value {
+    json!(supported(registry))
+}
+
+/// List served networks
+///
+/// One kind per network and x402 version: v1 names, then v2 CAIP-2 ids; each with its
+/// status (`active`, `degraded`, `down`), head block and RPC endpoints.
+#[utoipa::path(
+    get,
+    path = "/api/v1/networks",
+    tag = "Networks",
+    responses(
+        (status = 200, description = "The networks served.", body = Supported),
+        errors::Internal,
+    ),
+)]
 pub async fn list(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().json(supported_body(&state.registry))
+    HttpResponse::Ok().json(supported(&state.registry))
 }
 
+/// Get one network
+///
+/// The kind served for a network: x402 v1 when asked by name, v2 when asked by CAIP-2 id.
+#[utoipa::path(
+    get,
+    path = "/api/v1/networks/{id}",
+    tag = "Networks",
+    params(
+        ("id" = String, Path, description = "A network: v1 name (`base-sepolia`) or CAIP-2 id (`eip155:84532`)."),
+    ),
+    responses(
+        (status = 200, description = "The network.", body = NetworkKind),
+        (status = 400, description = "`INVALID_REQUEST` (`unsupported network`): unknown or not served.", body = ApiError),
+        errors::Internal,
+    ),
+)]
 pub async fn get_one(
     state: web::Data<AppState>,
     id: web::Path<String>,

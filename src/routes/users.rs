@@ -3,17 +3,40 @@
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
+use utoipa::ToSchema;
 
+use super::docs::errors;
+use super::Data;
 use crate::auth::ClientIp;
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::startup::AppState;
 
-#[derive(Deserialize)]
+/// An email and a password.
+#[derive(Deserialize, ToSchema)]
 pub struct Credentials {
+    #[schema(example = "user@example.com")]
     pub email: String,
+    /// At signup, at least `auth.min_password_length` characters (10 by default) and at most
+    /// 256 bytes.
+    #[schema(example = "StrongPassword123!", format = Password, min_length = 10, max_length = 256)]
     pub password: String,
 }
 
+/// Create an account
+#[utoipa::path(
+    post,
+    path = "/api/v1/signup",
+    tag = "Auth",
+    request_body = Credentials,
+    responses(
+        (status = 200, description = "The account.", body = Data<schema::UserCreated>),
+        (status = 409, description = "`CONFLICT`: the email is taken.", body = ApiError),
+        errors::BadRequest,
+        errors::JsonBody,
+        errors::Throttled,
+        errors::Internal,
+    ),
+)]
 pub async fn signup(
     state: web::Data<AppState>,
     ClientIp(ip): ClientIp,
@@ -28,8 +51,25 @@ pub async fn signup(
     ))
 }
 
-/// Failed logins are limited per account and per client IP; past the limit the answer is 429
+/// Log in
+///
+/// Exchanges email and password for an access token and a refresh token. Failed logins are
+/// limited per account and per client IP: past the limit the answer is 429
 /// `TOO_MANY_REQUESTS` with `Retry-After`, for right and wrong passwords alike.
+#[utoipa::path(
+    post,
+    path = "/api/v1/login",
+    tag = "Auth",
+    request_body = Credentials,
+    responses(
+        (status = 200, description = "The session's tokens.", body = Data<schema::LoginResponse>),
+        (status = 401, description = "`UNAUTHORIZED`: invalid email or password.", body = ApiError),
+        errors::BadRequest,
+        errors::JsonBody,
+        errors::Throttled,
+        errors::Internal,
+    ),
+)]
 pub async fn login(
     state: web::Data<AppState>,
     ClientIp(ip): ClientIp,
@@ -44,13 +84,31 @@ pub async fn login(
     })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
+#[schema(as = RefreshRequest)]
 pub struct RefreshBody {
+    /// From `POST /api/v1/login` or the previous refresh.
     pub refresh_token: String,
 }
 
-/// Refresh tokens rotate: the answer carries the next refresh token, and the one presented
-/// is spent (presenting it again revokes the session).
+/// Refresh the session
+///
+/// Exchanges a refresh token for a new access token and a new refresh token. Refresh tokens
+/// rotate: the one presented is spent, and presenting it again revokes the session.
+#[utoipa::path(
+    post,
+    path = "/api/v1/token/refresh",
+    tag = "Auth",
+    request_body = RefreshBody,
+    responses(
+        (status = 200, description = "The new tokens.", body = Data<schema::TokenPair>),
+        (status = 401, description = "`UNAUTHORIZED` (`invalid session token`): expired, revoked or reused refresh token.", body = ApiError),
+        errors::BadRequest,
+        errors::JsonBody,
+        errors::Throttled,
+        errors::Internal,
+    ),
+)]
 pub async fn refresh(
     state: web::Data<AppState>,
     ClientIp(ip): ClientIp,
@@ -61,4 +119,39 @@ pub async fn refresh(
         "access_token": pair.access_token,
         "refresh_token": pair.refresh_token,
     })))
+}
+
+/// The answers the handlers above build with `json!`, described for the OpenAPI document.
+pub mod schema {
+    use facilitator_actors::auth::UserView;
+    use serde::Serialize;
+    use utoipa::ToSchema;
+
+    /// A new account.
+    #[derive(Serialize, ToSchema)]
+    pub struct UserCreated {
+        /// `Account created` (signup) or `User created` (admin).
+        #[schema(example = "Account created")]
+        pub message: String,
+        pub user: UserView,
+    }
+
+    #[derive(Serialize, ToSchema)]
+    pub struct LoginResponse {
+        #[schema(example = "Login successful")]
+        pub message: String,
+        /// Access token (JWT) for `bearerAuth`.
+        pub access_token: String,
+        /// Refresh token for `POST /api/v1/token/refresh`.
+        pub refresh_token: String,
+        /// The user's id.
+        pub id: i64,
+    }
+
+    /// Refresh tokens rotate: the one presented is spent, use the new one next time.
+    #[derive(Serialize, ToSchema)]
+    pub struct TokenPair {
+        pub access_token: String,
+        pub refresh_token: String,
+    }
 }

@@ -23,7 +23,9 @@ use x402::Reason;
 
 use facilitator_actors::metrics::{Operation, X402Event, SUCCESS, SUCCESS_REPEAT};
 
-use super::networks::supported_body;
+use super::docs::errors;
+use super::networks::{supported_body, Supported};
+use super::Data;
 use crate::auth::Client;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::rate_limit::Allowance;
@@ -39,9 +41,23 @@ fn rate_limited(state: &AppState, client: &Client) -> ApiResult<Option<Allowance
         .check(&client.0.client_id, client.0.rate_limit_per_second)
 }
 
-/// Same body as `/networks`, behind client auth: any active key may ask (it is how a merchant
-/// checks that its key works), whatever its scope. A key limited to some networks sees only
-/// those.
+/// Supported payment kinds
+///
+/// Same body as `GET /api/v1/networks`, behind client-key auth: any active key may ask,
+/// whatever its scope, so it is how a merchant checks that its key works. A key limited to
+/// some networks sees only those.
+#[utoipa::path(
+    get,
+    path = "/api/v1/supported",
+    tag = "x402",
+    security(("clientId" = [], "clientToken" = [])),
+    responses(
+        (status = 200, description = "The kinds this key may pay with.", body = Supported),
+        errors::ClientAuth,
+        errors::RateLimited,
+        errors::Internal,
+    ),
+)]
 pub async fn supported(state: web::Data<AppState>, client: Client) -> ApiResult<HttpResponse> {
     let allowance = rate_limited(&state, &client)?;
     let mut body = supported_body(&state.registry);
@@ -155,6 +171,27 @@ fn record(state: &AppState, o: Outcome<'_>) {
     });
 }
 
+/// Verify a payment
+///
+/// Checks a signed payment against the requirements without settling it. A payment that is
+/// not valid is a 200 with `isValid: false` and the reason.
+#[utoipa::path(
+    post,
+    path = "/api/v1/verify",
+    tag = "x402",
+    security(("clientId" = [], "clientToken" = [])),
+    request_body = schema::PaymentRequest,
+    responses(
+        (status = 200, description = "The verdict.", body = schema::VerifyResponse),
+        (status = 400, description = "`INVALID_REQUEST`: malformed request; `INVALID_PAYLOAD`: the payment payload cannot be decoded.", body = ApiError),
+        (status = 403, description = "`FORBIDDEN`: the key's scope does not include `verify`, or the payment's network is outside the key's `networks`.", body = ApiError),
+        (status = 500, description = "`VERIFICATION_FAILED`: verification could not complete; when the network's RPC does not answer in time, `details` says so and `Retry-After` is set.", body = ApiError,
+            headers(("Retry-After" = u64, description = "When the network was unavailable: seconds to wait."))),
+        errors::ClientAuth,
+        errors::RateLimited,
+        errors::JsonBody,
+    ),
+)]
 pub async fn verify(
     state: web::Data<AppState>,
     client: Client,
@@ -236,6 +273,33 @@ fn settle_response(allowance: Option<Allowance>, body: String, replayed: bool) -
     Allowance::apply(allowance, res.body(body))
 }
 
+/// Settle a payment
+///
+/// Verifies, then submits the transfer on chain and waits for its receipt. A refused or
+/// reverted settlement is a 200 with `success: false` and the reason; `settlement_pending`
+/// means the outcome is not known yet (see `GET /api/v1/settlements/{tx}`).
+#[utoipa::path(
+    post,
+    path = "/api/v1/settle",
+    tag = "x402",
+    security(("clientId" = [], "clientToken" = [])),
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "A safe retry (IETF httpapi draft): 1 to 255 visible ASCII characters, bare or as a quoted string. The same key with the same payment, from the same client key, gets the original answer again (waiting while it is in flight), marked `Idempotent-Replayed: true`; with another payment, 409. Kept 24 h. Without it, a v2 `payment-identifier` id plays this part."),
+    ),
+    request_body = schema::PaymentRequest,
+    responses(
+        (status = 200, description = "The outcome. Exactly one settle of an authorization ever answers `success: true`; a copy (concurrent or later, from any key) answers `invalid_exact_evm_nonce_already_used` with no transaction.", body = schema::SettleResponse,
+            headers(("Idempotent-Replayed" = String, description = "`true` on an answer replayed for an idempotency key."))),
+        (status = 400, description = "`INVALID_REQUEST`: malformed request or `Idempotency-Key`; `INVALID_PAYLOAD`: the payment payload cannot be decoded.", body = ApiError),
+        (status = 403, description = "`FORBIDDEN`: the key's scope does not include `settle`, the payment's network is outside the key's `networks`, or the key has no settle credits left.", body = ApiError),
+        (status = 409, description = "`CONFLICT`: this idempotency key was used with another payment.", body = ApiError),
+        (status = 500, description = "`SETTLEMENT_FAILED`: settlement could not complete; when the network's RPC does not answer in time, or no signer can send (none can pay gas, no lease holder), `details` says so and `Retry-After` is set.", body = ApiError,
+            headers(("Retry-After" = u64, description = "When nothing could be sent: seconds to wait."))),
+        errors::ClientAuth,
+        errors::RateLimited,
+        errors::JsonBody,
+    ),
+)]
 pub async fn settle(
     state: web::Data<AppState>,
     client: Client,
@@ -400,6 +464,25 @@ fn settlement_body(row: SettlementRow) -> Value {
     })
 }
 
+/// Get a settlement
+///
+/// A settlement made with this client key, by transaction hash.
+#[utoipa::path(
+    get,
+    path = "/api/v1/settlements/{tx}",
+    tag = "x402",
+    security(("clientId" = [], "clientToken" = [])),
+    params(
+        ("tx" = String, Path, description = "Transaction hash, 0x-prefixed 32 bytes.", pattern = "^0x[0-9a-fA-F]{64}$"),
+    ),
+    responses(
+        (status = 200, description = "The settlement.", body = Data<schema::Settlement>),
+        (status = 404, description = "`NOT_FOUND`: no settlement of this key has that transaction.", body = ApiError),
+        errors::BadRequest,
+        errors::ClientAuth,
+        errors::Internal,
+    ),
+)]
 pub async fn settlement(
     state: web::Data<AppState>,
     client: Client,
@@ -420,20 +503,43 @@ pub async fn settlement(
 }
 
 /// `GET /settlements?network=&payer=&nonce=[&asset=]`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AuthorizationQuery {
     /// v1 name or CAIP-2 id.
+    #[param(example = "base-sepolia")]
     pub network: String,
+    /// The payer (`authorization.from`), 0x-prefixed 20 bytes.
+    #[param(pattern = "^0x[0-9a-fA-F]{40}$")]
     pub payer: String,
-    /// The EIP-3009 authorization nonce (0x + 64 hex).
+    /// The EIP-3009 authorization nonce, 0x-prefixed 32 bytes.
+    #[param(pattern = "^0x[0-9a-fA-F]{64}$")]
     pub nonce: String,
     /// The token; needed only when one authorization nonce was used on several assets.
+    #[param(pattern = "^0x[0-9a-fA-F]{40}$")]
     pub asset: Option<String>,
 }
 
-/// A client's own settlement found by its authorization, for a resource server that lost the
-/// answer of a settle (a timeout, a crash) and must learn the outcome without settling again.
+/// Find a settlement by its authorization
+///
+/// A settlement made with this client key, by its EIP-3009 authorization: how a resource
+/// server that lost a settle's answer (a timeout, a crash) learns the outcome without settling
+/// again (a new settle would be a copy, answered "nonce already used").
+#[utoipa::path(
+    get,
+    path = "/api/v1/settlements",
+    tag = "x402",
+    security(("clientId" = [], "clientToken" = [])),
+    params(AuthorizationQuery),
+    responses(
+        (status = 200, description = "The settlement.", body = Data<schema::Settlement>),
+        (status = 404, description = "`NOT_FOUND`: this key made no settlement of that authorization.", body = ApiError),
+        errors::BadRequest,
+        errors::ClientAuth,
+        errors::Internal,
+    ),
+)]
 pub async fn settlement_by_authorization(
     state: web::Data<AppState>,
     client: Client,
@@ -469,4 +575,222 @@ pub async fn settlement_by_authorization(
         .settlement_by_authorization(network, payer, nonce, asset, &client.0.client_id)
         .await?;
     Ok(super::data(settlement_body(row)))
+}
+
+/// The bodies the handlers above read and write as `serde_json::Value`, described for the
+/// OpenAPI document (the handlers parse them with `x402::proto` and build them with `json!`).
+pub mod schema {
+    use chrono::{DateTime, Utc};
+    use serde::Serialize;
+    use serde_json::Value;
+    use utoipa::openapi::schema::{Object, ObjectBuilder, SchemaType, Type};
+    use utoipa::openapi::{RefOr, Schema};
+    use utoipa::{PartialSchema, ToSchema};
+
+    /// A whole number the server reads as `u64`: no `int64` format, which would bound it at
+    /// `i64::MAX`.
+    fn unsigned() -> Object {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(0))
+            .build()
+    }
+
+    fn unsigned_or_null() -> Object {
+        ObjectBuilder::new()
+            .schema_type(SchemaType::from_iter([Type::Integer, Type::Null]))
+            .minimum(Some(0))
+            .build()
+    }
+
+    /// `extra` of the exact EVM scheme: the token's EIP-712 domain.
+    #[derive(Serialize, ToSchema)]
+    pub struct RequirementsExtra {
+        #[schema(example = "USDC")]
+        pub name: Option<String>,
+        #[schema(example = "2")]
+        pub version: Option<String>,
+    }
+
+    /// What a resource server asks to be paid. x402 v1 states the amount as
+    /// `maxAmountRequired`, v2 as `amount` (atomic units, decimal strings).
+    #[derive(Serialize, ToSchema)]
+    #[serde(rename_all = "camelCase")]
+    pub struct PaymentRequirements {
+        #[schema(example = "exact")]
+        pub scheme: String,
+        #[schema(example = "base-sepolia")]
+        pub network: String,
+        /// x402 v1: the amount required.
+        #[schema(example = "1000000")]
+        pub max_amount_required: Option<String>,
+        /// x402 v2: the amount required.
+        pub amount: Option<String>,
+        #[schema(example = "/api/protected")]
+        pub resource: Option<String>,
+        pub description: Option<String>,
+        #[schema(example = "application/json")]
+        pub mime_type: Option<String>,
+        #[schema(example = "0x2222222222222222222222222222222222222222")]
+        pub pay_to: String,
+        #[schema(example = 60, schema_with = unsigned_or_null)]
+        pub max_timeout_seconds: Option<u64>,
+        #[schema(example = "0x036CbD53842c5426634e7929541eC2318f3dCF7e")]
+        pub asset: String,
+        pub extra: Option<RequirementsExtra>,
+        /// The resource's input and output schemas (x402 v1), if advertised.
+        pub output_schema: Option<Value>,
+    }
+
+    /// The EIP-3009 `transferWithAuthorization` the payer signed.
+    #[derive(Serialize, ToSchema)]
+    #[serde(rename_all = "camelCase")]
+    pub struct TransferAuthorization {
+        pub from: String,
+        pub to: String,
+        /// Atomic units, decimal string.
+        #[schema(example = "1000000")]
+        pub value: String,
+        /// Unix seconds, decimal string.
+        pub valid_after: String,
+        /// Unix seconds, decimal string.
+        pub valid_before: String,
+        /// 32 bytes, 0x-hex.
+        pub nonce: String,
+    }
+
+    /// The signed payload of the exact EVM scheme.
+    #[derive(Serialize, ToSchema)]
+    pub struct ExactEvmPayload {
+        /// 0x-hex signature (65 bytes, or ERC-1271 / ERC-6492 wrapped).
+        pub signature: String,
+        pub authorization: TransferAuthorization,
+    }
+
+    /// `paymentPayload.payload`: the signed payload as a JSON object, or base64 of it.
+    #[derive(Serialize, ToSchema)]
+    #[serde(untagged)]
+    pub enum SignedPayload {
+        Base64(String),
+        Object(ExactEvmPayload),
+    }
+
+    /// The payer's signed payment. x402 v1 carries `scheme` and `network`; v2 carries
+    /// `accepted` (the requirements it pays) and may carry `extensions`.
+    #[derive(Serialize, ToSchema)]
+    #[serde(rename_all = "camelCase")]
+    pub struct PaymentPayload {
+        /// The protocol version (when the body has no `x402Version`).
+        #[schema(schema_with = unsigned)]
+        pub x402_version: Option<u64>,
+        /// x402 v1.
+        #[schema(example = "exact")]
+        pub scheme: Option<String>,
+        /// x402 v1.
+        #[schema(example = "base-sepolia")]
+        pub network: Option<String>,
+        /// x402 v2.
+        pub accepted: Option<PaymentRequirements>,
+        pub payload: SignedPayload,
+        /// x402 v2 extensions (e.g. `payment-identifier`).
+        pub extensions: Option<Value>,
+    }
+
+    /// The body of `POST /api/v1/verify` and `POST /api/v1/settle`.
+    #[derive(Serialize, ToSchema)]
+    #[serde(rename_all = "camelCase")]
+    pub struct PaymentRequest {
+        /// 1 or 2 (another version is answered `invalid_x402_version`); defaults to
+        /// `paymentPayload.x402Version`.
+        #[schema(schema_with = unsigned)]
+        pub x402_version: Option<u64>,
+        pub payment_payload: PaymentPayload,
+        pub payment_requirements: PaymentRequirements,
+    }
+
+    /// Why a payment was refused (x402 reason codes); empty when it was not.
+    #[derive(Serialize)]
+    pub struct Reason(pub String);
+
+    impl PartialSchema for Reason {
+        fn schema() -> RefOr<Schema> {
+            let reasons = std::iter::once("").chain(x402::Reason::ALL.iter().map(|r| r.as_str()));
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .description(Some(
+                    "An x402 reason code, or the empty string when there is none.",
+                ))
+                .enum_values(Some(reasons))
+                .into()
+        }
+    }
+
+    impl ToSchema for Reason {}
+
+    /// The answer of `/verify` (bare). An invalid payment is a 200 with `isValid: false`.
+    #[derive(Serialize, ToSchema)]
+    #[serde(rename_all = "camelCase")]
+    pub struct VerifyResponse {
+        pub is_valid: bool,
+        pub invalid_reason: Reason,
+        /// A human explanation of `invalidReason`, when there is one.
+        pub invalid_message: Option<String>,
+        /// The payer's address, when known; else empty.
+        pub payer: String,
+        /// Unix seconds.
+        #[schema(example = 1712345678)]
+        pub timestamp: i64,
+        /// True when this exact request was verified before and the answer is replayed.
+        pub cached_result: bool,
+    }
+
+    /// The answer of `/settle` (bare). A refused or reverted settlement is a 200 with
+    /// `success: false`.
+    #[derive(Serialize, ToSchema)]
+    #[serde(rename_all = "camelCase")]
+    pub struct SettleResponse {
+        pub success: bool,
+        /// Transaction hash; empty when nothing was sent.
+        pub transaction: String,
+        pub error_reason: Reason,
+        /// A human explanation of `errorReason`, when there is one.
+        pub error_message: Option<String>,
+        #[schema(example = "base-sepolia")]
+        pub network: String,
+        pub payer: String,
+        pub block_number: u64,
+        /// RFC 3339.
+        #[schema(example = "2025-04-07T12:00:00Z")]
+        pub timestamp: DateTime<Utc>,
+        /// Amount transferred, atomic units.
+        #[schema(example = "1000000")]
+        pub amount: String,
+    }
+
+    /// A settlement of this client key, by transaction (`GET /api/v1/settlements/{tx}`).
+    #[derive(Serialize, ToSchema)]
+    #[serde(rename_all = "camelCase")]
+    pub struct Settlement {
+        #[schema(required = true)]
+        pub transaction: Option<String>,
+        /// `pending`, `submitted`, `confirmed` or `failed`.
+        #[schema(example = "confirmed")]
+        pub status: String,
+        /// `status == "confirmed"`.
+        pub success: bool,
+        pub error_reason: String,
+        pub network: String,
+        pub asset: String,
+        pub payer: String,
+        pub pay_to: String,
+        pub amount: String,
+        /// The EIP-3009 authorization nonce.
+        pub nonce: String,
+        pub block_number: i64,
+        #[schema(required = true)]
+        pub gas_used: Option<i64>,
+        pub created_at: DateTime<Utc>,
+        #[schema(required = true)]
+        pub confirmed_at: Option<DateTime<Utc>>,
+    }
 }

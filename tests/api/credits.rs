@@ -262,3 +262,35 @@ async fn settle_credits_limit_a_key_sqlite() {
 async fn settle_credits_limit_a_key_postgres() {
     credits_flow(Db::Postgres).await
 }
+
+// Found by schemathesis: adding past i64::MAX stored a REAL on SQLite, and every read of the
+// key failed with 500 from then on (PostgreSQL refused the sum with a 500); removing i64::MIN
+// overflowed its negation.
+crate::both_dbs!(credits_stay_within_a_64_bit_balance, |app| {
+    let (access, _, _) = app.user("bounds@example.com").await;
+    let (client_id, _) = app.client_key(&access, "verify,settle").await;
+    let patch = |body: Value| patch_credits(&app, &client_id, Some(ADMIN_TOKEN), body);
+    let res = patch(json!({"settleCredits": i64::MAX - 1})).await;
+    assert_eq!(res.status(), 200);
+    let res = patch(json!({"addSettleCredits": 2})).await;
+    let err = assert_error(res, 400, "INVALID_REQUEST", None).await;
+    assert_eq!(
+        err["details"],
+        format!("a key holds at most {} credits", i64::MAX)
+    );
+    let res = patch(json!({"addSettleCredits": i64::MIN})).await;
+    let err = assert_error(res, 400, "INVALID_REQUEST", None).await;
+    assert_eq!(
+        err["details"],
+        "cannot remove more credits than the key has"
+    );
+    let res = patch(json!({"addSettleCredits": 1})).await;
+    assert_eq!(res.status(), 200);
+    let keys: Value = app
+        .get("/api/v1/clients", Some(&access))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(keys["data"][0]["settleCredits"], i64::MAX, "{keys}");
+});

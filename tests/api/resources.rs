@@ -154,6 +154,19 @@ both_dbs!(resources_validate_input_and_credentials, |app| {
     bad_version["x402Version"] = json!(7);
     let mut bad_pay_to = resource_body("/a", "1");
     bad_pay_to["accepts"][0]["payTo"] = json!("0x123");
+    // What the discovery list serves must read as payment requirements (found by
+    // schemathesis: `resource: {}` was stored and served).
+    let mut no_asset = resource_body("/a", "1");
+    no_asset["accepts"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("asset");
+    let mut bad_resource = resource_body("/a", "1");
+    bad_resource["accepts"][0]["resource"] = json!({});
+    let mut bad_timeout = resource_body("/a", "1");
+    bad_timeout["accepts"][0]["maxTimeoutSeconds"] = json!(-1);
+    let mut bad_extra = resource_body("/a", "1");
+    bad_extra["accepts"][0]["extra"] = json!({"name": 7});
     let cases = [
         (
             resource_body("", "1"),
@@ -163,6 +176,13 @@ both_dbs!(resources_validate_input_and_credentials, |app| {
         (bad_network, "accepts: unsupported network `moon`"),
         (bad_version, "x402Version must be 1 or 2"),
         (bad_pay_to, "accepts: payTo must be an address"),
+        (no_asset, "accepts: each entry needs asset, a string"),
+        (bad_resource, "accepts: resource must be a string"),
+        (
+            bad_timeout,
+            "accepts: maxTimeoutSeconds must be a whole number of seconds",
+        ),
+        (bad_extra, "accepts: extra.name must be a string"),
     ];
     for (body, details) in cases {
         let res = app.post("/api/v1/resources", Some(&alice), body).await;
