@@ -433,6 +433,9 @@ pub struct NetworkSettings {
     /// A signer whose native balance falls below this (ether units) is reported: a warning,
     /// `/status`, and the Prometheus gauge. Default 0.01.
     pub min_signer_balance_eth: Option<f64>,
+    /// A mined settlement counts as `confirmed` once its block is this deep (1 = at once);
+    /// until then a reorg is watched for. Default: by chain (see `default_confirmations`).
+    pub confirmations: Option<u64>,
 }
 
 impl NetworkSettings {

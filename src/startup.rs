@@ -132,6 +132,19 @@ struct PendingRuntime {
     replace_after: Duration,
     fees: FeePolicy,
     min_signer_balance: alloy_primitives::U256,
+    confirmations: u64,
+}
+
+/// How deep a settlement's block must be before the ledger calls it confirmed, when the
+/// configuration does not say: Ethereum's mainnet reorgs a few blocks (12 is the custom),
+/// Polygon PoS deeper; rollups and chains with single-slot finality (Base, Optimism, Arbitrum,
+/// Avalanche, Celo, Sei, IoTeX) and test chains count at once.
+pub fn default_confirmations(chain_id: u64) -> u64 {
+    match chain_id {
+        1 => 12,
+        137 => 32,
+        _ => 1,
+    }
 }
 
 /// An exclusive lock on `<file>.lock` beside a SQLite database: one instance per file.
@@ -400,6 +413,10 @@ impl Application {
                 replace_after: Duration::from_secs(ns.replace_after_secs.unwrap_or(12)),
                 fees: policy,
                 min_signer_balance: ns.min_signer_balance_wei(),
+                confirmations: ns
+                    .confirmations
+                    .unwrap_or_else(|| default_confirmations(entry.info.chain_id))
+                    .max(1),
             });
             entries.push(entry);
         }
@@ -425,6 +442,7 @@ impl Application {
                     replace_after: p.replace_after,
                     fees: p.fees,
                     min_signer_balance: p.min_signer_balance,
+                    confirmations: p.confirmations,
                 })
             })
             .collect();

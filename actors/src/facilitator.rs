@@ -9,6 +9,7 @@
 //! -> ledger outcome. Concurrent settles of one authorization in this process share one
 //! in-flight future; across processes they meet at the ledger's unique key.
 
+mod finality;
 mod fleet;
 
 use std::collections::HashMap;
@@ -61,6 +62,8 @@ pub struct NetworkRuntime {
     pub fees: FeePolicy,
     /// Below this native balance a signer is reported (log, `/status`, Prometheus).
     pub min_signer_balance: U256,
+    /// A mined settlement counts as confirmed once its block is this deep (1: at once).
+    pub confirmations: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -354,7 +357,7 @@ impl Facilitator {
         tokio::spawn(async move {
             match rt.watcher.wait_any(&hashes, watch_for).await {
                 Some(receipt) => {
-                    let mined = mined(&receipt);
+                    let mined = mined(&receipt, rt.confirmations);
                     let tx_hash = receipt.transaction_hash;
                     if let Err(e) = this.resolve_mined(id, tx_hash, &mined, transfer).await {
                         tracing::warn!(id, %tx_hash, error = %e, "mined settlement not recorded");
@@ -544,6 +547,16 @@ impl Facilitator {
             Err(alloy::transports::RpcError::ErrorResp(e)) => Err(e.message.to_string()),
             Err(e) => return Err(rpc(e)),
         };
+        // The node simulates in its latest block. On an idle chain (a dev chain between
+        // payments) that block may be minutes old, and the token's own time checks then refuse
+        // an authorization our clock has judged valid: judge it at our clock instead.
+        let simulation = match simulation {
+            Err(m) if time_refusal(&m) => self
+                .simulate_at(rt, from, asset, &calldata, (self.inner.clock)())
+                .await
+                .unwrap_or(Err(m)),
+            s => s,
+        };
         let decode_bool = |b: Bytes| IEIP3009::authorizationStateCall::abi_decode_returns(&b).ok();
         Ok(ChainView {
             simulation,
@@ -568,6 +581,38 @@ impl Facilitator {
     /// from any client key or instance — is answered `invalid_exact_evm_nonce_already_used`
     /// at once. The one exception is a retry of the same idempotent request (same client key,
     /// same idempotency key), which gets the original outcome.
+    /// `eth_call` of `calldata` in the latest block with its timestamp overridden to `at`
+    /// (a block override, as geth and anvil take). `None` when the node does not take it.
+    async fn simulate_at(
+        &self,
+        rt: &NetworkRuntime,
+        from: Address,
+        to: Address,
+        calldata: &Bytes,
+        at: u64,
+    ) -> Option<Result<(), String>> {
+        let call = TransactionRequest::default()
+            .from(from)
+            .to(to)
+            .input(TransactionInput::new(calldata.clone()));
+        let overrides = serde_json::json!({ "time": format!("{at:#x}") });
+        let answer: Result<Bytes, _> = rt
+            .provider
+            .client()
+            .request(
+                "eth_call",
+                (call, "latest", serde_json::json!({}), overrides),
+            )
+            .await;
+        match answer {
+            Ok(_) => Some(Ok(())),
+            Err(alloy::transports::RpcError::ErrorResp(e)) if e.message.contains("revert") => {
+                Some(Err(e.message.to_string()))
+            }
+            Err(_) => None,
+        }
+    }
+
     pub async fn settle(
         &self,
         req: &PaymentRequest,
@@ -834,7 +879,7 @@ impl Facilitator {
             };
             if let Some(receipt) = rt.watcher.wait_any(&hashes, slice).await {
                 let tx_hash = receipt.transaction_hash;
-                let mined = mined(&receipt);
+                let mined = mined(&receipt, rt.confirmations);
                 // The chain has spoken: the answer follows it even if the ledger write fails
                 // now (it is retried, and reconciliation would find it anyway).
                 self.record_mined(id, tx_hash, mined.clone(), transfer)
@@ -934,7 +979,9 @@ impl Facilitator {
             let tx_hash = row.tx_hash.as_deref().and_then(|h| h.parse::<B256>().ok());
             let block = row.block_number.map(|b| b as u64);
             match (row.status.as_str(), tx_hash) {
-                (ledger::CONFIRMED, Some(h)) => return Ok(answer(true, None, Some(h), block)),
+                (status, Some(h)) if ledger::is_success(status) => {
+                    return Ok(answer(true, None, Some(h), block))
+                }
                 (ledger::FAILED, h) => {
                     let reason = row
                         .error_reason
@@ -947,7 +994,7 @@ impl Facilitator {
                     // Another process broadcast it: watch the chain ourselves.
                     let left = deadline.saturating_duration_since(Instant::now());
                     if let Some(receipt) = rt.watcher.wait(h, left).await {
-                        let mined = mined(&receipt);
+                        let mined = mined(&receipt, rt.confirmations);
                         self.record_mined(row.id, h, mined.clone(), Transfer::of(&row))
                             .await;
                         let reason = (!mined.success).then_some(Reason::InvalidTransactionState);
@@ -1024,7 +1071,7 @@ impl Facilitator {
             return Ok(row);
         };
         if let Ok(Some(receipt)) = rt.provider.get_transaction_receipt(tx_hash).await {
-            let mined = mined(&receipt);
+            let mined = mined(&receipt, rt.confirmations);
             self.resolve_mined(row.id, tx_hash, &mined, Transfer::of(&row))
                 .await?;
             return ledger::find_by_id(&self.inner.db, row.id)
@@ -1062,7 +1109,7 @@ impl Facilitator {
                 };
                 match rt.provider.get_transaction_receipt(h).await {
                     Ok(Some(receipt)) => {
-                        let mined = mined(&receipt);
+                        let mined = mined(&receipt, rt.confirmations);
                         self.resolve_mined(row.id, h, &mined, Transfer::of(&row))
                             .await?;
                         resolved += 1;
@@ -1113,7 +1160,8 @@ fn u256_to_i64(v: U256) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-fn mined(receipt: &TransactionReceipt) -> Mined {
+/// What a receipt says, for the ledger: with `confirmations` ≤ 1 its block is deep enough.
+fn mined(receipt: &TransactionReceipt, confirmations: u64) -> Mined {
     Mined {
         success: receipt.status(),
         block_number: receipt.block_number.unwrap_or_default(),
@@ -1121,6 +1169,7 @@ fn mined(receipt: &TransactionReceipt) -> Mined {
         fee_wei: receipt
             .effective_gas_price
             .saturating_mul(receipt.gas_used as u128),
+        final_at_once: confirmations <= 1,
     }
 }
 
@@ -1156,6 +1205,11 @@ fn transfer_calldata(req: &PaymentRequest, verified: &exact::OffchainVerified) -
         .abi_encode()
         .into(),
     }
+}
+
+/// A revert of FiatToken's own time checks (`authorization is not yet valid` / `is expired`).
+fn time_refusal(message: &str) -> bool {
+    message.contains("not yet valid") || message.contains("authorization is expired")
 }
 
 /// Name the on-chain failure (X402.md step 8).

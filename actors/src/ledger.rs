@@ -14,8 +14,16 @@ use sea_orm::{
 
 pub const PENDING: &str = "pending";
 pub const SUBMITTED: &str = "submitted";
+/// Mined and successful, but not yet `confirmations` blocks deep: a reorg may still take it
+/// out of the chain (the finality watch re-sends it, or resolves it from the chain).
+pub const MINED: &str = "mined";
 pub const CONFIRMED: &str = "confirmed";
 pub const FAILED: &str = "failed";
+
+/// The outcome of a settlement as its client sees it: mined counts (the money moved).
+pub fn is_success(status: &str) -> bool {
+    status == CONFIRMED || status == MINED
+}
 
 /// The identity of an authorization.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -278,6 +286,8 @@ pub struct Mined {
     pub block_number: u64,
     pub gas_used: u64,
     pub fee_wei: u128,
+    /// Deep enough already (`confirmations` ≤ 1): confirmed at once, not `mined`.
+    pub final_at_once: bool,
 }
 
 /// Record a mined transaction. Only an unresolved row moves (a row is mined once); returns
@@ -293,7 +303,11 @@ pub async fn mark_mined(
     let mut update = Entity::update_many()
         .col_expr(
             Column::Status,
-            Expr::value(if mined.success { CONFIRMED } else { FAILED }),
+            Expr::value(match (mined.success, mined.final_at_once) {
+                (false, _) => FAILED,
+                (true, true) => CONFIRMED,
+                (true, false) => MINED,
+            }),
         )
         .col_expr(Column::TxHash, Expr::value(tx_hash.to_string()))
         .col_expr(Column::BlockNumber, Expr::value(mined.block_number as i64))
@@ -490,6 +504,64 @@ pub async fn in_flight_of(
         .order_by_asc(Column::SignerNonce)
         .all(db)
         .await
+}
+
+/// Mined rows of a network not yet `confirmations` deep, by signer and nonce (the order a
+/// reorged signer's transactions must be re-sent in).
+pub async fn mined_rows(db: &DatabaseConnection, network: &str) -> Result<Vec<Model>, DbErr> {
+    Entity::find()
+        .filter(Column::Network.eq(network))
+        .filter(Column::Status.eq(MINED))
+        .order_by_asc(Column::Signer)
+        .order_by_asc(Column::SignerNonce)
+        .all(db)
+        .await
+}
+
+/// A mined row is deep enough: confirmed.
+pub async fn confirm(db: &DatabaseConnection, id: i64, block_number: u64) -> Result<bool, DbErr> {
+    let res = Entity::update_many()
+        .col_expr(Column::Status, Expr::value(CONFIRMED))
+        .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(Column::Id.eq(id))
+        .filter(Column::Status.eq(MINED))
+        .filter(Column::BlockNumber.eq(block_number as i64))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected == 1)
+}
+
+/// A mined row's payment now sits in another block, or in another transaction (a reorg
+/// re-included it, or the authorization was carried by someone else's transaction).
+pub async fn remined(
+    db: &DatabaseConnection,
+    id: i64,
+    tx_hash: B256,
+    block_number: u64,
+) -> Result<(), DbErr> {
+    Entity::update_many()
+        .col_expr(Column::TxHash, Expr::value(tx_hash.to_string()))
+        .col_expr(Column::BlockNumber, Expr::value(block_number as i64))
+        .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(Column::Id.eq(id))
+        .filter(Column::Status.eq(MINED))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// A mined row whose payment a reorg undid for good (re-sent, it reverted, and the
+/// authorization is unused): failed after all.
+pub async fn unmined(db: &DatabaseConnection, id: i64, reason: &str) -> Result<(), DbErr> {
+    Entity::update_many()
+        .col_expr(Column::Status, Expr::value(FAILED))
+        .col_expr(Column::ErrorReason, Expr::value(reason))
+        .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(Column::Id.eq(id))
+        .filter(Column::Status.eq(MINED))
+        .exec(db)
+        .await?;
+    Ok(())
 }
 
 /// Rows of a network whose outcome is not known yet (for start-up reconciliation).

@@ -552,6 +552,7 @@ struct Prom {
     settle_latency: HistogramFamily<NetworkLabels>,
     transfers: Family<OutcomeLabels, Counter>,
     gas_used: Family<NetworkLabels, Counter>,
+    reorgs: Family<NetworkLabels, Counter>,
     signer_in_flight: Family<SignerLabels, Gauge>,
     signer_nonce: Family<SignerLabels, Gauge>,
     signer_balance: Family<SignerLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
@@ -610,6 +611,12 @@ impl Prom {
             "gas used by mined settlement transactions, by network",
             gas_used.clone(),
         );
+        let reorgs = Family::<NetworkLabels, Counter>::default();
+        registry.register(
+            "x402_settlement_reorgs",
+            "mined settlements a reorg moved or took out of the chain (re-sent or resolved), by network",
+            reorgs.clone(),
+        );
         let signer_in_flight = Family::<SignerLabels, Gauge>::default();
         registry.register(
             "x402_signer_in_flight_transactions",
@@ -656,6 +663,7 @@ impl Prom {
             settle_latency,
             transfers,
             gas_used,
+            reorgs,
             signer_in_flight,
             signer_nonce,
             signer_balance,
@@ -748,6 +756,16 @@ impl MetricsHandle {
             }
         }
         self.addr.do_send(RecordX402(e));
+    }
+
+    /// A mined settlement was moved or taken out of the chain by a reorg.
+    pub fn settlement_reorged(&self, network: &str) {
+        self.prom
+            .reorgs
+            .get_or_create(&NetworkLabels {
+                network: network.to_owned(),
+            })
+            .inc();
     }
 
     /// The chain-access layer's metrics (RPC latency, errors and health per endpoint).

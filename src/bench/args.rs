@@ -25,7 +25,8 @@ impl Mode {
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
     /// Facilitator to measure: its base URL, under which `/verify`, `/settle` and `/supported`
-    /// live (ours: `http://host:port/api/v1`). Without it (and without --state) the bench is
+    /// live (ours: `http://host:port/api/v1`); several instances of one facilitator,
+    /// comma-separated, share the load round robin. Without it (and without --state) the bench is
     /// self-contained: a local anvil with Circle's USDC and our facilitator on a fresh SQLite.
     #[arg(long, value_name = "URL")]
     pub facilitator: Option<String>,

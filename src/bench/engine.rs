@@ -25,7 +25,8 @@ use super::payments::Payment;
 pub struct Target {
     /// Short label for tables ("ours", "reference", or the host).
     pub name: String,
-    /// Base URL: `{url}/verify`, `{url}/settle`, `{url}/supported`.
+    /// Base URL: `{url}/verify`, `{url}/settle`, `{url}/supported`. Several, comma-separated,
+    /// for a fleet of instances of one facilitator: requests go to them round robin.
     pub url: String,
     pub headers: HeaderMap,
 }
@@ -96,7 +97,9 @@ pub fn latency_histogram() -> Histogram<u64> {
 
 struct Shared {
     client: reqwest::Client,
-    url: String,
+    /// The instances, taken round robin.
+    urls: Vec<String>,
+    next: AtomicUsize,
     mode: Mode,
     t0: Instant,
     live: Live,
@@ -115,7 +118,7 @@ pub async fn run(
         .timeout(workload.timeout)
         .pool_idle_timeout(Duration::from_secs(30))
         .build()?;
-    let url = target.url.trim_end_matches('/').to_owned();
+    let url = target.url.clone();
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("bench-load".into())
@@ -149,7 +152,8 @@ async fn drive(
     );
     let shared = Arc::new(Shared {
         client,
-        url,
+        urls: base_urls(&url),
+        next: AtomicUsize::new(0),
         mode: workload.mode,
         t0: Instant::now(),
         live: Live {
@@ -299,10 +303,19 @@ fn cut(s: &str) -> String {
 }
 
 /// POST a body; a 200 with a JSON object is an answer, anything else a failure with a reason.
+/// The base URLs of a target (one, or a fleet's, comma-separated), without trailing slashes.
+pub fn base_urls(url: &str) -> Vec<String> {
+    url.split(',')
+        .map(|u| u.trim().trim_end_matches('/').to_owned())
+        .filter(|u| !u.is_empty())
+        .collect()
+}
+
 async fn post(shared: &Shared, path: &str, body: &str) -> Result<Value, Outcome> {
+    let i = shared.next.fetch_add(1, Ordering::Relaxed) % shared.urls.len().max(1);
     let res = shared
         .client
-        .post(format!("{}{path}", shared.url))
+        .post(format!("{}{path}", shared.urls[i]))
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .body(body.to_owned())
         .send()

@@ -163,6 +163,18 @@ fn now_secs() -> u64 {
 
 /// GET `/supported`: the facilitator answers, and serves `exact` on this network and version.
 async fn probe(target: &Target, network: &str, version: u8) -> anyhow::Result<()> {
+    for base in engine::base_urls(&target.url) {
+        let one = Target {
+            name: target.name.clone(),
+            url: base,
+            headers: target.headers.clone(),
+        };
+        probe_one(&one, network, version).await?;
+    }
+    Ok(())
+}
+
+async fn probe_one(target: &Target, network: &str, version: u8) -> anyhow::Result<()> {
     let http = reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(10))

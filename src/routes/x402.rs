@@ -449,7 +449,7 @@ fn settlement_body(row: SettlementRow) -> Value {
     json!({
         "transaction": row.tx_hash,
         "status": row.status,
-        "success": row.status == "confirmed",
+        "success": facilitator_actors::ledger::is_success(&row.status),
         "errorReason": row.error_reason.unwrap_or_default(),
         "network": row.network,
         "asset": row.asset,
@@ -773,10 +773,11 @@ pub mod schema {
     pub struct Settlement {
         #[schema(required = true)]
         pub transaction: Option<String>,
-        /// `pending`, `submitted`, `confirmed` or `failed`.
+        /// `pending` or `submitted` (not mined yet: ask again), `mined` (paid; not yet
+        /// `confirmations` blocks deep), `confirmed` (paid, deep enough) or `failed`.
         #[schema(example = "confirmed")]
         pub status: String,
-        /// `status == "confirmed"`.
+        /// `mined` or `confirmed`: the payment moved.
         pub success: bool,
         pub error_reason: String,
         pub network: String,

@@ -817,7 +817,7 @@ async fn real_answers_match_the_documented_schemas() {
         check_answer(doc, "get", path, app.get(path, Some(&access)).await).await;
         let url = format!("{path}?from=2020-01-01&to=2100-12-31");
         let body = check_answer(doc, "get", path, app.get(&url, Some(&access)).await).await;
-        assert_eq!(body["data"]["from"], "2020-01-01", "{path}");
+        assert_eq!(body["data"]["from"], "2020-01-01", "{path}: {body}");
         let url = format!("{path}?from=yesterday");
         check_answer(doc, "get", path, app.get(&url, Some(&access)).await).await;
         // 400

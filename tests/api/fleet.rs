@@ -468,3 +468,77 @@ async fn sqlite_refuses_a_second_instance_on_the_same_file() {
     assert_eq!(health["status"], "healthy");
     drop(first);
 }
+
+/// Settle throughput of one instance against two on one PostgreSQL database (same four signer
+/// keys, same chain), measured by `x402-facilitator bench` spreading the load round robin.
+/// A benchmark, not a test: run it in release and read the figures (BENCHMARKS.md).
+///
+/// `cargo test --release --test api fleet_throughput -- --ignored --nocapture`
+#[actix_web::test]
+#[ignore = "benchmark: run on demand (BENCHMARKS.md)"]
+async fn fleet_throughput_one_vs_two_instances() {
+    let count: u64 = std::env::var("FLEET_BENCH_COUNT")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(1000);
+    let devnet = Devnet::start(DevnetOptions {
+        block_time: Some(1),
+        gas_limit: Some(300_000_000),
+        payers: 16,
+        ..DevnetOptions::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let payers = dir.path().join("payers.txt");
+    std::fs::write(
+        &payers,
+        devnet
+            .payers
+            .iter()
+            .map(|k| format!("0x{}\n", alloy::hex::encode(k.to_bytes())))
+            .collect::<String>(),
+    )
+    .unwrap();
+    let http = reqwest::Client::new();
+    for instances in [1usize, 2] {
+        let db = TestDb::create(Db::Postgres).await;
+        let conn = Database::connect(&db.url).await.unwrap();
+        let fleet: Vec<Facilitator> = (0..instances).map(|_| instance(&db.url, &devnet)).collect();
+        let key = merchant(&http, &fleet[0].url).await;
+        let split = vec![4 / instances; instances];
+        wait_for_split(&conn, &split, Duration::from_secs(LEASE_TTL_SECS * 4)).await;
+        let urls: Vec<String> = fleet.iter().map(|f| format!("{}/api/v1", f.url)).collect();
+        let out = dir.path().join(format!("report-{instances}"));
+        let status = Command::new(env!("CARGO_BIN_EXE_x402-facilitator"))
+            .arg("bench")
+            .args(["--facilitator", &urls.join(",")])
+            .args(["--header", &format!("X-Client-ID: {}", key.0)])
+            .args(["--header", &format!("X-Client-Token: {}", key.1)])
+            .args(["--rpc-url", &devnet.rpc_url])
+            .args(["--network", "base-sepolia"])
+            .args(["--asset", &devnet.usdc.to_checksum(None)])
+            .arg("--payer-keys-file")
+            .arg(&payers)
+            .args(["--payers", "16", "--mode", "settle"])
+            .args(["--count", &count.to_string(), "--concurrency", "200"])
+            .arg("--out")
+            .arg(&out)
+            .status()
+            .unwrap();
+        let report: Value =
+            serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+        let run = &report["runs"][0];
+        println!(
+            "FLEET {instances} instance(s): ok {} / {count}, {:.1} settles/s, p50 {} ms, p99 {} ms, chain consistent: {}",
+            run["ok"], run["throughput_rps"].as_f64().unwrap_or_default(),
+            run["latency_ms"]["p50"], run["latency_ms"]["p99"], run["onchain"]["consistent"]
+        );
+        assert!(
+            status.success(),
+            "bench failed with {instances} instance(s)"
+        );
+        drop(fleet);
+        conn.close().await.ok();
+    }
+}

@@ -21,6 +21,7 @@ mod metrics;
 mod persistence;
 mod process;
 mod recovery;
+mod reorg;
 mod replay;
 mod resources;
 mod rpc_faults;

@@ -651,3 +651,34 @@ async fn an_unmined_settlement_is_replaced_with_higher_fees_and_pays_once() {
         1
     );
 }
+
+/// An idle chain's latest block is older than a payment's `validAfter` (a dev chain between
+/// payments): the node's simulation in that block would refuse it, but the transaction goes
+/// into a new block; the facilitator judges the time window by its clock and settles.
+#[actix_web::test]
+async fn a_payment_newer_than_the_idle_chains_latest_block_settles() {
+    use alloy::providers::Provider;
+    let app = ChainApp::spawn(Db::Sqlite, automine()).await;
+    let latest = app
+        .devnet
+        .provider()
+        .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
+        .await
+        .unwrap()
+        .unwrap()
+        .header
+        .timestamp;
+    // The clock, not a synchronisation: wait until our time is past the block's by 2 s.
+    while now() < latest + 2 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let payer = app.payer(0).clone();
+    let mut pay = Payment::new(&app, 0, 1_234);
+    pay.valid_after = latest + 1;
+    let before = app.balance(PAY_TO).await;
+    let body = pay.v1(&pay.sign(&payer), 1_234);
+    assert_eq!(app.verify(&body).await["isValid"], true);
+    let settled = app.settle(&body).await;
+    assert_eq!(settled["success"], true, "{settled}");
+    assert_eq!(app.balance(PAY_TO).await - before, U256::from(1_234));
+}

@@ -305,7 +305,7 @@ impl Facilitator {
         };
         match rt.provider.get_transaction_receipt(hash).await {
             Ok(Some(receipt)) => {
-                let mined = super::mined(&receipt);
+                let mined = super::mined(&receipt, rt.confirmations);
                 if let Err(e) = self
                     .resolve_mined(row.id, hash, &mined, Transfer::of(row))
                     .await
@@ -384,6 +384,7 @@ impl Facilitator {
                 }
             }
         });
+        self.start_finality_watch(Duration::from_secs(1));
         if self.inner.config.fleet {
             for rt in self.inner.networks.values() {
                 if !rt.router.is_empty() {
