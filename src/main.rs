@@ -38,11 +38,13 @@ enum Command {
 fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     let mut settings = Settings::load(&cli.config)?;
-    if matches!(cli.command, Some(Command::Bench(_))) && std::env::var_os("RUST_LOG").is_none() {
+    let bench = matches!(cli.command, Some(Command::Bench(_)));
+    if bench && std::env::var_os("RUST_LOG").is_none() {
         // The bench prints its own progress; our facilitator's request log would drown it.
         settings.log.level = "warn".into();
     }
-    telemetry::init(&settings.log);
+    // The bench's report is its stdout; logs go to stderr.
+    telemetry::init(&settings.log, bench);
     actix_web::rt::System::new().block_on(async move {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => {

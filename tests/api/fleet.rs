@@ -396,7 +396,9 @@ async fn signer_funds(kind: Db) {
         let started = Instant::now();
         let res = app.post_x402("/api/v1/settle", &body).await;
         if res.status() == 500 {
-            assert!(started.elapsed() < Duration::from_secs(1), "fast");
+            // Fast: no wait on the chain (a receipt would take up to receipt_timeout_secs,
+            // 25 s here); the bound is loose for a loaded machine.
+            assert!(started.elapsed() < Duration::from_secs(5), "fast");
             assert!(res.headers().get("retry-after").is_some());
             let err = assert_error(
                 res,
