@@ -234,6 +234,7 @@ async fn a_thousand_batched_settles_at_300_in_flight_all_confirm() {
     let n = 1000usize;
     let before = app.balance(PAY_TO).await;
     let bodies: Vec<Value> = (0..n).map(|i| payment(&app, i, 1 + i as u64)).collect();
+    let app = &app;
     // Each with an idempotency key: a request cut off in transit (the client's pooled
     // connection closed under it) is retried and answered with the original outcome.
     let answers: Vec<Value> =
