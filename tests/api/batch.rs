@@ -281,7 +281,7 @@ async fn a_thousand_batched_settles_at_300_in_flight_all_confirm() {
     );
     let total: u64 = (0..n as u64).map(|i| 1 + i).sum();
     assert_eq!(app.balance(PAY_TO).await, before + U256::from(total));
-    let rows = rows(&app).await;
+    let rows = rows(app).await;
     assert_eq!(rows.len(), n);
     assert!(rows.iter().all(|r| r.status == "confirmed"));
     let transactions: HashSet<&str> = answers
