@@ -456,7 +456,7 @@ pub async fn run(args: BenchArgs, config: &Path) -> anyhow::Result<Outcome> {
         // Our facilitator runs in this process (with the load generator, which holds every
         // payment and answer of the run).
         if let Some((rss, peak)) = memory_mb() {
-            println!(
+            eprintln!(
                 "memory: this process (bench + our facilitator) RSS {rss:.1} MB, peak {peak:.1} MB"
             );
         }
