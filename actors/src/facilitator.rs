@@ -798,12 +798,15 @@ impl Facilitator {
         }
         let broadcast = rt
             .router
-            .broadcast(Broadcast {
-                settlement_id: row.id,
-                to,
-                calldata: calldata.clone(),
-                replacing: None,
-            })
+            .broadcast_from(
+                permit2::required_sender(req),
+                Broadcast {
+                    settlement_id: row.id,
+                    to,
+                    calldata: calldata.clone(),
+                    replacing: None,
+                },
+            )
             .await;
         let sent = match broadcast {
             Ok(b) => Sent::Known(b, calldata),

@@ -123,17 +123,20 @@ pub async fn deploy_fixtures(devnet: &Devnet, per_payer: U256) -> Address {
 
 impl Permit2App {
     pub async fn spawn(kind: Db) -> Self {
-        Self::spawn_with(kind, DevnetOptions::default()).await
+        Self::spawn_with(kind, 1).await
     }
 
-    pub async fn spawn_with(kind: Db, opts: DevnetOptions) -> Self {
-        let devnet = Devnet::start(opts).await.expect("devnet");
+    /// With `signers` settlement signers.
+    pub async fn spawn_with(kind: Db, signers: usize) -> Self {
+        let devnet = Devnet::start(DevnetOptions::default())
+            .await
+            .expect("devnet");
         let token = deploy_fixtures(&devnet, U256::from(1_000_000_000u64)).await;
         let db = TestDb::create(kind).await;
         let app = ChainApp::start_app_with(
             db,
             &devnet,
-            devnet.facilitator_keys[..1].to_vec(),
+            devnet.facilitator_keys[..signers].to_vec(),
             json!({ "assets": [{
                 "address": token.to_checksum(None), "symbol": "TT", "decimals": 6,
                 "eip712_name": TOKEN_NAME, "eip712_version": "1",
@@ -636,6 +639,26 @@ permit2_test!(
     }
 );
 
+/// With several signers, an `upto` settlement is sent by the one its witness names (the
+/// proxy takes it from nobody else), whichever the router would pick next.
+#[actix_web::test]
+async fn upto_is_sent_by_the_signer_its_witness_names() {
+    let app = Permit2App::spawn_with(Db::Sqlite, 2).await;
+    app.approve_permit2(0).await;
+    let payer = app.chain.payer(0).clone();
+    for named in [1, 0, 1] {
+        let mut p = Permit2Payment::upto(&app, 0, 3_000);
+        p.facilitator = app.chain.devnet.facilitator_keys[named].address();
+        let sig = p.sign(&payer);
+        let s = app.chain.settle(&p.body(&sig, 1_000)).await;
+        assert_eq!(s["success"], true, "{s}");
+        let tx: alloy::primitives::B256 = s["transaction"].as_str().unwrap().parse().unwrap();
+        let receipt = app.chain.devnet.receipt(tx).await.unwrap().unwrap();
+        assert_eq!(receipt.from, p.facilitator);
+    }
+    assert_eq!(app.balance(PAY_TO).await, U256::from(3_000));
+}
+
 both_dbs!(supported_lists_permit2_upto_and_sponsoring, |app| {
     let body: Value = app
         .get("/api/v1/networks", None)
@@ -662,28 +685,6 @@ both_dbs!(supported_lists_permit2_upto_and_sponsoring, |app| {
     assert_eq!(body["extensions"], json!(["eip2612GasSponsoring"]));
 });
 
-/// Run a `tools/e2e` script; its last stdout line is its JSON result.
-async fn node(script: &str, state: &Value) -> Value {
-    let file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(file.path(), state.to_string()).unwrap();
-    let mut command = std::process::Command::new("node");
-    command
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .arg(script)
-        .arg(file.path());
-    let out = tokio::task::spawn_blocking(move || command.output().expect("node"))
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let last = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(last).unwrap_or_else(|_| {
-        panic!(
-            "{script}: no JSON result\n{stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
-}
-
 permit2_test!(
     the_official_v2_client_pays_with_permit2_exact_and_upto,
     |app| {
@@ -704,7 +705,10 @@ permit2_test!(
                 .map(|k| format!("0x{}", alloy::hex::encode(k.to_bytes())))
                 .collect::<Vec<_>>(),
         });
-        let result = node("tools/e2e/permit2.mjs", &state).await;
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), state.to_string()).unwrap();
+        let path = file.path().to_str().unwrap();
+        let result = crate::replay::node("tools/e2e/permit2.mjs", &[path]).await;
         assert_eq!(result["ok"], true, "{result}");
         assert_eq!(result["exact"]["settlement"]["amount"], "25000", "{result}");
         assert_eq!(result["upto"]["settlement"]["amount"], "1858", "{result}");

@@ -101,7 +101,7 @@ impl Facilitator {
     ) -> ServiceResult<Permit2View> {
         let a = &p.payload.permit2_authorization;
         let proxy = p.kind.proxy();
-        let from = sender(rt, p);
+        let from = sender(rt, req);
         let calldata = permit2::settle_calldata(p, v);
         let rpc =
             |e: alloy::transports::TransportError| ServiceError::Unavailable(format!("rpc: {e}"));
@@ -202,11 +202,21 @@ impl Facilitator {
     }
 }
 
-/// Who sends the settlement: `upto`'s proxy only takes it from `witness.facilitator`.
-fn sender(rt: &NetworkRuntime, p: &Permit2Request) -> Address {
-    match (p.kind, p.payload.permit2_authorization.witness.facilitator) {
-        (permit2::Kind::Upto, Some(f)) => f,
-        _ => rt
+/// The signer a payment must be sent by: `upto`'s proxy only takes it from
+/// `witness.facilitator` (one of ours: the checks made sure).
+pub(super) fn required_sender(req: &PaymentRequest) -> Option<Address> {
+    let p = req.permit2.as_ref()?;
+    match p.kind {
+        permit2::Kind::Upto => p.payload.permit2_authorization.witness.facilitator,
+        permit2::Kind::Exact => None,
+    }
+}
+
+/// Who sends the settlement (and so who the simulation runs as).
+fn sender(rt: &NetworkRuntime, req: &PaymentRequest) -> Address {
+    match required_sender(req) {
+        Some(f) => f,
+        None => rt
             .router
             .signers()
             .first()
