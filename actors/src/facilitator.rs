@@ -790,7 +790,10 @@ impl Facilitator {
         }
 
         let (to, calldata) = permit2::settlement_call(req, verified);
-        if !rt.router.has_available() && self.inner.config.fleet {
+        // A payment that names its sender (upto) is not queued: another instance's signer
+        // would be refused by the proxy.
+        let queueable = self.inner.config.fleet && permit2::required_sender(req).is_none();
+        if !rt.router.has_available() && queueable {
             // Another instance holds this network's signer leases: it sends, we answer.
             return self
                 .settle_through_the_fleet(rt, &row, to, &calldata, credit, payer, amount)
@@ -810,7 +813,7 @@ impl Facilitator {
             .await;
         let sent = match broadcast {
             Ok(b) => Sent::Known(b, calldata),
-            Err(BroadcastError::NoSigner(why)) if self.inner.config.fleet => {
+            Err(BroadcastError::NoSigner(why)) if queueable => {
                 tracing::debug!(%why, "no signer here after all; queueing for the fleet");
                 return self
                     .settle_through_the_fleet(rt, &row, to, &calldata, credit, payer, amount)
