@@ -505,6 +505,13 @@ permit2_test!(every_bad_permit2_payment_gets_its_reason, |app| {
     // No Permit2 allowance (payer 1 never approved) and no sponsoring.
     let p = Permit2Payment::exact(&app, 1, 1_000);
     cases.push(("permit2_allowance_required", p.signed(app.chain.payer(1))));
+    // A permit of another token (USDC) presented for this one.
+    let mut p = good.clone();
+    p.token = app.chain.devnet.usdc;
+    let mut body = p.signed(&payer);
+    body["paymentPayload"]["accepted"]["asset"] = json!(app.token.to_checksum(None));
+    body["paymentRequirements"]["asset"] = json!(app.token.to_checksum(None));
+    cases.push(("permit2_token_mismatch", body));
     // upto: a witness naming another facilitator; a settle above the maximum.
     let mut p = Permit2Payment::upto(&app, 0, 5_000);
     p.facilitator = Address::repeat_byte(0x66);
@@ -594,6 +601,39 @@ permit2_test!(
 
         let mut body = plain.clone();
         sponsor(&app, &mut body, 1, U256::from(4_000)).await;
+        // A sponsored permit that is not this payment's, or malformed, gets its reason.
+        let foreign = [
+            (
+                "eip2612_from_mismatch",
+                "from",
+                json!(app.chain.payer(0).address()),
+            ),
+            (
+                "eip2612_asset_mismatch",
+                "asset",
+                json!(app.chain.devnet.usdc),
+            ),
+            ("eip2612_spender_not_permit2", "spender", json!(EXACT_PROXY)),
+            (
+                "eip2612_deadline_expired",
+                "deadline",
+                json!((now() - 1).to_string()),
+            ),
+            (
+                "invalid_eip2612_extension_format",
+                "signature",
+                json!("0x1234"),
+            ),
+            ("invalid_eip2612_extension_format", "amount", json!("-1")),
+        ];
+        for (expected, field, value) in foreign {
+            let mut bad = body.clone();
+            bad["paymentPayload"]["extensions"]["eip2612GasSponsoring"]["info"][field] = value;
+            let v = app.chain.verify(&bad).await;
+            assert_eq!(reason(&v), expected, "{field}: {v}");
+        }
+        assert_eq!(app.signer_nonce().await, start_nonce);
+
         let v = app.chain.verify(&body).await;
         assert_eq!(v["isValid"], true, "{v}");
         let s = app.chain.settle(&body).await;
