@@ -43,7 +43,7 @@ fn state_file(app: &ChainApp) -> tempfile::NamedTempFile {
 }
 
 /// Run a `tools/e2e` script; its last stdout line is its JSON result.
-async fn node(script: &str, args: &[&str]) -> Value {
+pub(crate) async fn node(script: &str, args: &[&str]) -> Value {
     let mut command = Command::new("node");
     command
         .current_dir(env!("CARGO_MANIFEST_DIR"))
