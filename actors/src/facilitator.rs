@@ -14,6 +14,7 @@ mod batched;
 mod fast;
 mod finality;
 mod fleet;
+mod permit2;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -27,6 +28,7 @@ use dashmap::DashMap;
 use sea_orm::DatabaseConnection;
 use tokio::sync::watch;
 use x402::exact::evm::{self as exact, IEIP3009};
+use x402::permit2::Phase;
 use x402::proto::PaymentRequest;
 use x402::Reason;
 
@@ -490,8 +492,7 @@ impl Facilitator {
 
     /// All checks, off-chain then on-chain. `Err(reason)` is a protocol answer.
     async fn check(&self, req: &PaymentRequest, now: u64) -> ServiceResult<Result<(), Reason>> {
-        let ctx = self.context(req);
-        let verified = match exact::verify_offchain(req, &ctx, now) {
+        let verified = match self.verify_offchain(req, now, Phase::Verify) {
             Ok(v) => v,
             Err(reason) => return Ok(Err(reason)),
         };
@@ -501,21 +502,20 @@ impl Facilitator {
         // A payment this facilitator has settled (or is settling) is never valid again. Known
         // in memory, or read from the ledger while the node simulates.
         let key = ledger_key(rt, req);
-        let (taken, view) = match self.taken_here(&key) {
-            Some(true) => return Ok(Err(Reason::InvalidExactEvmNonceAlreadyUsed)),
-            Some(false) => (false, self.chain_view(rt, req, &verified).await?),
+        match self.taken_here(&key) {
+            Some(true) => Ok(Err(Reason::InvalidExactEvmNonceAlreadyUsed)),
+            Some(false) => self.judge_onchain(rt, req, &verified).await,
             None => {
-                let (taken, view) = tokio::join!(
+                let (taken, judged) = tokio::join!(
                     self.authorization_taken(rt, req),
-                    self.chain_view(rt, req, &verified)
+                    self.judge_onchain(rt, req, &verified)
                 );
-                (taken?, view?)
+                if taken? {
+                    return Ok(Err(Reason::InvalidExactEvmNonceAlreadyUsed));
+                }
+                judged
             }
-        };
-        if taken {
-            return Ok(Err(Reason::InvalidExactEvmNonceAlreadyUsed));
         }
-        Ok(diagnose(req, &view))
     }
 
     /// Has a settle of this authorization begun, in this process or in the ledger (any
@@ -596,8 +596,7 @@ impl Facilitator {
         let now = (self.inner.clock)();
         let payer = Some(req.payload.authorization.from);
         let amount = req.payload.authorization.value;
-        let ctx = self.context(req);
-        let verified = match exact::verify_offchain(req, &ctx, now) {
+        let verified = match self.verify_offchain(req, now, Phase::Settle) {
             Ok(v) => v,
             Err(reason) => return Ok(SettleAnswer::failed(reason, payer, amount)),
         };
@@ -688,7 +687,7 @@ impl Facilitator {
         &self,
         rt: &Arc<NetworkRuntime>,
         req: &PaymentRequest,
-        verified: &exact::OffchainVerified,
+        verified: &permit2::Verified,
         key: Key,
         caller: &Caller,
     ) -> ServiceResult<SettleAnswer> {
@@ -752,8 +751,8 @@ impl Facilitator {
         };
 
         // Simulate right before sending: never spend gas on a payment that would revert.
-        let view = match self.chain_view(rt, req, verified).await {
-            Ok(view) => view,
+        let judged = match self.judge_onchain(rt, req, verified).await {
+            Ok(judged) => judged,
             Err(e) => {
                 // Nothing was sent (the node did not answer): release the claim so that a
                 // retry can proceed.
@@ -762,40 +761,48 @@ impl Facilitator {
                 return Err(e);
             }
         };
-        if let Err(reason) = diagnose(req, &view) {
+        if let Err(reason) = judged {
             ledger::mark_failed_unsent(&self.inner.db, row.id, reason.as_str()).await?;
             self.refund_credit(credit).await;
             return Ok(SettleAnswer::failed(reason, payer, amount));
         }
 
-        let calldata = transfer_calldata(req, verified);
-        if !rt.router.has_available() && self.inner.config.fleet {
+        let (to, calldata) = permit2::settlement_call(req, verified);
+        // A payment that names its sender (upto) is not queued: another instance's signer
+        // would be refused by the proxy.
+        let queueable = self.inner.config.fleet && permit2::required_sender(req).is_none();
+        if !rt.router.has_available() && queueable {
             // Another instance holds this network's signer leases: it sends, we answer.
             return self
-                .settle_through_the_fleet(rt, &row, req.asset, &calldata, credit, payer, amount)
+                .settle_through_the_fleet(rt, &row, to, &calldata, credit, payer, amount)
                 .await;
         }
-        if let Some(batcher) = self.batcher(rt) {
+        // Batched: EIP-3009 calls to the token that any signer may send.
+        let batchable = to == req.asset && permit2::required_sender(req).is_none();
+        if let Some(batcher) = self.batcher(rt).filter(|_| batchable) {
             return self
                 .settle_batched(rt, &batcher, &row, req, calldata, credit, client_id)
                 .await;
         }
         let broadcast = rt
             .router
-            .broadcast(Broadcast {
-                settlement_id: row.id,
-                to: req.asset,
-                calldata: calldata.clone(),
-                replacing: None,
-                batch: None,
-            })
+            .broadcast_from(
+                permit2::required_sender(req),
+                Broadcast {
+                    settlement_id: row.id,
+                    to,
+                    calldata: calldata.clone(),
+                    replacing: None,
+                    batch: None,
+                },
+            )
             .await;
         let sent = match broadcast {
             Ok(b) => Sent::Known(b, calldata),
-            Err(BroadcastError::NoSigner(why)) if self.inner.config.fleet => {
+            Err(BroadcastError::NoSigner(why)) if queueable => {
                 tracing::debug!(%why, "no signer here after all; queueing for the fleet");
                 return self
-                    .settle_through_the_fleet(rt, &row, req.asset, &calldata, credit, payer, amount)
+                    .settle_through_the_fleet(rt, &row, to, &calldata, credit, payer, amount)
                     .await;
             }
             Err(BroadcastError::NoSigner(why)) => {
@@ -828,7 +835,7 @@ impl Facilitator {
             payer: auth.from,
             nonce: auth.nonce,
         };
-        self.await_outcome(rt, row.id, sent, req.asset, transfer, payer)
+        self.await_outcome(rt, row.id, sent, to, transfer, payer)
             .await
     }
 
@@ -841,7 +848,7 @@ impl Facilitator {
         rt: &Arc<NetworkRuntime>,
         id: i64,
         sent: Sent,
-        asset: Address,
+        to: Address,
         transfer: Transfer,
         payer: Option<Address>,
     ) -> ServiceResult<SettleAnswer> {
@@ -897,7 +904,7 @@ impl Facilitator {
                     .router
                     .broadcast(Broadcast {
                         settlement_id: id,
-                        to: asset,
+                        to,
                         calldata: calldata.clone(),
                         replacing: Some(previous.clone()),
                         batch: None,
