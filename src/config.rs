@@ -131,6 +131,18 @@ pub struct SettlementSettings {
     /// How long an idempotency key of `/settle` is remembered (at least 24 h).
     #[serde(default = "default_idempotency_ttl")]
     pub idempotency_ttl_hours: u64,
+    /// Batched settlement: up to this many settles of one network queued within
+    /// `batch_window_ms` go out as one Multicall3 `aggregate3` transaction (0 or 1 = off:
+    /// one transaction per settle).
+    #[serde(default)]
+    pub batch_max: usize,
+    /// How long the first settle of a batch waits for others.
+    #[serde(default = "default_batch_window")]
+    pub batch_window_ms: u64,
+}
+
+fn default_batch_window() -> u64 {
+    50
 }
 
 impl Default for SettlementSettings {
@@ -139,6 +151,8 @@ impl Default for SettlementSettings {
             background_watch_secs: default_background_watch(),
             reconcile_interval_secs: default_reconcile_interval(),
             idempotency_ttl_hours: default_idempotency_ttl(),
+            batch_max: 0,
+            batch_window_ms: default_batch_window(),
         }
     }
 }
@@ -596,6 +610,8 @@ settlement:
   background_watch_secs: 1800
   reconcile_interval_secs: 300
   idempotency_ttl_hours: 24
+  batch_max: 0
+  batch_window_ms: 50
 fleet:
   lease_ttl_secs: 15
   queue_pickup_secs: 5

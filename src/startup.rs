@@ -22,6 +22,7 @@ use facilitator_actors::facilitator::{
 use facilitator_actors::fleet::Fleet;
 use facilitator_actors::metrics::MetricsHandle;
 use facilitator_actors::registry::{NetworkEntry, NewAsset, RegistryHandle};
+use facilitator_actors::settlement::batch::BatchConfig;
 use facilitator_actors::settlement::{
     parse_signer_keys, FeePolicy, NetworkSide, ReceiptWatcher, SettlementActor, SettlementRouter,
     SignerStats,
@@ -457,6 +458,10 @@ impl Application {
                 fleet: multi_instance,
                 queue_pickup: Duration::from_secs(settings.fleet.queue_pickup_secs.max(1)),
                 funds_poll: Duration::from_secs(settings.fleet.signer_balance_poll_secs.max(1)),
+                batch: BatchConfig::enabled(
+                    settings.settlement.batch_max,
+                    settings.settlement.batch_window_ms,
+                ),
                 ..FacilitatorConfig::default()
             },
             metrics.clone(),
@@ -467,6 +472,11 @@ impl Application {
             tracing::warn!(error = %e, "signer leases not taken at start; retrying in the background");
         }
         facilitator.start_fleet_work();
+        // The authorizations a previous run took, in memory for verify (until then, and if
+        // this fails, verify reads the ledger).
+        if let Err(e) = facilitator.load_authorization_index().await {
+            tracing::warn!(error = %e, "authorization index not loaded; verify reads the ledger");
+        }
         // Rows a previous run left in flight: resolve what the chain already knows.
         match facilitator.reconcile().await {
             Ok(0) => {}

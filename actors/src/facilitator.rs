@@ -1,7 +1,8 @@
 //! The x402 core: verify and settle, across every served network.
 //!
-//! verify: off-chain checks (`x402::exact::evm`, pure) -> one batched RPC round trip
-//! (simulate `transferWithAuthorization`, and in the same batch `authorizationState`,
+//! verify: off-chain checks (`x402::exact::evm`, pure) -> "already used" from memory
+//! (`fast`, `crate::authorizations`) -> one RPC round trip, the simulation of
+//! `transferWithAuthorization` (only when it fails, one more batch: `authorizationState`,
 //! `balanceOf`, `name`, `version` to name the failure) -> answer, cached briefly.
 //!
 //! settle: off-chain checks -> ledger row (the idempotency point) -> simulate -> the network's
@@ -9,6 +10,8 @@
 //! -> ledger outcome. Concurrent settles of one authorization in this process share one
 //! in-flight future; across processes they meet at the ledger's unique key.
 
+mod batched;
+mod fast;
 mod finality;
 mod fleet;
 mod permit2;
@@ -35,6 +38,7 @@ use crate::fleet::Fleet;
 use crate::ledger::{self, Claim, Key, Mined};
 use crate::metrics::{self, MetricsHandle, Operation, X402Event};
 use crate::registry::{NetworkEntry, RegistryHandle};
+use crate::settlement::batch::BatchConfig;
 use crate::settlement::{
     Broadcast, BroadcastError, Broadcasted, FeePolicy, ReceiptWatcher, SettlementRouter,
 };
@@ -133,6 +137,8 @@ pub struct FacilitatorConfig {
     pub queue_pickup: Duration,
     /// How often signer balances are read.
     pub funds_poll: Duration,
+    /// Batched settlement (`settlement.batch_max`, `settlement.batch_window_ms`); `None`: off.
+    pub batch: Option<BatchConfig>,
 }
 
 impl Default for FacilitatorConfig {
@@ -143,6 +149,7 @@ impl Default for FacilitatorConfig {
             fleet: false,
             queue_pickup: Duration::from_secs(5),
             funds_poll: Duration::from_secs(5),
+            batch: None,
         }
     }
 }
@@ -158,6 +165,10 @@ struct Inner {
     registry: RegistryHandle,
     networks: HashMap<u64, Arc<NetworkRuntime>>,
     verify_cache: DashMap<B256, (Instant, VerifyAnswer)>,
+    /// Taken authorizations and known contracts, in memory (the verify fast path).
+    fast: fast::FastPath,
+    /// One batcher per network when `settlement.batch_max` ≥ 2.
+    batching: batched::Batching,
     in_flight: DashMap<Key, InFlightSettle>,
     /// Ledger rows whose receipt a background task is waiting for.
     watched: DashMap<i64, ()>,
@@ -216,6 +227,9 @@ struct Transfer {
     network: String,
     asset: String,
     amount: U256,
+    /// The authorization (a batch transaction's receipt is read per payment).
+    payer: Address,
+    nonce: B256,
 }
 
 impl Transfer {
@@ -225,11 +239,13 @@ impl Transfer {
             network: row.network.clone(),
             asset: row.asset.clone(),
             amount: row.amount.parse().unwrap_or_default(),
+            payer: row.payer.parse().unwrap_or_default(),
+            nonce: row.auth_nonce.parse().unwrap_or_default(),
         }
     }
 }
 
-/// What the chain said about a payment, from one batched round trip.
+/// What the chain said about a payment: the simulation, and when it failed, why (`fast`).
 struct ChainView {
     simulation: Result<(), String>,
     authorization_used: Option<bool>,
@@ -258,6 +274,8 @@ impl Facilitator {
                     .map(|n| (n.entry.info.chain_id, n))
                     .collect(),
                 verify_cache: DashMap::new(),
+                fast: fast::FastPath::new(config.fleet),
+                batching: batched::Batching::new(config.batch),
                 in_flight: DashMap::new(),
                 watched: DashMap::new(),
                 clock,
@@ -359,7 +377,7 @@ impl Facilitator {
         tokio::spawn(async move {
             match rt.watcher.wait_any(&hashes, watch_for).await {
                 Some(receipt) => {
-                    let mined = mined(&receipt, rt.confirmations);
+                    let mined = mined(&receipt, rt.confirmations, &transfer);
                     let tx_hash = receipt.transaction_hash;
                     if let Err(e) = this.resolve_mined(id, tx_hash, &mined, transfer).await {
                         tracing::warn!(id, %tx_hash, error = %e, "mined settlement not recorded");
@@ -481,11 +499,23 @@ impl Facilitator {
         let Some(rt) = self.runtime_for(req) else {
             return Ok(Err(Reason::InvalidNetwork));
         };
-        // A payment this facilitator has settled (or is settling) is never valid again.
-        if self.authorization_taken(rt, req).await? {
-            return Ok(Err(Reason::InvalidExactEvmNonceAlreadyUsed));
+        // A payment this facilitator has settled (or is settling) is never valid again. Known
+        // in memory, or read from the ledger while the node simulates.
+        let key = ledger_key(rt, req);
+        match self.taken_here(&key) {
+            Some(true) => Ok(Err(Reason::InvalidExactEvmNonceAlreadyUsed)),
+            Some(false) => self.judge_onchain(rt, req, &verified).await,
+            None => {
+                let (taken, judged) = tokio::join!(
+                    self.authorization_taken(rt, req),
+                    self.judge_onchain(rt, req, &verified)
+                );
+                if taken? {
+                    return Ok(Err(Reason::InvalidExactEvmNonceAlreadyUsed));
+                }
+                judged
+            }
         }
-        self.judge_onchain(rt, req, &verified).await
     }
 
     /// Has a settle of this authorization begun, in this process or in the ledger (any
@@ -497,8 +527,8 @@ impl Facilitator {
         req: &PaymentRequest,
     ) -> ServiceResult<bool> {
         let key = ledger_key(rt, req);
-        if self.inner.in_flight.contains_key(&key) {
-            return Ok(true);
+        if let Some(known) = self.taken_here(&key) {
+            return Ok(known);
         }
         Ok(ledger::find(&self.inner.db, &key)
             .await?
@@ -511,8 +541,6 @@ impl Facilitator {
         req: &PaymentRequest,
         verified: &exact::OffchainVerified,
     ) -> ServiceResult<ChainView> {
-        let auth = &req.payload.authorization;
-        let asset = req.asset;
         let from = rt
             .router
             .signers()
@@ -520,60 +548,7 @@ impl Facilitator {
             .copied()
             .unwrap_or(Address::ZERO);
         let calldata = transfer_calldata(req, verified);
-        let rpc =
-            |e: alloy::transports::TransportError| ServiceError::Unavailable(format!("rpc: {e}"));
-        let mut batch = alloy::rpc::client::BatchRequest::new(rt.provider.client());
-        let mut add = |data: Vec<u8>| {
-            let call = TransactionRequest::default()
-                .from(from)
-                .to(asset)
-                .input(TransactionInput::new(data.into()));
-            batch
-                .add_call::<_, Bytes>("eth_call", &(call, "latest"))
-                .map_err(rpc)
-        };
-        let sim = add(calldata.to_vec())?;
-        let used = add(IEIP3009::authorizationStateCall {
-            authorizer: auth.from,
-            nonce: auth.nonce,
-        }
-        .abi_encode())?;
-        let balance = add(IEIP3009::balanceOfCall { account: auth.from }.abi_encode())?;
-        let name = add(IEIP3009::nameCall {}.abi_encode())?;
-        let version = add(IEIP3009::versionCall {}.abi_encode())?;
-        batch.send().await.map_err(rpc)?;
-        let simulation = match sim.await {
-            Ok(_) => Ok(()),
-            Err(alloy::transports::RpcError::ErrorResp(e)) => Err(e.message.to_string()),
-            Err(e) => return Err(rpc(e)),
-        };
-        // The node simulates in its latest block. On an idle chain (a dev chain between
-        // payments) that block may be minutes old, and the token's own time checks then refuse
-        // an authorization our clock has judged valid: judge it at our clock instead.
-        let simulation = match simulation {
-            Err(m) if time_refusal(&m) => self
-                .simulate_at(rt, from, asset, &calldata, (self.inner.clock)())
-                .await
-                .unwrap_or(Err(m)),
-            s => s,
-        };
-        let decode_bool = |b: Bytes| IEIP3009::authorizationStateCall::abi_decode_returns(&b).ok();
-        Ok(ChainView {
-            simulation,
-            authorization_used: used.await.ok().and_then(decode_bool),
-            balance: balance
-                .await
-                .ok()
-                .and_then(|b: Bytes| IEIP3009::balanceOfCall::abi_decode_returns(&b).ok()),
-            name: name
-                .await
-                .ok()
-                .and_then(|b: Bytes| IEIP3009::nameCall::abi_decode_returns(&b).ok()),
-            version: version
-                .await
-                .ok()
-                .and_then(|b: Bytes| IEIP3009::versionCall::abi_decode_returns(&b).ok()),
-        })
+        self.simulate_then_diagnose(rt, req, from, &calldata).await
     }
 
     /// Settle a payment. One authorization is settled at most once, and exactly one settle of
@@ -693,8 +668,11 @@ impl Facilitator {
         let leader = tokio::spawn(async move {
             let _guard = guard;
             let result = this
-                .settle_as_leader(&rt, &req, &verified, key, &caller)
+                .settle_as_leader(&rt, &req, &verified, key.clone(), &caller)
                 .await;
+            let valid_before = req.payload.authorization.valid_before;
+            let now = (this.inner.clock)();
+            this.inner.fast.settled(&key, valid_before, &result, now);
             if let Ok(answer) = &result {
                 let _ = tx.send(Some(answer.clone()));
             }
@@ -799,6 +777,13 @@ impl Facilitator {
                 .settle_through_the_fleet(rt, &row, to, &calldata, credit, payer, amount)
                 .await;
         }
+        // Batched: EIP-3009 calls to the token that any signer may send.
+        let batchable = to == req.asset && permit2::required_sender(req).is_none();
+        if let Some(batcher) = self.batcher(rt).filter(|_| batchable) {
+            return self
+                .settle_batched(rt, &batcher, &row, req, calldata, credit, client_id)
+                .await;
+        }
         let broadcast = rt
             .router
             .broadcast_from(
@@ -808,6 +793,7 @@ impl Facilitator {
                     to,
                     calldata: calldata.clone(),
                     replacing: None,
+                    batch: None,
                 },
             )
             .await;
@@ -846,6 +832,8 @@ impl Facilitator {
             network: row.network.clone(),
             asset: row.asset.clone(),
             amount,
+            payer: auth.from,
+            nonce: auth.nonce,
         };
         self.await_outcome(rt, row.id, sent, to, transfer, payer)
             .await
@@ -884,7 +872,7 @@ impl Facilitator {
             };
             if let Some(receipt) = rt.watcher.wait_any(&hashes, slice).await {
                 let tx_hash = receipt.transaction_hash;
-                let mined = mined(&receipt, rt.confirmations);
+                let mined = mined(&receipt, rt.confirmations, &transfer);
                 // The chain has spoken: the answer follows it even if the ledger write fails
                 // now (it is retried, and reconciliation would find it anyway).
                 self.record_mined(id, tx_hash, mined.clone(), transfer)
@@ -919,6 +907,7 @@ impl Facilitator {
                         to,
                         calldata: calldata.clone(),
                         replacing: Some(previous.clone()),
+                        batch: None,
                     })
                     .await;
                 match replaced {
@@ -999,7 +988,7 @@ impl Facilitator {
                     // Another process broadcast it: watch the chain ourselves.
                     let left = deadline.saturating_duration_since(Instant::now());
                     if let Some(receipt) = rt.watcher.wait(h, left).await {
-                        let mined = mined(&receipt, rt.confirmations);
+                        let mined = mined(&receipt, rt.confirmations, &Transfer::of(&row));
                         self.record_mined(row.id, h, mined.clone(), Transfer::of(&row))
                             .await;
                         let reason = (!mined.success).then_some(Reason::InvalidTransactionState);
@@ -1076,7 +1065,7 @@ impl Facilitator {
             return Ok(row);
         };
         if let Ok(Some(receipt)) = rt.provider.get_transaction_receipt(tx_hash).await {
-            let mined = mined(&receipt, rt.confirmations);
+            let mined = mined(&receipt, rt.confirmations, &Transfer::of(&row));
             self.resolve_mined(row.id, tx_hash, &mined, Transfer::of(&row))
                 .await?;
             return ledger::find_by_id(&self.inner.db, row.id)
@@ -1114,7 +1103,7 @@ impl Facilitator {
                 };
                 match rt.provider.get_transaction_receipt(h).await {
                     Ok(Some(receipt)) => {
-                        let mined = mined(&receipt, rt.confirmations);
+                        let mined = mined(&receipt, rt.confirmations, &Transfer::of(&row));
                         self.resolve_mined(row.id, h, &mined, Transfer::of(&row))
                             .await?;
                         resolved += 1;
@@ -1165,17 +1154,22 @@ fn u256_to_i64(v: U256) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-/// What a receipt says, for the ledger: with `confirmations` ≤ 1 its block is deep enough.
-fn mined(receipt: &TransactionReceipt, confirmations: u64) -> Mined {
-    Mined {
-        success: receipt.status(),
-        block_number: receipt.block_number.unwrap_or_default(),
-        gas_used: receipt.gas_used,
-        fee_wei: receipt
-            .effective_gas_price
-            .saturating_mul(receipt.gas_used as u128),
-        final_at_once: confirmations <= 1,
-    }
+/// What a receipt says of one payment, for the ledger: with `confirmations` ≤ 1 its block is
+/// deep enough. A batch transaction is read per payment (`batched::of_batch`).
+fn mined(receipt: &TransactionReceipt, confirmations: u64, transfer: &Transfer) -> Mined {
+    batched::of_batch(
+        receipt,
+        transfer,
+        Mined {
+            success: receipt.status(),
+            block_number: receipt.block_number.unwrap_or_default(),
+            gas_used: receipt.gas_used,
+            fee_wei: receipt
+                .effective_gas_price
+                .saturating_mul(receipt.gas_used as u128),
+            final_at_once: confirmations <= 1,
+        },
+    )
 }
 
 /// The call that moves the money: the (v, r, s) overload for EOA signatures, the `bytes`

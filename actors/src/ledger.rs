@@ -219,7 +219,7 @@ pub struct Fence<'a> {
 }
 
 impl Fence<'_> {
-    fn holds(&self) -> sea_orm::sea_query::SimpleExpr {
+    pub(crate) fn holds(&self) -> sea_orm::sea_query::SimpleExpr {
         use entities::signer_lease::{Column as L, Entity as Leases};
         use sea_orm::sea_query::Query;
         Expr::exists(

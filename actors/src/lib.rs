@@ -9,6 +9,7 @@
 //! actor keeps warm, without a mailbox round trip.
 
 pub mod auth;
+pub mod authorizations;
 pub mod chain;
 pub mod error;
 pub mod facilitator;

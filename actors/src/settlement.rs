@@ -27,6 +27,8 @@ use tokio::sync::mpsc;
 
 use crate::ledger;
 
+pub mod batch;
+
 /// Fee policy of one network.
 #[derive(Debug, Clone, Copy)]
 pub struct FeePolicy {
@@ -58,6 +60,8 @@ pub struct Broadcast {
     /// Re-send an unmined transaction: same nonce, fees bumped past the node's replacement
     /// threshold (geth and anvil want +10% on both fees).
     pub replacing: Option<Broadcasted>,
+    /// A batch transaction (`batch`): the other rows it carries, its gas limit.
+    pub batch: Option<batch::BatchTx>,
 }
 
 /// Fees of a replacement: at least 12.5% above the previous ones.
@@ -190,6 +194,8 @@ impl Handler<Broadcast> for SettlementActor {
             .filter(|(at, _, _)| at.elapsed() < policy.estimate_ttl)
             .map(|(_, max, prio)| (max, prio));
         let replacing = msg.replacing.clone();
+        let ids = batch::row_ids(&msg);
+        let gas_limit = msg.batch.as_ref().map_or(policy.gas_limit, |b| b.gas_limit);
         let work = async move {
             let address = signer.address();
             if epoch == 0 {
@@ -244,7 +250,7 @@ impl Handler<Broadcast> for SettlementActor {
                 let mut tx = TxEip1559 {
                     chain_id,
                     nonce,
-                    gas_limit: policy.gas_limit,
+                    gas_limit,
                     max_fee_per_gas,
                     max_priority_fee_per_gas,
                     to: TxKind::Call(msg.to),
@@ -260,7 +266,7 @@ impl Handler<Broadcast> for SettlementActor {
                 let raw = Bytes::from(envelope.encoded_2718());
                 // Under the lease, or not at all: a paused old holder whose lease was taken
                 // over must not send with a nonce the new holder owns.
-                let fenced = ledger::mark_submitted(&db, msg.settlement_id, tx_hash, nonce, &raw, &fence)
+                let fenced = batch::mark_submitted(&db, &ids, tx_hash, nonce, &raw, &fence)
                     .await
                     .map_err(|e| BroadcastError::NotSent(format!("ledger: {e}")))?;
                 if !fenced {
@@ -290,9 +296,9 @@ impl Handler<Broadcast> for SettlementActor {
                 };
                 // Refused: the ledger goes back to what is really out there.
                 let restored = match &replacing {
-                    Some(old) => ledger::mark_submitted(
+                    Some(old) => batch::mark_submitted(
                         &db,
-                        msg.settlement_id,
+                        &ids,
                         old.tx_hash,
                         nonce,
                         &old.raw,
@@ -300,7 +306,7 @@ impl Handler<Broadcast> for SettlementActor {
                     )
                     .await
                     .map(|_| ()),
-                    None => ledger::unmark_submitted(&db, msg.settlement_id, tx_hash).await,
+                    None => batch::unmark_submitted(&db, &ids, tx_hash).await,
                 };
                 if let Err(e) = restored {
                     tracing::error!(error = %e, "ledger not restored after a refused broadcast");

@@ -111,6 +111,13 @@ pub struct BenchArgs {
     /// Self-contained only: settlement signer keys our facilitator uses (1-4).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=4))]
     pub signers: u64,
+    /// Self-contained only: our facilitator's `settlement.batch_max` (up to this many settles
+    /// per Multicall3 transaction; 0 = off, the default).
+    #[arg(long, default_value_t = 0)]
+    pub batch_max: usize,
+    /// Self-contained only: our facilitator's `settlement.batch_window_ms`.
+    #[arg(long, default_value_t = 50)]
+    pub batch_window_ms: u64,
 }
 
 #[derive(Parser)]

@@ -24,6 +24,10 @@ fn overrides(args: &BenchArgs) -> serde_json::Value {
     if let Some(url) = &args.database_url {
         v["database"] = serde_json::json!({ "url": url });
     }
+    v["settlement"] = serde_json::json!({
+        "batch_max": args.batch_max,
+        "batch_window_ms": args.batch_window_ms,
+    });
     v
 }
 
@@ -53,7 +57,7 @@ impl Local {
             block_time: Some(1),
             // Room for ~3000 settlements a block: the chain is not what is measured.
             gas_limit: Some(300_000_000),
-            multicall3: args.compare_reference,
+            multicall3: args.compare_reference || args.batch_max >= 2,
             ..DevnetOptions::default()
         })
         .await

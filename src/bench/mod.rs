@@ -452,6 +452,15 @@ pub async fn run(args: BenchArgs, config: &Path) -> anyhow::Result<Outcome> {
         per_payer(setup.payers.len()),
     )
     .await;
+    if self_contained {
+        // Our facilitator runs in this process (with the load generator, which holds every
+        // payment and answer of the run).
+        if let Some((rss, peak)) = memory_mb() {
+            eprintln!(
+                "memory: this process (bench + our facilitator) RSS {rss:.1} MB, peak {peak:.1} MB"
+            );
+        }
+    }
     match result {
         Ok(report) => Ok(Outcome { report, local }),
         Err(e) => {
@@ -461,6 +470,16 @@ pub async fn run(args: BenchArgs, config: &Path) -> anyhow::Result<Outcome> {
             Err(e)
         }
     }
+}
+
+/// This process's resident set and its peak, MB (Linux `/proc/self/status`).
+fn memory_mb() -> Option<(f64, f64)> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb = |key: &str| -> Option<f64> {
+        let line = status.lines().find(|l| l.starts_with(key))?;
+        line.split_whitespace().nth(1)?.parse::<f64>().ok()
+    };
+    Some((kb("VmRSS:")? / 1024.0, kb("VmHWM:")? / 1024.0))
 }
 
 async fn bench(

@@ -7,6 +7,7 @@ mod tcp_proxy;
 
 mod admin;
 mod auth;
+mod batch;
 mod bench;
 mod clients;
 mod credits;
@@ -28,4 +29,5 @@ mod resources;
 mod rpc_faults;
 mod settle_faults;
 mod throttle;
+mod verify_fast;
 mod x402;

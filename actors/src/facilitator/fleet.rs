@@ -127,6 +127,7 @@ impl Facilitator {
                 to,
                 calldata: calldata.clone(),
                 replacing: None,
+                batch: None,
             })
             .await;
         let sent = match sent {
@@ -305,7 +306,7 @@ impl Facilitator {
         };
         match rt.provider.get_transaction_receipt(hash).await {
             Ok(Some(receipt)) => {
-                let mined = super::mined(&receipt, rt.confirmations);
+                let mined = super::mined(&receipt, rt.confirmations, &Transfer::of(row));
                 if let Err(e) = self
                     .resolve_mined(row.id, hash, &mined, Transfer::of(row))
                     .await

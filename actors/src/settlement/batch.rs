@@ -1,0 +1,384 @@
+//! Batched settlement: the settles of one network queued within a short window go out as one
+//! transaction, Multicall3's `aggregate3` with `allowFailure` on every call, so one bad
+//! authorization fails alone.
+//!
+//! - `Batcher` collects payments for `batch_window` or until `batch_max` are queued, then one
+//!   task per batch sends it through the network's `SettlementRouter` (one nonce, one
+//!   signature: the settlement actor writes the transaction hash to every row of the batch
+//!   before broadcasting), waits for its receipt, replaces it when it stays unmined, and hands
+//!   every payment of the batch the receipt.
+//! - Each payment's outcome is read from its own `AuthorizationUsed` log in the receipt
+//!   (`carried`): a call that failed inside a successful batch logs nothing. The ledger keeps
+//!   one row per payment; each row's gas and fee are its share of the transaction's.
+//! - A batch of one is sent as the plain call, as without batching.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use alloy::primitives::{address, Address, Bytes, B256};
+use alloy::providers::Provider;
+use alloy::rpc::types::{TransactionInput, TransactionReceipt, TransactionRequest};
+use alloy::sol;
+use alloy::sol_types::{SolCall, SolEvent};
+use entities::settlement::{Column, Entity};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Broadcast, BroadcastError, Broadcasted, ReceiptWatcher, SettlementRouter};
+use crate::ledger;
+
+/// Multicall3, at the address it has on every chain that has it.
+pub const MULTICALL3: Address = address!("0xcA11bde05977b3631167028862bE2a173976CA11");
+
+sol! {
+    struct Call3 {
+        address target;
+        bool allowFailure;
+        bytes callData;
+    }
+    struct Result3 {
+        bool success;
+        bytes returnData;
+    }
+    function aggregate3(Call3[] calls) external payable returns (Result3[] returnData);
+    /// EIP-3009: logged by the token when an authorization is used.
+    event AuthorizationUsed(address indexed authorizer, bytes32 indexed nonce);
+}
+
+/// `settlement.batch_max` / `settlement.batch_window_ms`.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchConfig {
+    /// Payments per transaction at most (≥ 2; 1 or 0 = batching off).
+    pub max: usize,
+    /// How long the first payment of a batch waits for others.
+    pub window: Duration,
+}
+
+impl BatchConfig {
+    /// `None` when batching is off.
+    pub fn enabled(max: usize, window_ms: u64) -> Option<Self> {
+        (max >= 2).then(|| Self {
+            max,
+            window: Duration::from_millis(window_ms),
+        })
+    }
+}
+
+/// Gas of a batch when the node cannot estimate it: per call, and for the transaction.
+const FALLBACK_GAS_PER_CALL: u64 = 100_000;
+const FALLBACK_GAS_BASE: u64 = 40_000;
+
+/// One payment to settle in a batch.
+#[derive(Debug, Clone)]
+pub struct Payment {
+    pub settlement_id: i64,
+    /// The token, called with `calldata`.
+    pub asset: Address,
+    pub payer: Address,
+    pub nonce: B256,
+    pub calldata: Bytes,
+}
+
+/// What became of a payment's batch.
+#[derive(Debug, Clone)]
+pub enum BatchOutcome {
+    /// The batch's transaction is mined (the payment's own outcome: `carried`).
+    Mined(Box<TransactionReceipt>),
+    /// Sent (or maybe sent), not mined by the receipt timeout: these are its versions.
+    Pending(Vec<B256>),
+    /// No signer here could take it: nothing was sent.
+    NoSigner(String),
+    /// Nothing was sent.
+    NotSent(String),
+}
+
+/// Rows a batch transaction carries besides `Broadcast::settlement_id`, and its gas limit.
+#[derive(Debug, Clone)]
+pub struct BatchTx {
+    pub carried: Vec<i64>,
+    pub gas_limit: u64,
+}
+
+/// The ledger rows a broadcast names: its own, then the batch's others.
+pub(super) fn row_ids(msg: &Broadcast) -> Vec<i64> {
+    let mut ids = vec![msg.settlement_id];
+    if let Some(b) = &msg.batch {
+        ids.extend_from_slice(&b.carried);
+    }
+    ids
+}
+
+/// `ledger::mark_submitted` for every row of a transaction (under the signer's lease, all or
+/// none).
+pub(super) async fn mark_submitted(
+    db: &DatabaseConnection,
+    ids: &[i64],
+    tx_hash: B256,
+    nonce: u64,
+    raw: &[u8],
+    fence: &ledger::Fence<'_>,
+) -> Result<bool, DbErr> {
+    if let [id] = ids {
+        return ledger::mark_submitted(db, *id, tx_hash, nonce, raw, fence).await;
+    }
+    let res = Entity::update_many()
+        .col_expr(Column::Status, Expr::value(ledger::SUBMITTED))
+        .col_expr(Column::TxHash, Expr::value(tx_hash.to_string()))
+        .col_expr(Column::Signer, Expr::value(fence.signer.to_checksum(None)))
+        .col_expr(Column::SignerNonce, Expr::value(nonce as i64))
+        .col_expr(Column::RawTx, Expr::value(alloy::hex::encode_prefixed(raw)))
+        .col_expr(Column::InstanceId, Expr::value(fence.holder))
+        .col_expr(
+            Column::QueuedAt,
+            Expr::value(Option::<chrono::DateTime<chrono::Utc>>::None),
+        )
+        .col_expr(Column::UpdatedAt, Expr::value(chrono::Utc::now()))
+        .filter(Column::Id.is_in(ids.iter().copied()))
+        .filter(fence.holds())
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected == ids.len() as u64)
+}
+
+/// `ledger::unmark_submitted` for every row of a refused transaction.
+pub(super) async fn unmark_submitted(
+    db: &DatabaseConnection,
+    ids: &[i64],
+    tx_hash: B256,
+) -> Result<(), DbErr> {
+    for id in ids {
+        ledger::unmark_submitted(db, *id, tx_hash).await?;
+    }
+    Ok(())
+}
+
+/// Did this transaction use the payer's authorization? A batch transaction succeeds even
+/// when some of its calls fail: each payment's proof is its own `AuthorizationUsed` log.
+pub fn carried(receipt: &TransactionReceipt, asset: Address, payer: Address, nonce: B256) -> bool {
+    receipt.status()
+        && receipt.inner.logs().iter().any(|log| {
+            let topics = log.topics();
+            log.address() == asset
+                && topics.len() == 3
+                && topics[0] == AuthorizationUsed::SIGNATURE_HASH
+                && topics[1] == payer.into_word()
+                && topics[2] == nonce
+        })
+}
+
+/// How many authorizations a transaction used (its successful payments).
+pub fn authorizations_used(receipt: &TransactionReceipt) -> u64 {
+    receipt
+        .inner
+        .logs()
+        .iter()
+        .filter(|l| l.topics().first() == Some(&AuthorizationUsed::SIGNATURE_HASH))
+        .count() as u64
+}
+
+/// Whether a receipt is one of a batch (or any multicall) rather than a direct token call.
+pub fn is_batch(receipt: &TransactionReceipt) -> bool {
+    receipt.to == Some(MULTICALL3)
+}
+
+type Queued = (Payment, oneshot::Sender<BatchOutcome>);
+
+/// The batching front of one network's settlement router.
+#[derive(Clone)]
+pub struct Batcher {
+    queue: mpsc::UnboundedSender<Queued>,
+}
+
+/// What a batch's task needs.
+struct Sender {
+    router: SettlementRouter,
+    watcher: ReceiptWatcher,
+    provider: alloy::providers::RootProvider,
+    receipt_timeout: Duration,
+    replace_after: Duration,
+    fallback_gas: u64,
+}
+
+impl Batcher {
+    /// Start the collector on the current runtime. `gas_limit`: a single settlement's.
+    pub fn start(
+        config: BatchConfig,
+        router: SettlementRouter,
+        watcher: ReceiptWatcher,
+        provider: alloy::providers::RootProvider,
+        receipt_timeout: Duration,
+        replace_after: Duration,
+        gas_limit: u64,
+    ) -> Self {
+        let (queue, mut rx) = mpsc::unbounded_channel::<Queued>();
+        let sender = Arc::new(Sender {
+            router,
+            watcher,
+            provider,
+            receipt_timeout,
+            replace_after,
+            fallback_gas: gas_limit,
+        });
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut batch = vec![first];
+                let until = tokio::time::Instant::now() + config.window;
+                while batch.len() < config.max {
+                    match tokio::time::timeout_at(until, rx.recv()).await {
+                        Ok(Some(p)) => batch.push(p),
+                        Ok(None) | Err(_) => break,
+                    }
+                }
+                tokio::spawn(sender.clone().send(batch));
+            }
+        });
+        Self { queue }
+    }
+
+    /// Settle one payment with whatever else is queued now.
+    pub async fn settle(&self, payment: Payment) -> BatchOutcome {
+        let (tx, rx) = oneshot::channel();
+        if self.queue.send((payment, tx)).is_err() {
+            return BatchOutcome::NotSent("the batcher has stopped".into());
+        }
+        rx.await
+            .unwrap_or_else(|_| BatchOutcome::NotSent("the batch task ended".into()))
+    }
+}
+
+impl Sender {
+    async fn send(self: Arc<Self>, batch: Vec<Queued>) {
+        let (payments, replies): (Vec<Payment>, Vec<oneshot::Sender<BatchOutcome>>) =
+            batch.into_iter().unzip();
+        let outcome = self.run(&payments).await;
+        for reply in replies {
+            let _ = reply.send(outcome.clone());
+        }
+    }
+
+    /// The transaction of a batch: the plain call for one payment, else `aggregate3`.
+    async fn transaction(&self, payments: &[Payment]) -> (Address, Bytes, Option<BatchTx>) {
+        if let [one] = payments {
+            return (one.asset, one.calldata.clone(), None);
+        }
+        let calls = |allow_failure: bool| {
+            payments
+                .iter()
+                .map(|p| Call3 {
+                    target: p.asset,
+                    allowFailure: allow_failure,
+                    callData: p.calldata.clone(),
+                })
+                .collect::<Vec<_>>()
+        };
+        let calldata: Bytes = aggregate3Call { calls: calls(true) }.abi_encode().into();
+        // Estimated with every call required to pass (each was simulated just before): with
+        // `allowFailure` an estimate could be too low for the last calls and still "succeed".
+        let strict: Bytes = aggregate3Call {
+            calls: calls(false),
+        }
+        .abi_encode()
+        .into();
+        let from = self.router.signers().first().copied().unwrap_or_default();
+        let estimate = self
+            .provider
+            .estimate_gas(
+                TransactionRequest::default()
+                    .from(from)
+                    .to(MULTICALL3)
+                    .input(TransactionInput::new(strict)),
+            )
+            .await;
+        let n = payments.len() as u64;
+        let gas_limit = match estimate {
+            Ok(g) => g + g / 4 + 10_000 * n,
+            Err(e) => {
+                tracing::debug!(error = %e, "batch gas estimate failed; using the fallback");
+                FALLBACK_GAS_BASE + n * FALLBACK_GAS_PER_CALL.max(self.fallback_gas / 2)
+            }
+        };
+        let rest = payments[1..].iter().map(|p| p.settlement_id).collect();
+        (
+            MULTICALL3,
+            calldata,
+            Some(BatchTx {
+                carried: rest,
+                gas_limit,
+            }),
+        )
+    }
+
+    async fn run(&self, payments: &[Payment]) -> BatchOutcome {
+        let (to, calldata, batch) = self.transaction(payments).await;
+        let first = payments[0].settlement_id;
+        let msg = |replacing: Option<Broadcasted>| Broadcast {
+            settlement_id: first,
+            to,
+            calldata: calldata.clone(),
+            replacing,
+            batch: batch.clone(),
+        };
+        match self.router.broadcast(msg(None)).await {
+            Ok(b) => self.wait(vec![b.tx_hash], Some(b), &msg).await,
+            Err(BroadcastError::NoSigner(why)) => BatchOutcome::NoSigner(why),
+            Err(BroadcastError::NotSent(why)) => BatchOutcome::NotSent(why),
+            Err(BroadcastError::Unknown { tx_hash, error }) => {
+                tracing::warn!(%tx_hash, %error, "batch broadcast outcome unknown; waiting for the chain");
+                self.wait(vec![tx_hash], None, &msg).await
+            }
+        }
+    }
+
+    /// Wait for the receipt of any version, replacing the latest while it stays unmined.
+    async fn wait(
+        &self,
+        mut hashes: Vec<B256>,
+        mut latest: Option<Broadcasted>,
+        msg: &impl Fn(Option<Broadcasted>) -> Broadcast,
+    ) -> BatchOutcome {
+        let _in_flight = latest.as_ref().and_then(|b| self.router.awaiting(b.signer));
+        let deadline = Instant::now() + self.receipt_timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let slice = match latest {
+                Some(_) => left.min(self.replace_after),
+                None => left,
+            };
+            if let Some(receipt) = self.watcher.wait_any(&hashes, slice).await {
+                return BatchOutcome::Mined(Box::new(receipt));
+            }
+            if Instant::now() >= deadline {
+                return BatchOutcome::Pending(hashes);
+            }
+            if let Some(previous) = latest.take() {
+                match self.router.broadcast(msg(Some(previous.clone()))).await {
+                    Ok(b) => {
+                        tracing::info!(old = %previous.tx_hash, new = %b.tx_hash, nonce = b.nonce, "replaced an unmined batch");
+                        hashes.push(b.tx_hash);
+                        latest = Some(b);
+                    }
+                    Err(_) => latest = Some(previous),
+                }
+            }
+        }
+    }
+}
+
+/// A payment's gas and fee: its share of a batch transaction's (the successful payments
+/// share it; a failed call in a batch costs its row nothing).
+pub fn share(
+    receipt: &TransactionReceipt,
+    gas_used: u64,
+    fee_wei: u128,
+    used: bool,
+) -> (u64, u128) {
+    if !is_batch(receipt) {
+        return (gas_used, fee_wei);
+    }
+    if !used {
+        return (0, 0);
+    }
+    let n = authorizations_used(receipt).max(1);
+    (gas_used / n, fee_wei / u128::from(n))
+}

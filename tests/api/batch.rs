@@ -1,0 +1,292 @@
+//! Batched settlement (`settlement.batch_max`): Multicall3 `aggregate3` transactions on anvil
+//! with Circle's USDC, each payment's outcome read from its own `AuthorizationUsed` log.
+
+use std::collections::{HashMap, HashSet};
+
+use alloy::primitives::{B256, U256};
+use alloy::signers::local::PrivateKeySigner;
+use devnet::{Devnet, DevnetOptions};
+use futures::StreamExt;
+use sea_orm::EntityTrait;
+use serde_json::{json, Value};
+
+use crate::chain_helpers::*;
+use crate::helpers::*;
+
+fn chain() -> DevnetOptions {
+    DevnetOptions {
+        block_time: Some(1),
+        gas_limit: Some(300_000_000),
+        // Stands in for the canonical Multicall3 of real chains.
+        multicall3: true,
+        ..DevnetOptions::default()
+    }
+}
+
+fn batching(max: usize) -> Value {
+    json!({ "settlement": { "batch_max": max, "batch_window_ms": 200 } })
+}
+
+async fn app_on(kind: Db, devnet: &Devnet, signer: usize, top: Value) -> TestApp {
+    let db = TestDb::create(kind).await;
+    ChainApp::start_app_full(
+        db,
+        devnet,
+        vec![devnet.facilitator_keys[signer].clone()],
+        json!({}),
+        top,
+    )
+    .await
+}
+
+async fn batched_app(kind: Db, max: usize) -> ChainApp {
+    let devnet = Devnet::start(chain()).await.expect("devnet");
+    let app = app_on(kind, &devnet, 0, batching(max)).await;
+    ChainApp::with_merchant(app, devnet).await
+}
+
+fn payment(app: &ChainApp, i: usize, value: u64) -> Value {
+    let who = i % app.devnet.payers.len();
+    let p = Payment::new(app, who, value);
+    p.v2(&p.sign(app.payer(who)), value)
+}
+
+/// Gas per settlement from the receipts of the transactions the answers name.
+async fn gas_per_settlement(devnet: &Devnet, answers: &[Value]) -> f64 {
+    let hashes: HashSet<B256> = answers
+        .iter()
+        .map(|a| a["transaction"].as_str().unwrap().parse().unwrap())
+        .collect();
+    let mut gas = 0u64;
+    for h in &hashes {
+        gas += devnet.receipt(*h).await.unwrap().expect("mined").gas_used;
+    }
+    gas as f64 / answers.len() as f64
+}
+
+async fn rows(app: &ChainApp) -> Vec<entities::settlement::Model> {
+    let db = sea_orm::Database::connect(&app.app.db.url).await.unwrap();
+    let rows = entities::settlement::Entity::find().all(&db).await.unwrap();
+    db.close().await.ok();
+    rows
+}
+
+async fn one_bad_authorization_in_a_batch_fails_alone(kind: Db) {
+    let app = batched_app(kind, 50).await;
+    // A buyer who can pay one of its two payments, not both: each simulates fine alone, and
+    // in one batch the second transfer fails.
+    let poor = PrivateKeySigner::random();
+    app.devnet
+        .mint(poor.address(), U256::from(1000))
+        .await
+        .unwrap();
+    let overspend: Vec<Payment> = (0..2)
+        .map(|_| Payment::usdc(poor.address(), app.devnet.chain_id, app.devnet.usdc, 600))
+        .collect();
+    let n = 20;
+    let mut bodies: Vec<Value> = (0..n).map(|i| payment(&app, i, 1000 + i as u64)).collect();
+    bodies.extend(overspend.iter().map(|p| p.v2(&p.sign(&poor), 600)));
+    let before = app.balance(PAY_TO).await;
+    let answers = futures::future::join_all(bodies.iter().map(|b| app.settle(b))).await;
+
+    for a in &answers[..n] {
+        assert_eq!(a["success"], true, "{a}");
+    }
+    let poor_answers = &answers[n..];
+    let failed: Vec<&Value> = poor_answers
+        .iter()
+        .filter(|a| a["success"] != true)
+        .collect();
+    assert_eq!(failed.len(), 1, "{poor_answers:?}");
+    let failed = failed[0];
+    assert_eq!(
+        failed["errorReason"], "invalid_transaction_state",
+        "{failed}"
+    );
+    // It failed inside a transaction that carried other payments, which went through.
+    let tx = failed["transaction"].as_str().unwrap();
+    assert!(!tx.is_empty(), "{failed}");
+    let receipt = app
+        .devnet
+        .receipt(tx.parse().unwrap())
+        .await
+        .unwrap()
+        .expect("mined");
+    assert!(receipt.status());
+    assert!(
+        answers
+            .iter()
+            .any(|a| a["success"] == true && a["transaction"] == tx),
+        "the failing payment's batch carried others"
+    );
+    let distinct: HashSet<&str> = answers
+        .iter()
+        .map(|a| a["transaction"].as_str().unwrap())
+        .collect();
+    assert!(
+        distinct.len() < answers.len() / 2,
+        "{} transactions",
+        distinct.len()
+    );
+
+    let paid: u64 = (0..n as u64).map(|i| 1000 + i).sum::<u64>() + 600;
+    assert_eq!(app.balance(PAY_TO).await, before + U256::from(paid));
+    assert_eq!(app.balance(poor.address()).await, U256::from(400));
+    let used: Vec<bool> = futures::future::join_all(
+        overspend
+            .iter()
+            .map(|p| app.devnet.authorization_state(poor.address(), p.nonce)),
+    )
+    .await
+    .into_iter()
+    .map(Result::unwrap)
+    .collect();
+    assert_eq!(used.iter().filter(|u| **u).count(), 1);
+
+    // One ledger row per payment; the failed one names its batch.
+    let rows = rows(&app).await;
+    assert_eq!(rows.len(), n + 2);
+    let by_status = rows.iter().fold(HashMap::new(), |mut m, r| {
+        *m.entry(r.status.as_str()).or_insert(0) += 1;
+        m
+    });
+    assert_eq!(by_status.get("confirmed"), Some(&(n + 1)), "{by_status:?}");
+    assert_eq!(by_status.get("failed"), Some(&1), "{by_status:?}");
+    let failed_row = rows.iter().find(|r| r.status == "failed").unwrap();
+    assert_eq!(failed_row.tx_hash.as_deref(), Some(tx));
+    assert_eq!(failed_row.gas_used, Some(0));
+    // A retry of the failed payment is a copy of a used payment, as after any mined revert.
+    let idx = poor_answers
+        .iter()
+        .position(|a| a["success"] != true)
+        .unwrap();
+    let again = app.settle(&bodies[n + idx]).await;
+    assert_eq!(again["success"], false);
+}
+
+#[actix_web::test]
+async fn one_bad_authorization_in_a_batch_fails_alone_sqlite() {
+    one_bad_authorization_in_a_batch_fails_alone(Db::Sqlite).await;
+}
+
+#[actix_web::test]
+async fn one_bad_authorization_in_a_batch_fails_alone_postgres() {
+    one_bad_authorization_in_a_batch_fails_alone(Db::Postgres).await;
+}
+
+/// Both on one chain at the same time, each with its own signer: 60 settles each.
+#[actix_web::test]
+async fn batched_gas_per_settlement_is_at_most_three_quarters_of_unbatched() {
+    let devnet = Devnet::start(chain()).await.expect("devnet");
+    let plain = ChainApp::with_merchant(
+        app_on(Db::Sqlite, &devnet, 0, json!({})).await,
+        devnet.clone_handle(),
+    )
+    .await;
+    let batched = ChainApp::with_merchant(
+        app_on(Db::Sqlite, &devnet, 1, batching(100)).await,
+        devnet.clone_handle(),
+    )
+    .await;
+    // The payee holds funds already: no first-deposit storage cost on either side.
+    let warm = plain.settle(&payment(&plain, 0, 1)).await;
+    assert_eq!(warm["success"], true, "{warm}");
+    let n = 60;
+    let plain_bodies: Vec<Value> = (0..n).map(|i| payment(&plain, i, 100 + i as u64)).collect();
+    let batched_bodies: Vec<Value> = (0..n)
+        .map(|i| payment(&batched, i, 100 + i as u64))
+        .collect();
+    let (plain_answers, batched_answers) = futures::join!(
+        futures::future::join_all(plain_bodies.iter().map(|b| plain.settle(b))),
+        futures::future::join_all(batched_bodies.iter().map(|b| batched.settle(b))),
+    );
+    for a in plain_answers.iter().chain(&batched_answers) {
+        assert_eq!(a["success"], true, "{a}");
+    }
+    let unbatched_gas = gas_per_settlement(&devnet, &plain_answers).await;
+    let batched_gas = gas_per_settlement(&devnet, &batched_answers).await;
+    eprintln!("gas per settlement: unbatched {unbatched_gas:.0}, batched {batched_gas:.0}");
+    assert!(
+        batched_gas <= 0.75 * unbatched_gas,
+        "batched {batched_gas:.0} vs unbatched {unbatched_gas:.0}"
+    );
+    // Each row holds its share: the shares add up to the transactions' gas.
+    let shares: i64 = rows(&batched)
+        .await
+        .iter()
+        .map(|r| r.gas_used.unwrap_or_default())
+        .sum();
+    let total = batched_gas * n as f64;
+    assert!(
+        (shares as f64 - total).abs() <= n as f64,
+        "{shares} vs {total}"
+    );
+}
+
+/// On the production pool size (`database.max_connections` 16; the tests' 5 starve at 300 in
+/// flight: claims wait past the pool's acquire timeout).
+#[actix_web::test]
+async fn a_thousand_batched_settles_at_300_in_flight_all_confirm() {
+    let devnet = Devnet::start(chain()).await.expect("devnet");
+    let mut top = batching(100);
+    top["database"] = json!({ "max_connections": 16 });
+    let app = ChainApp::with_merchant(app_on(Db::Postgres, &devnet, 0, top).await, devnet).await;
+    let n = 1000usize;
+    let before = app.balance(PAY_TO).await;
+    let bodies: Vec<Value> = (0..n).map(|i| payment(&app, i, 1 + i as u64)).collect();
+    let app = &app;
+    // Each with an idempotency key: a request cut off in transit (the client's pooled
+    // connection closed under it) is retried and answered with the original outcome.
+    let answers: Vec<Value> =
+        futures::stream::iter(bodies.iter().enumerate().map(|(i, b)| async move {
+            let mut tries = 0;
+            loop {
+                let res = app
+                    .app
+                    .http
+                    .post(app.app.url("/api/v1/settle"))
+                    .header("X-Client-ID", &app.client_id)
+                    .header("X-Client-Token", &app.client_token)
+                    .header("Idempotency-Key", format!("batch-{i}"))
+                    .json(b)
+                    .send()
+                    .await;
+                match res {
+                    Ok(res) => {
+                        let status = res.status();
+                        let body: Value = res.json().await.unwrap_or_default();
+                        break if status != 200 {
+                            json!({ "status": status.as_u16(), "body": body })
+                        } else {
+                            body
+                        };
+                    }
+                    Err(e) if tries < 3 => {
+                        tries += 1;
+                        eprintln!("retrying payment {i}: {e}");
+                    }
+                    Err(e) => break json!({ "transport": e.to_string() }),
+                }
+            }
+        }))
+        .buffer_unordered(300)
+        .collect()
+        .await;
+    let failures: Vec<&Value> = answers.iter().filter(|a| a["success"] != true).collect();
+    assert!(
+        failures.is_empty(),
+        "{} failed: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(3)]
+    );
+    let total: u64 = (0..n as u64).map(|i| 1 + i).sum();
+    assert_eq!(app.balance(PAY_TO).await, before + U256::from(total));
+    let rows = rows(app).await;
+    assert_eq!(rows.len(), n);
+    assert!(rows.iter().all(|r| r.status == "confirmed"));
+    let transactions: HashSet<&str> = answers
+        .iter()
+        .map(|a| a["transaction"].as_str().unwrap())
+        .collect();
+    eprintln!("{n} settles in {} transactions", transactions.len());
+}
