@@ -11,6 +11,10 @@
 
 mod finality;
 mod fleet;
+mod smart_wallet;
+
+use smart_wallet::PaymentCall;
+pub use smart_wallet::{SmartWalletPolicy, MULTICALL3};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -64,6 +68,8 @@ pub struct NetworkRuntime {
     pub min_signer_balance: U256,
     /// A mined settlement counts as confirmed once its block is this deep (1: at once).
     pub confirmations: u64,
+    /// ERC-1271 / ERC-6492 payers: which factories may deploy, through which Multicall3.
+    pub smart_wallets: SmartWalletPolicy,
 }
 
 #[derive(Debug, Clone)]
@@ -229,6 +235,8 @@ impl Transfer {
 
 /// What the chain said about a payment, from one batched round trip.
 struct ChainView {
+    /// The call that settles it, or why none may be sent (a smart wallet's refusal).
+    call: Result<PaymentCall, Reason>,
     simulation: Result<(), String>,
     authorization_used: Option<bool>,
     balance: Option<U256>,
@@ -519,31 +527,43 @@ impl Facilitator {
             .first()
             .copied()
             .unwrap_or(Address::ZERO);
-        let calldata = transfer_calldata(req, verified);
+        let call =
+            match smart_wallet::payment_call(rt, req, verified, transfer_calldata(req, verified))
+                .await?
+            {
+                Ok(call) => call,
+                Err(reason) => return Ok(ChainView::refused(reason)),
+            };
         let rpc =
             |e: alloy::transports::TransportError| ServiceError::Unavailable(format!("rpc: {e}"));
         let mut batch = alloy::rpc::client::BatchRequest::new(rt.provider.client());
-        let mut add = |data: Vec<u8>| {
+        let mut add = |to: Address, data: Vec<u8>| {
             let call = TransactionRequest::default()
                 .from(from)
-                .to(asset)
+                .to(to)
                 .input(TransactionInput::new(data.into()));
             batch
                 .add_call::<_, Bytes>("eth_call", &(call, "latest"))
                 .map_err(rpc)
         };
-        let sim = add(calldata.to_vec())?;
-        let used = add(IEIP3009::authorizationStateCall {
-            authorizer: auth.from,
-            nonce: auth.nonce,
-        }
-        .abi_encode())?;
-        let balance = add(IEIP3009::balanceOfCall { account: auth.from }.abi_encode())?;
-        let name = add(IEIP3009::nameCall {}.abi_encode())?;
-        let version = add(IEIP3009::versionCall {}.abi_encode())?;
+        let sim = add(call.to, call.simulation.to_vec())?;
+        let used = add(
+            asset,
+            IEIP3009::authorizationStateCall {
+                authorizer: auth.from,
+                nonce: auth.nonce,
+            }
+            .abi_encode(),
+        )?;
+        let balance = add(
+            asset,
+            IEIP3009::balanceOfCall { account: auth.from }.abi_encode(),
+        )?;
+        let name = add(asset, IEIP3009::nameCall {}.abi_encode())?;
+        let version = add(asset, IEIP3009::versionCall {}.abi_encode())?;
         batch.send().await.map_err(rpc)?;
         let simulation = match sim.await {
-            Ok(_) => Ok(()),
+            Ok(out) => call.judge(&out),
             Err(alloy::transports::RpcError::ErrorResp(e)) => Err(e.message.to_string()),
             Err(e) => return Err(rpc(e)),
         };
@@ -552,13 +572,14 @@ impl Facilitator {
         // an authorization our clock has judged valid: judge it at our clock instead.
         let simulation = match simulation {
             Err(m) if time_refusal(&m) => self
-                .simulate_at(rt, from, asset, &calldata, (self.inner.clock)())
+                .simulate_at(rt, from, &call, (self.inner.clock)())
                 .await
                 .unwrap_or(Err(m)),
             s => s,
         };
         let decode_bool = |b: Bytes| IEIP3009::authorizationStateCall::abi_decode_returns(&b).ok();
         Ok(ChainView {
+            call: Ok(call),
             simulation,
             authorization_used: used.await.ok().and_then(decode_bool),
             balance: balance
@@ -587,14 +608,13 @@ impl Facilitator {
         &self,
         rt: &NetworkRuntime,
         from: Address,
-        to: Address,
-        calldata: &Bytes,
+        payment: &PaymentCall,
         at: u64,
     ) -> Option<Result<(), String>> {
         let call = TransactionRequest::default()
             .from(from)
-            .to(to)
-            .input(TransactionInput::new(calldata.clone()));
+            .to(payment.to)
+            .input(TransactionInput::new(payment.simulation.clone()));
         let overrides = serde_json::json!({ "time": format!("{at:#x}") });
         let answer: Result<Bytes, _> = rt
             .provider
@@ -605,7 +625,7 @@ impl Facilitator {
             )
             .await;
         match answer {
-            Ok(_) => Some(Ok(())),
+            Ok(out) => Some(payment.judge(&out)),
             Err(alloy::transports::RpcError::ErrorResp(e)) if e.message.contains("revert") => {
                 Some(Err(e.message.to_string()))
             }
@@ -784,24 +804,28 @@ impl Facilitator {
                 return Err(e);
             }
         };
-        if let Err(reason) = diagnose(req, &view) {
-            ledger::mark_failed_unsent(&self.inner.db, row.id, reason.as_str()).await?;
-            self.refund_credit(credit).await;
-            return Ok(SettleAnswer::failed(reason, payer, amount));
-        }
+        let call = match (diagnose(req, &view), view.call) {
+            (Ok(()), Ok(call)) => call,
+            (Err(reason), _) | (Ok(()), Err(reason)) => {
+                ledger::mark_failed_unsent(&self.inner.db, row.id, reason.as_str()).await?;
+                self.refund_credit(credit).await;
+                return Ok(SettleAnswer::failed(reason, payer, amount));
+            }
+        };
 
-        let calldata = transfer_calldata(req, verified);
+        // The token itself, or (an ERC-6492 wallet to deploy) Multicall3.
+        let (target, calldata) = (call.to, call.data);
         if !rt.router.has_available() && self.inner.config.fleet {
             // Another instance holds this network's signer leases: it sends, we answer.
             return self
-                .settle_through_the_fleet(rt, &row, req.asset, &calldata, credit, payer, amount)
+                .settle_through_the_fleet(rt, &row, target, &calldata, credit, payer, amount)
                 .await;
         }
         let broadcast = rt
             .router
             .broadcast(Broadcast {
                 settlement_id: row.id,
-                to: req.asset,
+                to: target,
                 calldata: calldata.clone(),
                 replacing: None,
             })
@@ -811,7 +835,7 @@ impl Facilitator {
             Err(BroadcastError::NoSigner(why)) if self.inner.config.fleet => {
                 tracing::debug!(%why, "no signer here after all; queueing for the fleet");
                 return self
-                    .settle_through_the_fleet(rt, &row, req.asset, &calldata, credit, payer, amount)
+                    .settle_through_the_fleet(rt, &row, target, &calldata, credit, payer, amount)
                     .await;
             }
             Err(BroadcastError::NoSigner(why)) => {
@@ -842,7 +866,7 @@ impl Facilitator {
             asset: row.asset.clone(),
             amount,
         };
-        self.await_outcome(rt, row.id, sent, req.asset, transfer, payer)
+        self.await_outcome(rt, row.id, sent, target, transfer, payer)
             .await
     }
 
@@ -855,7 +879,7 @@ impl Facilitator {
         rt: &Arc<NetworkRuntime>,
         id: i64,
         sent: Sent,
-        asset: Address,
+        to: Address,
         transfer: Transfer,
         payer: Option<Address>,
     ) -> ServiceResult<SettleAnswer> {
@@ -911,7 +935,7 @@ impl Facilitator {
                     .router
                     .broadcast(Broadcast {
                         settlement_id: id,
-                        to: asset,
+                        to,
                         calldata: calldata.clone(),
                         replacing: Some(previous.clone()),
                     })
@@ -1193,17 +1217,7 @@ fn transfer_calldata(req: &PaymentRequest, verified: &exact::OffchainVerified) -
             .abi_encode()
             .into()
         }
-        _ => IEIP3009::transferWithAuthorization_1Call {
-            from: a.from,
-            to: a.to,
-            value: a.value,
-            validAfter: a.valid_after,
-            validBefore: a.valid_before,
-            nonce: a.nonce,
-            signature: req.payload.signature.clone(),
-        }
-        .abi_encode()
-        .into(),
+        _ => smart_wallet::bytes_overload(a, req.payload.signature.clone()),
     }
 }
 
@@ -1212,8 +1226,25 @@ fn time_refusal(message: &str) -> bool {
     message.contains("not yet valid") || message.contains("authorization is expired")
 }
 
+impl ChainView {
+    /// No call may be sent for this payment: nothing was asked of the token.
+    fn refused(reason: Reason) -> Self {
+        Self {
+            call: Err(reason),
+            simulation: Err(reason.as_str().to_owned()),
+            authorization_used: None,
+            balance: None,
+            name: None,
+            version: None,
+        }
+    }
+}
+
 /// Name the on-chain failure (X402.md step 8).
 fn diagnose(req: &PaymentRequest, view: &ChainView) -> Result<(), Reason> {
+    if let Err(reason) = view.call {
+        return Err(reason);
+    }
     // A call to an address without code "succeeds" with empty output: an asset that cannot
     // answer balanceOf is not a token here, whatever the registry says.
     if view.balance.is_none() {
