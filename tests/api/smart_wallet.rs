@@ -253,4 +253,24 @@ async fn smart_wallet_refusals_have_their_reasons() {
         refused["invalidReason"], "invalid_exact_evm_payload_signature",
         "{refused}"
     );
+
+    // A network whose Multicall3 is not where the configuration says: the batch cannot run,
+    // and nothing is sent.
+    let (app, safe) = safe_app(
+        Db::Sqlite,
+        true,
+        json!({ "multicall3_address": "0x000000000000000000000000000000000000dEaD" }),
+    )
+    .await;
+    let w = wallet(&app, &safe, false, 10_000).await;
+    let pay = Payment::usdc(w.address, app.devnet.chain_id, app.devnet.usdc, 1_000);
+    let body = pay.v2(&hex(&w.erc6492(w.sign(pay.chain_id, pay.digest()))), 1_000);
+    let sent = sent_by_facilitator(&app).await;
+    let refused = app.settle(&body).await;
+    assert_eq!(
+        refused["errorReason"], "invalid_transaction_state",
+        "{refused}"
+    );
+    assert_eq!(sent_by_facilitator(&app).await, sent, "no gas spent");
+    assert!(app.devnet.code_at(w.address).await.unwrap().is_empty());
 }
