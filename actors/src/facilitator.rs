@@ -1242,9 +1242,8 @@ impl ChainView {
 
 /// Name the on-chain failure (X402.md step 8).
 fn diagnose(req: &PaymentRequest, view: &ChainView) -> Result<(), Reason> {
-    if let Err(reason) = view.call {
-        return Err(reason);
-    }
+    // A smart wallet's refusal comes before anything the token says.
+    view.call.as_ref().map_err(|reason| *reason)?;
     // A call to an address without code "succeeds" with empty output: an asset that cannot
     // answer balanceOf is not a token here, whatever the registry says.
     if view.balance.is_none() {

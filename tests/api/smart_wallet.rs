@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use crate::chain_helpers::*;
 use crate::helpers::*;
+use crate::replay::{e2e_state, node, write_state, E2E_PAY_TO, E2E_PRICE};
 
 /// A chain with Multicall3 and Safe's contracts, and an app on it whose base-sepolia entry
 /// takes `network` (e.g. the factory allowlist).
@@ -274,3 +275,32 @@ async fn smart_wallet_refusals_have_their_reasons() {
     assert_eq!(sent_by_facilitator(&app).await, sent, "no gas spent");
     assert!(app.devnet.code_at(w.address).await.unwrap().is_empty());
 }
+
+/// The official v2 buyer (`@x402/fetch` + `@x402/evm`) paying from a counterfactual Safe
+/// through the official resource server: the settle deploys the wallet and pays.
+async fn the_official_v2_client_pays_from_a_counterfactual_safe(kind: Db) {
+    let (app, safe) = safe_app(kind, true, json!({})).await;
+    let w = wallet(&app, &safe, false, 50_000).await;
+    let mut state = e2e_state(&app);
+    state["safe"] = json!({
+        "address": w.address.to_checksum(None),
+        "ownerPrivateKey": format!("0x{}", alloy::hex::encode(w.owner.to_bytes())),
+        "factory": w.factory.to_checksum(None),
+        "factoryCalldata": hex(&w.factory_calldata),
+    });
+    let file = write_state(&state);
+    let result = node(
+        "tools/e2e/smart-wallet.mjs",
+        &[file.path().to_str().unwrap()],
+    )
+    .await;
+    assert_eq!(result["ok"], true, "{result}");
+    assert_eq!(
+        result["payer"].as_str().unwrap().to_lowercase(),
+        w.address.to_string().to_lowercase()
+    );
+    assert!(!app.devnet.code_at(w.address).await.unwrap().is_empty());
+    assert_eq!(app.balance(E2E_PAY_TO).await, U256::from(E2E_PRICE));
+    assert_eq!(app.balance(w.address).await, U256::from(50_000 - E2E_PRICE));
+}
+on_both_databases!(the_official_v2_client_pays_from_a_counterfactual_safe);
