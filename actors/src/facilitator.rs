@@ -11,6 +11,7 @@
 
 mod finality;
 mod fleet;
+mod permit2;
 mod smart_wallet;
 
 use smart_wallet::PaymentCall;
@@ -28,6 +29,7 @@ use dashmap::DashMap;
 use sea_orm::DatabaseConnection;
 use tokio::sync::watch;
 use x402::exact::evm::{self as exact, IEIP3009};
+use x402::permit2::Phase;
 use x402::proto::PaymentRequest;
 use x402::Reason;
 
@@ -480,8 +482,7 @@ impl Facilitator {
 
     /// All checks, off-chain then on-chain. `Err(reason)` is a protocol answer.
     async fn check(&self, req: &PaymentRequest, now: u64) -> ServiceResult<Result<(), Reason>> {
-        let ctx = self.context(req);
-        let verified = match exact::verify_offchain(req, &ctx, now) {
+        let verified = match self.verify_offchain(req, now, Phase::Verify) {
             Ok(v) => v,
             Err(reason) => return Ok(Err(reason)),
         };
@@ -492,8 +493,7 @@ impl Facilitator {
         if self.authorization_taken(rt, req).await? {
             return Ok(Err(Reason::InvalidExactEvmNonceAlreadyUsed));
         }
-        let view = self.chain_view(rt, req, &verified).await?;
-        Ok(diagnose(req, &view))
+        Ok(self.judge_onchain(rt, req, &verified).await?.map(|_| ()))
     }
 
     /// Has a settle of this authorization begun, in this process or in the ledger (any
@@ -641,8 +641,7 @@ impl Facilitator {
         let now = (self.inner.clock)();
         let payer = Some(req.payload.authorization.from);
         let amount = req.payload.authorization.value;
-        let ctx = self.context(req);
-        let verified = match exact::verify_offchain(req, &ctx, now) {
+        let verified = match self.verify_offchain(req, now, Phase::Settle) {
             Ok(v) => v,
             Err(reason) => return Ok(SettleAnswer::failed(reason, payer, amount)),
         };
@@ -730,7 +729,7 @@ impl Facilitator {
         &self,
         rt: &Arc<NetworkRuntime>,
         req: &PaymentRequest,
-        verified: &exact::OffchainVerified,
+        verified: &permit2::Verified,
         key: Key,
         caller: &Caller,
     ) -> ServiceResult<SettleAnswer> {
@@ -794,8 +793,8 @@ impl Facilitator {
         };
 
         // Simulate right before sending: never spend gas on a payment that would revert.
-        let view = match self.chain_view(rt, req, verified).await {
-            Ok(view) => view,
+        let judged = match self.judge_onchain(rt, req, verified).await {
+            Ok(judged) => judged,
             Err(e) => {
                 // Nothing was sent (the node did not answer): release the claim so that a
                 // retry can proceed.
@@ -804,38 +803,42 @@ impl Facilitator {
                 return Err(e);
             }
         };
-        let call = match (diagnose(req, &view), view.call) {
-            (Ok(()), Ok(call)) => call,
-            (Err(reason), _) | (Ok(()), Err(reason)) => {
+        // The token itself, a Permit2 proxy, or (an ERC-6492 wallet to deploy) Multicall3.
+        let (to, calldata) = match judged {
+            Ok(call) => call,
+            Err(reason) => {
                 ledger::mark_failed_unsent(&self.inner.db, row.id, reason.as_str()).await?;
                 self.refund_credit(credit).await;
                 return Ok(SettleAnswer::failed(reason, payer, amount));
             }
         };
-
-        // The token itself, or (an ERC-6492 wallet to deploy) Multicall3.
-        let (target, calldata) = (call.to, call.data);
-        if !rt.router.has_available() && self.inner.config.fleet {
+        // A payment that names its sender (upto) is not queued: another instance's signer
+        // would be refused by the proxy.
+        let queueable = self.inner.config.fleet && permit2::required_sender(req).is_none();
+        if !rt.router.has_available() && queueable {
             // Another instance holds this network's signer leases: it sends, we answer.
             return self
-                .settle_through_the_fleet(rt, &row, target, &calldata, credit, payer, amount)
+                .settle_through_the_fleet(rt, &row, to, &calldata, credit, payer, amount)
                 .await;
         }
         let broadcast = rt
             .router
-            .broadcast(Broadcast {
-                settlement_id: row.id,
-                to: target,
-                calldata: calldata.clone(),
-                replacing: None,
-            })
+            .broadcast_from(
+                permit2::required_sender(req),
+                Broadcast {
+                    settlement_id: row.id,
+                    to,
+                    calldata: calldata.clone(),
+                    replacing: None,
+                },
+            )
             .await;
         let sent = match broadcast {
             Ok(b) => Sent::Known(b, calldata),
-            Err(BroadcastError::NoSigner(why)) if self.inner.config.fleet => {
+            Err(BroadcastError::NoSigner(why)) if queueable => {
                 tracing::debug!(%why, "no signer here after all; queueing for the fleet");
                 return self
-                    .settle_through_the_fleet(rt, &row, target, &calldata, credit, payer, amount)
+                    .settle_through_the_fleet(rt, &row, to, &calldata, credit, payer, amount)
                     .await;
             }
             Err(BroadcastError::NoSigner(why)) => {
@@ -866,7 +869,7 @@ impl Facilitator {
             asset: row.asset.clone(),
             amount,
         };
-        self.await_outcome(rt, row.id, sent, target, transfer, payer)
+        self.await_outcome(rt, row.id, sent, to, transfer, payer)
             .await
     }
 

@@ -24,8 +24,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::{Registry, Unit};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
 };
 
 use crate::{ServiceError, ServiceResult};
@@ -269,9 +269,16 @@ impl Handler<Flush> for MetricsActor {
 }
 
 /// Add a batch to the rollup rows, in one transaction. Rows are read with a row lock on
-/// PostgreSQL (several instances may share the database); SQLite serializes writers anyway.
+/// PostgreSQL (several instances may share the database). On SQLite the transaction takes the
+/// write lock first, with a write that changes nothing: a transaction that reads and then
+/// writes fails at once ("database is locked", no busy wait) when another writer committed
+/// in between, which lost whole batches under load.
 async fn write(db: &DatabaseConnection, batch: &Batch) -> ServiceResult<()> {
     let txn = db.begin().await?;
+    if txn.get_database_backend() == DbBackend::Sqlite {
+        txn.execute_unprepared("UPDATE http_metrics_daily SET count = count WHERE 0")
+            .await?;
+    }
     for (k, v) in &batch.http {
         let existing = http_row::Entity::find()
             .filter(http_row::Column::Day.eq(k.day))

@@ -554,20 +554,37 @@ impl SettlementRouter {
     }
 
     pub async fn broadcast(&self, msg: Broadcast) -> Result<Broadcasted, BroadcastError> {
+        self.broadcast_from(None, msg).await
+    }
+
+    /// `broadcast`, sent by `signer` when given (a payment that names who may settle it, like
+    /// `upto`'s `witness.facilitator`); `NoSigner` when that signer cannot send here now.
+    pub async fn broadcast_from(
+        &self,
+        signer: Option<Address>,
+        msg: Broadcast,
+    ) -> Result<Broadcasted, BroadcastError> {
         if self.actors.is_empty() {
             return Err(BroadcastError::NotSent(
                 "no signer configured for this network".into(),
             ));
         }
-        let (_, actor, stats) = match &msg.replacing {
-            Some(old) => self
+        let (_, actor, stats) = match (&msg.replacing, signer) {
+            (Some(old), _) => self
                 .actors
                 .iter()
                 .find(|(a, _, _)| *a == old.signer)
                 .ok_or_else(|| {
                     BroadcastError::NotSent(format!("signer {} is not served", old.signer))
                 })?,
-            None => self.pick().ok_or_else(|| {
+            (None, Some(signer)) => self
+                .actors
+                .iter()
+                .find(|(a, _, s)| *a == signer && s.available())
+                .ok_or_else(|| {
+                    BroadcastError::NoSigner(format!("signer {signer} cannot send here now"))
+                })?,
+            (None, None) => self.pick().ok_or_else(|| {
                 BroadcastError::NoSigner(if self.all_unfunded() {
                     "no signer of this network can pay for gas".into()
                 } else {

@@ -89,7 +89,7 @@ pub async fn list_users(
 /// (`rateLimitPerSecond`: requests per second, `0` = unlimited, `null` = the server's default).
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[schema(as = OperatorChange, min_properties = 1)]
+#[schema(as = OperatorChange)]
 pub struct OperatorBody {
     // Missing = not given; `null` = unlimited.
     #[serde(default, deserialize_with = "present")]

@@ -37,7 +37,7 @@ pub struct CreateClientBody {
     #[schema(example = 8760, minimum = 1, maximum = 87600)]
     pub ttl_hours: Option<u64>,
     /// Networks the key may pay on (v1 names or CAIP-2); omit for all served networks.
-    #[schema(example = json!(["base-sepolia"]))]
+    #[schema(example = json!(["base-sepolia"]), min_items = 1)]
     pub networks: Option<Vec<String>>,
 }
 
@@ -127,24 +127,36 @@ pub async fn revoke(
     Ok(super::data(json!({ "deleted": id.into_inner() })))
 }
 
+/// The statuses a key can be given (`DELETE` revokes; expiry comes with time).
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)] // schema only
+pub enum StatusChange {
+    Active,
+    Paused,
+}
+
 /// `PATCH /clients/{id}`: any of these, at least one.
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[schema(as = ClientChange, min_properties = 1)]
+#[schema(as = ClientChange)]
 pub struct UpdateClientBody {
+    // Omitted = unchanged (`null` is read as omitted, so the schema does not offer it).
     /// 1 to 200 characters.
-    #[schema(min_length = 1, max_length = 200)]
+    #[schema(min_length = 1, max_length = 200, nullable = false)]
     pub title: Option<String>,
     /// Comma-separated operations allowed (`verify`, `settle`).
-    #[schema(example = "verify")]
+    #[schema(example = "verify", nullable = false)]
     pub scope: Option<String>,
     // Missing = unchanged; `null` = every network; a list = only those.
     /// `null` = every served network; a list (v1 names or CAIP-2) = only those.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<Vec<String>>)]
+    #[schema(value_type = Option<Vec<String>>, min_items = 1)]
     pub networks: Option<Value>,
     /// `active` (resume) or `paused` (the key gets 401 until resumed).
-    #[schema(example = "paused")]
+    // Read as any status, so that `revoked`/`expired` get their own clear refusal; the schema
+    // offers the two that can be set.
+    #[schema(value_type = StatusChange, required = false, example = "paused")]
     pub status: Option<ClientStatus>,
     /// `true`: issue a new token (in the answer only); the old one stops working.
     #[serde(default)]

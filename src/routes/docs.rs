@@ -385,7 +385,23 @@ pub fn openapi() -> OpenApi {
         }
     }
     inline_envelopes(&mut doc);
+    at_least_one_property(&mut doc);
     doc
+}
+
+/// The change bodies take any of their fields, at least one. utoipa 5.5 writes
+/// `#[schema(min_properties = 1)]` as `maxProperties: 1` (its code generator maps the one to
+/// the other), which would allow one field at most, so the bound is set here.
+fn at_least_one_property(doc: &mut OpenApi) {
+    let Some(components) = doc.components.as_mut() else {
+        return;
+    };
+    for name in ["ClientChange", "OperatorChange"] {
+        if let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(name) {
+            object.max_properties = None;
+            object.min_properties = Some(1);
+        }
+    }
 }
 
 /// utoipa 5 documents each `Data<T>` as a schema of its own, `Data_T`, holding a copy of `T`.

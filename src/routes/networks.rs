@@ -19,6 +19,17 @@ use crate::startup::AppState;
 pub struct FeePayerExtra {
     /// The address that pays gas for settlements on this network.
     pub fee_payer: String,
+    /// v2 `upto`: the address a buyer names in `witness.facilitator` (it sends the settlement).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub facilitator_address: Option<String>,
+    /// v2 `exact`: the transfer methods taken (`eip3009`, `permit2`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = json!(["eip3009", "permit2"]))]
+    pub asset_transfer_methods: Option<Vec<&'static str>>,
+    /// v2: the x402 extensions taken on this network (`eip2612GasSponsoring`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = json!(["eip2612GasSponsoring"]))]
+    pub extensions: Option<Vec<&'static str>>,
 }
 
 /// A settlement signer of a network, as one instance sees it (`/api/v1/status` only).
@@ -47,6 +58,7 @@ pub struct SignerState {
 pub struct NetworkKind {
     #[schema(example = 1)]
     pub x402_version: u8,
+    /// `exact` (v1 and v2; v2 by EIP-3009 or Permit2) or `upto` (v2, Permit2).
     #[schema(example = "exact")]
     pub scheme: &'static str,
     /// `base-sepolia` (x402 v1) or `eip155:84532` (x402 v2).
@@ -83,14 +95,29 @@ pub(super) fn kind(registry: &RegistryHandle, n: &NetworkEntry, version: u8) -> 
         status: health.status,
         block: health.block.unwrap_or(0),
         fee_payer: fee_payer.clone(),
-        extra: FeePayerExtra { fee_payer },
+        extra: FeePayerExtra {
+            fee_payer,
+            facilitator_address: None,
+            asset_transfer_methods: (version == 2).then(|| vec!["eip3009", "permit2"]),
+            extensions: (version == 2).then(|| vec![x402::permit2::EIP2612_GAS_SPONSORING]),
+        },
         block_age_seconds: health.block_age_secs(now),
         rpc: health.endpoints.clone(),
         signers: None,
     }
 }
 
-/// One kind per served network and x402 version (v1 names, then CAIP-2 for v2).
+/// The v2 `upto` kind of a network: Permit2 through the upto proxy, sent by the fee payer.
+fn upto_kind(registry: &RegistryHandle, n: &NetworkEntry) -> NetworkKind {
+    let mut kind = kind(registry, n, 2);
+    kind.scheme = "upto";
+    kind.extra.asset_transfer_methods = None;
+    kind.extra.facilitator_address = Some(kind.fee_payer.clone());
+    kind
+}
+
+/// One kind per served network and x402 version (v1 names, then CAIP-2 for v2), then v2
+/// `upto` per network.
 pub fn network_kinds(registry: &RegistryHandle, both_versions: bool) -> Vec<NetworkKind> {
     let mut kinds: Vec<NetworkKind> = registry
         .networks()
@@ -99,6 +126,7 @@ pub fn network_kinds(registry: &RegistryHandle, both_versions: bool) -> Vec<Netw
         .collect();
     if both_versions {
         kinds.extend(registry.networks().iter().map(|n| kind(registry, n, 2)));
+        kinds.extend(registry.networks().iter().map(|n| upto_kind(registry, n)));
     }
     kinds
 }
@@ -109,8 +137,9 @@ pub fn network_kinds(registry: &RegistryHandle, both_versions: bool) -> Vec<Netw
 #[derive(Serialize, ToSchema)]
 pub struct Supported {
     pub kinds: Vec<NetworkKind>,
-    /// x402 extensions advertised (none yet; `payment-identifier` ids are honoured on
-    /// `/settle` all the same).
+    /// x402 extensions advertised: `eip2612GasSponsoring` (Permit2 payments; per network in
+    /// each v2 kind's `extra.extensions`). `payment-identifier` ids are honoured on `/settle`
+    /// all the same.
     pub extensions: Vec<Value>,
     #[schema(example = json!({"eip155:*": ["0x1111111111111111111111111111111111111111"]}))]
     pub signers: BTreeMap<String, Vec<String>>,
@@ -126,7 +155,7 @@ fn supported(registry: &RegistryHandle) -> Supported {
     signers.dedup();
     Supported {
         kinds: network_kinds(registry, true),
-        extensions: Vec::new(),
+        extensions: vec![json!(x402::permit2::EIP2612_GAS_SPONSORING)],
         signers: BTreeMap::from([("eip155:*".to_owned(), signers)]),
     }
 }

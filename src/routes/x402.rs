@@ -534,7 +534,7 @@ pub struct AuthorizationQuery {
     params(AuthorizationQuery),
     responses(
         (status = 200, description = "The settlement.", body = Data<schema::Settlement>),
-        (status = 404, description = "`NOT_FOUND`: this key made no settlement of that authorization.", body = ApiError),
+        (status = 404, description = "`NOT_FOUND`: this key made no settlement of that authorization, or the network is not served here.", body = ApiError),
         errors::BadRequest,
         errors::ClientAuth,
         errors::Internal,
@@ -552,8 +552,14 @@ pub async fn settlement_by_authorization(
             what.to_owned(),
         )
     };
-    let network = x402::network::parse_network(query.network.trim())
-        .ok_or_else(|| bad("network: not a known network (v1 name or CAIP-2 id)"))?;
+    // A network not served here made no settlement: 404, like any other unknown authorization.
+    let network = x402::network::parse_network(query.network.trim()).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::NotFound,
+            "settlement not found",
+            "network: not a network served here (v1 name or CAIP-2 id)",
+        )
+    })?;
     let payer: Address = query
         .payer
         .trim()

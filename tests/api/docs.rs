@@ -100,6 +100,18 @@ async fn openapi_json_lists_every_registered_route() {
         );
     }
 
+    // The change bodies: any of their fields, at least one (utoipa alone writes maxProperties).
+    for name in ["ClientChange", "OperatorChange"] {
+        let change = &doc["components"]["schemas"][name];
+        assert_eq!(change["minProperties"], 1, "{name}: {change}");
+        assert!(change.get("maxProperties").is_none(), "{name}: {change}");
+        assert!(change.get("required").is_none(), "{name}: {change}");
+    }
+    assert_eq!(
+        doc["components"]["schemas"]["StatusChange"]["enum"],
+        serde_json::json!(["active", "paused"])
+    );
+
     // The credentials.
     let schemes = &doc["components"]["securitySchemes"];
     assert_eq!(schemes["bearerAuth"]["type"], "http");

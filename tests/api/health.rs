@@ -90,9 +90,14 @@ both_dbs!(networks_list_and_get_by_name_and_caip2, |app| {
         .iter()
         .map(|k| k["network"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["base-sepolia", "eip155:84532"]);
+    // v1 exact, v2 exact (EIP-3009 or Permit2), v2 upto.
+    assert_eq!(names, ["base-sepolia", "eip155:84532", "eip155:84532"]);
     assert_eq!(kinds[1]["x402Version"], 2);
-    assert!(body["extensions"].as_array().unwrap().is_empty());
+    assert_eq!(kinds[2]["scheme"], "upto");
+    assert_eq!(
+        body["extensions"],
+        serde_json::json!(["eip2612GasSponsoring"])
+    );
     assert!(body["signers"]["eip155:*"].is_array());
 
     let res = app.get("/api/v1/networks/base-sepolia", None).await;

@@ -19,6 +19,7 @@ mod health;
 mod key_controls;
 mod logs;
 mod metrics;
+mod permit2;
 mod persistence;
 mod process;
 mod recovery;

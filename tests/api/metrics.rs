@@ -586,3 +586,38 @@ both_dbs!(every_response_carries_a_request_id, |app| {
     );
     assert!(unmatched[0].ends_with(" 3"), "{}", unmatched[0]);
 });
+
+// Metrics reads flush the in-memory batch to the database first. On SQLite that flush once
+// read the rollup rows and then wrote them, and failed at once ("database is locked", a 503)
+// whenever another request committed a write in between. Reads beside a stream of writing
+// requests (signups: users and throttle rows) all answer.
+both_dbs!(metrics_reads_beside_concurrent_writes_all_answer, |app| {
+    let (access, _, _) = app.user("reader@example.com").await;
+    let answers = futures::future::join_all((0..80).map(|i| {
+        let (app, access) = (&app, &access);
+        async move {
+            let res = if i % 2 == 0 {
+                app.get("/api/v1/metrics/summary", Some(access)).await
+            } else {
+                app.post(
+                    "/api/v1/signup",
+                    None,
+                    json!({ "email": format!("writer{i}@example.com"), "password": PASSWORD }),
+                )
+                .await
+            };
+            let status = res.status().as_u16();
+            (i, status, res.text().await.unwrap())
+        }
+    }))
+    .await;
+    let mut reads = 0;
+    for (i, status, body) in answers {
+        assert!(status < 500, "request {i}: {status} {body}");
+        if i % 2 == 0 {
+            assert_eq!(status, 200, "read {i}: {body}");
+            reads += 1;
+        }
+    }
+    assert_eq!(reads, 40);
+});

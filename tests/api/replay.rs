@@ -331,15 +331,40 @@ chain_test!(lookup_by_authorization_finds_only_the_callers_own, |app| {
         .get_as_client(&query("base-sepolia"), &id, &token)
         .await;
     assert_error(res, 404, "NOT_FOUND", Some("settlement not found")).await;
+    // A network not served here made no settlement.
+    let res = app
+        .app
+        .get_as_client(
+            "/api/v1/settlements?network=moon&payer=0x0000000000000000000000000000000000000001&nonce=0x0000000000000000000000000000000000000000000000000000000000000001",
+            &app.client_id,
+            &app.client_token,
+        )
+        .await;
+    let body = assert_error(res, 404, "NOT_FOUND", Some("settlement not found")).await;
+    assert_eq!(
+        body["details"],
+        "network: not a network served here (v1 name or CAIP-2 id)"
+    );
     // Bad or missing parameters.
     for bad in [
-        "/api/v1/settlements?network=moon&payer=0x0000000000000000000000000000000000000001&nonce=0x0000000000000000000000000000000000000000000000000000000000000001".to_owned(),
-        format!("/api/v1/settlements?network=base-sepolia&payer=0x12&nonce={}", pay.nonce),
-        format!("/api/v1/settlements?network=base-sepolia&payer={}&nonce=0x12", payer.address()),
-        format!("/api/v1/settlements?network=base-sepolia&payer={}", payer.address()),
+        format!(
+            "/api/v1/settlements?network=base-sepolia&payer=0x12&nonce={}",
+            pay.nonce
+        ),
+        format!(
+            "/api/v1/settlements?network=base-sepolia&payer={}&nonce=0x12",
+            payer.address()
+        ),
+        format!(
+            "/api/v1/settlements?network=base-sepolia&payer={}",
+            payer.address()
+        ),
         format!("{}&extra=1", query("base-sepolia")),
     ] {
-        let res = app.app.get_as_client(&bad, &app.client_id, &app.client_token).await;
+        let res = app
+            .app
+            .get_as_client(&bad, &app.client_id, &app.client_token)
+            .await;
         assert_error(res, 400, "INVALID_REQUEST", None).await;
     }
     // And without credentials.

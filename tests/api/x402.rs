@@ -307,7 +307,11 @@ chain_test!(
             .iter()
             .map(|k| k["network"].as_str().unwrap())
             .collect();
-        assert_eq!(networks, ["base-sepolia", "eip155:84532"], "{supported}");
+        assert_eq!(
+            networks,
+            ["base-sepolia", "eip155:84532", "eip155:84532"],
+            "{supported}"
+        );
         let res = app
             .app
             .post_as_client("/api/v1/settle", &id, &token, &v2)

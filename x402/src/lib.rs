@@ -10,10 +10,14 @@
 //! 3. The caller does the on-chain part (simulation, balance, nonce state) with the call
 //!    encodings in `exact::evm::IEIP3009`.
 //!
+//! `permit2` does the same for Permit2 payments (`exact` via Permit2, `upto`, and the
+//! `eip2612GasSponsoring` extension).
+//!
 //! `network` maps v1 names, CAIP-2 ids and chain ids, with each network's USDC.
 
 pub mod exact;
 pub mod network;
+pub mod permit2;
 pub mod proto;
 mod reason;
 

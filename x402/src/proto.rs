@@ -10,6 +10,7 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::permit2::{Kind as Permit2Kind, Permit2Payload, Permit2Request};
 use crate::Reason;
 
 /// The EIP-3009 authorization a buyer signed.
@@ -35,7 +36,7 @@ pub struct ExactEvmPayload {
 }
 
 /// Amounts are decimal strings of atomic units on the wire; numbers are accepted too.
-mod decimal {
+pub(crate) mod decimal {
     use alloy_primitives::U256;
     use serde::{de::Error, Deserialize, Deserializer, Serializer};
 
@@ -201,6 +202,9 @@ pub struct PaymentRequest {
     pub payment_id: Option<String>,
     /// False when a payment id was given but is not 16–128 chars of `[A-Za-z0-9_-]`.
     pub payment_id_valid: bool,
+    /// A Permit2 payment (`permit2Authorization`): `payload` then holds its EIP-3009-shaped
+    /// view (owner, recipient, amount, validity, nonce) for the ledger and the answers.
+    pub permit2: Option<Permit2Request>,
     /// keccak256 of a canonical encoding of everything above: equal requests, equal hashes.
     pub request_hash: B256,
 }
@@ -261,7 +265,7 @@ fn extra_str(obj: &Value, key: &str) -> Option<String> {
 }
 
 /// `paymentPayload.payload`: an object, or base64 of its JSON.
-fn exact_payload(raw: &Value) -> Result<ExactEvmPayload, RequestError> {
+fn payload_object(raw: &Value) -> Result<Value, RequestError> {
     let bad = |m: String| RequestError::BadPayload(m);
     let value = match raw {
         Value::Object(_) => raw.clone(),
@@ -279,7 +283,59 @@ fn exact_payload(raw: &Value) -> Result<ExactEvmPayload, RequestError> {
             ))
         }
     };
-    serde_json::from_value(value).map_err(|e| bad(format!("paymentPayload.payload: {e}")))
+    Ok(value)
+}
+
+fn exact_payload(value: Value) -> Result<ExactEvmPayload, RequestError> {
+    serde_json::from_value(value)
+        .map_err(|e| RequestError::BadPayload(format!("paymentPayload.payload: {e}")))
+}
+
+/// A Permit2 payload (`permit2Authorization`), with the `eip2612GasSponsoring` extension if
+/// the payload carries one, and the EIP-3009-shaped view of it the ledger keys on: owner,
+/// recipient, amount, `validAfter`, deadline as `validBefore`, the Permit2 nonce as 32 bytes.
+fn permit2_payload(
+    value: Value,
+    scheme: &str,
+    payload: &Value,
+    amount_required: U256,
+) -> Result<(ExactEvmPayload, Permit2Request), RequestError> {
+    let p: Permit2Payload = serde_json::from_value(value)
+        .map_err(|e| RequestError::BadPayload(format!("paymentPayload.payload: {e}")))?;
+    let kind = if scheme == "upto" {
+        Permit2Kind::Upto
+    } else {
+        Permit2Kind::Exact
+    };
+    let sponsoring = payload
+        .get("extensions")
+        .and_then(|e| e.get(crate::permit2::EIP2612_GAS_SPONSORING))
+        .and_then(|e| e.get("info"))
+        .map(|info| serde_json::from_value(info.clone()).map_err(|e| e.to_string()));
+    let a = &p.permit2_authorization;
+    let value = match kind {
+        Permit2Kind::Exact => a.permitted.amount,
+        Permit2Kind::Upto => amount_required,
+    };
+    let exact = ExactEvmPayload {
+        signature: p.signature.clone(),
+        authorization: Authorization {
+            from: a.from,
+            to: a.witness.to,
+            value,
+            valid_after: a.witness.valid_after,
+            valid_before: a.deadline,
+            nonce: B256::from(a.nonce),
+        },
+    };
+    Ok((
+        exact,
+        Permit2Request {
+            kind,
+            payload: p,
+            sponsoring,
+        },
+    ))
 }
 
 fn valid_payment_id(id: &str) -> bool {
@@ -335,8 +391,11 @@ pub fn parse_facilitator_request(body: &Value) -> Result<PaymentRequest, Request
                             .and_then(Value::as_str)
                             .and_then(|s| s.parse().ok())
                 };
-                let same_amount =
-                    amount(accepted, "amount", "paymentPayload.accepted").ok() == Some(required);
+                // `upto` settles the amount the resource server used: at `/settle` the
+                // requirements carry it, `accepted` the signed maximum.
+                let upto = requirements.get("scheme").and_then(Value::as_str) == Some("upto");
+                let same_amount = upto
+                    || amount(accepted, "amount", "paymentPayload.accepted").ok() == Some(required);
                 (
                     string(accepted, "scheme", "paymentPayload.accepted")?,
                     string(accepted, "network", "paymentPayload.accepted")?,
@@ -351,7 +410,13 @@ pub fn parse_facilitator_request(body: &Value) -> Result<PaymentRequest, Request
             }
             _ => return Err(RequestError::Unsupported(Reason::InvalidX402Version)),
         };
-    let exact = exact_payload(field(payload, "payload", "paymentPayload")?)?;
+    let raw = payload_object(field(payload, "payload", "paymentPayload")?)?;
+    let (exact, permit2) = if raw.get("permit2Authorization").is_some() {
+        let (exact, p) = permit2_payload(raw, &payload_scheme, payload, amount_required)?;
+        (exact, Some(p))
+    } else {
+        (exact_payload(raw)?, None)
+    };
     let payment_id = payload
         .get("extensions")
         .and_then(|e| e.get("payment-identifier"))
@@ -379,6 +444,7 @@ pub fn parse_facilitator_request(body: &Value) -> Result<PaymentRequest, Request
         payment_id_valid: payment_id.as_deref().is_none_or(valid_payment_id),
         payment_id,
         payload: exact,
+        permit2,
         request_hash: B256::ZERO,
     };
     request.request_hash = canonical_hash(&request);
@@ -409,6 +475,10 @@ fn canonical_hash(r: &PaymentRequest) -> B256 {
         a.nonce,
         r.payload.signature,
         r.payment_id,
+        r.permit2.as_ref().map(|p| (
+            &p.payload.permit2_authorization,
+            p.sponsoring.as_ref().map(|s| s.as_ref().ok()),
+        )),
     ]);
     keccak256(canonical.to_string().as_bytes())
 }

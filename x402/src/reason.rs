@@ -38,7 +38,7 @@ reasons! {
     InvalidExactEvmPayloadAuthorizationValidAfter => "invalid_exact_evm_payload_authorization_valid_after", "the authorization is not valid yet";
     InvalidExactEvmPayloadAuthorizationValue => "invalid_exact_evm_payload_authorization_value", "the authorized value does not match the required amount";
     InvalidNetwork => "invalid_network", "the network is unknown, not served here, or differs between payload and requirements";
-    InvalidScheme => "invalid_scheme", "only the exact scheme is supported";
+    InvalidScheme => "invalid_scheme", "the scheme is not served (exact, and upto through Permit2)";
     InvalidX402Version => "invalid_x402_version", "unsupported x402Version";
     InvalidPayload => "invalid_payload", "the payment payload is invalid";
     InvalidPaymentRequirements => "invalid_payment_requirements", "the payment requirements are invalid or not accepted here";
@@ -52,6 +52,26 @@ reasons! {
     UnexpectedSettleError => "unexpected_settle_error", "settlement failed unexpectedly";
     DuplicateSettlement => "duplicate_settlement", "this payment was already settled";
     SettlementPending => "settlement_pending", "the transaction was broadcast and is not mined yet; query it by its hash";
+    InvalidPermit2Spender => "invalid_permit2_spender", "the Permit2 spender is not the x402 proxy of the scheme";
+    InvalidPermit2RecipientMismatch => "invalid_permit2_recipient_mismatch", "the Permit2 witness pays someone other than payTo";
+    Permit2DeadlineExpired => "permit2_deadline_expired", "the Permit2 deadline has passed (or is too close)";
+    Permit2NotYetValid => "permit2_not_yet_valid", "the Permit2 witness validAfter is in the future";
+    Permit2AmountMismatch => "permit2_amount_mismatch", "the permitted amount is not the required amount";
+    Permit2TokenMismatch => "permit2_token_mismatch", "the permitted token is not the required asset";
+    InvalidPermit2Signature => "invalid_permit2_signature", "the Permit2 signature does not authorize this transfer for the payer";
+    Permit2AllowanceRequired => "permit2_allowance_required", "the payer has not approved Permit2 for this amount (approve it, or sign an eip2612GasSponsoring permit)";
+    Permit2InsufficientBalance => "permit2_insufficient_balance", "the payer's balance is below the amount";
+    Permit2InvalidNonce => "permit2_invalid_nonce", "this Permit2 nonce has already been used";
+    Permit2ProxyNotDeployed => "permit2_proxy_not_deployed", "the x402 Permit2 proxy is not deployed on this network";
+    Permit2SimulationFailed => "permit2_simulation_failed", "the Permit2 settlement would revert";
+    Permit2612AmountMismatch => "permit2_2612_amount_mismatch", "the sponsored EIP-2612 permit is not for the permitted amount";
+    UptoFacilitatorMismatch => "upto_facilitator_mismatch", "the upto witness names another facilitator";
+    UptoSettlementExceedsAmount => "invalid_upto_evm_payload_settlement_exceeds_amount", "the amount to settle is more than the buyer permitted";
+    InvalidEip2612ExtensionFormat => "invalid_eip2612_extension_format", "the eip2612GasSponsoring extension is malformed";
+    Eip2612FromMismatch => "eip2612_from_mismatch", "the sponsored permit is not the payer's";
+    Eip2612AssetMismatch => "eip2612_asset_mismatch", "the sponsored permit is for another token";
+    Eip2612SpenderNotPermit2 => "eip2612_spender_not_permit2", "the sponsored permit's spender is not Permit2";
+    Eip2612DeadlineExpired => "eip2612_deadline_expired", "the sponsored permit has expired (or expires too soon)";
 }
 
 impl std::fmt::Display for Reason {

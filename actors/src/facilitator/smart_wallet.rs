@@ -72,7 +72,7 @@ pub(crate) struct PaymentCall {
 }
 
 impl PaymentCall {
-    fn direct(to: Address, data: Bytes) -> Self {
+    pub(crate) fn direct(to: Address, data: Bytes) -> Self {
         Self {
             to,
             simulation: data.clone(),
