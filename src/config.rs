@@ -403,13 +403,19 @@ impl std::fmt::Debug for RpcUrls {
     }
 }
 
+/// The items of a YAML list or of one comma-separated string.
+fn list_items<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Ok(match StringOrList::deserialize(d)? {
+        StringOrList::One(s) => split_list(&s),
+        StringOrList::Many(items) => items.iter().flat_map(|i| split_list(i)).collect(),
+    })
+}
+
 impl<'de> Deserialize<'de> for RpcUrls {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let urls = match StringOrList::deserialize(d)? {
-            StringOrList::One(s) => split_list(&s),
-            StringOrList::Many(items) => items.iter().flat_map(|i| split_list(i)).collect(),
-        };
-        Ok(Self(urls.into_iter().map(SecretString::from).collect()))
+        Ok(Self(
+            list_items(d)?.into_iter().map(SecretString::from).collect(),
+        ))
     }
 }
 
@@ -424,6 +430,18 @@ pub enum LogFormat {
 /// One network. Disabled until an RPC URL is configured.
 #[derive(Debug, Clone, Deserialize, Default)]
 pub struct NetworkSettings {
+    /// Required for a chain the built-in table lacks (its CAIP-2 id is `eip155:<chain_id>`);
+    /// on a built-in network it must be the table's.
+    pub chain_id: Option<u64>,
+    /// The chain's x402 v1 name (default: the key with `-` for `_`).
+    pub v1_name: Option<String>,
+    /// ERC-6492 factories whose counterfactual wallets this network deploys at settlement
+    /// (paid with the signers' gas); empty: such payments are refused before anything is sent.
+    #[serde(default)]
+    pub erc6492_allowed_factories: AddressList,
+    /// Multicall3 here (default: its canonical address): ERC-6492 deploy + transfer go
+    /// through its `aggregate3` as one call.
+    pub multicall3_address: Option<String>,
     /// One or more URLs (tried in this order); each may embed a provider API key: secret.
     pub rpc_url: Option<RpcUrls>,
     /// Bound of one RPC call on this network (default: `rpc.timeout_ms`).
@@ -460,10 +478,21 @@ impl NetworkSettings {
     }
 }
 
+/// Addresses as a YAML list or one comma-separated string (an environment variable).
+#[derive(Debug, Clone, Default)]
+pub struct AddressList(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for AddressList {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        list_items(d).map(Self)
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct AssetSettings {
     pub address: String,
-    pub symbol: String,
+    /// Default: the EIP-712 name.
+    pub symbol: Option<String>,
     pub decimals: u8,
     pub eip712_name: Option<String>,
     pub eip712_version: Option<String>,
@@ -485,6 +514,8 @@ pub enum ConfigError {
     WeakSecret { var: &'static str, min: usize },
     #[error("unknown network `{0}` in config (see the networks table in the README)")]
     UnknownNetwork(String),
+    #[error("network {network}: {message}")]
+    Network { network: String, message: String },
 }
 
 /// The secrets the server runs with, resolved (given or generated).

@@ -9,6 +9,7 @@
 
 pub mod auth;
 pub mod bench;
+pub mod chains;
 pub mod config;
 pub mod dev;
 pub mod error;

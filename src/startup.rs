@@ -12,12 +12,11 @@ use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
 use actix_web::{web, App, HttpRequest, HttpServer};
 use alloy::providers::RootProvider;
 use alloy::signers::local::PrivateKeySigner;
-use alloy_primitives::Address;
 use anyhow::Context as _;
 use facilitator_actors::auth::{AuthConfig, AuthHandle};
 use facilitator_actors::chain::{ChainAccess, ChainConfig};
 use facilitator_actors::facilitator::{
-    system_clock, Clock, Facilitator, FacilitatorConfig, NetworkRuntime,
+    system_clock, Clock, Facilitator, FacilitatorConfig, NetworkRuntime, SmartWalletPolicy,
 };
 use facilitator_actors::fleet::Fleet;
 use facilitator_actors::metrics::MetricsHandle;
@@ -134,6 +133,7 @@ struct PendingRuntime {
     fees: FeePolicy,
     min_signer_balance: alloy_primitives::U256,
     confirmations: u64,
+    smart_wallets: SmartWalletPolicy,
 }
 
 /// How deep a settlement's block must be before the ledger calls it confirmed, when the
@@ -193,55 +193,37 @@ async fn release_all_leases(db: &DatabaseConnection) -> anyhow::Result<()> {
 }
 
 /// Served networks with their settings, and the assets they accept by default.
-type ServedNetworks = (Vec<(NetworkEntry, NetworkSettings)>, Vec<NewAsset>);
+type ServedNetworks = (
+    Vec<(NetworkEntry, NetworkSettings, SmartWalletPolicy)>,
+    Vec<NewAsset>,
+);
 
 /// Networks with an RPC URL, and the assets they accept by default (their USDC + configured).
+/// Every entry is checked (`crate::chains`), served or not; two keys may not be one chain.
 fn served_networks(settings: &Settings) -> Result<ServedNetworks, ConfigError> {
-    let mut networks = Vec::new();
+    let mut networks: Vec<(NetworkEntry, NetworkSettings, SmartWalletPolicy)> = Vec::new();
     let mut assets = Vec::new();
+    let mut seen = HashMap::new();
     for (key, ns) in &settings.networks {
-        let v1 = key.replace('_', "-");
-        let info = x402::network::by_v1_name(&v1)
-            .ok_or_else(|| ConfigError::UnknownNetwork(key.clone()))?;
+        let resolved = crate::chains::resolve(key, ns)?;
+        if let Some(other) = seen.insert(resolved.info.chain_id, key) {
+            return Err(ConfigError::Network {
+                network: key.clone(),
+                message: format!("chain id {} is also `{other}`", resolved.info.chain_id),
+            });
+        }
         if ns.rpc_url.as_ref().is_none_or(RpcUrls::is_empty) {
             continue;
         }
-        let usdc: Address = match &ns.usdc_address {
-            Some(a) => a
-                .parse()
-                .map_err(|_| ConfigError::UnknownNetwork(format!("{key}: bad usdc_address")))?,
-            None => info.usdc,
-        };
-        assets.push(NewAsset {
-            network: info.v1_name.to_owned(),
-            address: usdc,
-            symbol: "USDC".into(),
-            decimals: 6,
-            eip712_name: Some(info.usdc_name.to_owned()),
-            eip712_version: Some(info.usdc_version.to_owned()),
-            active: true,
-        });
-        for a in &ns.assets {
-            let address: Address = a.address.parse().map_err(|_| {
-                ConfigError::UnknownNetwork(format!("{key}: bad asset address {}", a.address))
-            })?;
-            assets.push(NewAsset {
-                network: info.v1_name.to_owned(),
-                address,
-                symbol: a.symbol.clone(),
-                decimals: a.decimals,
-                eip712_name: a.eip712_name.clone(),
-                eip712_version: a.eip712_version.clone(),
-                active: true,
-            });
-        }
+        assets.extend(resolved.assets);
         networks.push((
             NetworkEntry {
-                info,
-                usdc,
+                info: resolved.info,
+                usdc: resolved.usdc,
                 signers: Vec::new(),
             },
             ns.clone(),
+            resolved.smart_wallets,
         ));
     }
     Ok((networks, assets))
@@ -329,7 +311,7 @@ impl Application {
         let (networks, assets) = served_networks(&settings)?;
         let ready = ready_networks(
             &settings,
-            &networks.iter().map(|(e, _)| e.info).collect::<Vec<_>>(),
+            &networks.iter().map(|(e, _, _)| e.info).collect::<Vec<_>>(),
         )?;
         let auth = AuthHandle::start(
             db.clone(),
@@ -346,7 +328,7 @@ impl Application {
         // Signers and their settlement actors, per network.
         let mut entries = Vec::new();
         let mut pending_runtimes = Vec::new();
-        for (mut entry, ns) in networks {
+        for (mut entry, ns, smart_wallets) in networks {
             let v1 = entry.info.v1_name;
             let keys = match options.signer_keys.remove(v1) {
                 Some(keys) => keys,
@@ -418,6 +400,7 @@ impl Application {
                     .confirmations
                     .unwrap_or_else(|| default_confirmations(entry.info.chain_id))
                     .max(1),
+                smart_wallets,
             });
             entries.push(entry);
         }
@@ -444,6 +427,7 @@ impl Application {
                     fees: p.fees,
                     min_signer_balance: p.min_signer_balance,
                     confirmations: p.confirmations,
+                    smart_wallets: p.smart_wallets,
                 })
             })
             .collect();

@@ -15,6 +15,10 @@ mod fast;
 mod finality;
 mod fleet;
 mod permit2;
+mod smart_wallet;
+
+use smart_wallet::PaymentCall;
+pub use smart_wallet::{SmartWalletPolicy, MULTICALL3};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -70,6 +74,8 @@ pub struct NetworkRuntime {
     pub min_signer_balance: U256,
     /// A mined settlement counts as confirmed once its block is this deep (1: at once).
     pub confirmations: u64,
+    /// ERC-1271 / ERC-6492 payers: which factories may deploy, through which Multicall3.
+    pub smart_wallets: SmartWalletPolicy,
 }
 
 #[derive(Debug, Clone)]
@@ -247,6 +253,8 @@ impl Transfer {
 
 /// What the chain said about a payment: the simulation, and when it failed, why (`fast`).
 struct ChainView {
+    /// The call that settles it, or why none may be sent (a smart wallet's refusal).
+    call: Result<PaymentCall, Reason>,
     simulation: Result<(), String>,
     authorization_used: Option<bool>,
     balance: Option<U256>,
@@ -504,7 +512,7 @@ impl Facilitator {
         let key = ledger_key(rt, req);
         match self.taken_here(&key) {
             Some(true) => Ok(Err(Reason::InvalidExactEvmNonceAlreadyUsed)),
-            Some(false) => self.judge_onchain(rt, req, &verified).await,
+            Some(false) => Ok(self.judge_onchain(rt, req, &verified).await?.map(|_| ())),
             None => {
                 let (taken, judged) = tokio::join!(
                     self.authorization_taken(rt, req),
@@ -513,7 +521,7 @@ impl Facilitator {
                 if taken? {
                     return Ok(Err(Reason::InvalidExactEvmNonceAlreadyUsed));
                 }
-                judged
+                Ok(judged?.map(|_| ()))
             }
         }
     }
@@ -547,8 +555,14 @@ impl Facilitator {
             .first()
             .copied()
             .unwrap_or(Address::ZERO);
-        let calldata = transfer_calldata(req, verified);
-        self.simulate_then_diagnose(rt, req, from, &calldata).await
+        let call =
+            match smart_wallet::payment_call(rt, req, verified, transfer_calldata(req, verified))
+                .await?
+            {
+                Ok(call) => call,
+                Err(reason) => return Ok(ChainView::refused(reason)),
+            };
+        self.simulate_then_diagnose(rt, req, from, call).await
     }
 
     /// Settle a payment. One authorization is settled at most once, and exactly one settle of
@@ -562,14 +576,13 @@ impl Facilitator {
         &self,
         rt: &NetworkRuntime,
         from: Address,
-        to: Address,
-        calldata: &Bytes,
+        payment: &PaymentCall,
         at: u64,
     ) -> Option<Result<(), String>> {
         let call = TransactionRequest::default()
             .from(from)
-            .to(to)
-            .input(TransactionInput::new(calldata.clone()));
+            .to(payment.to)
+            .input(TransactionInput::new(payment.simulation.clone()));
         let overrides = serde_json::json!({ "time": format!("{at:#x}") });
         let answer: Result<Bytes, _> = rt
             .provider
@@ -580,7 +593,7 @@ impl Facilitator {
             )
             .await;
         match answer {
-            Ok(_) => Some(Ok(())),
+            Ok(out) => Some(payment.judge(&out)),
             Err(alloy::transports::RpcError::ErrorResp(e)) if e.message.contains("revert") => {
                 Some(Err(e.message.to_string()))
             }
@@ -761,13 +774,15 @@ impl Facilitator {
                 return Err(e);
             }
         };
-        if let Err(reason) = judged {
-            ledger::mark_failed_unsent(&self.inner.db, row.id, reason.as_str()).await?;
-            self.refund_credit(credit).await;
-            return Ok(SettleAnswer::failed(reason, payer, amount));
-        }
-
-        let (to, calldata) = permit2::settlement_call(req, verified);
+        // The token itself, a Permit2 proxy, or (an ERC-6492 wallet to deploy) Multicall3.
+        let (to, calldata) = match judged {
+            Ok(call) => call,
+            Err(reason) => {
+                ledger::mark_failed_unsent(&self.inner.db, row.id, reason.as_str()).await?;
+                self.refund_credit(credit).await;
+                return Ok(SettleAnswer::failed(reason, payer, amount));
+            }
+        };
         // A payment that names its sender (upto) is not queued: another instance's signer
         // would be refused by the proxy.
         let queueable = self.inner.config.fleet && permit2::required_sender(req).is_none();
@@ -1192,17 +1207,7 @@ fn transfer_calldata(req: &PaymentRequest, verified: &exact::OffchainVerified) -
             .abi_encode()
             .into()
         }
-        _ => IEIP3009::transferWithAuthorization_1Call {
-            from: a.from,
-            to: a.to,
-            value: a.value,
-            validAfter: a.valid_after,
-            validBefore: a.valid_before,
-            nonce: a.nonce,
-            signature: req.payload.signature.clone(),
-        }
-        .abi_encode()
-        .into(),
+        _ => smart_wallet::bytes_overload(a, req.payload.signature.clone()),
     }
 }
 
@@ -1211,8 +1216,24 @@ fn time_refusal(message: &str) -> bool {
     message.contains("not yet valid") || message.contains("authorization is expired")
 }
 
+impl ChainView {
+    /// No call may be sent for this payment: nothing was asked of the token.
+    fn refused(reason: Reason) -> Self {
+        Self {
+            call: Err(reason),
+            simulation: Err(reason.as_str().to_owned()),
+            authorization_used: None,
+            balance: None,
+            name: None,
+            version: None,
+        }
+    }
+}
+
 /// Name the on-chain failure (X402.md step 8).
 fn diagnose(req: &PaymentRequest, view: &ChainView) -> Result<(), Reason> {
+    // A smart wallet's refusal comes before anything the token says.
+    view.call.as_ref().map_err(|reason| *reason)?;
     // A call to an address without code "succeeds" with empty output: an asset that cannot
     // answer balanceOf is not a token here, whatever the registry says.
     if view.balance.is_none() {

@@ -27,6 +27,9 @@ use alloy::signers::local::PrivateKeySigner;
 use alloy::sol;
 use alloy::sol_types::SolValue;
 
+pub mod safe;
+pub use safe::{SafeContracts, SafeWallet};
+
 sol! {
     // `initialize` takes eight arguments: the generated builder cannot have fewer.
     #[allow(clippy::too_many_arguments)]

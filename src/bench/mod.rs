@@ -71,7 +71,7 @@ fn network_names(s: &str) -> anyhow::Result<NetworkNames> {
             v1: Some(n.v1_name.to_owned()),
             caip2: n.caip2.to_owned(),
             chain_id: n.chain_id,
-            usdc: Some(n.usdc),
+            usdc: n.usdc.map(|a| a.address),
         });
     }
     let chain_id = s

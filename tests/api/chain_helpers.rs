@@ -204,6 +204,12 @@ impl Payment {
     }
 
     pub fn sign(&self, signer: &PrivateKeySigner) -> String {
+        let sig = signer.sign_hash_sync(&self.digest()).expect("sign");
+        format!("0x{}", alloy::hex::encode(sig.as_bytes()))
+    }
+
+    /// The EIP-712 digest of this authorization (what a wallet's ERC-1271 is asked about).
+    pub fn digest(&self) -> B256 {
         let domain = eip712_domain! {
             name: self.domain_name.clone(),
             version: self.domain_version.clone(),
@@ -218,9 +224,7 @@ impl Payment {
             validBefore: U256::from(self.valid_before),
             nonce: self.nonce,
         };
-        let hash = msg.eip712_signing_hash(&domain);
-        let sig = signer.sign_hash_sync(&hash).expect("sign");
-        format!("0x{}", alloy::hex::encode(sig.as_bytes()))
+        msg.eip712_signing_hash(&domain)
     }
 
     fn payload(&self, signature: &str) -> Value {

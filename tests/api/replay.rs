@@ -16,13 +16,18 @@ use crate::chain_test;
 use crate::helpers::*;
 
 /// The payee and price of `tools/e2e/common.mjs`.
-const E2E_PAY_TO: Address =
+pub(crate) const E2E_PAY_TO: Address =
     alloy::primitives::address!("0x0000000000000000000000000000000000000e2e");
-const E2E_PRICE: u64 = 10_000;
+pub(crate) const E2E_PRICE: u64 = 10_000;
 
 /// The state file the e2e scripts read (the shape `dev --state-file` writes).
 fn state_file(app: &ChainApp) -> tempfile::NamedTempFile {
-    let state = json!({
+    write_state(&e2e_state(app))
+}
+
+/// What the e2e scripts read of `app`.
+pub(crate) fn e2e_state(app: &ChainApp) -> Value {
+    json!({
         "facilitatorUrl": app.app.url("/api/v1"),
         "clientId": app.client_id,
         "clientToken": app.client_token,
@@ -36,7 +41,10 @@ fn state_file(app: &ChainApp) -> tempfile::NamedTempFile {
             .iter()
             .map(|k| format!("0x{}", alloy::hex::encode(k.to_bytes())))
             .collect::<Vec<_>>(),
-    });
+    })
+}
+
+pub(crate) fn write_state(state: &Value) -> tempfile::NamedTempFile {
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), state.to_string()).unwrap();
     file

@@ -44,7 +44,9 @@ reasons! {
     InvalidPaymentRequirements => "invalid_payment_requirements", "the payment requirements are invalid or not accepted here";
     InvalidExactEvmNonceAlreadyUsed => "invalid_exact_evm_nonce_already_used", "this authorization has already been used";
     InvalidExactEvmTokenNameMismatch => "invalid_exact_evm_token_name_mismatch", "the EIP-712 name/version do not match the token";
-    InvalidExactEvmPayloadUndeployedSmartWallet => "invalid_exact_evm_payload_undeployed_smart_wallet", "the payer is an undeployed smart wallet (ERC-6492) from a factory not allowed here";
+    InvalidExactEvmPayloadUndeployedSmartWallet => "invalid_exact_evm_payload_undeployed_smart_wallet", "the payer has no code and the signature is a smart wallet's, without ERC-6492 deployment data";
+    Eip6492FactoryNotAllowed => "eip6492_factory_not_allowed", "the payer is an undeployed smart wallet (ERC-6492) whose factory this network does not deploy from";
+    SmartWalletDeploymentFailed => "smart_wallet_deployment_failed", "the ERC-6492 wallet deployment cannot be sent within this network's gas limit";
     InvalidTransactionState => "invalid_transaction_state", "the transfer reverted on chain";
     UnexpectedVerifyError => "unexpected_verify_error", "verification failed unexpectedly";
     UnexpectedSettleError => "unexpected_settle_error", "settlement failed unexpectedly";

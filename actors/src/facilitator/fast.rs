@@ -19,6 +19,7 @@ use dashmap::DashMap;
 use x402::exact::evm::IEIP3009;
 use x402::proto::PaymentRequest;
 
+use super::smart_wallet::PaymentCall;
 use super::{time_refusal, ChainView, Facilitator, NetworkRuntime, SettleAnswer};
 use crate::authorizations::{AuthorizationIndex, Lookup};
 use crate::error::{ServiceError, ServiceResult};
@@ -99,20 +100,21 @@ impl Facilitator {
         Ok(n)
     }
 
-    /// Simulate `calldata` from `from` to `asset`; only if that fails, ask what is wrong.
+    /// Simulate the payment's call from `from`; only if that fails, ask what is wrong.
     pub(super) async fn simulate_then_diagnose(
         &self,
         rt: &NetworkRuntime,
         req: &PaymentRequest,
         from: Address,
-        calldata: &Bytes,
+        payment: PaymentCall,
     ) -> ServiceResult<ChainView> {
         let asset = req.asset;
         let chain = rt.entry.info.chain_id;
+        let calldata = &payment.simulation;
         let call = |data: Bytes| {
             TransactionRequest::default()
                 .from(from)
-                .to(asset)
+                .to(payment.to)
                 .input(TransactionInput::new(data))
         };
         let code_known = self.inner.fast.contracts.contains_key(&(chain, asset));
@@ -139,13 +141,14 @@ impl Facilitator {
             (sim.await, !code.is_empty())
         };
         let simulation = match simulation {
-            Ok(_) => Ok(()),
+            Ok(out) => payment.judge(&out),
             Err(alloy::transports::RpcError::ErrorResp(e)) => Err(e.message.to_string()),
             Err(e) => return Err(rpc(e)),
         };
         if !has_code {
             // Not a token, whatever the registry says (`diagnose` refuses it).
             return Ok(ChainView {
+                call: Ok(payment),
                 simulation,
                 authorization_used: None,
                 balance: None,
@@ -158,7 +161,7 @@ impl Facilitator {
         // an authorization our clock has judged valid: judge it at our clock instead.
         let simulation = match simulation {
             Err(m) if time_refusal(&m) => self
-                .simulate_at(rt, from, asset, calldata, (self.inner.clock)())
+                .simulate_at(rt, from, &payment, (self.inner.clock)())
                 .await
                 .unwrap_or(Err(m)),
             s => s,
@@ -167,6 +170,7 @@ impl Facilitator {
             // A contract, and the transfer goes through: nothing else to ask (`diagnose`
             // reads no balance when the simulation passed).
             return Ok(ChainView {
+                call: Ok(payment),
                 simulation,
                 authorization_used: None,
                 balance: Some(U256::MAX),
@@ -174,7 +178,7 @@ impl Facilitator {
                 version: None,
             });
         }
-        self.diagnosis(rt, req, from, simulation).await
+        self.diagnosis(rt, req, from, payment, simulation).await
     }
 
     /// The calls that name a failed simulation, in one batch.
@@ -183,6 +187,7 @@ impl Facilitator {
         rt: &NetworkRuntime,
         req: &PaymentRequest,
         from: Address,
+        payment: PaymentCall,
         simulation: Result<(), String>,
     ) -> ServiceResult<ChainView> {
         let auth = &req.payload.authorization;
@@ -206,6 +211,7 @@ impl Facilitator {
         let version = add(IEIP3009::versionCall {}.abi_encode())?;
         batch.send().await.map_err(rpc)?;
         Ok(ChainView {
+            call: Ok(payment),
             simulation,
             authorization_used: used
                 .await

@@ -72,21 +72,22 @@ impl Facilitator {
         }
     }
 
-    /// The on-chain judgement of either method: `Ok(Err(reason))` is a protocol answer.
+    /// The on-chain judgement of either method, with the call that settles the payment (its
+    /// target and calldata): `Ok(Err(reason))` is a protocol answer.
     pub(super) async fn judge_onchain(
         &self,
         rt: &NetworkRuntime,
         req: &PaymentRequest,
         verified: &Verified,
-    ) -> ServiceResult<Result<(), Reason>> {
+    ) -> ServiceResult<Result<(Address, Bytes), Reason>> {
         match (verified, &req.permit2) {
             (Verified::Eip3009(v), _) => {
                 let view = self.chain_view(rt, req, v).await?;
-                Ok(super::diagnose(req, &view))
+                Ok(super::diagnose(req, &view).and(view.call.map(|c| (c.to, c.data))))
             }
             (Verified::Permit2(v), Some(p)) => {
                 let view = self.permit2_view(rt, req, p, v).await?;
-                Ok(diagnose(p, v, &view))
+                Ok(diagnose(p, v, &view).map(|()| settlement_call(req, verified)))
             }
             (Verified::Permit2(_), None) => Ok(Err(Reason::InvalidPayload)),
         }
@@ -174,7 +175,12 @@ impl Facilitator {
         // witness's `validAfter`: judge it at our clock, as for EIP-3009.
         let simulation = match simulation {
             Err(m) => match self
-                .simulate_at(rt, from, proxy, &calldata, (self.inner.clock)())
+                .simulate_at(
+                    rt,
+                    from,
+                    &super::PaymentCall::direct(proxy, calldata.clone()),
+                    (self.inner.clock)(),
+                )
                 .await
             {
                 Some(Ok(())) => Ok(()),

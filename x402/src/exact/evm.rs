@@ -254,9 +254,9 @@ pub fn check_signature(r: &PaymentRequest, hash: B256) -> Result<bool, Reason> {
             Ok(_) => Ok(true),
             Err(_) => Err(Reason::InvalidExactEvmPayloadSignature),
         },
-        // No factory is allow-listed: deploying wallets for buyers is not our gas to spend.
-        SignatureKind::Erc6492 { .. } => Err(Reason::InvalidExactEvmPayloadUndeployedSmartWallet),
-        SignatureKind::Other => Ok(true),
+        // A counterfactual wallet: whether it is deployed by now, and whether its factory may
+        // be used (`erc6492_allowed_factories`), only the chain and the network's policy say.
+        SignatureKind::Erc6492 { .. } | SignatureKind::Other => Ok(true),
     }
 }
 

@@ -1,0 +1,271 @@
+//! Smart-wallet payers: which call moves the money when the payer is a contract.
+//!
+//! - An EOA signature that recovers to `from`: the `(v, r, s)` overload, nothing to ask.
+//! - A deployed wallet (ERC-1271): FiatTokenV2_2's `bytes signature` overload, which checks the
+//!   signature with the wallet's `isValidSignature` through `SignatureChecker`.
+//! - A counterfactual wallet (ERC-6492: factory, factory calldata, inner signature, magic):
+//!   once deployed it is the case above, with the inner signature. Before that, the wallet is
+//!   deployed and paid in one transaction — Multicall3 `aggregate3` of the factory call and the
+//!   transfer — but only through a factory the network allows (`erc6492_allowed_factories`):
+//!   a factory runs arbitrary code, paid with our gas. Anything else is refused before a
+//!   transaction exists. One transaction, one authorization: the ledger row is the payment's,
+//!   keyed as any other.
+
+use alloy::primitives::{address, Address, Bytes};
+use alloy::providers::Provider;
+use alloy::rpc::types::{TransactionInput, TransactionRequest};
+use alloy::sol;
+use alloy::sol_types::{SolCall, SolError};
+use x402::exact::evm::{self as exact, SignatureKind, IEIP3009};
+use x402::proto::{Authorization, PaymentRequest};
+use x402::Reason;
+
+use super::NetworkRuntime;
+use crate::error::{ServiceError, ServiceResult};
+
+sol! {
+    interface IMulticall3 {
+        struct Call3 {
+            address target;
+            bool allowFailure;
+            bytes callData;
+        }
+        struct Result {
+            bool success;
+            bytes returnData;
+        }
+        function aggregate3(Call3[] calldata calls) external payable returns (Result[] memory returnData);
+    }
+}
+
+/// Multicall3's address, the same on every chain that has it.
+pub const MULTICALL3: Address = address!("0xcA11bde05977b3631167028862bE2a173976CA11");
+
+/// What a network does for smart-wallet payers.
+#[derive(Debug, Clone)]
+pub struct SmartWalletPolicy {
+    /// Factories whose ERC-6492 wallets are deployed at settlement. Empty by default.
+    pub allowed_factories: Vec<Address>,
+    /// Where deploy + transfer are batched.
+    pub multicall3: Address,
+}
+
+impl Default for SmartWalletPolicy {
+    fn default() -> Self {
+        Self {
+            allowed_factories: Vec::new(),
+            multicall3: MULTICALL3,
+        }
+    }
+}
+
+/// The transaction that settles a payment, and the `eth_call` that simulates it.
+#[derive(Debug, Clone)]
+pub(crate) struct PaymentCall {
+    pub to: Address,
+    pub data: Bytes,
+    /// Same effect as `data`; for a deployment it lets the transfer fail inside the batch, so
+    /// that its revert reason can be read.
+    pub simulation: Bytes,
+    /// Deploys the payer first (the `aggregate3` batch).
+    pub deploys: bool,
+}
+
+impl PaymentCall {
+    pub(crate) fn direct(to: Address, data: Bytes) -> Self {
+        Self {
+            to,
+            simulation: data.clone(),
+            data,
+            deploys: false,
+        }
+    }
+
+    /// What a successful `eth_call` of `simulation` returned, judged: the batch of a
+    /// deployment succeeds even when its transfer fails, so its results are read.
+    pub fn judge(&self, output: &[u8]) -> Result<(), String> {
+        if !self.deploys {
+            return Ok(());
+        }
+        let results = IMulticall3::aggregate3Call::abi_decode_returns(output)
+            .map_err(|_| format!("Multicall3 gave no results: is it deployed at {}?", self.to))?;
+        match results.get(1) {
+            Some(r) if r.success => Ok(()),
+            Some(r) => Err(alloy::sol_types::Revert::abi_decode(&r.returnData)
+                .map(|e| format!("execution reverted: {}", e.reason))
+                .unwrap_or_else(|_| "execution reverted".into())),
+            None => Err("Multicall3 returned no transfer result".into()),
+        }
+    }
+}
+
+/// `transferWithAuthorization(…, bytes signature)`: FiatTokenV2_2 checks `signature` with
+/// ECDSA for an EOA and with ERC-1271 for a contract.
+pub(crate) fn bytes_overload(a: &Authorization, signature: Bytes) -> Bytes {
+    IEIP3009::transferWithAuthorization_1Call {
+        from: a.from,
+        to: a.to,
+        value: a.value,
+        validAfter: a.valid_after,
+        validBefore: a.valid_before,
+        nonce: a.nonce,
+        signature,
+    }
+    .abi_encode()
+    .into()
+}
+
+fn deploy_and_transfer(
+    multicall3: Address,
+    factory: Address,
+    factory_calldata: Bytes,
+    asset: Address,
+    transfer: Bytes,
+) -> PaymentCall {
+    let batch = |transfer_may_fail| -> Bytes {
+        IMulticall3::aggregate3Call {
+            calls: vec![
+                // May fail: someone else may have deployed the wallet meanwhile; the transfer
+                // then needs no deployment, and fails if the wallet is still missing.
+                IMulticall3::Call3 {
+                    target: factory,
+                    allowFailure: true,
+                    callData: factory_calldata.clone(),
+                },
+                IMulticall3::Call3 {
+                    target: asset,
+                    allowFailure: transfer_may_fail,
+                    callData: transfer.clone(),
+                },
+            ],
+        }
+        .abi_encode()
+        .into()
+    };
+    PaymentCall {
+        to: multicall3,
+        data: batch(false),
+        simulation: batch(true),
+        deploys: true,
+    }
+}
+
+/// The call that settles `req` (`direct`: the one for an EOA payer), or the reason it is
+/// refused before anything is simulated or sent. Asks the chain only when the signature is
+/// not the payer's own ECDSA one.
+pub(crate) async fn payment_call(
+    rt: &NetworkRuntime,
+    req: &PaymentRequest,
+    verified: &exact::OffchainVerified,
+    direct: Bytes,
+) -> ServiceResult<Result<PaymentCall, Reason>> {
+    let asset = req.asset;
+    if !verified.needs_onchain_signature_check {
+        return Ok(Ok(PaymentCall::direct(asset, direct)));
+    }
+    let auth = &req.payload.authorization;
+    let code = rt
+        .provider
+        .get_code_at(auth.from)
+        .await
+        .map_err(|e| ServiceError::Unavailable(format!("rpc: {e}")))?;
+    let deployed = !code.is_empty();
+    let call = match exact::classify_signature(&req.payload.signature) {
+        SignatureKind::Erc6492 {
+            factory,
+            factory_calldata,
+            inner,
+        } => {
+            let transfer = bytes_overload(auth, inner);
+            if deployed {
+                PaymentCall::direct(asset, transfer)
+            } else if !rt.smart_wallets.allowed_factories.contains(&factory) {
+                tracing::info!(%factory, payer = %auth.from, "ERC-6492 factory not allowed");
+                return Ok(Err(Reason::Eip6492FactoryNotAllowed));
+            } else {
+                let call = deploy_and_transfer(
+                    rt.smart_wallets.multicall3,
+                    factory,
+                    factory_calldata,
+                    asset,
+                    transfer,
+                );
+                if let Some(reason) = exceeds_gas_limit(rt, &call).await {
+                    return Ok(Err(reason));
+                }
+                call
+            }
+        }
+        // A wallet's signature (not 64/65 bytes) for an address without code: nothing can
+        // check it, and no deployment data came with it.
+        SignatureKind::Other if !deployed => {
+            return Ok(Err(Reason::InvalidExactEvmPayloadUndeployedSmartWallet))
+        }
+        _ => PaymentCall::direct(asset, direct),
+    };
+    Ok(Ok(call))
+}
+
+/// A deployment the network's gas limit cannot carry would revert with our gas spent: refuse
+/// it (and say which setting to raise) instead.
+async fn exceeds_gas_limit(rt: &NetworkRuntime, call: &PaymentCall) -> Option<Reason> {
+    let from = rt.router.signers().first().copied()?;
+    let request = TransactionRequest::default()
+        .from(from)
+        .to(call.to)
+        .input(TransactionInput::new(call.data.clone()));
+    // An estimate that fails is a transfer that fails: the simulation names it.
+    let gas = rt.provider.estimate_gas(request).await.ok()?;
+    (gas > rt.fees.gas_limit).then(|| {
+        tracing::warn!(
+            network = rt.entry.info.v1_name,
+            gas,
+            gas_limit = rt.fees.gas_limit,
+            "an ERC-6492 deployment needs more gas than the network's gas_limit: raise it"
+        );
+        Reason::SmartWalletDeploymentFailed
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy::sol_types::SolValue;
+
+    #[test]
+    fn a_deployment_is_judged_by_its_transfer() {
+        let call = deploy_and_transfer(
+            MULTICALL3,
+            Address::repeat_byte(1),
+            Bytes::from(vec![1]),
+            Address::repeat_byte(2),
+            Bytes::from(vec![2]),
+        );
+        assert_eq!(call.to, MULTICALL3);
+        assert_ne!(call.data, call.simulation);
+        let answer = |ok: bool, data: Vec<u8>| {
+            vec![
+                IMulticall3::Result {
+                    success: true,
+                    returnData: Bytes::new(),
+                },
+                IMulticall3::Result {
+                    success: ok,
+                    returnData: data.into(),
+                },
+            ]
+            .abi_encode()
+        };
+        assert_eq!(call.judge(&answer(true, vec![])), Ok(()));
+        let revert = alloy::sol_types::Revert::from("FiatTokenV2: invalid signature").abi_encode();
+        assert_eq!(
+            call.judge(&answer(false, revert)),
+            Err("execution reverted: FiatTokenV2: invalid signature".into())
+        );
+        assert!(call.judge(&[]).unwrap_err().contains("Multicall3"));
+        assert_eq!(
+            PaymentCall::direct(MULTICALL3, Bytes::new()).judge(&[]),
+            Ok(())
+        );
+    }
+}
