@@ -397,8 +397,10 @@ async fn signer_funds(kind: Db) {
         let res = app.post_x402("/api/v1/settle", &body).await;
         if res.status() == 500 {
             // Fast: no wait on the chain (a receipt would take up to receipt_timeout_secs,
-            // 25 s here); the bound is loose for a loaded machine.
-            assert!(started.elapsed() < Duration::from_secs(5), "fast");
+            // 25 s here); the bound is loose for a loaded machine (5 s failed once in CI
+            // beside the suite's load tests on two cores).
+            let took = started.elapsed();
+            assert!(took < Duration::from_secs(12), "fast: {took:?}");
             assert!(res.headers().get("retry-after").is_some());
             let err = assert_error(
                 res,

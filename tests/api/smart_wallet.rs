@@ -217,10 +217,9 @@ async fn a_counterfactual_wallet_of_a_factory_not_allowed_is_refused_before_any_
 on_both_databases!(a_counterfactual_wallet_of_a_factory_not_allowed_is_refused_before_any_gas);
 
 /// The other smart-wallet refusals, each from a real bad payment.
-#[actix_web::test]
-async fn smart_wallet_refusals_have_their_reasons() {
+async fn smart_wallet_refusals_have_their_reasons(kind: Db) {
     // A deployment the network's gas limit cannot carry.
-    let (app, safe) = safe_app(Db::Sqlite, true, json!({ "gas_limit": 150_000 })).await;
+    let (app, safe) = safe_app(kind, true, json!({ "gas_limit": 150_000 })).await;
     let w = wallet(&app, &safe, false, 10_000).await;
     let pay = Payment::usdc(w.address, app.devnet.chain_id, app.devnet.usdc, 1_000);
     let body = pay.v2(&hex(&w.erc6492(w.sign(pay.chain_id, pay.digest()))), 1_000);
@@ -258,7 +257,7 @@ async fn smart_wallet_refusals_have_their_reasons() {
     // A network whose Multicall3 is not where the configuration says: the batch cannot run,
     // and nothing is sent.
     let (app, safe) = safe_app(
-        Db::Sqlite,
+        kind,
         true,
         json!({ "multicall3_address": "0x000000000000000000000000000000000000dEaD" }),
     )
@@ -275,6 +274,7 @@ async fn smart_wallet_refusals_have_their_reasons() {
     assert_eq!(sent_by_facilitator(&app).await, sent, "no gas spent");
     assert!(app.devnet.code_at(w.address).await.unwrap().is_empty());
 }
+on_both_databases!(smart_wallet_refusals_have_their_reasons);
 
 /// The official v2 buyer (`@x402/fetch` + `@x402/evm`) paying from a counterfactual Safe
 /// through the official resource server: the settle deploys the wallet and pays.
