@@ -108,8 +108,23 @@ pub struct TestApp {
     task: actix_web::rt::task::JoinHandle<std::io::Result<()>>,
 }
 
+/// The application's logs, when `TEST_LOG` holds a filter (`TEST_LOG=info,sqlx=warn`): to the
+/// test's captured output, shown when it fails. Off by default.
+fn init_test_log() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if let Ok(filter) = std::env::var("TEST_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_test_writer()
+                .try_init();
+        }
+    });
+}
+
 /// Settings for a test: defaults, fixed secrets, port 0, the given database; `extra` overrides.
 pub fn test_settings(db_url: &str, extra: Value) -> Settings {
+    init_test_log();
     let mut figment = Settings::figment(std::path::Path::new("/nonexistent/config.yaml")).merge(
         Serialized::defaults(json!({
             "server": { "host": "127.0.0.1", "port": 0, "workers": 1 },
