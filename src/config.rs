@@ -75,10 +75,20 @@ pub struct DatabaseSettings {
     pub url: SecretString,
     #[serde(default = "default_max_connections")]
     pub max_connections: u32,
+    /// A commit returns only once it is on disk (SQLite `synchronous=FULL`, PostgreSQL
+    /// `synchronous_commit=on`). Off trades the last commits before a power cut or OS crash
+    /// (never a process crash) for commits that do not wait on the disk: for throwaway
+    /// databases such as tests and benchmarks, not for a ledger of real money.
+    #[serde(default = "default_true")]
+    pub durable_commits: bool,
 }
 
 fn default_max_connections() -> u32 {
     16
+}
+
+fn default_true() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -93,6 +93,7 @@ async fn connect(settings: &Settings, max_connections: u32) -> anyhow::Result<Da
             }
         }
     }
+    let durable = settings.database.durable_commits;
     let mut options = ConnectOptions::new(url.to_owned());
     options
         .max_connections(max_connections)
@@ -102,12 +103,27 @@ async fn connect(settings: &Settings, max_connections: u32) -> anyhow::Result<Da
         .sqlx_logging(false)
         // On every pooled connection (a PRAGMA run once would set only one): WAL lets readers
         // run beside the writer; the busy timeout queues writers behind each other instead of
-        // failing them with "database is locked" under load. (synchronous stays FULL: the
-        // ledger row naming a transaction must survive a power cut before it is broadcast.)
-        .map_sqlx_sqlite_opts(|o| {
+        // failing them with "database is locked" under load. (synchronous is FULL, unless
+        // `database.durable_commits` is off: the ledger row naming a transaction must survive a
+        // power cut before it is broadcast.)
+        .map_sqlx_sqlite_opts(move |o| {
             o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
                 .busy_timeout(SQLITE_BUSY_TIMEOUT)
                 .foreign_keys(true)
+                .synchronous(if durable {
+                    sea_orm::sqlx::sqlite::SqliteSynchronous::Full
+                } else {
+                    sea_orm::sqlx::sqlite::SqliteSynchronous::Normal
+                })
+        })
+        // `database.durable_commits: false` (tests, benchmarks): commits do not wait for the
+        // WAL to reach the disk.
+        .map_sqlx_postgres_opts(move |o| {
+            if durable {
+                o
+            } else {
+                o.options([("synchronous_commit", "off")])
+            }
         });
     Database::connect(options)
         .await

@@ -118,6 +118,12 @@ pub struct BenchArgs {
     /// Self-contained only: our facilitator's `settlement.batch_window_ms`.
     #[arg(long, default_value_t = 50)]
     pub batch_window_ms: u64,
+    /// Self-contained only: the local chain's block gas limit. The default leaves room for
+    /// ~3000 settlements a block (the chain is not what is measured); 30000000 is a real L2's,
+    /// where blocks bound settle throughput.
+    #[arg(long, value_name = "GAS", default_value_t = 300_000_000,
+          value_parser = clap::value_parser!(u64).range(1_000_000..))]
+    pub block_gas_limit: u64,
 }
 
 #[derive(Parser)]

@@ -55,8 +55,7 @@ impl Local {
             payers: args.payers as usize,
             payer_balance: needed_each.max(DevnetOptions::default().payer_balance),
             block_time: Some(1),
-            // Room for ~3000 settlements a block: the chain is not what is measured.
-            gas_limit: Some(300_000_000),
+            gas_limit: Some(args.block_gas_limit),
             multicall3: args.compare_reference || args.batch_max >= 2,
             ..DevnetOptions::default()
         })

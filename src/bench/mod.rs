@@ -398,6 +398,7 @@ pub async fn run(args: BenchArgs, config: &Path) -> anyhow::Result<Outcome> {
             (args.rpc_latency.is_some(), "--rpc-latency"),
             (args.compare_reference, "--compare-reference"),
             (args.database_url.is_some(), "--database-url"),
+            (args.block_gas_limit != 300_000_000, "--block-gas-limit"),
         ] {
             if set {
                 bail!(
@@ -597,6 +598,7 @@ async fn bench(
             count,
             self_contained: args.self_contained(),
             rpc_latency_ms: args.rpc_latency,
+            block_gas_limit: args.self_contained().then_some(args.block_gas_limit),
         },
         passed: runs.iter().all(|r| r.passed),
         runs,

@@ -52,6 +52,8 @@ pub struct WorkloadInfo {
     pub count: usize,
     pub self_contained: bool,
     pub rpc_latency_ms: Option<u64>,
+    /// The local chain's block gas limit (self-contained runs).
+    pub block_gas_limit: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -306,6 +308,10 @@ impl Report {
                 "added RPC latency",
                 w.rpc_latency_ms
                     .map_or("none".into(), |ms| format!("{ms} ms per round trip")),
+            ),
+            (
+                "block gas limit",
+                w.block_gas_limit.map_or("given".into(), |g| g.to_string()),
             ),
         ] {
             let _ = writeln!(h, "<tr><td>{}</td><td>{}</td></tr>", esc(k), esc(&v));

@@ -128,7 +128,9 @@ pub fn test_settings(db_url: &str, extra: Value) -> Settings {
     let mut figment = Settings::figment(std::path::Path::new("/nonexistent/config.yaml")).merge(
         Serialized::defaults(json!({
             "server": { "host": "127.0.0.1", "port": 0, "workers": 1 },
-            "database": { "url": db_url, "max_connections": 5 },
+            // Throwaway databases: commits need not wait for the disk, which the whole suite
+            // shares (PostgreSQL's DROP DATABASE forces a checkpoint per test).
+            "database": { "url": db_url, "max_connections": 5, "durable_commits": false },
             "auth": {
                 "jwt_secret": JWT_SECRET,
                 "admin_token": ADMIN_TOKEN,

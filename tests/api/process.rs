@@ -52,6 +52,8 @@ impl Facilitator {
             .env("APP__SERVER__PORT", "0")
             .env("APP__SERVER__WORKERS", "1")
             .env("APP__DATABASE__URL", db_url)
+            // A throwaway database (a SIGKILL loses nothing either way).
+            .env("APP__DATABASE__DURABLE_COMMITS", "false")
             .env("APP__AUTH__JWT_SECRET", JWT_SECRET)
             .env("APP__AUTH__ADMIN_TOKEN", ADMIN_TOKEN)
             .env("APP__AUTH__CLIENT_TOKEN_KEY", CLIENT_KEY)
