@@ -163,6 +163,48 @@ fn nonce_refused(message: &str) -> bool {
         || m.contains("replacement transaction underpriced")
 }
 
+/// Did the node refuse the transaction's fees (below the block's base fee, or underpriced)?
+fn fee_refused(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    (m.contains("base fee") || m.contains("underpriced") || m.contains("fee too low"))
+        && !m.contains("replacement transaction underpriced")
+}
+
+/// The node's EIP-1559 estimate: (maxFeePerGas, maxPriorityFeePerGas).
+async fn estimate_fees(provider: &RootProvider) -> Result<(u128, u128), BroadcastError> {
+    let est = provider
+        .estimate_eip1559_fees()
+        .await
+        .map_err(|e| BroadcastError::NotSent(format!("fee estimate: {e}")))?;
+    Ok((est.max_fee_per_gas, est.max_priority_fee_per_gas))
+}
+
+/// The fees to sign with: the estimate, bumped past the replaced transaction's, under the cap.
+fn fees_to_send(
+    max_fee: u128,
+    priority: u128,
+    replacing: Option<&Broadcasted>,
+    policy: &FeePolicy,
+) -> Result<(u128, u128), BroadcastError> {
+    let (max_fee, priority) = match replacing {
+        Some(old) => (
+            max_fee.max(bumped(old.max_fee_per_gas)),
+            priority.max(bumped(old.max_priority_fee_per_gas)),
+        ),
+        None => (max_fee, priority),
+    };
+    let max_fee_per_gas = max_fee.min(policy.max_fee_per_gas_cap);
+    let max_priority_fee_per_gas = priority.min(max_fee_per_gas);
+    if let Some(old) = replacing {
+        if max_fee_per_gas < bumped(old.max_fee_per_gas) {
+            return Err(BroadcastError::NotSent(
+                "fee cap reached: cannot replace".into(),
+            ));
+        }
+    }
+    Ok((max_fee_per_gas, max_priority_fee_per_gas))
+}
+
 /// Did the node answer with an error (so it refused the tx), rather than the transport failing?
 fn node_refused(e: &RpcError<TransportErrorKind>) -> Option<String> {
     match e {
@@ -216,36 +258,19 @@ impl Handler<Broadcast> for SettlementActor {
                     .await
                     .map_err(|e| BroadcastError::NotSent(format!("nonce: {e}")))?,
             };
-            let (max_fee, priority) = match cached_fees {
+            let (mut max_fee, mut priority) = match cached_fees {
                 Some(f) => f,
-                None => {
-                    let est = provider
-                        .estimate_eip1559_fees()
-                        .await
-                        .map_err(|e| BroadcastError::NotSent(format!("fee estimate: {e}")))?;
-                    (est.max_fee_per_gas, est.max_priority_fee_per_gas)
-                }
+                None => estimate_fees(&provider).await?,
             };
-            let (max_fee, priority) = match &replacing {
-                Some(old) => (
-                    max_fee.max(bumped(old.max_fee_per_gas)),
-                    priority.max(bumped(old.max_priority_fee_per_gas)),
-                ),
-                None => (max_fee, priority),
-            };
-            let max_fee_per_gas = max_fee.min(policy.max_fee_per_gas_cap);
-            let max_priority_fee_per_gas = priority.min(max_fee_per_gas);
-            if let Some(old) = &replacing {
-                if max_fee_per_gas < bumped(old.max_fee_per_gas) {
-                    return Err(BroadcastError::NotSent(
-                        "fee cap reached: cannot replace".into(),
-                    ));
-                }
-            }
+            let (mut max_fee_per_gas, mut max_priority_fee_per_gas) =
+                fees_to_send(max_fee, priority, replacing.as_ref(), &policy)?;
             // A node refusing the nonce means our count drifted (the key was used elsewhere, or
-            // a transaction was dropped): re-read the pending nonce and send once more.
+            // a transaction was dropped): re-read the pending nonce and send once more. A node
+            // refusing the fee (the base fee rose past a reused estimate): estimate again and
+            // send once more. Nothing was broadcast either way.
             let mut nonce = nonce;
             let mut retried = false;
+            let mut fee_retried = false;
             loop {
                 let mut tx = TxEip1559 {
                     chain_id,
@@ -311,6 +336,14 @@ impl Handler<Broadcast> for SettlementActor {
                 if let Err(e) = restored {
                     tracing::error!(error = %e, "ledger not restored after a refused broadcast");
                 }
+                if !fee_retried && fee_refused(&m) {
+                    (max_fee, priority) = estimate_fees(&provider).await?;
+                    (max_fee_per_gas, max_priority_fee_per_gas) =
+                        fees_to_send(max_fee, priority, replacing.as_ref(), &policy)?;
+                    tracing::warn!(%address, refusal = %m, max_fee_per_gas, "fee refused; estimated again and resending");
+                    fee_retried = true;
+                    continue;
+                }
                 if retried || replacing.is_some() || !nonce_refused(&m) {
                     break Err(BroadcastError::NotSent(m));
                 }
@@ -323,19 +356,24 @@ impl Handler<Broadcast> for SettlementActor {
                 nonce = fresh;
                 retried = true;
             }
-            .map(|b| (b, (max_fee, priority)))
+            .map(|b| (b, (max_fee, priority), cached_fees.is_none() || fee_retried))
         };
         let is_replacement = msg.replacing.is_some();
         AtomicResponse::new(Box::pin(work.into_actor(self).map(move |res, act, _| match res {
             // A replacement reuses a nonce already counted.
-            Ok((b, _)) if is_replacement => Ok(b),
+            Ok((b, _, _)) if is_replacement => Ok(b),
             Err(e) if is_replacement => {
                 tracing::warn!(network = act.network, error = %e, "replacement not sent");
                 Err(e)
             }
-            Ok((b, (max_fee, priority))) => {
+            Ok((b, (max_fee, priority), fresh)) => {
                 act.next_nonce = Some(b.nonce + 1);
-                if act.fees.is_none_or(|(at, _, _)| at.elapsed() >= act.policy.estimate_ttl) {
+                // A fresh estimate replaces the cached one (which may have just been refused).
+                if fresh
+                    || act
+                        .fees
+                        .is_none_or(|(at, _, _)| at.elapsed() >= act.policy.estimate_ttl)
+                {
                     act.fees = Some((Instant::now(), max_fee, priority));
                 }
                 Ok(b)

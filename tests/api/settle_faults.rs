@@ -1,6 +1,7 @@
 //! Settlement under real faults, produced on the chain rather than mocked: a receipt that does
 //! not come in time (mining paused), a transaction that passes simulation and then reverts
-//! (two authorizations racing for one balance), and a signer nonce used behind our back.
+//! (two authorizations racing for one balance), a signer nonce used behind our back, and a base
+//! fee that jumps past the fee estimate a signer reuses.
 
 use std::time::{Duration, Instant};
 
@@ -337,6 +338,75 @@ async fn nonce_used_elsewhere(kind: Db) {
     assert_eq!(app.devnet.nonce_of(signer).await.unwrap(), 4);
 }
 
+/// The base fee jumps between two settles (blocks filling up), past the fee estimate the
+/// signer reuses for a few seconds: the node refuses the second send ("max fee per gas less
+/// than block base fee"); the facilitator estimates again and sends once more.
+async fn base_fee_jump(kind: Db) {
+    let app = app_with(kind, json!({})).await;
+    let payer = app.payer(0).clone();
+    let first = Payment::new(&app, 0, 1_000);
+    assert_eq!(
+        app.settle(&first.v1(&first.sign(&payer), 1_000)).await["success"],
+        true
+    );
+    let provider = app.devnet.provider();
+    let base_fee = |b: Option<alloy::rpc::types::Block>| {
+        u128::from(b.unwrap().header.base_fee_per_gas.unwrap())
+    };
+    let before = base_fee(
+        provider
+            .get_block_by_number(Default::default())
+            .await
+            .unwrap(),
+    );
+    let jumped: u128 = 50_000_000_000; // 50 gwei
+    assert!(jumped > 4 * before, "{before}");
+    provider
+        .raw_request::<_, ()>(
+            "anvil_setNextBlockBaseFeePerGas".into(),
+            (U256::from(jumped),),
+        )
+        .await
+        .unwrap();
+    app.devnet.mine().await.unwrap();
+    let now = base_fee(
+        provider
+            .get_block_by_number(Default::default())
+            .await
+            .unwrap(),
+    );
+    assert_eq!(now, jumped);
+
+    let second = Payment::new(&app, 0, 2_000);
+    let started = Instant::now();
+    let answer = app.settle(&second.v1(&second.sign(&payer), 2_000)).await;
+    assert_eq!(answer["success"], true, "{answer}");
+    let hash: B256 = answer["transaction"].as_str().unwrap().parse().unwrap();
+    let tx = provider
+        .get_transaction_by_hash(hash)
+        .await
+        .unwrap()
+        .unwrap();
+    let max_fee = alloy::consensus::Transaction::max_fee_per_gas(&tx);
+    assert!(
+        max_fee >= jumped,
+        "signed with {max_fee}, base fee {jumped}"
+    );
+    // Within the reused estimate's lifetime (3 s): the refusal, not its expiry, renewed it.
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        app.devnet
+            .nonce_of(app.devnet.facilitator_keys[0].address())
+            .await
+            .unwrap(),
+        2
+    );
+}
+
 #[actix_web::test]
 async fn receipt_timeout_answers_pending_with_the_hash_then_resolves_sqlite() {
     pending_then_resolved(Db::Sqlite).await
@@ -395,4 +465,14 @@ async fn a_nonce_used_behind_our_back_is_reread_and_the_settle_succeeds_sqlite()
 #[actix_web::test]
 async fn a_nonce_used_behind_our_back_is_reread_and_the_settle_succeeds_postgres() {
     nonce_used_elsewhere(Db::Postgres).await
+}
+
+#[actix_web::test]
+async fn a_base_fee_jump_past_the_reused_estimate_is_estimated_again_and_sent_sqlite() {
+    base_fee_jump(Db::Sqlite).await
+}
+
+#[actix_web::test]
+async fn a_base_fee_jump_past_the_reused_estimate_is_estimated_again_and_sent_postgres() {
+    base_fee_jump(Db::Postgres).await
 }
