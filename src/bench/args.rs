@@ -22,6 +22,19 @@ impl Mode {
     }
 }
 
+/// Our facilitator's state mirror (`verify.mirror`) in self-contained mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MirrorMode {
+    /// Off (the configuration's default).
+    Off,
+    /// On.
+    On,
+    /// Two of ours on one chain, one run: with the mirror ("ours+mirror"), then without
+    /// ("ours"). Verify only.
+    Both,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
     /// Facilitator to measure: its base URL, under which `/verify`, `/settle` and `/supported`
@@ -118,6 +131,10 @@ pub struct BenchArgs {
     /// Self-contained only: our facilitator's `settlement.batch_window_ms`.
     #[arg(long, default_value_t = 50)]
     pub batch_window_ms: u64,
+    /// Self-contained only: our facilitator's state mirror (`verify.mirror`); `both` measures
+    /// ours with and without it in one run (verify mode).
+    #[arg(long, value_enum, default_value_t = MirrorMode::Off, conflicts_with = "compare_reference")]
+    pub mirror: MirrorMode,
 }
 
 #[derive(Parser)]
