@@ -33,6 +33,9 @@ pub struct Settings {
     pub metrics: MetricsSettings,
     #[serde(default)]
     pub settlement: SettlementSettings,
+    /// `/verify`: the block-synchronised state mirror.
+    #[serde(default)]
+    pub verify: VerifySettings,
     #[serde(default)]
     pub limits: LimitSettings,
     #[serde(default)]
@@ -126,6 +129,31 @@ pub struct LogSettings {
 
 fn default_log_level() -> String {
     "info".into()
+}
+
+/// `/verify` without the node: a per-network mirror of the served tokens' state, kept block
+/// by block (`actors/src/mirror.rs`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct VerifySettings {
+    /// Answer the verify of a mirrored EOA payer from memory (no RPC call). Off by default:
+    /// today's behaviour (one simulation per verify) until it is switched on.
+    pub mirror: bool,
+    /// Accounts (payers and payees) kept per network, least recently used dropped first.
+    pub mirror_accounts: usize,
+    /// The mirror answers only while the last head the RPC probe saw is at most this old
+    /// (keep it above `rpc.probe_interval_ms`, which is how often heads are read).
+    pub mirror_max_head_age_ms: u64,
+}
+
+impl Default for VerifySettings {
+    fn default() -> Self {
+        Self {
+            mirror: false,
+            mirror_accounts: 10_000,
+            mirror_max_head_age_ms: 3000,
+        }
+    }
 }
 
 /// Settlement housekeeping.

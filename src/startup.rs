@@ -20,6 +20,7 @@ use facilitator_actors::facilitator::{
 };
 use facilitator_actors::fleet::Fleet;
 use facilitator_actors::metrics::MetricsHandle;
+use facilitator_actors::mirror::{Mirror, MirrorConfig};
 use facilitator_actors::registry::{NetworkEntry, NewAsset, RegistryHandle};
 use facilitator_actors::settlement::batch::BatchConfig;
 use facilitator_actors::settlement::{
@@ -420,7 +421,7 @@ impl Application {
             });
             entries.push(entry);
         }
-        let registry = RegistryHandle::start(db.clone(), entries, assets).await?;
+        let registry = RegistryHandle::start(db.clone(), entries, assets.clone()).await?;
         // Every endpoint's health known before the first request (probes run concurrently,
         // each bounded by its network's timeout), then kept up to date in the background.
         futures::future::join_all(pending_runtimes.iter().map(|p| p.chain.probe())).await;
@@ -428,9 +429,40 @@ impl Application {
             p.chain.start_probing();
             registry.attach_chain(p.entry.info.v1_name, p.chain.clone());
         }
+        if settings.verify.mirror
+            && settings.verify.mirror_max_head_age_ms <= settings.rpc.probe_interval_ms
+        {
+            tracing::warn!(
+                "verify.mirror_max_head_age_ms is not above rpc.probe_interval_ms: the mirror \
+                 will rarely answer"
+            );
+        }
         let runtimes: Vec<Arc<NetworkRuntime>> = pending_runtimes
             .into_iter()
             .map(|p| {
+                // The state mirror follows the heads this network's probe reads.
+                let mirror = settings.verify.mirror.then(|| {
+                    let followed = assets
+                        .iter()
+                        .filter(|a| a.network == p.entry.info.v1_name && a.active)
+                        .map(|a| a.address)
+                        .collect();
+                    let mirror = Mirror::new(
+                        p.entry.info.v1_name,
+                        followed,
+                        MirrorConfig {
+                            max_accounts: settings.verify.mirror_accounts,
+                            max_head_age: Duration::from_millis(
+                                settings.verify.mirror_max_head_age_ms,
+                            ),
+                        },
+                        p.provider.clone(),
+                        p.chain.heads(),
+                        Some(metrics.rpc()),
+                    );
+                    mirror.start();
+                    mirror
+                });
                 let watcher =
                     ReceiptWatcher::start(p.provider.clone(), Duration::from_millis(250), |_| {});
                 Arc::new(NetworkRuntime {
@@ -444,6 +476,7 @@ impl Application {
                     min_signer_balance: p.min_signer_balance,
                     confirmations: p.confirmations,
                     smart_wallets: p.smart_wallets,
+                    mirror,
                 })
             })
             .collect();

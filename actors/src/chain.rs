@@ -48,7 +48,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use alloy::primitives::U64;
+use alloy::primitives::{B256, U64};
 use alloy::providers::RootProvider;
 use alloy::rpc::client::RpcClient;
 use alloy::rpc::json_rpc::{Id, Request, RequestPacket, ResponsePacket, ResponsePayload};
@@ -256,7 +256,18 @@ impl std::fmt::Display for AttemptError {
 #[derive(Debug, Clone, Copy)]
 struct Head {
     number: u64,
+    hash: B256,
     timestamp: u64,
+}
+
+/// The best head the probe saw (the highest among the usable endpoints), and when: what the
+/// state mirror (`crate::mirror`) follows, so that it needs no poller of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeenHead {
+    pub number: u64,
+    pub hash: B256,
+    pub timestamp: u64,
+    pub seen_at: Instant,
 }
 
 #[derive(Debug)]
@@ -413,6 +424,8 @@ struct Shared {
     config: ChainConfig,
     endpoints: Vec<Endpoint>,
     metrics: Option<RpcMetrics>,
+    /// Replaced after every probe round that got a head (`ChainAccess::heads`).
+    heads: tokio::sync::watch::Sender<Option<SeenHead>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -680,6 +693,24 @@ impl Shared {
                 Err(e) => self.failed(i, &e),
             }
         }
+        // The best head of a usable endpoint, stamped now: even an unchanged head says the
+        // node was heard from (the mirror's staleness bound).
+        let best = self
+            .endpoints
+            .iter()
+            .filter_map(|ep| {
+                let s = ep.lock();
+                (s.healthy && !s.lagging).then_some(s.head).flatten()
+            })
+            .max_by_key(|h| h.number);
+        if let Some(h) = best {
+            self.heads.send_replace(Some(SeenHead {
+                number: h.number,
+                hash: h.hash,
+                timestamp: h.timestamp,
+                seen_at: Instant::now(),
+            }));
+        }
     }
 
     fn health(&self) -> NetworkHealth {
@@ -739,6 +770,9 @@ fn all_failed(network: &str, failures: &[String]) -> TransportError {
 #[derive(Deserialize)]
 struct BlockHead {
     number: U64,
+    /// Absent from some test doubles: a zero hash never matches a real block's parent.
+    #[serde(default)]
+    hash: B256,
     timestamp: U64,
 }
 
@@ -751,6 +785,7 @@ async fn probe(ep: &Endpoint) -> Result<Head, AttemptError> {
         Some(ResponsePayload::Success(raw)) => serde_json::from_str::<BlockHead>(raw.get())
             .map(|b| Head {
                 number: b.number.to(),
+                hash: b.hash,
                 timestamp: b.timestamp.to(),
             })
             .map_err(|_| AttemptError::NoHead),
@@ -834,6 +869,7 @@ impl ChainAccess {
                 config,
                 endpoints,
                 metrics,
+                heads: tokio::sync::watch::channel(None).0,
             }),
             is_local,
         })
@@ -871,6 +907,15 @@ impl ChainAccess {
 
     pub fn health(&self) -> NetworkHealth {
         self.shared.health()
+    }
+
+    /// The best head of each probe round (`SeenHead`), as it comes.
+    pub fn heads(&self) -> tokio::sync::watch::Receiver<Option<SeenHead>> {
+        self.shared.heads.subscribe()
+    }
+
+    pub fn network(&self) -> &'static str {
+        self.shared.network
     }
 }
 

@@ -14,6 +14,7 @@ mod batched;
 mod fast;
 mod finality;
 mod fleet;
+mod mirrored;
 mod permit2;
 mod smart_wallet;
 
@@ -76,6 +77,8 @@ pub struct NetworkRuntime {
     pub confirmations: u64,
     /// ERC-1271 / ERC-6492 payers: which factories may deploy, through which Multicall3.
     pub smart_wallets: SmartWalletPolicy,
+    /// The block-synchronised state mirror (`verify.mirror`); `None`: off.
+    pub mirror: Option<Arc<crate::mirror::Mirror>>,
 }
 
 #[derive(Debug, Clone)]
@@ -448,6 +451,11 @@ impl Facilitator {
     pub async fn verify(&self, req: &PaymentRequest) -> ServiceResult<VerifyAnswer> {
         let now = (self.inner.clock)();
         let payer = Some(req.payload.authorization.from);
+        // The mirror at the current head, before the cache: its answer costs no RPC call and
+        // is never older than the last block.
+        if let Some(answer) = self.verify_from_mirror(req, now) {
+            return Ok(answer);
+        }
         let cached = self
             .inner
             .verify_cache
@@ -678,6 +686,7 @@ impl Facilitator {
         // settle cut off between the ledger and the chain would leave work for reconciliation.
         let this = self.clone();
         let req = req.clone();
+        let rt_for_mirror = rt.clone();
         let leader = tokio::spawn(async move {
             let _guard = guard;
             let result = this
@@ -686,6 +695,7 @@ impl Facilitator {
             let valid_before = req.payload.authorization.valid_before;
             let now = (this.inner.clock)();
             this.inner.fast.settled(&key, valid_before, &result, now);
+            this.mirror_settled(&rt_for_mirror, &req, &result);
             if let Ok(answer) = &result {
                 let _ = tx.send(Some(answer.clone()));
             }
@@ -776,7 +786,11 @@ impl Facilitator {
         };
         // The token itself, a Permit2 proxy, or (an ERC-6492 wallet to deploy) Multicall3.
         let (to, calldata) = match judged {
-            Ok(call) => call,
+            Ok(call) => {
+                // From here the money may move: the mirror counts it against the payer.
+                self.mirror_settling(rt, req);
+                call
+            }
             Err(reason) => {
                 ledger::mark_failed_unsent(&self.inner.db, row.id, reason.as_str()).await?;
                 self.refund_credit(credit).await;

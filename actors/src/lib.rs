@@ -17,6 +17,7 @@ pub mod fleet;
 pub mod idempotency;
 pub mod ledger;
 pub mod metrics;
+pub mod mirror;
 pub mod registry;
 pub mod settlement;
 pub mod throttle;

@@ -467,6 +467,9 @@ pub struct RpcMetrics {
     errors: Family<RpcErrorLabels, Counter>,
     healthy: Family<EndpointLabels, Gauge>,
     head: Family<EndpointLabels, Gauge>,
+    mirror_verifies: Family<OutcomeLabels, Counter>,
+    mirror_block: Family<NetworkLabels, Gauge>,
+    mirror_accounts: Family<NetworkLabels, Gauge>,
 }
 
 impl RpcMetrics {
@@ -497,11 +500,33 @@ impl RpcMetrics {
             "the latest block an RPC endpoint reported to the health probe",
             head.clone(),
         );
+        let mirror_verifies = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "x402_verify_mirror",
+            "verifies the state mirror answered (`answered`) or left to the simulation \
+             (`fallback_<why>`), by network",
+            mirror_verifies.clone(),
+        );
+        let mirror_block = Family::<NetworkLabels, Gauge>::default();
+        registry.register(
+            "x402_mirror_block",
+            "the last block the state mirror applied",
+            mirror_block.clone(),
+        );
+        let mirror_accounts = Family::<NetworkLabels, Gauge>::default();
+        registry.register(
+            "x402_mirror_accounts",
+            "accounts (payers and payees) the state mirror keeps",
+            mirror_accounts.clone(),
+        );
         Self {
             latency,
             errors,
             healthy,
             head,
+            mirror_verifies,
+            mirror_block,
+            mirror_accounts,
         }
     }
 
@@ -536,6 +561,28 @@ impl RpcMetrics {
         self.healthy
             .get_or_create(&Self::endpoint(network, endpoint))
             .set(i64::from(healthy));
+    }
+
+    /// A verify the state mirror answered or left to the simulation.
+    pub fn mirror_verify(&self, network: &str, outcome: &str) {
+        self.mirror_verifies
+            .get_or_create(&OutcomeLabels {
+                network: network.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn set_mirror(&self, network: &str, block: u64, accounts: usize) {
+        let labels = NetworkLabels {
+            network: network.to_owned(),
+        };
+        self.mirror_block
+            .get_or_create(&labels)
+            .set(i64::try_from(block).unwrap_or(i64::MAX));
+        self.mirror_accounts
+            .get_or_create(&labels)
+            .set(accounts as i64);
     }
 
     pub fn set_head(&self, network: &str, endpoint: &str, block: u64) {

@@ -22,6 +22,19 @@ impl Mode {
     }
 }
 
+/// Our facilitator's state mirror (`verify.mirror`) in self-contained mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MirrorMode {
+    /// Off (the configuration's default).
+    Off,
+    /// On.
+    On,
+    /// Two of ours on one chain, one run: with the mirror ("ours+mirror"), then without
+    /// ("ours"). Verify only.
+    Both,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
     /// Facilitator to measure: its base URL, under which `/verify`, `/settle` and `/supported`
@@ -124,6 +137,10 @@ pub struct BenchArgs {
     #[arg(long, value_name = "GAS", default_value_t = 300_000_000,
           value_parser = clap::value_parser!(u64).range(1_000_000..))]
     pub block_gas_limit: u64,
+    /// Self-contained only: our facilitator's state mirror (`verify.mirror`); `both` measures
+    /// ours with and without it in one run (verify mode).
+    #[arg(long, value_enum, default_value_t = MirrorMode::Off, conflicts_with = "compare_reference")]
+    pub mirror: MirrorMode,
 }
 
 #[derive(Parser)]

@@ -15,11 +15,12 @@ use secrecy::ExposeSecret;
 use super::engine::Target;
 use super::proxy::DelayProxy;
 use super::reference::ReferenceFacilitator;
-use super::BenchArgs;
+use super::{BenchArgs, MirrorMode};
 use crate::dev::{local_facilitator, LocalFacilitator};
 
-/// Loopback, any free port (never a fixed one), and the database asked for.
-fn overrides(args: &BenchArgs) -> serde_json::Value {
+/// Loopback, any free port (never a fixed one), and the database asked for; the state
+/// mirror on or off.
+fn overrides(args: &BenchArgs, mirror: bool) -> serde_json::Value {
     let mut v = serde_json::json!({ "server": { "host": "127.0.0.1", "port": 0 } });
     if let Some(url) = &args.database_url {
         v["database"] = serde_json::json!({ "url": url });
@@ -28,17 +29,66 @@ fn overrides(args: &BenchArgs) -> serde_json::Value {
         "batch_max": args.batch_max,
         "batch_window_ms": args.batch_window_ms,
     });
+    v["verify"] = serde_json::json!({ "mirror": mirror });
     v
+}
+
+/// One of our facilitators, serving in this process.
+struct Ours {
+    target: Target,
+    server: actix_web::dev::ServerHandle,
+    task: actix_web::rt::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Ours {
+    async fn start(
+        name: &str,
+        config: &Path,
+        overrides: serde_json::Value,
+        dir: &Path,
+        rpc_url: &str,
+        devnet: &Devnet,
+        signers: Vec<alloy::signers::local::PrivateKeySigner>,
+    ) -> anyhow::Result<Self> {
+        let LocalFacilitator {
+            app,
+            client_id,
+            client_token,
+        } = local_facilitator(config, overrides, dir, rpc_url, devnet.usdc, signers).await?;
+        let mut headers = HeaderMap::new();
+        headers.insert("X-Client-ID", HeaderValue::from_str(&client_id)?);
+        let mut token = HeaderValue::from_str(client_token.expose_secret())?;
+        token.set_sensitive(true);
+        headers.insert("X-Client-Token", token);
+        let target = Target {
+            name: name.into(),
+            url: format!("http://127.0.0.1:{}/api/v1", app.port()),
+            headers,
+        };
+        let server = app.server_handle();
+        let task = actix_web::rt::spawn(app.run_until_stopped());
+        Ok(Self {
+            target,
+            server,
+            task,
+        })
+    }
+
+    async fn stop(self) {
+        self.server.stop(true).await;
+        let _ = self.task.await;
+    }
 }
 
 pub struct Local {
     pub devnet: Devnet,
     pub ours: Target,
     pub reference: Option<(Target, ReferenceFacilitator)>,
+    /// `--mirror both`: ours without the mirror (`ours` has it).
+    pub without_mirror: Option<Target>,
     /// The URL the facilitators use for the node (the proxy's, with --rpc-latency).
     pub facilitator_rpc_url: String,
-    server: actix_web::dev::ServerHandle,
-    task: actix_web::rt::task::JoinHandle<std::io::Result<()>>,
+    servers: Vec<Ours>,
     _proxy: Option<DelayProxy>,
     _dir: tempfile::TempDir,
 }
@@ -77,31 +127,40 @@ impl Local {
             .map_or_else(|| devnet.rpc_url.clone(), |p| p.url.clone());
 
         let dir = tempfile::tempdir().context("temp dir")?;
-        let LocalFacilitator {
-            app,
-            client_id,
-            client_token,
-        } = local_facilitator(
-            config,
-            overrides(args),
-            dir.path(),
-            &facilitator_rpc_url,
-            devnet.usdc,
-            devnet.facilitator_keys[..signers].to_vec(),
-        )
-        .await?;
-        let mut headers = HeaderMap::new();
-        headers.insert("X-Client-ID", HeaderValue::from_str(&client_id)?);
-        let mut token = HeaderValue::from_str(client_token.expose_secret())?;
-        token.set_sensitive(true);
-        headers.insert("X-Client-Token", token);
-        let ours = Target {
-            name: "ours".into(),
-            url: format!("http://127.0.0.1:{}/api/v1", app.port()),
-            headers,
-        };
-        let server = app.server_handle();
-        let task = actix_web::rt::spawn(app.run_until_stopped());
+        let both = args.mirror == MirrorMode::Both;
+        if both && args.mode.settles() {
+            bail!("--mirror both measures verify only: use --mode verify");
+        }
+        let mut servers = vec![
+            Ours::start(
+                if both { "ours+mirror" } else { "ours" },
+                config,
+                overrides(args, args.mirror != MirrorMode::Off),
+                dir.path(),
+                &facilitator_rpc_url,
+                &devnet,
+                devnet.facilitator_keys[..signers].to_vec(),
+            )
+            .await?,
+        ];
+        if both {
+            let second = dir.path().join("without-mirror");
+            std::fs::create_dir_all(&second).context("temp dir")?;
+            servers.push(
+                Ours::start(
+                    "ours",
+                    config,
+                    overrides(args, false),
+                    &second,
+                    &facilitator_rpc_url,
+                    &devnet,
+                    devnet.facilitator_keys[3..].to_vec(),
+                )
+                .await?,
+            );
+        }
+        let ours = servers[0].target.clone();
+        let without_mirror = servers.get(1).map(|s| s.target.clone());
 
         let reference = if args.compare_reference {
             let key = devnet.facilitator_keys[3].clone();
@@ -123,9 +182,9 @@ impl Local {
             devnet,
             ours,
             reference,
+            without_mirror,
             facilitator_rpc_url,
-            server,
-            task,
+            servers,
             _proxy: proxy,
             _dir: dir,
         })
@@ -134,8 +193,9 @@ impl Local {
     /// Stop the facilitators, then the chain.
     pub async fn stop(self) {
         drop(self.reference);
-        self.server.stop(true).await;
-        let _ = self.task.await;
+        for ours in self.servers {
+            ours.stop().await;
+        }
         self.devnet.stop().await;
     }
 }

@@ -29,7 +29,7 @@ use anyhow::{bail, Context as _};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 
-pub use args::{BenchArgs, Mode};
+pub use args::{BenchArgs, MirrorMode, Mode};
 pub use local::Local;
 pub use report::{Report, RunReport};
 
@@ -399,6 +399,7 @@ pub async fn run(args: BenchArgs, config: &Path) -> anyhow::Result<Outcome> {
             (args.compare_reference, "--compare-reference"),
             (args.database_url.is_some(), "--database-url"),
             (args.block_gas_limit != 300_000_000, "--block-gas-limit"),
+            (args.mirror != MirrorMode::Off, "--mirror"),
         ] {
             if set {
                 bail!(
@@ -412,11 +413,12 @@ pub async fn run(args: BenchArgs, config: &Path) -> anyhow::Result<Outcome> {
              (self-contained: use --compare-reference)"
         );
     }
-    let runs = if args.compare.is_some() || args.compare_reference {
-        2
-    } else {
-        1
-    };
+    let runs =
+        if args.compare.is_some() || args.compare_reference || args.mirror == MirrorMode::Both {
+            2
+        } else {
+            1
+        };
     let amount = U256::from(args.amount);
     let per_payer = |payers: usize| -> U256 {
         if args.mode.settles() {
@@ -433,6 +435,7 @@ pub async fn run(args: BenchArgs, config: &Path) -> anyhow::Result<Outcome> {
         if let Some((t, _)) = &local.reference {
             targets.push(t.clone());
         }
+        targets.extend(local.without_mirror.clone());
         let setup = Setup {
             chain,
             names: network_names("base-sepolia")?,

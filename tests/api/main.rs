@@ -20,6 +20,7 @@ mod health;
 mod key_controls;
 mod logs;
 mod metrics;
+mod mirror;
 mod permit2;
 mod persistence;
 mod process;

@@ -36,6 +36,23 @@ sol! {
         function version() external view returns (string);
         function DOMAIN_SEPARATOR() external view returns (bytes32);
     }
+
+    /// What else decides whether FiatTokenV2_2's `transferWithAuthorization` goes through
+    /// (`whenNotPaused`, `notBlacklisted(from)`, `notBlacklisted(to)`), and the events that
+    /// change any of it, or a balance, or a nonce: what a state mirror follows.
+    interface IFiatTokenState {
+        function paused() external view returns (bool);
+        function isBlacklisted(address account) external view returns (bool);
+        event Transfer(address indexed from, address indexed to, uint256 value);
+        event AuthorizationUsed(address indexed authorizer, bytes32 indexed nonce);
+        event AuthorizationCanceled(address indexed authorizer, bytes32 indexed nonce);
+        event Blacklisted(address indexed account);
+        event UnBlacklisted(address indexed account);
+        event Pause();
+        event Unpause();
+        /// FiatTokenProxy: the implementation changed (the rules may have).
+        event Upgraded(address implementation);
+    }
 }
 
 /// Seconds of slack on `validBefore`: the transaction must still be valid when mined.

@@ -1,0 +1,587 @@
+//! The block-synchronised state mirror (`verify.mirror`): its answers equal a simulation's at
+//! the same block over randomized interleavings of what others do to the token, our pending
+//! settles count against their payer, and a mirrored EOA's verify makes no RPC call while
+//! everything it cannot vouch for falls back to the simulation.
+
+use std::time::{Duration, Instant};
+
+use alloy::network::{EthereumWallet, TransactionBuilder};
+use alloy::primitives::{Address, Bytes, B256, U256};
+use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::rpc::types::TransactionRequest;
+use alloy::sol;
+use alloy::sol_types::SolCall;
+use devnet::{Devnet, DevnetOptions};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+
+use crate::chain_helpers::*;
+use crate::helpers::*;
+use crate::tcp_proxy::TcpProxy;
+
+sol! {
+    // transferWithAuthorization takes nine arguments.
+    #[allow(clippy::too_many_arguments)]
+    interface IAdmin {
+        function transfer(address to, uint256 value) returns (bool);
+        function transferWithAuthorization(address from, address to, uint256 value, uint256 validAfter, uint256 validBefore, bytes32 nonce, uint8 v, bytes32 r, bytes32 s);
+        function authorizationState(address authorizer, bytes32 nonce) view returns (bool);
+        function balanceOf(address account) view returns (uint256);
+        function blacklist(address account);
+        function unBlacklist(address account);
+        function pause();
+        function unpause();
+        function mint(address to, uint256 amount) returns (bool);
+    }
+}
+
+/// An app with the mirror on, its RPC through `rpc_url`; heads read every 100 ms.
+async fn mirror_app(devnet: Devnet, rpc_url: &str, rpc_timeout_ms: u64) -> ChainApp {
+    let app = ChainApp::start_app_full(
+        TestDb::create(Db::Sqlite).await,
+        &devnet,
+        devnet.facilitator_keys[..1].to_vec(),
+        json!({ "rpc_url": rpc_url }),
+        json!({
+            "verify": { "mirror": true, "mirror_max_head_age_ms": 1500 },
+            "rpc": { "probe_interval_ms": 100, "timeout_ms": rpc_timeout_ms },
+        }),
+    )
+    .await;
+    ChainApp::with_merchant(app, devnet).await
+}
+
+/// Sum of a Prometheus series' samples whose labels contain every `labels` part.
+async fn metric(app: &ChainApp, name: &str, labels: &[&str]) -> u64 {
+    let text = app.app.get("/metrics", None).await.text().await.unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) && labels.iter().all(|p| l.contains(p)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .sum()
+}
+
+async fn mirror_outcome(app: &ChainApp, outcome: &str) -> u64 {
+    let label = format!("outcome=\"{outcome}\"");
+    metric(app, "x402_verify_mirror_total", &[&label]).await
+}
+
+/// RPC requests that can be a verify's (`eth_call`, `batch`), as counted by the app.
+async fn verify_rpc(app: &ChainApp) -> u64 {
+    metric(
+        app,
+        "x402_rpc_request_duration_seconds_count",
+        &["method=\"eth_call\""],
+    )
+    .await
+        + metric(
+            app,
+            "x402_rpc_request_duration_seconds_count",
+            &["method=\"batch\""],
+        )
+        .await
+}
+
+/// Poll until the mirror has applied the chain's latest block (bounded).
+async fn wait_mirror_at_head(app: &ChainApp) -> u64 {
+    let head = app.devnet.provider().get_block_number().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if metric(app, "x402_mirror_block", &[]).await == head {
+            return head;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "mirror never reached block {head}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A call of the token's owner (pauser, blacklister), mined (auto-mine), then followed.
+async fn as_owner(app: &ChainApp, data: Vec<u8>) {
+    let tx = TransactionRequest::default()
+        .to(app.devnet.usdc)
+        .input(Bytes::from(data).into());
+    let receipt = app
+        .devnet
+        .provider()
+        .send_transaction(tx)
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    assert!(receipt.status());
+    wait_mirror_at_head(app).await;
+}
+
+/// Poll until the mirror keeps at least `n` accounts (bounded).
+async fn wait_accounts(app: &ChainApp, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(app, "x402_mirror_accounts", &[]).await < n {
+        assert!(
+            Instant::now() < deadline,
+            "mirror never seeded {n} accounts"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Transactions from the deployer and the payers, with nonces, gas and fees set here (mining
+/// is manual: nothing waits for a receipt).
+struct Senders {
+    provider: DynProvider,
+    chain_id: u64,
+    nonces: std::collections::HashMap<Address, u64>,
+}
+
+impl Senders {
+    async fn new(devnet: &Devnet) -> Self {
+        let mut wallet = EthereumWallet::from(devnet.deployer.clone());
+        for p in &devnet.payers {
+            wallet.register_signer(p.clone());
+        }
+        let provider = ProviderBuilder::new()
+            .wallet(wallet)
+            .connect_http(devnet.rpc_url.parse().unwrap())
+            .erased();
+        let mut nonces = std::collections::HashMap::new();
+        for who in std::iter::once(devnet.deployer.address())
+            .chain(devnet.payers.iter().map(|p| p.address()))
+        {
+            nonces.insert(who, devnet.nonce_of(who).await.unwrap());
+        }
+        Self {
+            provider,
+            chain_id: devnet.chain_id,
+            nonces,
+        }
+    }
+
+    /// Into the pool (may revert when mined: that is part of the game).
+    async fn send(&mut self, from: Address, to: Address, data: Vec<u8>) {
+        let nonce = self.nonces.get_mut(&from).expect("known sender");
+        let tx = TransactionRequest::default()
+            .from(from)
+            .to(to)
+            .input(Bytes::from(data).into())
+            .nonce(*nonce)
+            .with_chain_id(self.chain_id)
+            .gas_limit(300_000)
+            .max_fee_per_gas(100_000_000_000)
+            .max_priority_fee_per_gas(1_000_000_000);
+        *nonce += 1;
+        let _pending = self.provider.send_transaction(tx).await.expect("send");
+    }
+}
+
+fn split(signature: &str) -> (u8, B256, B256) {
+    let bytes = alloy::hex::decode(signature).unwrap();
+    (
+        bytes[64],
+        B256::from_slice(&bytes[..32]),
+        B256::from_slice(&bytes[32..64]),
+    )
+}
+
+fn twa_calldata(p: &Payment, signature: &str) -> Vec<u8> {
+    let (v, r, s) = split(signature);
+    IAdmin::transferWithAuthorizationCall {
+        from: p.from,
+        to: p.to,
+        value: p.value,
+        validAfter: U256::from(p.valid_after),
+        validBefore: U256::from(p.valid_before),
+        nonce: p.nonce,
+        v,
+        r,
+        s,
+    }
+    .abi_encode()
+}
+
+async fn call_at(
+    provider: &DynProvider,
+    to: Address,
+    data: Vec<u8>,
+    block: u64,
+    from: Address,
+) -> Result<Bytes, String> {
+    let tx = TransactionRequest::default()
+        .from(from)
+        .to(to)
+        .input(Bytes::from(data).into());
+    provider
+        .call(tx)
+        .block(block.into())
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// What the simulation says of `p` at `block`, named as verify names it: the
+/// `transferWithAuthorization` call, and when it reverts, the nonce state and balance there.
+async fn simulated(app: &ChainApp, p: &Payment, signature: &str, block: u64) -> (bool, Value) {
+    let provider = app.devnet.provider();
+    let sender = app.devnet.facilitator_keys[0].address();
+    let usdc = app.devnet.usdc;
+    if call_at(provider, usdc, twa_calldata(p, signature), block, sender)
+        .await
+        .is_ok()
+    {
+        return (true, json!(""));
+    }
+    let used = call_at(
+        provider,
+        usdc,
+        IAdmin::authorizationStateCall {
+            authorizer: p.from,
+            nonce: p.nonce,
+        }
+        .abi_encode(),
+        block,
+        sender,
+    )
+    .await
+    .unwrap();
+    let balance = call_at(
+        provider,
+        usdc,
+        IAdmin::balanceOfCall { account: p.from }.abi_encode(),
+        block,
+        sender,
+    )
+    .await
+    .unwrap();
+    let used = IAdmin::authorizationStateCall::abi_decode_returns(&used).unwrap();
+    let balance = IAdmin::balanceOfCall::abi_decode_returns(&balance).unwrap();
+    let reason = if used {
+        "invalid_exact_evm_nonce_already_used"
+    } else if balance < p.value {
+        "insufficient_funds"
+    } else {
+        "invalid_transaction_state"
+    };
+    (false, json!(reason))
+}
+
+#[actix_web::test]
+async fn the_mirror_answers_as_a_simulation_at_the_same_block_over_random_interleavings() {
+    let seed: u64 = std::env::var("MIRROR_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    println!("mirror correctness seed: {seed} (MIRROR_SEED={seed} to replay)");
+    let mut rng = StdRng::seed_from_u64(seed);
+    let payers = 8;
+    let devnet = Devnet::start(DevnetOptions {
+        payers,
+        payer_balance: U256::from(50_000u64),
+        ..DevnetOptions::default()
+    })
+    .await
+    .unwrap();
+    let deployer = devnet.deployer.address();
+    devnet
+        .mint(deployer, U256::from(10_000_000u64))
+        .await
+        .unwrap();
+    for p in &devnet.payers {
+        devnet
+            .set_eth_balance(p.address(), U256::from(10u128.pow(20)))
+            .await
+            .unwrap();
+    }
+    let url = devnet.rpc_url.clone();
+    let app = mirror_app(devnet, &url, 5000).await;
+    app.devnet.set_automine(false).await.unwrap();
+    let mut senders = Senders::new(&app.devnet).await;
+    let usdc = app.devnet.usdc;
+    let elsewhere = Address::repeat_byte(0x42);
+    // Nonces of each payer that were used on chain behind our back.
+    let mut used: Vec<Vec<B256>> = vec![Vec::new(); payers];
+    let (mut paused, mut blacklisted) = (false, vec![false; payers + 1]);
+
+    let (blocks, per_block) = (50, 20);
+    let mut checks = 0u64;
+    let mut kinds = std::collections::BTreeMap::new();
+    let mut serial = 0u64;
+    let answered_before = mirror_outcome(&app, "answered").await;
+    for _ in 0..blocks {
+        let block = wait_mirror_at_head(&app).await;
+        for _ in 0..per_block {
+            let i = rng.gen_range(0..payers);
+            let balance = app.balance(app.payer(i).address()).await.to::<u64>();
+            let value = match rng.gen_range(0..10) {
+                0..=3 => rng.gen_range(1..=1000),
+                4..=6 => (balance + rng.gen_range(0..3)).saturating_sub(1).max(1),
+                _ => rng.gen_range(1..=balance.max(1) * 3 / 2 + 1),
+            };
+            let mut p = Payment::new(&app, i, value);
+            // Unique per check: no answer is a cached copy of another block's.
+            serial += 1;
+            p.valid_before += serial;
+            if !used[i].is_empty() && rng.gen_bool(0.25) {
+                p.nonce = used[i][rng.gen_range(0..used[i].len())];
+            }
+            let signature = p.sign(app.payer(i));
+            let answer = app.verify(&p.v2(&signature, value)).await;
+            let (valid, reason) = simulated(&app, &p, &signature, block).await;
+            assert_eq!(
+                (
+                    answer["isValid"].as_bool().unwrap(),
+                    &answer["invalidReason"]
+                ),
+                (valid, &reason),
+                "seed {seed}, block {block}, payer {i}, value {value} (balance {balance}), \
+                 paused {paused}, blacklisted {blacklisted:?}: {answer}"
+            );
+            checks += 1;
+            *kinds.entry(reason.to_string()).or_insert(0u64) += 1;
+        }
+        // What others do before the next block.
+        for _ in 0..rng.gen_range(2..7) {
+            let i = rng.gen_range(0..payers);
+            let who = app.payer(i).address();
+            match rng.gen_range(0..100) {
+                // Money in (from the deployer), or out (sent by the payer itself).
+                n @ 0..=44 => {
+                    let (from, to) = if n < 20 {
+                        (deployer, who)
+                    } else {
+                        (who, elsewhere)
+                    };
+                    let value = U256::from(rng.gen_range(1..30_000u64));
+                    let data = IAdmin::transferCall { to, value }.abi_encode();
+                    senders.send(from, usdc, data).await;
+                }
+                // An authorization of the payer's, used by another sender.
+                _ => {
+                    let mut a = Payment::new(&app, i, rng.gen_range(1..5_000u64));
+                    a.to = elsewhere;
+                    let data = twa_calldata(&a, &a.sign(app.payer(i)));
+                    senders.send(deployer, usdc, data).await;
+                    used[i].push(a.nonce);
+                }
+            }
+        }
+        // Now and then a blacklisting, of a payer or of the payee, and a pause; each soon
+        // undone (the mirror falls back meanwhile, and must notice both ways).
+        let k = rng.gen_range(0..=payers);
+        let account = if k == payers {
+            PAY_TO
+        } else {
+            app.payer(k).address()
+        };
+        if blacklisted[k] && rng.gen_bool(0.5) {
+            blacklisted[k] = false;
+            let data = IAdmin::unBlacklistCall { account }.abi_encode();
+            senders.send(deployer, usdc, data).await;
+        } else if !blacklisted[k] && rng.gen_bool(if k == payers { 0.03 } else { 0.15 }) {
+            blacklisted[k] = true;
+            let data = IAdmin::blacklistCall { account }.abi_encode();
+            senders.send(deployer, usdc, data).await;
+        }
+        if paused && rng.gen_bool(0.6) || !paused && rng.gen_bool(0.05) {
+            let data = if paused {
+                IAdmin::unpauseCall {}.abi_encode()
+            } else {
+                IAdmin::pauseCall {}.abi_encode()
+            };
+            paused = !paused;
+            senders.send(deployer, usdc, data).await;
+        }
+        app.devnet.mine().await.unwrap();
+    }
+    let answered = mirror_outcome(&app, "answered").await - answered_before;
+    let text = app.app.get("/metrics", None).await.text().await.unwrap();
+    let outcomes: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("x402_verify_mirror_total{"))
+        .collect();
+    println!("{checks} checks, {answered} answered by the mirror: {outcomes:?}");
+    println!("answers: {kinds:?}");
+    assert!(checks >= 1000);
+    for kind in [
+        "\"\"",
+        "\"invalid_exact_evm_nonce_already_used\"",
+        "\"insufficient_funds\"",
+    ] {
+        assert!(
+            kinds.get(kind).is_some_and(|n| *n >= 20),
+            "too few {kind}: {kinds:?}"
+        );
+    }
+    assert!(
+        answered * 5 >= checks * 2,
+        "the mirror answered only {answered} of {checks}: the test would prove little"
+    );
+}
+
+#[actix_web::test]
+async fn a_payment_our_pending_settles_leave_uncovered_is_insufficient_funds() {
+    let devnet = Devnet::start(DevnetOptions {
+        payer_balance: U256::from(10_000u64),
+        ..DevnetOptions::default()
+    })
+    .await
+    .unwrap();
+    let url = devnet.rpc_url.clone();
+    let app = mirror_app(devnet, &url, 5000).await;
+    let payer = app.payer(0).address();
+    let first = Payment::new(&app, 0, 6_000);
+    let first_body = first.v2(&first.sign(app.payer(0)), 6_000);
+    let second = Payment::new(&app, 0, 6_000);
+    let second_body = second.v2(&second.sign(app.payer(0)), 6_000);
+
+    // First sight: simulated, then the payer and the payee are seeded.
+    assert_eq!(app.verify(&first_body).await["isValid"], true);
+    wait_accounts(&app, 2).await;
+    let answered = mirror_outcome(&app, "answered").await;
+    assert_eq!(app.verify(&second_body).await["isValid"], true);
+    assert_eq!(mirror_outcome(&app, "answered").await, answered + 1);
+
+    // The first settles, and is not mined yet.
+    app.devnet.set_automine(false).await.unwrap();
+    let signer = app.devnet.facilitator_keys[0].address();
+    let sent_before = app.devnet.nonce_of(signer).await.unwrap();
+    let settling = {
+        let client = app.app.http.clone();
+        let url = app.app.url("/api/v1/settle");
+        let (id, token) = (app.client_id.clone(), app.client_token.clone());
+        tokio::spawn(async move {
+            client
+                .post(url)
+                .header("X-Client-ID", id)
+                .header("X-Client-Token", token)
+                .json(&first_body)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let pending: u64 = app
+            .devnet
+            .provider()
+            .get_transaction_count(signer)
+            .pending()
+            .await
+            .unwrap();
+        if pending > sent_before {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the settle never broadcast");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(app.balance(payer).await, U256::from(10_000u64), "not mined");
+    let refused = app.verify(&second_body).await;
+    assert_eq!(refused["isValid"], false, "{refused}");
+    assert_eq!(refused["invalidReason"], "insufficient_funds");
+    // The simulation alone (the chain does not know our pending settle yet) would accept it.
+    assert!(mirror_outcome(&app, "answered").await >= answered + 2);
+
+    // Mined: the balance has dropped, the second is still refused.
+    app.devnet.mine().await.unwrap();
+    let settled = settling.await.unwrap();
+    assert_eq!(settled["success"], true, "{settled}");
+    wait_mirror_at_head(&app).await;
+    assert_eq!(app.balance(payer).await, U256::from(4_000u64));
+    let still = app.verify(&second_body).await;
+    assert_eq!(still["invalidReason"], "insufficient_funds", "{still}");
+
+    // A top-up: now it is covered.
+    app.devnet.set_automine(true).await.unwrap();
+    app.devnet.mint(payer, U256::from(3_000u64)).await.unwrap();
+    wait_mirror_at_head(&app).await;
+    let answered = mirror_outcome(&app, "answered").await;
+    let covered = app.verify(&second_body).await;
+    assert_eq!(covered["isValid"], true, "{covered}");
+    assert_eq!(mirror_outcome(&app, "answered").await, answered + 1);
+}
+
+#[actix_web::test]
+async fn a_mirrored_eoa_verify_makes_no_rpc_call_and_the_rest_falls_back() {
+    let devnet = Devnet::start(DevnetOptions::default()).await.unwrap();
+    let proxy = TcpProxy::start(&devnet.rpc_url).await;
+    let app = mirror_app(devnet, &proxy.url(), 1000).await;
+    let body = |app: &ChainApp, payer: usize, value: u64| {
+        let p = Payment::new(app, payer, value);
+        p.v2(&p.sign(app.payer(payer)), value)
+    };
+
+    // An unknown payer: simulated (one eth_call), then seeded.
+    let before = verify_rpc(&app).await;
+    let unknown = mirror_outcome(&app, "fallback_unknown_account").await;
+    assert_eq!(app.verify(&body(&app, 0, 1000)).await["isValid"], true);
+    assert_eq!(
+        mirror_outcome(&app, "fallback_unknown_account").await,
+        unknown + 1
+    );
+    assert!(
+        verify_rpc(&app).await > before,
+        "an unknown payer is simulated"
+    );
+    wait_accounts(&app, 2).await;
+
+    // Mirrored: no RPC call at all, for good and bad payments alike.
+    let before = verify_rpc(&app).await;
+    let answered = mirror_outcome(&app, "answered").await;
+    assert_eq!(app.verify(&body(&app, 0, 2000)).await["isValid"], true);
+    let poor = app.verify(&body(&app, 0, 1_000_000_000_000_000)).await;
+    assert_eq!(poor["invalidReason"], "insufficient_funds", "{poor}");
+    assert_eq!(mirror_outcome(&app, "answered").await, answered + 2);
+    assert_eq!(verify_rpc(&app).await, before, "no eth_call, no batch");
+
+    // A paused token: the simulation answers.
+    as_owner(&app, IAdmin::pauseCall {}.abi_encode()).await;
+    let paused = mirror_outcome(&app, "fallback_paused").await;
+    let before = verify_rpc(&app).await;
+    let answer = app.verify(&body(&app, 0, 3000)).await;
+    assert_eq!(
+        answer["invalidReason"], "invalid_transaction_state",
+        "{answer}"
+    );
+    assert_eq!(mirror_outcome(&app, "fallback_paused").await, paused + 1);
+    assert!(
+        verify_rpc(&app).await > before,
+        "a paused token is simulated"
+    );
+    as_owner(&app, IAdmin::unpauseCall {}.abi_encode()).await;
+
+    // A stale head (the node stops answering): never answered from memory.
+    proxy.freeze();
+    let stale = mirror_outcome(&app, "fallback_stale").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let res = app.post_x402("/api/v1/verify", &body(&app, 0, 10)).await;
+        if mirror_outcome(&app, "fallback_stale").await > stale {
+            assert_ne!(
+                res.status(),
+                200,
+                "a stale mirror's fallback reaches the node"
+            );
+            break;
+        }
+        assert_eq!(res.status(), 200, "answered from memory while fresh");
+        assert!(Instant::now() < deadline, "the head never went stale");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    proxy.pass();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let answered = mirror_outcome(&app, "answered").await;
+        let answer = app.verify(&body(&app, 0, 10)).await;
+        if mirror_outcome(&app, "answered").await > answered {
+            assert_eq!(answer["isValid"], true, "{answer}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the mirror never caught up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
