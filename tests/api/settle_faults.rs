@@ -279,7 +279,9 @@ async fn simulated_ok_then_reverted(kind: Db) {
     assert_eq!(app.balance(buyer.address()).await, U256::from(400));
 }
 
-async fn nonce_used_elsewhere(kind: Db) {
+/// An app on a fresh chain whose one signer has settled one payment of payer 0 (nonce 1 used,
+/// a fee estimate cached); with that payer.
+async fn settled_once(kind: Db) -> (ChainApp, PrivateKeySigner) {
     let app = app_with(kind, json!({})).await;
     let payer = app.payer(0).clone();
     let first = Payment::new(&app, 0, 1_000);
@@ -287,6 +289,11 @@ async fn nonce_used_elsewhere(kind: Db) {
         app.settle(&first.v1(&first.sign(&payer), 1_000)).await["success"],
         true
     );
+    (app, payer)
+}
+
+async fn nonce_used_elsewhere(kind: Db) {
+    let (app, payer) = settled_once(kind).await;
     // The operator uses the signer key elsewhere: nonce 1 is gone behind our back.
     let key = app.devnet.facilitator_keys[0].clone();
     let signer = key.address();
@@ -342,13 +349,7 @@ async fn nonce_used_elsewhere(kind: Db) {
 /// signer reuses for a few seconds: the node refuses the second send ("max fee per gas less
 /// than block base fee"); the facilitator estimates again and sends once more.
 async fn base_fee_jump(kind: Db) {
-    let app = app_with(kind, json!({})).await;
-    let payer = app.payer(0).clone();
-    let first = Payment::new(&app, 0, 1_000);
-    assert_eq!(
-        app.settle(&first.v1(&first.sign(&payer), 1_000)).await["success"],
-        true
-    );
+    let (app, payer) = settled_once(kind).await;
     let provider = app.devnet.provider();
     let base_fee = |b: Option<alloy::rpc::types::Block>| {
         u128::from(b.unwrap().header.base_fee_per_gas.unwrap())
