@@ -31,6 +31,9 @@ pub struct Settings {
     pub log: LogSettings,
     #[serde(default)]
     pub metrics: MetricsSettings,
+    /// The allocator: arenas, and giving freed memory back.
+    #[serde(default)]
+    pub memory: MemorySettings,
     #[serde(default)]
     pub settlement: SettlementSettings,
     /// `/verify`: the block-synchronised state mirror.
@@ -84,6 +87,14 @@ pub struct DatabaseSettings {
     /// databases such as tests and benchmarks, not for a ledger of real money.
     #[serde(default = "default_true")]
     pub durable_commits: bool,
+    /// SQLite's page cache per pooled connection, KiB (each of `max_connections` has its own;
+    /// SQLite's default is 2000). Misses are reads from the operating system's file cache.
+    #[serde(default = "default_sqlite_cache_kib")]
+    pub sqlite_cache_kib: u32,
+}
+
+fn default_sqlite_cache_kib() -> u32 {
+    512
 }
 
 fn default_max_connections() -> u32 {
@@ -316,6 +327,25 @@ impl Default for MetricsSettings {
 
 fn default_flush_interval() -> u64 {
     5
+}
+
+/// glibc's allocator (`crate::memory`): no effect on other C libraries.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct MemorySettings {
+    /// At most this many malloc arenas (0 = glibc's default, 8 per core).
+    pub arena_max: u32,
+    /// Give the allocator's free pages back to the system this often (0 = never).
+    pub trim_interval_secs: u64,
+}
+
+impl Default for MemorySettings {
+    fn default() -> Self {
+        Self {
+            arena_max: 2,
+            trim_interval_secs: 5,
+        }
+    }
 }
 
 /// Chain access: every RPC call is bounded, every endpoint is probed.
@@ -666,6 +696,7 @@ server:
 database:
   url: "sqlite://x402-facilitator.sqlite?mode=rwc"
   max_connections: 16
+  sqlite_cache_kib: 512
 auth:
   access_token_ttl_secs: 900
   refresh_token_ttl_secs: 2592000
@@ -675,6 +706,9 @@ log:
   level: info
 metrics:
   flush_interval_secs: 5
+memory:
+  arena_max: 2
+  trim_interval_secs: 5
 settlement:
   background_watch_secs: 1800
   reconcile_interval_secs: 300

@@ -13,6 +13,7 @@ pub mod chains;
 pub mod config;
 pub mod dev;
 pub mod error;
+pub mod memory;
 pub mod middleware;
 pub mod rate_limit;
 pub mod routes;

@@ -45,6 +45,8 @@ fn main() -> anyhow::Result<ExitCode> {
     }
     // The bench's report is its stdout; logs go to stderr.
     telemetry::init(&settings.log, bench);
+    // Before any thread allocates: the arena cap applies to arenas made from now on.
+    x402_facilitator::memory::limit_arenas(settings.memory.arena_max);
     actix_web::rt::System::new().block_on(async move {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => {

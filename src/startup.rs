@@ -95,6 +95,7 @@ async fn connect(settings: &Settings, max_connections: u32) -> anyhow::Result<Da
         }
     }
     let durable = settings.database.durable_commits;
+    let cache_size = format!("-{}", settings.database.sqlite_cache_kib.max(64));
     let mut options = ConnectOptions::new(url.to_owned());
     options
         .max_connections(max_connections)
@@ -111,6 +112,8 @@ async fn connect(settings: &Settings, max_connections: u32) -> anyhow::Result<Da
             o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
                 .busy_timeout(SQLITE_BUSY_TIMEOUT)
                 .foreign_keys(true)
+                // Each connection's page cache (negative: KiB), bounded for memory.
+                .pragma("cache_size", cache_size.clone())
                 .synchronous(if durable {
                     sea_orm::sqlx::sqlite::SqliteSynchronous::Full
                 } else {
@@ -539,6 +542,8 @@ impl Application {
                 }
             }
         });
+        // Free pages back to the system after a burst (glibc keeps them otherwise).
+        crate::memory::spawn_trimmer(Duration::from_secs(settings.memory.trim_interval_secs));
         let state = web::Data::new(AppState {
             db,
             auth,
