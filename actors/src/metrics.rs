@@ -1,8 +1,8 @@
 //! `MetricsActor`: the facilitator's numbers.
 //!
-//! The HTTP middleware and the x402 handlers send events fire-and-forget (`do_send`: the
-//! request path never waits on a metrics write). The actor adds them up in memory per rollup
-//! key and flushes the sums to the database in one transaction per batch, on a timer, on demand
+//! The HTTP middleware and the x402 handlers add their events up in memory per rollup key, in
+//! the caller's thread (a short lock; no message, so no wake-up of another thread per request,
+//! and the request path never waits on a metrics write). The actor flushes the sums to the database in one transaction per batch, on a timer, on demand
 //! (before a metrics read, so a reader sees everything acknowledged before it asked) and on
 //! graceful shutdown. A failed flush keeps its batch for the next one: nothing is lost.
 //!
@@ -166,9 +166,19 @@ fn micros(d: Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
 
+/// Sums not yet written, shared by the recording callers and the actor.
+type Pending = Arc<std::sync::Mutex<Batch>>;
+
+fn lock(pending: &Pending) -> std::sync::MutexGuard<'_, Batch> {
+    // A panic while adding up leaves sums, not broken invariants: keep using them.
+    pending
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 pub struct MetricsActor {
     db: DatabaseConnection,
-    pending: Batch,
+    pending: Pending,
     flush_every: Duration,
 }
 
@@ -180,70 +190,17 @@ impl Actor for MetricsActor {
     }
 }
 
-#[derive(Message)]
-#[rtype(result = "()")]
-struct RecordHttp(HttpEvent);
-
-#[derive(Message)]
-#[rtype(result = "()")]
-struct RecordX402(X402Event);
-
 /// Write everything pending; answers once it is in the database.
 #[derive(Message)]
 #[rtype(result = "ServiceResult<()>")]
 struct Flush;
 
-impl Handler<RecordHttp> for MetricsActor {
-    type Result = ();
-
-    fn handle(&mut self, RecordHttp(e): RecordHttp, _: &mut Self::Context) {
-        let latency = micros(e.latency);
-        self.pending.add_http(
-            HttpKey {
-                day: e.day,
-                method: e.method,
-                route: e.route,
-                status: e.status,
-            },
-            &HttpSum {
-                count: 1,
-                total_latency_us: latency,
-                max_latency_us: latency,
-            },
-        );
-    }
-}
-
-impl Handler<RecordX402> for MetricsActor {
-    type Result = ();
-
-    fn handle(&mut self, RecordX402(e): RecordX402, _: &mut Self::Context) {
-        self.pending.add_x402(
-            X402Key {
-                day: e.day,
-                client_id: e.client_id,
-                network: e.network,
-                asset: e.asset,
-                operation: e.operation,
-                outcome: e.outcome,
-            },
-            &X402Sum {
-                count: 1,
-                amount: e.amount,
-                gas_used: i64::try_from(e.gas_used).unwrap_or(i64::MAX),
-                fee_wei: e.fee_wei,
-                total_latency_us: micros(e.latency),
-            },
-        );
-    }
-}
-
 impl Handler<Flush> for MetricsActor {
-    // Atomic: one flush at a time, and events that arrive meanwhile wait in the mailbox.
+    // Atomic: one flush at a time; events recorded meanwhile go to the next batch.
     type Result = AtomicResponse<Self, ServiceResult<()>>;
 
     fn handle(&mut self, _: Flush, _: &mut Self::Context) -> Self::Result {
-        let batch = std::mem::take(&mut self.pending);
+        let batch = std::mem::take(&mut *lock(&self.pending));
         let db = self.db.clone();
         AtomicResponse::new(Box::pin(
             async move {
@@ -260,7 +217,7 @@ impl Handler<Flush> for MetricsActor {
                 Ok(()) => Ok(()),
                 Err((batch, e)) => {
                     tracing::warn!(error = %e, "metrics flush failed; kept for the next one");
-                    act.pending.merge(batch);
+                    lock(&act.pending).merge(batch);
                     Err(e)
                 }
             }),
@@ -747,19 +704,22 @@ pub struct SignerGauge {
 #[derive(Clone)]
 pub struct MetricsHandle {
     addr: Addr<MetricsActor>,
+    pending: Pending,
     prom: Arc<Prom>,
 }
 
 impl MetricsHandle {
     pub fn start(db: DatabaseConnection, flush_every: Duration) -> Self {
+        let pending = Pending::default();
         let addr = MetricsActor {
             db,
-            pending: Batch::default(),
+            pending: pending.clone(),
             flush_every,
         }
         .start();
         Self {
             addr,
+            pending,
             prom: Arc::new(Prom::new()),
         }
     }
@@ -779,7 +739,20 @@ impl MetricsHandle {
                 route: e.route.clone(),
             })
             .observe(e.latency.as_secs_f64());
-        self.addr.do_send(RecordHttp(e));
+        let latency = micros(e.latency);
+        lock(&self.pending).add_http(
+            HttpKey {
+                day: e.day,
+                method: e.method,
+                route: e.route,
+                status: e.status,
+            },
+            &HttpSum {
+                count: 1,
+                total_latency_us: latency,
+                max_latency_us: latency,
+            },
+        );
     }
 
     pub fn record_x402(&self, e: X402Event) {
@@ -809,7 +782,24 @@ impl MetricsHandle {
                     .observe(e.latency.as_secs_f64());
             }
         }
-        self.addr.do_send(RecordX402(e));
+        let sum = X402Sum {
+            count: 1,
+            amount: e.amount,
+            gas_used: i64::try_from(e.gas_used).unwrap_or(i64::MAX),
+            fee_wei: e.fee_wei,
+            total_latency_us: micros(e.latency),
+        };
+        lock(&self.pending).add_x402(
+            X402Key {
+                day: e.day,
+                client_id: e.client_id,
+                network: e.network,
+                asset: e.asset,
+                operation: e.operation,
+                outcome: e.outcome,
+            },
+            &sum,
+        );
     }
 
     /// A mined settlement was moved or taken out of the chain by a reorg.
