@@ -835,9 +835,13 @@ impl ChainAccess {
         if urls.is_empty() {
             return Err(ChainError::NoUrl);
         }
+        // Idle connections kept per node: a burst of concurrent calls opens hundreds, each with
+        // its buffers; past the burst all but these close (and any idle one after a while).
         let http = reqwest::Client::builder()
             .connect_timeout(config.timeout)
             .tcp_nodelay(true)
+            .pool_max_idle_per_host(64)
+            .pool_idle_timeout(Duration::from_secs(30))
             .build()
             .map_err(|_| ChainError::BadUrl(1))?;
         let mut endpoints: Vec<Endpoint> = Vec::with_capacity(urls.len());
