@@ -174,6 +174,8 @@ struct Inner {
     registry: RegistryHandle,
     networks: HashMap<u64, Arc<NetworkRuntime>>,
     verify_cache: DashMap<B256, (Instant, VerifyAnswer)>,
+    /// Inserts into `verify_cache`; every `VERIFY_CACHE_SWEEP_EVERY`th drops expired entries.
+    verify_cache_inserts: std::sync::atomic::AtomicUsize,
     /// Taken authorizations and known contracts, in memory (the verify fast path).
     fast: fast::FastPath,
     /// One batcher per network when `settlement.batch_max` ≥ 2.
@@ -228,6 +230,9 @@ impl Drop for InFlightGuard {
 /// Ledger reason of a settlement refused for want of credits (a retry after a top-up
 /// reclaims the row).
 const CREDITS_EXHAUSTED: &str = "settle_credits_exhausted";
+
+/// `verify_cache` drops its expired answers every this many inserts.
+const VERIFY_CACHE_SWEEP_EVERY: usize = 4096;
 
 /// What the metrics need to account for one mined settlement transaction.
 #[derive(Clone)]
@@ -285,6 +290,7 @@ impl Facilitator {
                     .map(|n| (n.entry.info.chain_id, n))
                     .collect(),
                 verify_cache: DashMap::new(),
+                verify_cache_inserts: Default::default(),
                 fast: fast::FastPath::new(config.fleet),
                 batching: batched::Batching::new(config.batch),
                 in_flight: DashMap::new(),
@@ -502,6 +508,15 @@ impl Facilitator {
             self.inner
                 .verify_cache
                 .insert(req.request_hash, (Instant::now(), answer.clone()));
+            let inserts = self
+                .inner
+                .verify_cache_inserts
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if inserts % VERIFY_CACHE_SWEEP_EVERY == VERIFY_CACHE_SWEEP_EVERY - 1 {
+                // Expired answers are never served again: without this they stayed forever.
+                let ttl = self.inner.config.verify_cache_ttl;
+                self.inner.verify_cache.retain(|_, v| v.0.elapsed() < ttl);
+            }
         }
         Ok(answer)
     }
