@@ -26,6 +26,8 @@ pub struct DevOptions {
 pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
     let devnet = Devnet::start(DevnetOptions {
         block_time: Some(1),
+        // As on real chains: `settlement.batch_max` sends through Multicall3.
+        multicall3: true,
         ..DevnetOptions::default()
     })
     .await

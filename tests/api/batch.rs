@@ -4,6 +4,7 @@
 use std::collections::{HashMap, HashSet};
 
 use alloy::primitives::{B256, U256};
+use alloy::providers::Provider;
 use alloy::signers::local::PrivateKeySigner;
 use devnet::{Devnet, DevnetOptions};
 use futures::StreamExt;
@@ -291,4 +292,56 @@ async fn a_thousand_batched_settles_at_300_in_flight_all_confirm() {
         .map(|a| a["transaction"].as_str().unwrap())
         .collect();
     eprintln!("{n} settles in {} transactions", transactions.len());
+}
+
+/// `settlement.batch_max` on a chain without Multicall3: a transaction to its address would
+/// "succeed" and move nothing (every payment answered failed, nothing paid). The batcher reads
+/// the code first and sends each payment as its own plain transaction instead.
+#[actix_web::test]
+async fn without_multicall3_batching_falls_back_to_one_transaction_per_payment() {
+    let devnet = Devnet::start(DevnetOptions {
+        multicall3: false,
+        ..chain()
+    })
+    .await
+    .expect("devnet");
+    assert!(devnet
+        .provider()
+        .get_code_at(batch_address())
+        .await
+        .unwrap()
+        .is_empty());
+    let app = ChainApp::with_merchant(
+        app_on(Db::Sqlite, &devnet, 0, batching(50)).await,
+        devnet.clone_handle(),
+    )
+    .await;
+    let n = 12;
+    let bodies: Vec<Value> = (0..n).map(|i| payment(&app, i, 100 + i as u64)).collect();
+    let answers = futures::future::join_all(bodies.iter().map(|b| app.settle(b))).await;
+    let mut txs = HashSet::new();
+    for (a, body) in answers.iter().zip(&bodies) {
+        assert_eq!(a["success"], true, "{a}");
+        txs.insert(a["transaction"].as_str().unwrap().to_owned());
+        let auth = &body["paymentPayload"]["payload"]["authorization"];
+        let payer = auth["from"].as_str().unwrap().parse().unwrap();
+        let nonce: B256 = auth["nonce"].as_str().unwrap().parse().unwrap();
+        assert!(devnet.authorization_state(payer, nonce).await.unwrap());
+    }
+    // One transaction each, to the token itself.
+    assert_eq!(txs.len(), n);
+    for tx in &txs {
+        let receipt = devnet.receipt(tx.parse().unwrap()).await.unwrap().unwrap();
+        assert!(receipt.status());
+        assert_eq!(receipt.to, Some(devnet.usdc));
+    }
+    let total: u64 = (0..n as u64).map(|i| 100 + i).sum();
+    assert_eq!(
+        devnet.usdc_balance(PAY_TO).await.unwrap(),
+        U256::from(total)
+    );
+}
+
+fn batch_address() -> alloy::primitives::Address {
+    facilitator_actors::settlement::batch::MULTICALL3
 }

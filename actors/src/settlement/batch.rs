@@ -11,7 +11,11 @@
 //!   (`carried`): a call that failed inside a successful batch logs nothing. The ledger keeps
 //!   one row per payment; each row's gas and fee are its share of the transaction's.
 //! - A batch of one is sent as the plain call, as without batching.
+//! - A chain with no code at Multicall3's address (a call there would "succeed" and transfer
+//!   nothing) gets no batches: each payment goes out as its own plain call, and a warning
+//!   says why. The code is read once, before the first batch.
 
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -198,7 +202,13 @@ struct Sender {
     receipt_timeout: Duration,
     replace_after: Duration,
     fallback_gas: u64,
+    /// Multicall3 on this chain: `UNKNOWN` until read, then `PRESENT` or `ABSENT`.
+    multicall3: AtomicU8,
 }
+
+const UNKNOWN: u8 = 0;
+const PRESENT: u8 = 1;
+const ABSENT: u8 = 2;
 
 impl Batcher {
     /// Start the collector on the current runtime. `gas_limit`: a single settlement's.
@@ -219,6 +229,7 @@ impl Batcher {
             receipt_timeout,
             replace_after,
             fallback_gas: gas_limit,
+            multicall3: AtomicU8::new(UNKNOWN),
         });
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
@@ -249,11 +260,51 @@ impl Batcher {
 
 impl Sender {
     async fn send(self: Arc<Self>, batch: Vec<Queued>) {
+        if batch.len() > 1 && !self.multicall3_present().await {
+            // One plain transaction per payment, side by side.
+            let each = batch.into_iter().map(|(payment, reply)| {
+                let this = self.clone();
+                async move {
+                    let _ = reply.send(this.run(std::slice::from_ref(&payment)).await);
+                }
+            });
+            futures::future::join_all(each).await;
+            return;
+        }
         let (payments, replies): (Vec<Payment>, Vec<oneshot::Sender<BatchOutcome>>) =
             batch.into_iter().unzip();
         let outcome = self.run(&payments).await;
         for reply in replies {
             let _ = reply.send(outcome.clone());
+        }
+    }
+
+    /// Is there code at Multicall3's address? Read once; a failed read is asked again next
+    /// time (and sends no batch meanwhile).
+    async fn multicall3_present(&self) -> bool {
+        match self.multicall3.load(Ordering::Relaxed) {
+            PRESENT => return true,
+            ABSENT => return false,
+            _ => {}
+        }
+        match self.provider.get_code_at(MULTICALL3).await {
+            Ok(code) if !code.is_empty() => {
+                self.multicall3.store(PRESENT, Ordering::Relaxed);
+                true
+            }
+            Ok(_) => {
+                if self.multicall3.swap(ABSENT, Ordering::Relaxed) != ABSENT {
+                    tracing::warn!(
+                        multicall3 = %MULTICALL3,
+                        "settlement.batch_max is set but this chain has no Multicall3: settling one transaction per payment"
+                    );
+                }
+                false
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read Multicall3's code; not batching this time");
+                false
+            }
         }
     }
 
