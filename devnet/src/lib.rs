@@ -90,6 +90,8 @@ pub struct DevnetOptions {
     /// Put Multicall3 at its canonical address ([`MULTICALL3`]): the official TypeScript
     /// facilitator diagnoses failed payments through it, and a fresh anvil has no code there.
     pub multicall3: bool,
+    /// Facilitator signer keys made and funded with ETH (`Devnet::facilitator_keys`).
+    pub facilitator_keys: usize,
 }
 
 impl Default for DevnetOptions {
@@ -104,6 +106,7 @@ impl Default for DevnetOptions {
             anvil_path: None,
             artifacts_dir: None,
             multicall3: false,
+            facilitator_keys: 4,
         }
     }
 }
@@ -243,8 +246,20 @@ fn spawn_anvil(opts: &DevnetOptions) -> Result<(Child, u16), DevnetError> {
         let mut reader = BufReader::new(stdout);
         let mut line = String::new();
         let mut sent = false;
+        // DEVNET_ANVIL_LOG=FILE keeps anvil's log (every RPC call it served), for debugging.
+        let mut log = std::env::var_os("DEVNET_ANVIL_LOG").and_then(|p| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .ok()
+        });
         // Keep reading to the end: an undrained pipe would block anvil.
         while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+            if let Some(f) = log.as_mut() {
+                use std::io::Write as _;
+                let _ = f.write_all(line.as_bytes());
+            }
             if !sent {
                 if let Some(addr) = line.trim().strip_prefix("Listening on ") {
                     let port = addr.rsplit(':').next().and_then(|p| p.parse::<u16>().ok());
@@ -312,8 +327,9 @@ impl Devnet {
             .wallet(EthereumWallet::from(deployer.clone()))
             .connect_http(url)
             .erased();
-        let facilitator_keys: Vec<PrivateKeySigner> =
-            (0..4).map(|_| PrivateKeySigner::random()).collect();
+        let facilitator_keys: Vec<PrivateKeySigner> = (0..opts.facilitator_keys.max(1))
+            .map(|_| PrivateKeySigner::random())
+            .collect();
         let payers: Vec<PrivateKeySigner> = (0..opts.payers)
             .map(|_| PrivateKeySigner::random())
             .collect();

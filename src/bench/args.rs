@@ -139,8 +139,14 @@ pub struct BenchArgs {
     pub block_gas_limit: u64,
     /// Self-contained only: our facilitator's state mirror (`verify.mirror`); `both` measures
     /// ours with and without it in one run (verify mode).
-    #[arg(long, value_enum, default_value_t = MirrorMode::Off, conflicts_with = "compare_reference")]
+    #[arg(long, value_enum, default_value_t = MirrorMode::Off)]
     pub mirror: MirrorMode,
+    /// Self-contained only: also start another build of this facilitator, `NAME=PATH` (e.g.
+    /// `base=../v1/x402-facilitator`; at most 3), as a child process on the same chain
+    /// (`PATH serve`, a fresh SQLite file, --signers keys of its own) and measure it after
+    /// ours; the report has its resident memory.
+    #[arg(long = "binary", value_name = "NAME=PATH")]
+    pub binaries: Vec<String>,
 }
 
 #[derive(Parser)]

@@ -12,6 +12,7 @@ use devnet::{Devnet, DevnetOptions};
 use reqwest::header::{HeaderMap, HeaderValue};
 use secrecy::ExposeSecret;
 
+use super::binary::{ChildFacilitator, ChildOptions};
 use super::engine::Target;
 use super::proxy::DelayProxy;
 use super::reference::ReferenceFacilitator;
@@ -86,6 +87,8 @@ pub struct Local {
     pub reference: Option<(Target, ReferenceFacilitator)>,
     /// `--mirror both`: ours without the mirror (`ours` has it).
     pub without_mirror: Option<Target>,
+    /// `--binary`: other builds, as child processes.
+    pub children: Vec<ChildFacilitator>,
     /// The URL the facilitators use for the node (the proxy's, with --rpc-latency).
     pub facilitator_rpc_url: String,
     servers: Vec<Ours>,
@@ -97,9 +100,17 @@ impl Local {
     /// `needed_each`: what each payer spends over the whole bench.
     pub async fn start(args: &BenchArgs, config: &Path, needed_each: U256) -> anyhow::Result<Self> {
         let signers = args.signers as usize;
-        if args.compare_reference && signers > 3 {
-            bail!("--compare-reference leaves 3 signer keys for ours: use --signers 3 or fewer");
+        let binaries = args
+            .binaries
+            .iter()
+            .map(|b| super::binary::parse(b))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        if binaries.len() > 3 {
+            bail!("--binary: at most 3 other builds");
         }
+        // Signer keys never shared: four for each facilitator (ours, ours without the
+        // mirror, the reference, each --binary).
+        let slot = |k: usize| 4 * k..4 * k + signers;
         let devnet = Devnet::start(DevnetOptions {
             token_name: args.asset_name.clone(),
             payers: args.payers as usize,
@@ -107,6 +118,7 @@ impl Local {
             block_time: Some(1),
             gas_limit: Some(args.block_gas_limit),
             multicall3: args.compare_reference || args.batch_max >= 2,
+            facilitator_keys: 4 * (3 + binaries.len()),
             ..DevnetOptions::default()
         })
         .await
@@ -139,7 +151,7 @@ impl Local {
                 dir.path(),
                 &facilitator_rpc_url,
                 &devnet,
-                devnet.facilitator_keys[..signers].to_vec(),
+                devnet.facilitator_keys[slot(0)].to_vec(),
             )
             .await?,
         ];
@@ -154,7 +166,7 @@ impl Local {
                     &second,
                     &facilitator_rpc_url,
                     &devnet,
-                    devnet.facilitator_keys[3..].to_vec(),
+                    devnet.facilitator_keys[slot(1)].to_vec(),
                 )
                 .await?,
             );
@@ -163,7 +175,7 @@ impl Local {
         let without_mirror = servers.get(1).map(|s| s.target.clone());
 
         let reference = if args.compare_reference {
-            let key = devnet.facilitator_keys[3].clone();
+            let key = devnet.facilitator_keys[slot(2).start].clone();
             let (url, chain_id) = (facilitator_rpc_url.clone(), devnet.chain_id);
             let process = actix_web::rt::task::spawn_blocking(move || {
                 ReferenceFacilitator::start(&url, chain_id, &key)
@@ -178,11 +190,41 @@ impl Local {
         } else {
             None
         };
+        let mut children = Vec::new();
+        for (i, (name, path)) in binaries.iter().enumerate() {
+            if [ours.name.as_str(), "reference"].contains(&name.as_str())
+                || without_mirror.as_ref().is_some_and(|t| &t.name == name)
+                || children
+                    .iter()
+                    .any(|c: &ChildFacilitator| &c.target.name == name)
+            {
+                bail!("--binary {name}=…: that name is taken");
+            }
+            let own = dir.path().join(name);
+            std::fs::create_dir_all(&own).context("temp dir")?;
+            children.push(
+                ChildFacilitator::start(
+                    name,
+                    path,
+                    &own,
+                    ChildOptions {
+                        rpc_url: &facilitator_rpc_url,
+                        usdc: devnet.usdc,
+                        keys: &devnet.facilitator_keys[slot(3 + i)],
+                        batch_max: args.batch_max,
+                        batch_window_ms: args.batch_window_ms,
+                        mirror: args.mirror == MirrorMode::On,
+                    },
+                )
+                .await?,
+            );
+        }
         Ok(Self {
             devnet,
             ours,
             reference,
             without_mirror,
+            children,
             facilitator_rpc_url,
             servers,
             _proxy: proxy,
@@ -193,6 +235,7 @@ impl Local {
     /// Stop the facilitators, then the chain.
     pub async fn stop(self) {
         drop(self.reference);
+        drop(self.children);
         for ours in self.servers {
             ours.stop().await;
         }

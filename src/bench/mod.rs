@@ -10,6 +10,7 @@
 //! passes only when every request succeeded and the chain agrees with every answer.
 
 mod args;
+mod binary;
 mod chain;
 mod charts;
 mod engine;
@@ -239,6 +240,8 @@ struct Setup {
     asset_version: String,
     payers: Vec<PrivateKeySigner>,
     targets: Vec<Target>,
+    /// Targets that are child processes (`--binary`), by name: their memory is read.
+    pids: std::collections::HashMap<String, u32>,
 }
 
 fn load_state(path: &Path) -> anyhow::Result<Value> {
@@ -339,6 +342,7 @@ async fn remote_setup(args: &BenchArgs) -> anyhow::Result<Setup> {
         asset_version: args.asset_version.clone(),
         payers,
         targets,
+        pids: Default::default(),
     })
 }
 
@@ -400,6 +404,7 @@ pub async fn run(args: BenchArgs, config: &Path) -> anyhow::Result<Outcome> {
             (args.database_url.is_some(), "--database-url"),
             (args.block_gas_limit != 300_000_000, "--block-gas-limit"),
             (args.mirror != MirrorMode::Off, "--mirror"),
+            (!args.binaries.is_empty(), "--binary"),
         ] {
             if set {
                 bail!(
@@ -413,12 +418,10 @@ pub async fn run(args: BenchArgs, config: &Path) -> anyhow::Result<Outcome> {
              (self-contained: use --compare-reference)"
         );
     }
-    let runs =
-        if args.compare.is_some() || args.compare_reference || args.mirror == MirrorMode::Both {
-            2
-        } else {
-            1
-        };
+    let runs = 1
+        + usize::from(args.compare.is_some() || args.compare_reference)
+        + usize::from(args.mirror == MirrorMode::Both)
+        + args.binaries.len();
     let amount = U256::from(args.amount);
     let per_payer = |payers: usize| -> U256 {
         if args.mode.settles() {
@@ -436,6 +439,12 @@ pub async fn run(args: BenchArgs, config: &Path) -> anyhow::Result<Outcome> {
             targets.push(t.clone());
         }
         targets.extend(local.without_mirror.clone());
+        targets.extend(local.children.iter().map(|c| c.target.clone()));
+        let pids = local
+            .children
+            .iter()
+            .map(|c| (c.target.name.clone(), c.pid()))
+            .collect();
         let setup = Setup {
             chain,
             names: network_names("base-sepolia")?,
@@ -443,6 +452,7 @@ pub async fn run(args: BenchArgs, config: &Path) -> anyhow::Result<Outcome> {
             asset_version: args.asset_version.clone(),
             payers: local.devnet.payers.clone(),
             targets,
+            pids,
         };
         (setup, Some(local))
     } else {
@@ -459,7 +469,8 @@ pub async fn run(args: BenchArgs, config: &Path) -> anyhow::Result<Outcome> {
     if self_contained {
         // Our facilitator runs in this process (with the load generator, which holds every
         // payment and answer of the run).
-        if let Some((rss, peak)) = memory_mb() {
+        if let Some((rss, peak)) = crate::memory::resident() {
+            let (rss, peak) = (rss as f64 / 1048576.0, peak as f64 / 1048576.0);
             eprintln!(
                 "memory: this process (bench + our facilitator) RSS {rss:.1} MB, peak {peak:.1} MB"
             );
@@ -474,16 +485,6 @@ pub async fn run(args: BenchArgs, config: &Path) -> anyhow::Result<Outcome> {
             Err(e)
         }
     }
-}
-
-/// This process's resident set and its peak, MB (Linux `/proc/self/status`).
-fn memory_mb() -> Option<(f64, f64)> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kb = |key: &str| -> Option<f64> {
-        let line = status.lines().find(|l| l.starts_with(key))?;
-        line.split_whitespace().nth(1)?.parse::<f64>().ok()
-    };
-    Some((kb("VmRSS:")? / 1024.0, kb("VmHWM:")? / 1024.0))
 }
 
 async fn bench(
@@ -561,7 +562,7 @@ async fn bench(
                 &records,
             )
             .await?;
-        let run = RunReport::new(
+        let mut run = RunReport::new(
             target.name.clone(),
             target.url.clone(),
             args.mode,
@@ -569,10 +570,25 @@ async fn bench(
             onchain,
             &records,
         );
+        run.memory = setup
+            .pids
+            .get(&target.name)
+            .and_then(|&pid| binary::memory_of(pid))
+            .map(|(rss, peak)| report::ProcessMemory {
+                rss_mb: rss,
+                peak_mb: peak,
+                rss_mb_at_bench_end: None,
+            });
         print_run(&run);
         runs.push(run);
     }
-    if runs.len() == 2 {
+    // Once every run is done: what each child holds idle, the run's burst behind it.
+    for run in &mut runs {
+        if let (Some(m), Some(&pid)) = (run.memory.as_mut(), setup.pids.get(&run.name)) {
+            m.rss_mb_at_bench_end = binary::memory_of(pid).map(|(rss, _)| rss);
+        }
+    }
+    if runs.len() >= 2 {
         print_comparison(&runs);
     }
     let report = Report {
@@ -667,6 +683,12 @@ fn print_run(r: &RunReport) {
         c.settlements_per_block_max
     );
     }
+    if let Some(m) = &r.memory {
+        println!(
+            "  memory: its process RSS {:.1} MB at the end of the run, peak {:.1} MB",
+            m.rss_mb, m.peak_mb
+        );
+    }
     for p in &c.problems {
         println!("  chain: {p}");
     }
@@ -685,25 +707,31 @@ fn print_comparison(runs: &[RunReport]) {
         .max()
         .unwrap_or(10)
         .max(12);
+    let ratio_heads: Vec<String> = report::ratio_heads(runs);
+    let rcol = ratio_heads
+        .iter()
+        .map(String::len)
+        .max()
+        .unwrap_or(10)
+        .max(10);
     println!();
-    println!(
-        "{:width$}  {:>col$}  {:>col$}  {:>10}",
-        "",
-        runs[0].name,
-        runs[1].name,
-        format!("{}/{}", runs[1].name, runs[0].name)
-            .chars()
-            .take(24)
-            .collect::<String>()
-    );
+    let mut head = format!("{:width$}", "");
+    for r in runs {
+        head.push_str(&format!("  {:>col$}", r.name));
+    }
+    for h in &ratio_heads {
+        head.push_str(&format!("  {h:>rcol$}"));
+    }
+    println!("{head}");
     for row in rows {
-        println!(
-            "{:width$}  {:>col$}  {:>col$}  {:>10}",
-            row.label,
-            row.values[0],
-            row.values[1],
-            row.ratio.unwrap_or_default()
-        );
+        let mut line = format!("{:width$}", row.label);
+        for v in &row.values {
+            line.push_str(&format!("  {v:>col$}"));
+        }
+        for r in &row.ratios {
+            line.push_str(&format!("  {:>rcol$}", r.clone().unwrap_or_default()));
+        }
+        println!("{line}");
     }
 }
 

@@ -85,7 +85,20 @@ pub struct RunReport {
     pub slice_secs: f64,
     pub timeline: Vec<Slice>,
     pub latency_histogram_ms: Vec<(f64, usize)>,
+    /// The facilitator's process, when the bench started it as a child (`--binary`).
+    pub memory: Option<ProcessMemory>,
     pub payments: Vec<PaymentReport>,
+}
+
+/// A facilitator process's memory (`/proc/<pid>/status`), MB.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProcessMemory {
+    /// Resident at the end of its run (`VmRSS`).
+    pub rss_mb: f64,
+    /// Its peak so far (`VmHWM`).
+    pub peak_mb: f64,
+    /// Resident once every run of the bench is done (idle since its own run).
+    pub rss_mb_at_bench_end: Option<f64>,
 }
 
 impl RunReport {
@@ -131,6 +144,7 @@ impl RunReport {
             slice_secs: summary.slice_secs,
             timeline: summary.timeline,
             latency_histogram_ms: summary.histogram,
+            memory: None,
             payments,
         }
     }
@@ -325,14 +339,8 @@ impl Report {
                 esc(&r.facilitator)
             );
         }
-        let ratio = self.runs.len() == 2;
-        if ratio {
-            let _ = write!(
-                h,
-                "<th>{} / {}</th>",
-                esc(&self.runs[1].name),
-                esc(&self.runs[0].name)
-            );
+        for head in ratio_heads(&self.runs) {
+            let _ = write!(h, "<th>{}</th>", esc(&head));
         }
         h.push_str("</tr>\n");
         for row in rows(&self.runs) {
@@ -340,12 +348,8 @@ impl Report {
             for v in &row.values {
                 let _ = write!(h, "<td>{}</td>", esc(v));
             }
-            if ratio {
-                let _ = write!(
-                    h,
-                    "<td>{}</td>",
-                    esc(&row.ratio.clone().unwrap_or_default())
-                );
+            for r in &row.ratios {
+                let _ = write!(h, "<td>{}</td>", esc(&r.clone().unwrap_or_default()));
             }
             h.push_str("</tr>\n");
         }
@@ -388,8 +392,16 @@ impl Report {
 pub struct Row {
     pub label: String,
     pub values: Vec<String>,
-    /// Second run over the first, for numbers where that means something.
-    pub ratio: Option<String>,
+    /// Each later run over the first (`ratio_heads`), for numbers where that means something.
+    pub ratios: Vec<Option<String>>,
+}
+
+/// The heads of the ratio columns: each later run over the first.
+pub fn ratio_heads(runs: &[RunReport]) -> Vec<String> {
+    runs.iter()
+        .skip(1)
+        .map(|r| format!("{}/{}", r.name, runs[0].name))
+        .collect()
 }
 
 fn ratio(a: f64, b: f64) -> Option<String> {
@@ -403,15 +415,17 @@ pub fn rows(runs: &[RunReport]) -> Vec<Row> {
         Row {
             label: label.to_owned(),
             values: values.iter().map(|v| format!("{v:.digits$}")).collect(),
-            ratio: (values.len() == 2)
-                .then(|| ratio(values[0], values[1]))
-                .flatten(),
+            ratios: values
+                .iter()
+                .skip(1)
+                .map(|&v| ratio(values[0], v))
+                .collect(),
         }
     };
     let text = |label: &str, f: &dyn Fn(&RunReport) -> String| Row {
         label: label.to_owned(),
         values: runs.iter().map(f).collect(),
-        ratio: None,
+        ratios: vec![None; runs.len().saturating_sub(1)],
     };
     vec![
         text("result", &|r| {
@@ -450,6 +464,22 @@ pub fn rows(runs: &[RunReport]) -> Vec<Row> {
             1,
         ),
         num("blocks", &|r| r.onchain.blocks as f64, 0),
+        text("process RSS after its run (MB)", &|r| {
+            r.memory
+                .as_ref()
+                .map_or("-".into(), |m| format!("{:.1}", m.rss_mb))
+        }),
+        text("process RSS at the bench's end (MB)", &|r| {
+            r.memory
+                .as_ref()
+                .and_then(|m| m.rss_mb_at_bench_end)
+                .map_or("-".into(), |v| format!("{v:.1}"))
+        }),
+        text("process peak RSS (MB)", &|r| {
+            r.memory
+                .as_ref()
+                .map_or("-".into(), |m| format!("{:.1}", m.peak_mb))
+        }),
         num(
             "settlements per block (mean)",
             &|r| r.onchain.settlements_per_block_mean,

@@ -193,6 +193,70 @@ async fn self_contained_settle_run_matches_the_chain_and_its_report_renders() {
     );
 }
 
+/// `--binary`: another build (here this one, as an operator would start it) runs as a child
+/// process on the bench's chain with a client key made through its REST API; its run is
+/// checked against the chain like ours, its memory is in the report, and it is stopped.
+#[actix_web::test]
+async fn another_build_runs_as_a_child_on_the_same_chain_and_its_memory_is_reported() {
+    let out = tempfile::tempdir().unwrap();
+    let binary = format!("other={}", env!("CARGO_BIN_EXE_x402-facilitator"));
+    let args = BenchArgs::try_parse_from([
+        "bench",
+        "--mode",
+        "settle",
+        "--count",
+        "60",
+        "--concurrency",
+        "20",
+        "--binary",
+        &binary,
+        "--out",
+        out.path().to_str().unwrap(),
+    ])
+    .unwrap();
+    let outcome = bench::run(args, Path::new(CONFIG)).await.expect("bench");
+    let report = read_report(out.path());
+    let local = outcome.local.as_ref().expect("self-contained");
+    let runs = report["runs"].as_array().unwrap();
+    let names: Vec<&str> = runs.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["ours", "other"]);
+    assert!(outcome.passed(), "{report}");
+    let (ours, other) = (&runs[0], &runs[1]);
+    assert_ne!(ours["facilitator"], other["facilitator"]);
+    for run in runs {
+        assert_eq!(run["ok"], 60, "{run}");
+        assert_run_matches_chain(&local.devnet, run, 1000).await;
+    }
+    // Different payees and transactions: each facilitator settled its own payments.
+    assert_ne!(ours["onchain"]["payee"], other["onchain"]["payee"]);
+    // Its signer keys are its own: no transaction of one appears in the other's run.
+    let txs = |run: &Value| -> BTreeSet<String> {
+        run["payments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|p| p["transaction"].as_str().map(str::to_owned))
+            .collect()
+    };
+    assert!(txs(ours).is_disjoint(&txs(other)));
+    // Memory of the child's own process (ours runs in this one: none).
+    assert!(ours["memory"].is_null(), "{}", ours["memory"]);
+    let m = &other["memory"];
+    let (rss, peak) = (
+        m["rss_mb"].as_f64().unwrap(),
+        m["peak_mb"].as_f64().unwrap(),
+    );
+    assert!(rss > 1.0 && peak >= rss, "{m}");
+    assert!(m["rss_mb_at_bench_end"].as_f64().unwrap() > 1.0, "{m}");
+    let pid = local.children[0].pid();
+    assert!(Path::new(&format!("/proc/{pid}")).exists());
+    outcome.shutdown().await;
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "the child outlived the bench"
+    );
+}
+
 /// The binary, as an operator runs it (off the test's thread: the facilitators it measures
 /// may run on it).
 async fn bench_process(args: &[&str]) -> Output {
@@ -221,6 +285,18 @@ fn text(o: &Output) -> (String, String) {
         String::from_utf8_lossy(&o.stdout).into_owned(),
         String::from_utf8_lossy(&o.stderr).into_owned(),
     )
+}
+
+/// The binary with these arguments exits non-zero with `message` on stderr, and no panic.
+async fn refused(what: &str, args: &[&str], message: &str) {
+    let o = bench_process(args).await;
+    let (stdout, stderr) = text(&o);
+    assert!(!o.status.success(), "{what}: exit 0\n{stdout}\n{stderr}");
+    assert!(
+        stderr.contains(message),
+        "{what}: {message:?} not in\n{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{what}: panic\n{stderr}");
 }
 
 /// Payer keys, one per line, in a private file.
@@ -555,6 +631,25 @@ async fn bad_input_gets_a_clear_message_and_a_failure_exit_without_a_panic() {
             "--count",
         ),
     ];
+    for (what, args, message) in [
+        (
+            "--binary without =",
+            vec!["--binary", "nameonly"],
+            "NAME=PATH",
+        ),
+        (
+            "--binary missing file",
+            vec!["--binary", "x=/nonexistent/x402"],
+            "is not a file",
+        ),
+        (
+            "--binary with --facilitator",
+            vec!["--binary", "x=/bin/true", "--facilitator", &url],
+            "self-contained",
+        ),
+    ] {
+        refused(what, &args, message).await;
+    }
     for (what, mut args, message) in cases {
         args.extend(
             [
@@ -568,14 +663,7 @@ async fn bad_input_gets_a_clear_message_and_a_failure_exit_without_a_panic() {
             .map(String::from),
         );
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let o = bench_process(&args).await;
-        let (stdout, stderr) = text(&o);
-        assert!(!o.status.success(), "{what}: exit 0\n{stdout}\n{stderr}");
-        assert!(
-            stderr.contains(message),
-            "{what}: {message:?} not in\n{stderr}"
-        );
-        assert!(!stderr.contains("panicked"), "{what}: panic\n{stderr}");
+        refused(what, &args, message).await;
     }
     server.stop(true).await;
     devnet.stop().await;
