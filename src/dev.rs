@@ -159,7 +159,7 @@ async fn serve(devnet: &Devnet, opts: DevOptions) -> anyhow::Result<()> {
 }
 
 /// Write a file only its owner can read (it holds tokens and keys).
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
     #[cfg(unix)]
     use std::os::unix::fs::OpenOptionsExt;

@@ -11,9 +11,19 @@
 
 use std::time::Duration;
 
-/// Resident set and its peak (`VmRSS`, `VmHWM`), bytes; `None` where `/proc` is missing.
+/// This process's resident set and its peak (`VmRSS`, `VmHWM`), bytes; `None` where `/proc`
+/// is missing.
 pub fn resident() -> Option<(u64, u64)> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    resident_at("/proc/self/status")
+}
+
+/// The same of another process (e.g. a child the bench started).
+pub fn resident_of(pid: u32) -> Option<(u64, u64)> {
+    resident_at(&format!("/proc/{pid}/status"))
+}
+
+fn resident_at(status_path: &str) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(status_path).ok()?;
     let kib = |key: &str| -> Option<u64> {
         let line = status.lines().find(|l| l.starts_with(key))?;
         line.split_whitespace().nth(1)?.parse::<u64>().ok()
@@ -64,11 +74,13 @@ pub fn spawn_trimmer(every: Duration) {
         tick.tick().await;
         loop {
             tick.tick().await;
-            let before = resident().map(|r| r.0);
+            // `/proc` is read only for the debug line.
+            let debug = tracing::enabled!(tracing::Level::DEBUG);
+            let before = debug.then(resident).flatten().map(|r| r.0);
             let released = actix_web::rt::task::spawn_blocking(trim)
                 .await
                 .unwrap_or(false);
-            if released {
+            if released && debug {
                 if let (Some(b), Some((a, _))) = (before, resident()) {
                     tracing::debug!(
                         before_mb = b / (1 << 20),

@@ -2,7 +2,8 @@
 //!
 //! The HTTP middleware and the x402 handlers add their events up in memory per rollup key, in
 //! the caller's thread (a short lock; no message, so no wake-up of another thread per request,
-//! and the request path never waits on a metrics write). The actor flushes the sums to the database in one transaction per batch, on a timer, on demand
+//! and the request path never waits on a metrics write). The actor flushes the sums to the
+//! database in one transaction per batch, on a timer, on demand
 //! (before a metrics read, so a reader sees everything acknowledged before it asked) and on
 //! graceful shutdown. A failed flush keeps its batch for the next one: nothing is lost.
 //!

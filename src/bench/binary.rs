@@ -55,16 +55,6 @@ pub struct ChildFacilitator {
     log: PathBuf,
 }
 
-/// A child's memory from `/proc/<pid>/status`, MB: resident now, and its peak.
-pub fn memory_of(pid: u32) -> Option<(f64, f64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib = |key: &str| -> Option<f64> {
-        let line = status.lines().find(|l| l.starts_with(key))?;
-        line.split_whitespace().nth(1)?.parse::<f64>().ok()
-    };
-    Some((kib("VmRSS:")? / 1024.0, kib("VmHWM:")? / 1024.0))
-}
-
 impl ChildFacilitator {
     pub async fn start(
         name: &str,
@@ -82,7 +72,7 @@ impl ChildFacilitator {
             .iter()
             .map(|k| format!("0x{}", alloy::hex::encode(k.to_bytes())))
             .collect();
-        write_private(&keys_file, &(keys.join("\n") + "\n"))?;
+        crate::dev::write_private(&keys_file, (keys.join("\n") + "\n").as_bytes())?;
         let config = json!({
             "environment": "development",
             "server": { "host": "127.0.0.1", "port": port },
@@ -273,21 +263,4 @@ async fn call(
         );
     }
     serde_json::from_str::<Value>(&text).with_context(|| format!("{path}: not JSON"))
-}
-
-/// Written readable by its owner only (it holds private keys).
-fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
-    let mut f = options
-        .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    f.write_all(text.as_bytes())?;
-    Ok(())
 }

@@ -469,8 +469,7 @@ pub async fn run(args: BenchArgs, config: &Path) -> anyhow::Result<Outcome> {
     if self_contained {
         // Our facilitator runs in this process (with the load generator, which holds every
         // payment and answer of the run).
-        if let Some((rss, peak)) = crate::memory::resident() {
-            let (rss, peak) = (rss as f64 / 1048576.0, peak as f64 / 1048576.0);
+        if let Some((rss, peak)) = crate::memory::resident().map(megabytes) {
             eprintln!(
                 "memory: this process (bench + our facilitator) RSS {rss:.1} MB, peak {peak:.1} MB"
             );
@@ -485,6 +484,12 @@ pub async fn run(args: BenchArgs, config: &Path) -> anyhow::Result<Outcome> {
             Err(e)
         }
     }
+}
+
+/// (resident, peak) bytes as MB.
+fn megabytes((rss, peak): (u64, u64)) -> (f64, f64) {
+    let mb = |b: u64| b as f64 / (1024.0 * 1024.0);
+    (mb(rss), mb(peak))
 }
 
 async fn bench(
@@ -573,7 +578,7 @@ async fn bench(
         run.memory = setup
             .pids
             .get(&target.name)
-            .and_then(|&pid| binary::memory_of(pid))
+            .and_then(|&pid| crate::memory::resident_of(pid).map(megabytes))
             .map(|(rss, peak)| report::ProcessMemory {
                 rss_mb: rss,
                 peak_mb: peak,
@@ -585,7 +590,7 @@ async fn bench(
     // Once every run is done: what each child holds idle, the run's burst behind it.
     for run in &mut runs {
         if let (Some(m), Some(&pid)) = (run.memory.as_mut(), setup.pids.get(&run.name)) {
-            m.rss_mb_at_bench_end = binary::memory_of(pid).map(|(rss, _)| rss);
+            m.rss_mb_at_bench_end = crate::memory::resident_of(pid).map(|m| megabytes(m).0);
         }
     }
     if runs.len() >= 2 {
