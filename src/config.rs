@@ -188,6 +188,20 @@ pub struct SettlementSettings {
     /// How long the first settle of a batch waits for others.
     #[serde(default = "default_batch_window")]
     pub batch_window_ms: u64,
+    /// A batched settle of an EOA payer that the state mirror can judge at the current head
+    /// is cleared by the mirror instead of an `eth_call` simulation (its amount is counted
+    /// as pending at once). A wrong clearance costs only that call's gas in the batch: it
+    /// fails alone and is reported failed.
+    #[serde(default = "default_true")]
+    pub batch_mirror_precheck: bool,
+    /// How often each network's new blocks are read for the receipts of settlements awaited
+    /// (one `eth_blockNumber`, and one `eth_getBlockReceipts` per new block).
+    #[serde(default = "default_receipt_poll")]
+    pub receipt_poll_ms: u64,
+}
+
+fn default_receipt_poll() -> u64 {
+    250
 }
 
 fn default_batch_window() -> u64 {
@@ -202,6 +216,8 @@ impl Default for SettlementSettings {
             idempotency_ttl_hours: default_idempotency_ttl(),
             batch_max: 0,
             batch_window_ms: default_batch_window(),
+            batch_mirror_precheck: true,
+            receipt_poll_ms: default_receipt_poll(),
         }
     }
 }
@@ -715,6 +731,8 @@ settlement:
   idempotency_ttl_hours: 24
   batch_max: 0
   batch_window_ms: 50
+  batch_mirror_precheck: true
+  receipt_poll_ms: 250
 fleet:
   lease_ttl_secs: 15
   queue_pickup_secs: 5

@@ -466,8 +466,11 @@ impl Application {
                     mirror.start();
                     mirror
                 });
-                let watcher =
-                    ReceiptWatcher::start(p.provider.clone(), Duration::from_millis(250), |_| {});
+                let watcher = ReceiptWatcher::start(
+                    p.provider.clone(),
+                    Duration::from_millis(settings.settlement.receipt_poll_ms.max(10)),
+                    |_| {},
+                );
                 Arc::new(NetworkRuntime {
                     entry: p.entry,
                     provider: p.provider,
@@ -497,6 +500,7 @@ impl Application {
                 batch: BatchConfig::enabled(
                     settings.settlement.batch_max,
                     settings.settlement.batch_window_ms,
+                    settings.settlement.batch_mirror_precheck,
                 ),
                 ..FacilitatorConfig::default()
             },

@@ -588,11 +588,6 @@ impl Facilitator {
         self.simulate_then_diagnose(rt, req, from, call).await
     }
 
-    /// Settle a payment. One authorization is settled at most once, and exactly one settle of
-    /// it ever answers `success: true` (DESIGN.md "The ledger"): a copy — concurrent or later,
-    /// from any client key or instance — is answered `invalid_exact_evm_nonce_already_used`
-    /// at once. The one exception is a retry of the same idempotent request (same client key,
-    /// same idempotency key), which gets the original outcome.
     /// `eth_call` of `calldata` in the latest block with its timestamp overridden to `at`
     /// (a block override, as geth and anvil take). `None` when the node does not take it.
     async fn simulate_at(
@@ -624,6 +619,11 @@ impl Facilitator {
         }
     }
 
+    /// Settle a payment. One authorization is settled at most once, and exactly one settle of
+    /// it ever answers `success: true` (DESIGN.md "The ledger"): a copy — concurrent or later,
+    /// from any client key or instance — is answered `invalid_exact_evm_nonce_already_used`
+    /// at once. The one exception is a retry of the same idempotent request (same client key,
+    /// same idempotency key), which gets the original outcome.
     pub async fn settle(
         &self,
         req: &PaymentRequest,
@@ -788,8 +788,13 @@ impl Facilitator {
             _ => None,
         };
 
-        // Simulate right before sending: never spend gas on a payment that would revert.
-        let judged = match self.judge_onchain(rt, req, verified).await {
+        // Simulate right before sending: never spend gas on a payment that would revert. In a
+        // batch, a payment the state mirror clears at the current head is not simulated.
+        let (judged, simulated) = match self.cleared_by_mirror(rt, req, verified) {
+            Some(call) => (Ok(Ok(call)), false),
+            None => (self.judge_onchain(rt, req, verified).await, true),
+        };
+        let judged = match judged {
             Ok(judged) => judged,
             Err(e) => {
                 // Nothing was sent (the node did not answer): release the claim so that a
@@ -825,7 +830,9 @@ impl Facilitator {
         let batchable = to == req.asset && permit2::required_sender(req).is_none();
         if let Some(batcher) = self.batcher(rt).filter(|_| batchable) {
             return self
-                .settle_batched(rt, &batcher, &row, req, calldata, credit, client_id)
+                .settle_batched(
+                    rt, &batcher, &row, req, calldata, simulated, credit, client_id,
+                )
                 .await;
         }
         let broadcast = rt

@@ -426,6 +426,7 @@ pub struct RpcMetrics {
     healthy: Family<EndpointLabels, Gauge>,
     head: Family<EndpointLabels, Gauge>,
     mirror_verifies: Family<OutcomeLabels, Counter>,
+    mirror_settles: Family<OutcomeLabels, Counter>,
     mirror_block: Family<NetworkLabels, Gauge>,
     mirror_accounts: Family<NetworkLabels, Gauge>,
 }
@@ -465,6 +466,13 @@ impl RpcMetrics {
              (`fallback_<why>`), by network",
             mirror_verifies.clone(),
         );
+        let mirror_settles = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "x402_settle_mirror",
+            "batched settles the state mirror cleared without a simulation (`answered`) or \
+             left to it (`fallback_<why>`, `refused`), by network",
+            mirror_settles.clone(),
+        );
         let mirror_block = Family::<NetworkLabels, Gauge>::default();
         registry.register(
             "x402_mirror_block",
@@ -483,6 +491,7 @@ impl RpcMetrics {
             healthy,
             head,
             mirror_verifies,
+            mirror_settles,
             mirror_block,
             mirror_accounts,
         }
@@ -524,6 +533,15 @@ impl RpcMetrics {
     /// A verify the state mirror answered or left to the simulation.
     pub fn mirror_verify(&self, network: &str, outcome: &str) {
         self.mirror_verifies
+            .get_or_create(&OutcomeLabels {
+                network: network.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn mirror_settle(&self, network: &str, outcome: &str) {
+        self.mirror_settles
             .get_or_create(&OutcomeLabels {
                 network: network.to_owned(),
                 outcome: outcome.to_owned(),

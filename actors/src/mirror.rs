@@ -149,7 +149,7 @@ pub struct Mirror {
     state: Mutex<State>,
     /// Our settles claimed or sent, not yet seen mined: (asset, payer) -> nonce -> amount.
     /// Not the chain's state: a reset keeps it.
-    pending: Mutex<HashMap<(Address, Address), HashMap<B256, Pending>>>,
+    pending: Mutex<PendingSettles>,
     /// Accounts being seeded now (one seed each at a time).
     seeding: Mutex<HashSet<(Address, Address)>>,
     metrics: Option<RpcMetrics>,
@@ -160,6 +160,19 @@ struct Header {
     hash: B256,
     #[serde(rename = "parentHash")]
     parent_hash: B256,
+}
+
+type PendingSettles = HashMap<(Address, Address), HashMap<B256, Pending>>;
+
+/// The amount of `p`'s payer's other pending settles (those past `valid_before` dropped).
+fn pending_sum(pending: &mut PendingSettles, p: &Payment, now: u64) -> U256 {
+    let Some(of) = pending.get_mut(&(p.asset, p.payer)) else {
+        return U256::ZERO;
+    };
+    of.retain(|_, x| x.valid_before > now);
+    of.iter()
+        .filter(|(nonce, _)| **nonce != p.nonce)
+        .fold(U256::ZERO, |sum, (_, x)| sum.saturating_add(x.amount))
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -396,7 +409,44 @@ impl Mirror {
     /// mirror's block would say, our pending settles included), or say why not. `now`: Unix
     /// seconds (pending settles past their `valid_before` no longer count).
     pub fn judge(&self, p: &Payment, now: u64) -> Judged {
-        let judged = self.judge_inner(p, now);
+        let pending = self.pending_of(p, now);
+        let judged = self.judge_inner(p, pending);
+        self.count_verify(judged);
+        judged
+    }
+
+    /// `judge`, and when the payment is `Valid`, count it as pending at once (`settling`),
+    /// under one lock: of two payments judged together, the second sees the first. For a
+    /// settle that skips the simulation.
+    pub fn reserve(&self, p: &Payment, now: u64, valid_before: u64) -> Judged {
+        let mut pending = lock(&self.pending);
+        let sum = pending_sum(&mut pending, p, now);
+        // Lock order: `pending`, then `state` (nowhere is `state` held while `pending` is taken).
+        let judged = self.judge_inner(p, sum);
+        if judged == Judged::Valid {
+            pending.entry((p.asset, p.payer)).or_default().insert(
+                p.nonce,
+                Pending {
+                    amount: p.value,
+                    valid_before,
+                },
+            );
+        }
+        drop(pending);
+        if let Some(m) = &self.metrics {
+            m.mirror_settle(
+                self.network,
+                match judged {
+                    Judged::Valid => "answered",
+                    Judged::Refused(_) => "refused",
+                    Judged::Fallback(f) => f.label(),
+                },
+            );
+        }
+        judged
+    }
+
+    fn count_verify(&self, judged: Judged) {
         if let Some(m) = &self.metrics {
             m.mirror_verify(
                 self.network,
@@ -406,10 +456,10 @@ impl Mirror {
                 },
             );
         }
-        judged
     }
 
-    fn judge_inner(&self, p: &Payment, now: u64) -> Judged {
+    /// `pending`: what our other settles of this payer will take first.
+    fn judge_inner(&self, p: &Payment, pending: U256) -> Judged {
         let fresh = self
             .heads
             .borrow()
@@ -417,7 +467,6 @@ impl Mirror {
         let Some(head) = fresh else {
             return Judged::Fallback(Fallback::Stale);
         };
-        let pending = self.pending_of(p, now);
         let mut s = lock(&self.state);
         if s.block != Some((head.number, head.hash)) {
             return Judged::Fallback(Fallback::Stale);
@@ -457,14 +506,7 @@ impl Mirror {
 
     /// What our other settles of this payer will take first.
     fn pending_of(&self, p: &Payment, now: u64) -> U256 {
-        let mut pending = lock(&self.pending);
-        let Some(of) = pending.get_mut(&(p.asset, p.payer)) else {
-            return U256::ZERO;
-        };
-        of.retain(|_, x| x.valid_before > now);
-        of.iter()
-            .filter(|(nonce, _)| **nonce != p.nonce)
-            .fold(U256::ZERO, |sum, (_, x)| sum.saturating_add(x.amount))
+        pending_sum(&mut lock(&self.pending), p, now)
     }
 
     /// A settle of ours is about to send (or sent) this payment.

@@ -117,6 +117,45 @@ async fn as_owner(app: &ChainApp, data: Vec<u8>) {
     wait_mirror_at_head(app).await;
 }
 
+/// A settle of `body` through the app, answering in the background.
+fn spawn_settle(app: &ChainApp, body: Value) -> tokio::task::JoinHandle<Value> {
+    let client = app.app.http.clone();
+    let url = app.app.url("/api/v1/settle");
+    let (id, token) = (app.client_id.clone(), app.client_token.clone());
+    tokio::spawn(async move {
+        client
+            .post(url)
+            .header("X-Client-ID", id)
+            .header("X-Client-Token", token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    })
+}
+
+/// Poll until `signer` has a transaction past nonce `sent_before` in the pool (bounded).
+async fn wait_broadcast(app: &ChainApp, signer: Address, sent_before: u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let pending: u64 = app
+            .devnet
+            .provider()
+            .get_transaction_count(signer)
+            .pending()
+            .await
+            .unwrap();
+        if pending > sent_before {
+            return;
+        }
+        assert!(Instant::now() < deadline, "nothing was broadcast");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Poll until the mirror keeps at least `n` accounts (bounded).
 async fn wait_accounts(app: &ChainApp, n: u64) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -446,39 +485,8 @@ async fn a_payment_our_pending_settles_leave_uncovered_is_insufficient_funds() {
     app.devnet.set_automine(false).await.unwrap();
     let signer = app.devnet.facilitator_keys[0].address();
     let sent_before = app.devnet.nonce_of(signer).await.unwrap();
-    let settling = {
-        let client = app.app.http.clone();
-        let url = app.app.url("/api/v1/settle");
-        let (id, token) = (app.client_id.clone(), app.client_token.clone());
-        tokio::spawn(async move {
-            client
-                .post(url)
-                .header("X-Client-ID", id)
-                .header("X-Client-Token", token)
-                .json(&first_body)
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
-        })
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let pending: u64 = app
-            .devnet
-            .provider()
-            .get_transaction_count(signer)
-            .pending()
-            .await
-            .unwrap();
-        if pending > sent_before {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the settle never broadcast");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let settling = spawn_settle(&app, first_body);
+    wait_broadcast(&app, signer, sent_before).await;
     assert_eq!(app.balance(payer).await, U256::from(10_000u64), "not mined");
     let refused = app.verify(&second_body).await;
     assert_eq!(refused["isValid"], false, "{refused}");
@@ -584,4 +592,138 @@ async fn a_mirrored_eoa_verify_makes_no_rpc_call_and_the_rest_falls_back() {
         assert!(Instant::now() < deadline, "the mirror never caught up");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+async fn settle_mirror_outcome(app: &ChainApp, outcome: &str) -> u64 {
+    let label = format!("outcome=\"{outcome}\"");
+    metric(app, "x402_settle_mirror_total", &[&label]).await
+}
+
+async fn eth_calls(app: &ChainApp) -> u64 {
+    metric(
+        app,
+        "x402_rpc_request_duration_seconds_count",
+        &["method=\"eth_call\""],
+    )
+    .await
+}
+
+/// `settlement.batch_mirror_precheck`: a batched settle of a mirrored EOA payer is cleared by
+/// the mirror, with no `eth_call`; one it clears wrongly (the payer's balance was taken by a
+/// transaction mined first in the same block, which the mirror could not see) fails alone in
+/// its batch and is answered failed, while the batch's other payment is paid.
+#[actix_web::test]
+async fn batched_settles_the_mirror_clears_are_not_simulated_and_a_wrong_clearance_fails_alone() {
+    let devnet = Devnet::start(DevnetOptions {
+        payer_balance: U256::from(10_000u64),
+        multicall3: true,
+        ..DevnetOptions::default()
+    })
+    .await
+    .unwrap();
+    let url = devnet.rpc_url.clone();
+    let app = ChainApp::start_app_full(
+        TestDb::create(Db::Sqlite).await,
+        &devnet,
+        devnet.facilitator_keys[..1].to_vec(),
+        json!({ "rpc_url": url }),
+        json!({
+            "verify": { "mirror": true, "mirror_max_head_age_ms": 1500 },
+            "rpc": { "probe_interval_ms": 100 },
+            "settlement": { "batch_max": 10, "batch_window_ms": 300 },
+        }),
+    )
+    .await;
+    let app = ChainApp::with_merchant(app, devnet).await;
+    let signed = |payer: usize, value: u64| {
+        let p = Payment::new(&app, payer, value);
+        let signature = p.sign(app.payer(payer));
+        (p.v2(&signature, value), p, signature)
+    };
+    let (payer0, payer1) = (app.payer(0).address(), app.payer(1).address());
+
+    // Payers 0 and 1 and the payee get mirrored (a verify the mirror cannot answer seeds them).
+    for payer in 0..2 {
+        assert_eq!(app.verify(&signed(payer, 1).0).await["isValid"], true);
+    }
+    wait_accounts(&app, 3).await;
+    wait_mirror_at_head(&app).await;
+
+    // Three settles of mirrored payers: one batch, cleared by the mirror, no eth_call.
+    let calls = eth_calls(&app).await;
+    let cleared = settle_mirror_outcome(&app, "answered").await;
+    let before = app.balance(PAY_TO).await;
+    let bodies = [signed(0, 1000).0, signed(1, 1000).0, signed(0, 2000).0];
+    let answers = futures::future::join_all(bodies.iter().map(|b| app.settle(b))).await;
+    for a in &answers {
+        assert_eq!(a["success"], true, "{a}");
+        assert_eq!(a["transaction"], answers[0]["transaction"], "one batch");
+    }
+    assert_eq!(settle_mirror_outcome(&app, "answered").await, cleared + 3);
+    assert_eq!(eth_calls(&app).await, calls, "no simulation");
+    assert_eq!(app.balance(PAY_TO).await, before + U256::from(4000u64));
+    assert_eq!(app.balance(payer0).await, U256::from(7000u64));
+
+    // Behind our back: payer 0's own authorization for all it has, sent by someone else with
+    // a high tip (first in the next block), still in the pool where the mirror cannot see it.
+    wait_mirror_at_head(&app).await;
+    app.devnet.set_automine(false).await.unwrap();
+    let (_, elsewhere, signature) = signed(0, 7000);
+    let deployer = app.devnet.deployer.clone();
+    let outsider = ProviderBuilder::new()
+        .wallet(EthereumWallet::from(deployer.clone()))
+        .connect_http(app.devnet.rpc_url.parse().unwrap());
+    let tx = TransactionRequest::default()
+        .from(deployer.address())
+        .to(app.devnet.usdc)
+        .input(Bytes::from(twa_calldata(&elsewhere, &signature)).into())
+        .nonce(app.devnet.nonce_of(deployer.address()).await.unwrap())
+        .with_chain_id(app.devnet.chain_id)
+        .gas_limit(300_000)
+        .max_fee_per_gas(200_000_000_000)
+        .max_priority_fee_per_gas(100_000_000_000);
+    let outside = *outsider.send_transaction(tx).await.unwrap().tx_hash();
+
+    // Our two settles: the mirror still sees payer 0's 7000 and clears both.
+    let signer = app.devnet.facilitator_keys[0].address();
+    let sent_before = app.devnet.nonce_of(signer).await.unwrap();
+    let cleared = settle_mirror_outcome(&app, "answered").await;
+    let settling: Vec<_> = [signed(0, 5000).0, signed(1, 1000).0]
+        .into_iter()
+        .map(|body| spawn_settle(&app, body))
+        .collect();
+    wait_broadcast(&app, signer, sent_before).await;
+    assert_eq!(settle_mirror_outcome(&app, "answered").await, cleared + 2);
+    app.devnet.mine().await.unwrap();
+    let mut answers = Vec::new();
+    for s in settling {
+        answers.push(s.await.unwrap());
+    }
+    app.devnet.set_automine(true).await.unwrap();
+
+    let outside_receipt = app.devnet.receipt(outside).await.unwrap().expect("mined");
+    assert!(
+        outside_receipt.status(),
+        "the outsider's transfer went first"
+    );
+    let (wrong, right) = (&answers[0], &answers[1]);
+    assert_eq!(wrong["success"], false, "{wrong}");
+    assert_eq!(wrong["errorReason"], "invalid_transaction_state", "{wrong}");
+    assert_eq!(right["success"], true, "{right}");
+    assert_eq!(
+        wrong["transaction"], right["transaction"],
+        "failed inside the batch that paid the other"
+    );
+    assert_eq!(
+        outside_receipt.block_number,
+        right["blockNumber"].as_u64(),
+        "one block: {right}"
+    );
+    assert_eq!(app.balance(payer0).await, U256::ZERO);
+    assert_eq!(app.balance(payer1).await, U256::from(8000u64));
+    assert_eq!(
+        app.balance(PAY_TO).await,
+        before + U256::from(4000u64 + 7000 + 1000)
+    );
+    assert_eq!(eth_calls(&app).await, calls, "still no simulation");
 }

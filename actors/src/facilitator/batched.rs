@@ -68,7 +68,16 @@ impl Facilitator {
         Some(batcher)
     }
 
-    /// Settle a claimed, simulated payment in the network's next batch.
+    /// `settlement.batch_mirror_precheck`, with batching on.
+    pub(super) fn mirror_precheck(&self) -> bool {
+        self.inner
+            .batching
+            .config
+            .is_some_and(|c| c.mirror_precheck)
+    }
+
+    /// Settle a claimed payment, simulated or cleared by the mirror, in the network's next
+    /// batch.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn settle_batched(
         &self,
@@ -77,6 +86,7 @@ impl Facilitator {
         row: &Row,
         req: &PaymentRequest,
         calldata: Bytes,
+        simulated: bool,
         credit: Option<&str>,
         client_id: Option<&str>,
     ) -> ServiceResult<SettleAnswer> {
@@ -95,6 +105,7 @@ impl Facilitator {
                 payer: auth.from,
                 nonce: auth.nonce,
                 calldata: calldata.clone(),
+                simulated,
             })
             .await;
         let answer = |success: bool, reason, transaction, block_number| SettleAnswer {
