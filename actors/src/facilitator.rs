@@ -170,6 +170,8 @@ pub struct Facilitator {
 
 struct Inner {
     db: DatabaseConnection,
+    /// The claims and mined outcomes of settles, group-committed (`ledger::GroupWriter`).
+    writer: ledger::GroupWriter,
     fleet: Fleet,
     registry: RegistryHandle,
     networks: HashMap<u64, Arc<NetworkRuntime>>,
@@ -282,6 +284,7 @@ impl Facilitator {
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
+                writer: ledger::GroupWriter::start(db.clone()),
                 db,
                 fleet,
                 registry,
@@ -312,14 +315,11 @@ impl Facilitator {
         mined: &Mined,
         transfer: Transfer,
     ) -> ServiceResult<()> {
-        let moved = ledger::mark_mined(
-            &self.inner.db,
-            id,
-            tx_hash,
-            mined,
-            Reason::InvalidTransactionState.as_str(),
-        )
-        .await?;
+        let moved = self
+            .inner
+            .writer
+            .mark_mined(id, tx_hash, mined, Reason::InvalidTransactionState.as_str())
+            .await?;
         if moved {
             self.inner.metrics.record_x402(X402Event {
                 day: chrono::Utc::now().date_naive(),
@@ -747,7 +747,7 @@ impl Facilitator {
             idempotency_key: caller.idempotency_key.clone(),
             instance_id: self.inner.fleet.id().to_owned(),
         };
-        let row = match ledger::claim(&self.inner.db, &new).await? {
+        let row = match self.inner.writer.claim(&new).await? {
             Claim::New(row) => row,
             Claim::Existing(row) => {
                 // Nothing was ever sent for it: a failed row, or one whose process died

@@ -9,8 +9,12 @@ use chrono::{DateTime, Utc};
 use entities::settlement::{self, Column, Entity, Model};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
+    QueryFilter, QueryOrder,
 };
+
+mod group;
+pub use group::GroupWriter;
 
 pub const PENDING: &str = "pending";
 pub const SUBMITTED: &str = "submitted";
@@ -45,6 +49,7 @@ impl Key {
     }
 }
 
+#[derive(Debug, Clone)]
 pub struct NewSettlement {
     pub key: Key,
     pub pay_to: Address,
@@ -77,12 +82,12 @@ fn by_key(key: &Key) -> sea_orm::Select<Entity> {
         .filter(Column::AuthNonce.eq(&key.auth_nonce))
 }
 
-pub async fn find(db: &DatabaseConnection, key: &Key) -> Result<Option<Model>, DbErr> {
+pub async fn find(db: &impl ConnectionTrait, key: &Key) -> Result<Option<Model>, DbErr> {
     by_key(key).one(db).await
 }
 
 /// Insert a `pending` row unless the authorization has one (`ON CONFLICT DO NOTHING`).
-pub async fn claim(db: &DatabaseConnection, new: &NewSettlement) -> Result<Claim, DbErr> {
+pub async fn claim(db: &impl ConnectionTrait, new: &NewSettlement) -> Result<Claim, DbErr> {
     let now = Utc::now();
     let key = &new.key;
     let row = settlement::ActiveModel {
@@ -293,7 +298,7 @@ pub struct Mined {
 /// Record a mined transaction. Only an unresolved row moves (a row is mined once); returns
 /// whether this call moved it, so exactly one caller accounts for the transfer.
 pub async fn mark_mined(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     id: i64,
     tx_hash: B256,
     mined: &Mined,

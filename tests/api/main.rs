@@ -18,6 +18,7 @@ mod errors;
 mod fleet;
 mod health;
 mod key_controls;
+mod ledger_group;
 mod logs;
 mod metrics;
 mod mirror;

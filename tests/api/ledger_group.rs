@@ -1,0 +1,118 @@
+//! The ledger's group commit (`ledger::GroupWriter`): claims and mined outcomes queued
+//! together are committed in one transaction, and each still gets its own answer: of two
+//! claims of one authorization, exactly one is `New`, on SQLite and PostgreSQL.
+
+use std::collections::HashMap;
+
+use alloy::primitives::{Address, B256};
+use facilitator_actors::ledger::{self, Claim, GroupWriter, Key, Mined, NewSettlement};
+use migration::MigratorTrait;
+use sea_orm::{Database, EntityTrait};
+
+use crate::helpers::*;
+
+fn new_settlement(key: Key, i: u64) -> NewSettlement {
+    NewSettlement {
+        key,
+        pay_to: Address::repeat_byte(0x22),
+        amount: (1000 + i).to_string(),
+        valid_after: 0,
+        valid_before: i64::MAX,
+        x402_version: 2,
+        request_hash: B256::repeat_byte(i as u8),
+        payment_id: None,
+        payload: serde_json::json!({}),
+        client_id: None,
+        idempotency_key: None,
+        instance_id: "inst_test".into(),
+    }
+}
+
+async fn claims_and_outcomes_committed_together(kind: Db) {
+    let test_db = TestDb::create(kind).await;
+    let db = Database::connect(&test_db.url).await.unwrap();
+    migration::Migrator::up(&db, None).await.unwrap();
+    let writer = GroupWriter::start(db.clone());
+
+    // 100 authorizations, each claimed twice, all at once.
+    let keys: Vec<Key> = (0..100u64)
+        .map(|i| {
+            Key::new(
+                "base-sepolia",
+                Address::repeat_byte(0x11),
+                Address::repeat_byte(0x33),
+                B256::from(alloy::primitives::U256::from(i)),
+            )
+        })
+        .collect();
+    let claims = keys
+        .iter()
+        .enumerate()
+        .flat_map(|(i, k)| [(i, k.clone()), (i, k.clone())])
+        .map(|(i, k)| {
+            let writer = writer.clone();
+            async move { (i, writer.claim(&new_settlement(k, i as u64)).await.unwrap()) }
+        });
+    let answers = futures::future::join_all(claims).await;
+    let mut new_per_key: HashMap<usize, Vec<i64>> = HashMap::new();
+    let mut existing = 0;
+    for (i, claim) in &answers {
+        match claim {
+            Claim::New(row) => new_per_key.entry(*i).or_default().push(row.id),
+            Claim::Existing(_) => existing += 1,
+        }
+    }
+    assert_eq!(new_per_key.len(), 100, "every authorization claimed");
+    assert!(
+        new_per_key.values().all(|ids| ids.len() == 1),
+        "one claim each"
+    );
+    assert_eq!(existing, 100);
+    let rows = entities::settlement::Entity::find().all(&db).await.unwrap();
+    assert_eq!(rows.len(), 100);
+
+    // Their outcomes, all at once: each row moves once; a second record of it does not.
+    let mined = Mined {
+        success: true,
+        block_number: 7,
+        gas_used: 44_000,
+        fee_wei: 1,
+        final_at_once: true,
+    };
+    let ids: Vec<i64> = new_per_key.values().map(|ids| ids[0]).collect();
+    let marks = ids.iter().chain(ids.iter().take(10)).map(|id| {
+        let (writer, mined) = (writer.clone(), mined.clone());
+        async move {
+            writer
+                .mark_mined(
+                    *id,
+                    B256::repeat_byte(0xaa),
+                    &mined,
+                    "invalid_transaction_state",
+                )
+                .await
+                .unwrap()
+        }
+    });
+    let moved = futures::future::join_all(marks).await;
+    assert_eq!(
+        moved.iter().filter(|m| **m).count(),
+        100,
+        "each row moved once"
+    );
+    let rows = entities::settlement::Entity::find().all(&db).await.unwrap();
+    assert!(rows
+        .iter()
+        .all(|r| r.status == ledger::CONFIRMED && r.gas_used == Some(44_000)));
+    db.close().await.ok();
+}
+
+#[actix_web::test]
+async fn group_committed_claims_give_one_claim_per_authorization_sqlite() {
+    claims_and_outcomes_committed_together(Db::Sqlite).await;
+}
+
+#[actix_web::test]
+async fn group_committed_claims_give_one_claim_per_authorization_postgres() {
+    claims_and_outcomes_committed_together(Db::Postgres).await;
+}
