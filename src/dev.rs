@@ -70,6 +70,10 @@ pub async fn local_facilitator(
     base.rpc_url = Some(rpc_url.to_owned().into());
     base.usdc_address = Some(usdc.to_checksum(None));
     base.receipt_timeout_secs = Some(20);
+    // Blocks come every second: a settlement still unmined after three of them is replaced
+    // (anvil can leave a ready transaction out of its blocks, foundry-rs/foundry#10122, and
+    // every later nonce of that signer would wait behind it).
+    base.replace_after_secs.get_or_insert(3);
 
     let mut options = BuildOptions::default();
     options.signer_keys.insert("base-sepolia".into(), signers);

@@ -448,6 +448,11 @@ impl SignerStats {
         self.draining.load(Ordering::Acquire)
     }
 
+    /// Transactions awaited plus broadcasts under way.
+    fn load(&self) -> i64 {
+        self.in_flight.load(Ordering::Relaxed) + self.sending.load(Ordering::Relaxed)
+    }
+
     /// No broadcast of this signer is queued or running.
     pub fn idle(&self) -> bool {
         self.sending.load(Ordering::Acquire) == 0
@@ -588,13 +593,16 @@ impl SettlementRouter {
         Some(InFlight(stats.clone()))
     }
 
-    /// The next signer able to take a new transaction, round robin.
+    /// The signer able to take a new transaction with the fewest awaited or being sent; round
+    /// robin among equals. A signer whose transaction is stuck (dropped by the node, say, until
+    /// it is replaced) is not handed the next ones: they would wait behind its nonce.
     fn pick(&self) -> Option<&RoutedSigner> {
         let n = self.actors.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         (0..n)
             .map(|i| &self.actors[(start + i) % n])
-            .find(|(_, _, s)| s.available())
+            .filter(|(_, _, s)| s.available())
+            .min_by_key(|(_, _, s)| s.load())
     }
 
     pub async fn broadcast(&self, msg: Broadcast) -> Result<Broadcasted, BroadcastError> {

@@ -88,6 +88,8 @@ impl ChildFacilitator {
                 "usdc_address": opts.usdc.to_checksum(None),
                 "signer_keys_file": keys_file,
                 "receipt_timeout_secs": 20,
+                // As ours in this process (`dev`): the local chain mines every second.
+                "replace_after_secs": 3,
             } },
         });
         // JSON is YAML: the child reads it as its config.yaml.
