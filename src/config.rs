@@ -79,8 +79,11 @@ pub struct DatabaseSettings {
     /// `sqlite://path?mode=rwc` or `postgres://user@host/db`. May hold a password, so it is a
     /// secret for logging purposes.
     pub url: SecretString,
-    #[serde(default = "default_max_connections")]
-    pub max_connections: u32,
+    /// Pool size. Default: 16 on PostgreSQL; 2 on SQLite, which has one writer anyway (the
+    /// settle writes are group-committed), where each more connection is one more page cache
+    /// and worker thread.
+    #[serde(default)]
+    pub max_connections: Option<u32>,
     /// A commit returns only once it is on disk (SQLite `synchronous=FULL`, PostgreSQL
     /// `synchronous_commit=on`). Off trades the last commits before a power cut or OS crash
     /// (never a process crash) for commits that do not wait on the disk: for throwaway
@@ -95,10 +98,6 @@ pub struct DatabaseSettings {
 
 fn default_sqlite_cache_kib() -> u32 {
     512
-}
-
-fn default_max_connections() -> u32 {
-    16
 }
 
 fn default_true() -> bool {
@@ -711,7 +710,6 @@ server:
   body_limit_bytes: 65536
 database:
   url: "sqlite://x402-facilitator.sqlite?mode=rwc"
-  max_connections: 16
   sqlite_cache_kib: 512
 auth:
   access_token_ttl_secs: 900

@@ -76,7 +76,7 @@ const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Connect to the configured database and bring its schema up to date.
 pub async fn connect_and_migrate(settings: &Settings) -> anyhow::Result<DatabaseConnection> {
-    let db = connect(settings, settings.database.max_connections).await?;
+    let db = connect(settings, pool_size(settings)).await?;
     migration::Migrator::up(&db, None)
         .await
         .context("database migration failed")?;
@@ -132,6 +132,18 @@ async fn connect(settings: &Settings, max_connections: u32) -> anyhow::Result<Da
     Database::connect(options)
         .await
         .context("cannot connect to the database (check APP__DATABASE__URL)")
+}
+
+/// `database.max_connections` when set, else 16 on PostgreSQL and 2 on SQLite (SQLite writes
+/// one at a time, so a larger pool only costs memory: a page cache and a worker thread per
+/// connection).
+fn pool_size(settings: &Settings) -> u32 {
+    let default = if is_sqlite(settings) { 2 } else { 16 };
+    settings.database.max_connections.unwrap_or(default).max(1)
+}
+
+fn is_sqlite(settings: &Settings) -> bool {
+    settings.database_url().starts_with("sqlite:")
 }
 
 fn sqlite_file(url: &str) -> Option<&str> {
@@ -325,7 +337,7 @@ impl Application {
         // runtime: PostgreSQL connections a worker opened die with the worker's runtime at
         // shutdown, and the final flush comes after the workers have stopped.
         let metrics = MetricsHandle::start(
-            connect(&settings, 2).await?,
+            connect(&settings, if is_sqlite(&settings) { 1 } else { 2 }).await?,
             Duration::from_secs(settings.metrics.flush_interval_secs.max(1)),
         );
         let (networks, assets) = served_networks(&settings)?;
