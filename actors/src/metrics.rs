@@ -530,22 +530,24 @@ impl RpcMetrics {
             .set(i64::from(healthy));
     }
 
+    fn outcome(network: &str, outcome: &str) -> OutcomeLabels {
+        OutcomeLabels {
+            network: network.to_owned(),
+            outcome: outcome.to_owned(),
+        }
+    }
+
     /// A verify the state mirror answered or left to the simulation.
     pub fn mirror_verify(&self, network: &str, outcome: &str) {
         self.mirror_verifies
-            .get_or_create(&OutcomeLabels {
-                network: network.to_owned(),
-                outcome: outcome.to_owned(),
-            })
+            .get_or_create(&Self::outcome(network, outcome))
             .inc();
     }
 
+    /// A batched settle the state mirror cleared, refused or left to the simulation.
     pub fn mirror_settle(&self, network: &str, outcome: &str) {
         self.mirror_settles
-            .get_or_create(&OutcomeLabels {
-                network: network.to_owned(),
-                outcome: outcome.to_owned(),
-            })
+            .get_or_create(&Self::outcome(network, outcome))
             .inc();
     }
 

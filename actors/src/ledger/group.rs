@@ -10,7 +10,7 @@
 //! one bad write fails alone.
 
 use alloy::primitives::B256;
-use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, TransactionTrait};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{claim, mark_mined, Claim, Mined, NewSettlement};
@@ -18,22 +18,55 @@ use super::{claim, mark_mined, Claim, Mined, NewSettlement};
 /// At most this many writes per transaction.
 const MAX_GROUP: usize = 256;
 
-enum Write {
-    Claim(Box<NewSettlement>),
+/// One queued write and where its own result goes.
+enum Job {
+    Claim(Box<NewSettlement>, oneshot::Sender<Result<Claim, DbErr>>),
     Mined {
         id: i64,
         tx_hash: B256,
         mined: Mined,
         reason_if_failed: &'static str,
+        reply: oneshot::Sender<Result<bool, DbErr>>,
     },
 }
 
+/// A job's result, held until its group commits.
 enum Written {
     Claim(Box<Claim>),
     Mined(bool),
 }
 
-type Job = (Write, oneshot::Sender<Result<Written, DbErr>>);
+impl Job {
+    async fn apply(&self, db: &impl ConnectionTrait) -> Result<Written, DbErr> {
+        match self {
+            Job::Claim(new, _) => claim(db, new).await.map(|c| Written::Claim(Box::new(c))),
+            Job::Mined {
+                id,
+                tx_hash,
+                mined,
+                reason_if_failed,
+                ..
+            } => mark_mined(db, *id, *tx_hash, mined, reason_if_failed)
+                .await
+                .map(Written::Mined),
+        }
+    }
+
+    /// Hand the result to the caller (who may have gone away).
+    fn reply(self, result: Result<Written, DbErr>) {
+        match (self, result) {
+            (Job::Claim(_, reply), r) => {
+                let _ = reply.send(r.map(|w| match w {
+                    Written::Claim(c) => *c,
+                    Written::Mined(_) => unreachable!("a claim's result is a claim"),
+                }));
+            }
+            (Job::Mined { reply, .. }, r) => {
+                let _ = reply.send(r.map(|w| matches!(w, Written::Mined(true))));
+            }
+        }
+    }
+}
 
 /// The handle; the writer task ends when every handle is dropped.
 #[derive(Clone)]
@@ -60,10 +93,13 @@ impl GroupWriter {
         Self { queue }
     }
 
-    async fn write(&self, write: Write) -> Result<Written, DbErr> {
-        let (tx, rx) = oneshot::channel();
+    async fn write<T>(
+        &self,
+        job: Job,
+        rx: oneshot::Receiver<Result<T, DbErr>>,
+    ) -> Result<T, DbErr> {
         self.queue
-            .send((write, tx))
+            .send(job)
             .map_err(|_| DbErr::Custom("the ledger writer has stopped".into()))?;
         rx.await
             .map_err(|_| DbErr::Custom("the ledger writer dropped a write".into()))?
@@ -71,10 +107,8 @@ impl GroupWriter {
 
     /// `ledger::claim`, committed with whatever other writes are queued.
     pub async fn claim(&self, new: &NewSettlement) -> Result<Claim, DbErr> {
-        match self.write(Write::Claim(Box::new(new.clone()))).await? {
-            Written::Claim(c) => Ok(*c),
-            Written::Mined(_) => Err(DbErr::Custom("ledger writer: wrong answer".into())),
-        }
+        let (tx, rx) = oneshot::channel();
+        self.write(Job::Claim(Box::new(new.clone()), tx), rx).await
     }
 
     /// `ledger::mark_mined`, committed with whatever other writes are queued.
@@ -85,30 +119,15 @@ impl GroupWriter {
         mined: &Mined,
         reason_if_failed: &'static str,
     ) -> Result<bool, DbErr> {
-        let write = Write::Mined {
+        let (reply, rx) = oneshot::channel();
+        let job = Job::Mined {
             id,
             tx_hash,
             mined: mined.clone(),
             reason_if_failed,
+            reply,
         };
-        match self.write(write).await? {
-            Written::Mined(moved) => Ok(moved),
-            Written::Claim(_) => Err(DbErr::Custom("ledger writer: wrong answer".into())),
-        }
-    }
-}
-
-async fn apply(db: &impl sea_orm::ConnectionTrait, write: &Write) -> Result<Written, DbErr> {
-    match write {
-        Write::Claim(new) => claim(db, new).await.map(|c| Written::Claim(Box::new(c))),
-        Write::Mined {
-            id,
-            tx_hash,
-            mined,
-            reason_if_failed,
-        } => mark_mined(db, *id, *tx_hash, mined, reason_if_failed)
-            .await
-            .map(Written::Mined),
+        self.write(job, rx).await
     }
 }
 
@@ -116,26 +135,27 @@ async fn write_group(db: &DatabaseConnection, group: Vec<Job>) {
     if group.len() > 1 {
         match in_one_transaction(db, &group).await {
             Ok(results) => {
-                for ((_, reply), result) in group.into_iter().zip(results) {
-                    let _ = reply.send(Ok(result));
+                for (job, result) in group.into_iter().zip(results) {
+                    job.reply(Ok(result));
                 }
                 return;
             }
             Err(e) => {
-                tracing::debug!(error = %e, writes = group.len(), "group commit failed; writing one by one");
+                tracing::warn!(error = %e, writes = group.len(), "group commit failed; writing one by one");
             }
         }
     }
-    for (write, reply) in group {
-        let _ = reply.send(apply(db, &write).await);
+    for job in group {
+        let result = job.apply(db).await;
+        job.reply(result);
     }
 }
 
 async fn in_one_transaction(db: &DatabaseConnection, group: &[Job]) -> Result<Vec<Written>, DbErr> {
     let txn = db.begin().await?;
     let mut results = Vec::with_capacity(group.len());
-    for (write, _) in group {
-        results.push(apply(&txn, write).await?);
+    for job in group {
+        results.push(job.apply(&txn).await?);
     }
     txn.commit().await?;
     Ok(results)
