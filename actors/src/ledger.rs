@@ -86,11 +86,10 @@ pub async fn find(db: &impl ConnectionTrait, key: &Key) -> Result<Option<Model>,
     by_key(key).one(db).await
 }
 
-/// Insert a `pending` row unless the authorization has one (`ON CONFLICT DO NOTHING`).
-pub async fn claim(db: &impl ConnectionTrait, new: &NewSettlement) -> Result<Claim, DbErr> {
-    let now = Utc::now();
+/// A new `pending` row for `new`.
+pub(crate) fn pending_row(new: &NewSettlement, now: DateTime<Utc>) -> settlement::ActiveModel {
     let key = &new.key;
-    let row = settlement::ActiveModel {
+    settlement::ActiveModel {
         network: Set(key.network.clone()),
         asset: Set(key.asset.clone()),
         payer: Set(key.payer.clone()),
@@ -110,18 +109,27 @@ pub async fn claim(db: &impl ConnectionTrait, new: &NewSettlement) -> Result<Cla
         created_at: Set(now),
         updated_at: Set(now),
         ..Default::default()
-    };
+    }
+}
+
+/// An authorization that has a row keeps it: the insert does nothing.
+pub(crate) fn already_claimed() -> OnConflict {
+    OnConflict::columns([
+        Column::Network,
+        Column::Asset,
+        Column::Payer,
+        Column::AuthNonce,
+    ])
+    .do_nothing()
+    .to_owned()
+}
+
+/// Insert a `pending` row unless the authorization has one (`ON CONFLICT DO NOTHING`).
+pub async fn claim(db: &impl ConnectionTrait, new: &NewSettlement) -> Result<Claim, DbErr> {
+    let key = &new.key;
+    let row = pending_row(new, Utc::now());
     let inserted = Entity::insert(row)
-        .on_conflict(
-            OnConflict::columns([
-                Column::Network,
-                Column::Asset,
-                Column::Payer,
-                Column::AuthNonce,
-            ])
-            .do_nothing()
-            .to_owned(),
-        )
+        .on_conflict(already_claimed())
         .exec(db)
         .await;
     match inserted {
@@ -304,8 +312,22 @@ pub async fn mark_mined(
     mined: &Mined,
     reason_if_failed: &str,
 ) -> Result<bool, DbErr> {
+    let done = mined_update(mined, tx_hash, reason_if_failed)
+        .filter(Column::Id.eq(id))
+        .filter(Column::Status.is_in([PENDING, SUBMITTED]))
+        .exec(db)
+        .await?;
+    Ok(done.rows_affected == 1)
+}
+
+/// The columns a mined outcome sets (the caller says which rows).
+pub(crate) fn mined_update(
+    mined: &Mined,
+    tx_hash: B256,
+    reason_if_failed: &str,
+) -> sea_orm::UpdateMany<Entity> {
     let now = Utc::now();
-    let mut update = Entity::update_many()
+    let update = Entity::update_many()
         .col_expr(
             Column::Status,
             Expr::value(match (mined.success, mined.final_at_once) {
@@ -320,15 +342,11 @@ pub async fn mark_mined(
         .col_expr(Column::FeeWei, Expr::value(mined.fee_wei.to_string()))
         .col_expr(Column::UpdatedAt, Expr::value(now))
         .col_expr(Column::ConfirmedAt, Expr::value(now));
-    if !mined.success {
-        update = update.col_expr(Column::ErrorReason, Expr::value(reason_if_failed));
+    if mined.success {
+        update
+    } else {
+        update.col_expr(Column::ErrorReason, Expr::value(reason_if_failed))
     }
-    let done = update
-        .filter(Column::Id.eq(id))
-        .filter(Column::Status.is_in([PENDING, SUBMITTED]))
-        .exec(db)
-        .await?;
-    Ok(done.rows_affected == 1)
 }
 
 /// A failure with nothing on chain (before or instead of a broadcast).
@@ -346,6 +364,25 @@ pub async fn mark_failed_unsent(
         .exec(db)
         .await?;
     Ok(())
+}
+
+/// The signed transaction of a submitted row: its own, or, for a row a batch carries, the
+/// batch's first row's (the bytes are kept once per transaction).
+pub async fn raw_tx_of(
+    db: &DatabaseConnection,
+    row: &Model,
+) -> Result<Option<alloy::primitives::Bytes>, DbErr> {
+    let raw = match (&row.raw_tx, &row.tx_hash) {
+        (Some(raw), _) => Some(raw.clone()),
+        (None, Some(hash)) => Entity::find()
+            .filter(Column::TxHash.eq(hash))
+            .filter(Column::RawTx.is_not_null())
+            .one(db)
+            .await?
+            .and_then(|r| r.raw_tx),
+        (None, None) => None,
+    };
+    Ok(raw.and_then(|r| r.parse().ok()))
 }
 
 pub async fn find_by_tx_hash(

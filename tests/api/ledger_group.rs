@@ -1,6 +1,7 @@
 //! The ledger's group commit (`ledger::GroupWriter`): claims and mined outcomes queued
-//! together are committed in one transaction, and each still gets its own answer: of two
-//! claims of one authorization, exactly one is `New`, on SQLite and PostgreSQL.
+//! together are committed in one transaction (a few multi-row statements), and each still gets
+//! its own answer: of two claims of one authorization, exactly one is `New`; of mined outcomes
+//! of different transactions in one group, each row gets its own; on SQLite and PostgreSQL.
 
 use std::collections::HashMap;
 
@@ -55,11 +56,11 @@ async fn claims_and_outcomes_committed_together(kind: Db) {
         });
     let answers = futures::future::join_all(claims).await;
     let mut new_per_key: HashMap<usize, Vec<i64>> = HashMap::new();
-    let mut existing = 0;
+    let mut existing: Vec<(usize, i64)> = Vec::new();
     for (i, claim) in &answers {
         match claim {
             Claim::New(row) => new_per_key.entry(*i).or_default().push(row.id),
-            Claim::Existing(_) => existing += 1,
+            Claim::Existing(row) => existing.push((*i, row.id)),
         }
     }
     assert_eq!(new_per_key.len(), 100, "every authorization claimed");
@@ -67,29 +68,43 @@ async fn claims_and_outcomes_committed_together(kind: Db) {
         new_per_key.values().all(|ids| ids.len() == 1),
         "one claim each"
     );
-    assert_eq!(existing, 100);
+    assert_eq!(existing.len(), 100);
+    assert!(
+        existing.iter().all(|(i, id)| new_per_key[i] == [*id]),
+        "the copy is answered with the row its twin inserted"
+    );
     let rows = entities::settlement::Entity::find().all(&db).await.unwrap();
     assert_eq!(rows.len(), 100);
 
-    // Their outcomes, all at once: each row moves once; a second record of it does not.
-    let mined = Mined {
+    // Their outcomes, all at once, in two transactions: the even rows paid by one, the odd
+    // ones failed in another. Each row moves once; a second record of it does not.
+    let paid = Mined {
         success: true,
         block_number: 7,
         gas_used: 44_000,
         fee_wei: 1,
         final_at_once: true,
     };
-    let ids: Vec<i64> = new_per_key.values().map(|ids| ids[0]).collect();
+    let reverted = Mined {
+        success: false,
+        gas_used: 30_000,
+        ..paid.clone()
+    };
+    let mut ids: Vec<i64> = new_per_key.values().map(|ids| ids[0]).collect();
+    ids.sort();
+    let outcome = |id: i64| {
+        if id % 2 == 0 {
+            (B256::repeat_byte(0xaa), paid.clone())
+        } else {
+            (B256::repeat_byte(0xbb), reverted.clone())
+        }
+    };
     let marks = ids.iter().chain(ids.iter().take(10)).map(|id| {
-        let (writer, mined) = (writer.clone(), mined.clone());
+        let writer = writer.clone();
+        let (tx_hash, mined) = outcome(*id);
         async move {
             writer
-                .mark_mined(
-                    *id,
-                    B256::repeat_byte(0xaa),
-                    &mined,
-                    "invalid_transaction_state",
-                )
+                .mark_mined(*id, tx_hash, &mined, "invalid_transaction_state")
                 .await
                 .unwrap()
         }
@@ -100,10 +115,24 @@ async fn claims_and_outcomes_committed_together(kind: Db) {
         100,
         "each row moved once"
     );
+    assert!(
+        moved[100..].iter().all(|m| !m),
+        "a second record moves nothing"
+    );
     let rows = entities::settlement::Entity::find().all(&db).await.unwrap();
-    assert!(rows
-        .iter()
-        .all(|r| r.status == ledger::CONFIRMED && r.gas_used == Some(44_000)));
+    for r in &rows {
+        let (tx_hash, _) = outcome(r.id);
+        assert_eq!(r.tx_hash, Some(tx_hash.to_string()), "row {}", r.id);
+        if r.id % 2 == 0 {
+            assert_eq!(r.status, ledger::CONFIRMED);
+            assert_eq!(r.gas_used, Some(44_000));
+            assert_eq!(r.error_reason, None);
+        } else {
+            assert_eq!(r.status, ledger::FAILED);
+            assert_eq!(r.gas_used, Some(30_000));
+            assert_eq!(r.error_reason.as_deref(), Some("invalid_transaction_state"));
+        }
+    }
     db.close().await.ok();
 }
 

@@ -92,10 +92,7 @@ impl Facilitator {
                     // Out of the canonical chain: send the very same bytes again.
                     tracing::warn!(id = row.id, %hash, block = ?row.block_number, "settlement reorged out of the chain; re-sending it");
                     self.inner.metrics.settlement_reorged(network);
-                    let raw = row
-                        .raw_tx
-                        .as_deref()
-                        .and_then(|r| r.parse::<alloy::primitives::Bytes>().ok());
+                    let raw = ledger::raw_tx_of(db, &row).await?;
                     match raw {
                         Some(raw) => {
                             if let Err(e) = rt.provider.send_raw_transaction(&raw).await {

@@ -323,7 +323,13 @@ impl Facilitator {
         }
         let known = matches!(rt.provider.get_transaction_by_hash(hash).await, Ok(Some(_)));
         if !known {
-            let raw: Option<Bytes> = row.raw_tx.as_deref().and_then(|r| r.parse().ok());
+            let raw = match ledger::raw_tx_of(&self.inner.db, row).await {
+                Ok(raw) => raw,
+                Err(e) => {
+                    tracing::debug!(id = row.id, error = %e, "signed transaction not read");
+                    None
+                }
+            };
             if let Some(raw) = raw {
                 match rt.provider.send_raw_transaction(&raw).await {
                     Ok(_) => {
