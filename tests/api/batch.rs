@@ -156,6 +156,31 @@ async fn one_bad_authorization_in_a_batch_fails_alone(kind: Db) {
     let failed_row = rows.iter().find(|r| r.status == "failed").unwrap();
     assert_eq!(failed_row.tx_hash.as_deref(), Some(tx));
     assert_eq!(failed_row.gas_used, Some(0));
+    // A transaction's signed bytes are kept on one of its rows, and every row finds them (to
+    // re-send after a reorg or a takeover): they hash to the row's transaction.
+    let mut kept: HashMap<&str, usize> = HashMap::new();
+    for r in &rows {
+        if r.raw_tx.is_some() {
+            *kept.entry(r.tx_hash.as_deref().unwrap()).or_default() += 1;
+        }
+    }
+    assert_eq!(kept.len(), distinct.len(), "{kept:?}");
+    assert!(kept.values().all(|n| *n == 1), "{kept:?}");
+    let db = sea_orm::Database::connect(&app.app.db.url).await.unwrap();
+    for r in &rows {
+        let raw = facilitator_actors::ledger::raw_tx_of(&db, r)
+            .await
+            .unwrap()
+            .expect("the row's signed transaction");
+        let hash = alloy::primitives::keccak256(&raw);
+        assert_eq!(
+            Some(hash.to_string()).as_deref(),
+            r.tx_hash.as_deref(),
+            "row {}",
+            r.id
+        );
+    }
+    db.close().await.ok();
     // A retry of the failed payment is a copy of a used payment, as after any mined revert.
     let idx = poor_answers
         .iter()

@@ -243,7 +243,9 @@ async fn apply_all(db: &impl ConnectionTrait, group: &[Job]) -> Result<Vec<Writt
             moved.extend(mark_mined_many(db, chunk, &outcome).await?);
         }
         for (i, id) in rows {
-            results[i] = Some(Written::Mined(moved.contains(&id)));
+            // The same row twice in the group (the settle and a status read both saw the
+            // receipt): only the first is told it moved the row, so the transfer is accounted once.
+            results[i] = Some(Written::Mined(moved.remove(&id)));
         }
     }
 
