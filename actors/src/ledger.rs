@@ -86,10 +86,11 @@ pub async fn find(db: &impl ConnectionTrait, key: &Key) -> Result<Option<Model>,
     by_key(key).one(db).await
 }
 
-/// A new `pending` row for `new`.
-pub(crate) fn pending_row(new: &NewSettlement, now: DateTime<Utc>) -> settlement::ActiveModel {
+/// Insert a `pending` row unless the authorization has one (`ON CONFLICT DO NOTHING`).
+pub async fn claim(db: &impl ConnectionTrait, new: &NewSettlement) -> Result<Claim, DbErr> {
+    let now = Utc::now();
     let key = &new.key;
-    settlement::ActiveModel {
+    let row = settlement::ActiveModel {
         network: Set(key.network.clone()),
         asset: Set(key.asset.clone()),
         payer: Set(key.payer.clone()),
@@ -109,27 +110,18 @@ pub(crate) fn pending_row(new: &NewSettlement, now: DateTime<Utc>) -> settlement
         created_at: Set(now),
         updated_at: Set(now),
         ..Default::default()
-    }
-}
-
-/// An authorization that has a row keeps it: the insert does nothing.
-pub(crate) fn already_claimed() -> OnConflict {
-    OnConflict::columns([
-        Column::Network,
-        Column::Asset,
-        Column::Payer,
-        Column::AuthNonce,
-    ])
-    .do_nothing()
-    .to_owned()
-}
-
-/// Insert a `pending` row unless the authorization has one (`ON CONFLICT DO NOTHING`).
-pub async fn claim(db: &impl ConnectionTrait, new: &NewSettlement) -> Result<Claim, DbErr> {
-    let key = &new.key;
-    let row = pending_row(new, Utc::now());
+    };
     let inserted = Entity::insert(row)
-        .on_conflict(already_claimed())
+        .on_conflict(
+            OnConflict::columns([
+                Column::Network,
+                Column::Asset,
+                Column::Payer,
+                Column::AuthNonce,
+            ])
+            .do_nothing()
+            .to_owned(),
+        )
         .exec(db)
         .await;
     match inserted {
@@ -312,22 +304,8 @@ pub async fn mark_mined(
     mined: &Mined,
     reason_if_failed: &str,
 ) -> Result<bool, DbErr> {
-    let done = mined_update(mined, tx_hash, reason_if_failed)
-        .filter(Column::Id.eq(id))
-        .filter(Column::Status.is_in([PENDING, SUBMITTED]))
-        .exec(db)
-        .await?;
-    Ok(done.rows_affected == 1)
-}
-
-/// The columns a mined outcome sets (the caller says which rows).
-pub(crate) fn mined_update(
-    mined: &Mined,
-    tx_hash: B256,
-    reason_if_failed: &str,
-) -> sea_orm::UpdateMany<Entity> {
     let now = Utc::now();
-    let update = Entity::update_many()
+    let mut update = Entity::update_many()
         .col_expr(
             Column::Status,
             Expr::value(match (mined.success, mined.final_at_once) {
@@ -342,11 +320,15 @@ pub(crate) fn mined_update(
         .col_expr(Column::FeeWei, Expr::value(mined.fee_wei.to_string()))
         .col_expr(Column::UpdatedAt, Expr::value(now))
         .col_expr(Column::ConfirmedAt, Expr::value(now));
-    if mined.success {
-        update
-    } else {
-        update.col_expr(Column::ErrorReason, Expr::value(reason_if_failed))
+    if !mined.success {
+        update = update.col_expr(Column::ErrorReason, Expr::value(reason_if_failed));
     }
+    let done = update
+        .filter(Column::Id.eq(id))
+        .filter(Column::Status.is_in([PENDING, SUBMITTED]))
+        .exec(db)
+        .await?;
+    Ok(done.rows_affected == 1)
 }
 
 /// A failure with nothing on chain (before or instead of a broadcast).
