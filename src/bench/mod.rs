@@ -575,15 +575,19 @@ async fn bench(
             onchain,
             &records,
         );
-        run.memory = setup
-            .pids
-            .get(&target.name)
-            .and_then(|&pid| crate::memory::resident_of(pid).map(megabytes))
-            .map(|(rss, peak)| report::ProcessMemory {
-                rss_mb: rss,
-                peak_mb: peak,
-                rss_mb_at_bench_end: None,
-            });
+        if let Some(&pid) = setup.pids.get(&target.name) {
+            if let Some((rss, peak)) = crate::memory::resident_of(pid).map(megabytes) {
+                let settled = crate::memory::settle(pid)
+                    .await
+                    .map(|b| megabytes((b, 0)).0);
+                run.memory = Some(report::ProcessMemory {
+                    rss_mb: rss,
+                    peak_mb: peak,
+                    rss_mb_settled: settled,
+                    rss_mb_at_bench_end: None,
+                });
+            }
+        }
         print_run(&run);
         runs.push(run);
     }
@@ -690,8 +694,11 @@ fn print_run(r: &RunReport) {
     }
     if let Some(m) = &r.memory {
         println!(
-            "  memory: its process RSS {:.1} MB at the end of the run, peak {:.1} MB",
-            m.rss_mb, m.peak_mb
+            "  memory: its process RSS {:.1} MB at the end of the run, peak {:.1} MB, settled {}",
+            m.rss_mb,
+            m.peak_mb,
+            m.rss_mb_settled
+                .map_or("-".into(), |v| format!("{v:.1} MB"))
         );
     }
     for p in &c.problems {

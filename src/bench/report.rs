@@ -97,6 +97,9 @@ pub struct ProcessMemory {
     pub rss_mb: f64,
     /// Its peak so far (`VmHWM`).
     pub peak_mb: f64,
+    /// Resident once it has settled after its run (the load's connections closed, its
+    /// allocator's free pages returned): sampled until it stops falling (`memory::settle`).
+    pub rss_mb_settled: Option<f64>,
     /// Resident once every run of the bench is done (idle since its own run).
     pub rss_mb_at_bench_end: Option<f64>,
 }
@@ -468,6 +471,12 @@ pub fn rows(runs: &[RunReport]) -> Vec<Row> {
             r.memory
                 .as_ref()
                 .map_or("-".into(), |m| format!("{:.1}", m.rss_mb))
+        }),
+        text("process RSS settled after its run (MB)", &|r| {
+            r.memory
+                .as_ref()
+                .and_then(|m| m.rss_mb_settled)
+                .map_or("-".into(), |v| format!("{v:.1}"))
         }),
         text("process RSS at the bench's end (MB)", &|r| {
             r.memory

@@ -247,6 +247,8 @@ async fn another_build_runs_as_a_child_on_the_same_chain_and_its_memory_is_repor
         m["peak_mb"].as_f64().unwrap(),
     );
     assert!(rss > 1.0 && peak >= rss, "{m}");
+    let settled = m["rss_mb_settled"].as_f64().unwrap();
+    assert!(settled > 1.0 && settled <= peak, "{m}");
     assert!(m["rss_mb_at_bench_end"].as_f64().unwrap() > 1.0, "{m}");
     let pid = local.children[0].pid();
     assert!(Path::new(&format!("/proc/{pid}")).exists());
