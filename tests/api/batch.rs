@@ -319,6 +319,60 @@ async fn a_thousand_batched_settles_at_300_in_flight_all_confirm() {
     eprintln!("{n} settles in {} transactions", transactions.len());
 }
 
+/// A batch whose worst-case gas limit would pass a sixth of the block's goes out as several
+/// even ones (a node admits a transaction only while its gas limit fits what is left of the
+/// block). 12M-gas blocks: at most 19 calls a batch, each under a 2M gas limit; every payment
+/// settles, and the payee is paid exactly.
+#[actix_web::test]
+async fn a_batch_too_large_for_the_block_goes_out_in_even_parts() {
+    let devnet = Devnet::start(DevnetOptions {
+        gas_limit: Some(12_000_000),
+        ..chain()
+    })
+    .await
+    .expect("devnet");
+    let mut top = batching(30);
+    top["settlement"]["batch_window_ms"] = json!(1000);
+    let app = ChainApp::with_merchant(app_on(Db::Sqlite, &devnet, 0, top).await, devnet).await;
+    let n = 30usize;
+    let before = app.balance(PAY_TO).await;
+    let bodies: Vec<Value> = (0..n).map(|i| payment(&app, i, 10 + i as u64)).collect();
+    let answers = futures::future::join_all(bodies.iter().map(|b| app.settle(b))).await;
+    let mut per_tx: HashMap<String, usize> = HashMap::new();
+    for a in &answers {
+        assert_eq!(a["success"], true, "{a}");
+        *per_tx
+            .entry(a["transaction"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    let total: u64 = (0..n as u64).map(|i| 10 + i).sum();
+    assert_eq!(app.balance(PAY_TO).await, before + U256::from(total));
+    // Batched (not one transaction each), and no batch over the cap: 30 in 2 or more.
+    assert!(per_tx.len() < n && per_tx.len() >= 2, "{per_tx:?}");
+    assert!(per_tx.values().all(|&calls| calls <= 19), "{per_tx:?}");
+    for tx in per_tx.keys() {
+        let sent = app
+            .devnet
+            .provider()
+            .get_transaction_by_hash(tx.parse().unwrap())
+            .await
+            .unwrap()
+            .expect("the transaction");
+        assert!(
+            alloy::consensus::Transaction::gas_limit(&sent) <= 2_000_000,
+            "{tx}: gas limit {}",
+            alloy::consensus::Transaction::gas_limit(&sent)
+        );
+        let receipt = app
+            .devnet
+            .receipt(tx.parse().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(receipt.status());
+    }
+}
+
 /// `settlement.batch_max` on a chain without Multicall3: a transaction to its address would
 /// "succeed" and move nothing (every payment answered failed, nothing paid). The batcher reads
 /// the code first and sends each payment as its own plain transaction instead.
