@@ -486,9 +486,13 @@ pub async fn run(args: BenchArgs, config: &Path) -> anyhow::Result<Outcome> {
     }
 }
 
+/// Bytes as MB.
+fn mb(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
 /// (resident, peak) bytes as MB.
 fn megabytes((rss, peak): (u64, u64)) -> (f64, f64) {
-    let mb = |b: u64| b as f64 / (1024.0 * 1024.0);
     (mb(rss), mb(peak))
 }
 
@@ -577,9 +581,7 @@ async fn bench(
         );
         if let Some(&pid) = setup.pids.get(&target.name) {
             if let Some((rss, peak)) = crate::memory::resident_of(pid).map(megabytes) {
-                let settled = crate::memory::settle(pid)
-                    .await
-                    .map(|b| megabytes((b, 0)).0);
+                let settled = crate::memory::settle(pid).await.map(mb);
                 run.memory = Some(report::ProcessMemory {
                     rss_mb: rss,
                     peak_mb: peak,
@@ -594,7 +596,7 @@ async fn bench(
     // Once every run is done: what each child holds idle, the run's burst behind it.
     for run in &mut runs {
         if let (Some(m), Some(&pid)) = (run.memory.as_mut(), setup.pids.get(&run.name)) {
-            m.rss_mb_at_bench_end = crate::memory::resident_of(pid).map(|m| megabytes(m).0);
+            m.rss_mb_at_bench_end = crate::memory::resident_of(pid).map(|(rss, _)| mb(rss));
         }
     }
     if runs.len() >= 2 {
