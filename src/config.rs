@@ -68,10 +68,31 @@ pub struct ServerSettings {
     /// `Forwarded`. Only behind a proxy that sets them: anyone can send these headers.
     #[serde(default)]
     pub trust_forwarded_for: bool,
+    /// A request body must arrive whole within this many seconds of its headers (else 408).
+    #[serde(default = "default_body_timeout")]
+    pub body_timeout_secs: u64,
+    /// A request's headers must arrive within this many seconds of its connection (else 408).
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout_secs: u64,
+    /// Open connections at most, all workers together; past it new ones wait in the backlog.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
 }
 
 fn default_body_limit() -> usize {
     64 * 1024
+}
+
+fn default_body_timeout() -> u64 {
+    10
+}
+
+fn default_header_timeout() -> u64 {
+    5
+}
+
+fn default_max_connections() -> usize {
+    4096
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -17,7 +17,7 @@ pub const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 5;
 ///
 /// Error codes and their HTTP statuses: `INVALID_REQUEST`, `INVALID_PAYLOAD` 400;
 /// `UNAUTHORIZED` 401; `FORBIDDEN` 403; `NOT_FOUND` 404; `METHOD_NOT_ALLOWED` 405;
-/// `CONFLICT` 409; `PAYLOAD_TOO_LARGE` 413; `UNSUPPORTED_MEDIA_TYPE` 415;
+/// `REQUEST_TIMEOUT` 408; `CONFLICT` 409; `PAYLOAD_TOO_LARGE` 413; `UNSUPPORTED_MEDIA_TYPE` 415;
 /// `TOO_MANY_REQUESTS` 429 (with `Retry-After`);
 /// `VERIFICATION_FAILED`, `SETTLEMENT_FAILED`, `INTERNAL_ERROR` 500;
 /// `SERVICE_UNAVAILABLE` 503.
@@ -32,6 +32,7 @@ pub enum ErrorCode {
     Forbidden,
     NotFound,
     MethodNotAllowed,
+    RequestTimeout,
     Conflict,
     PayloadTooLarge,
     UnsupportedMediaType,
@@ -48,6 +49,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorCode::Conflict => StatusCode::CONFLICT,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -2,18 +2,25 @@
 //! sane token, else a new UUID), a tracing span carrying it around every log line of the
 //! request, one log line per request (route pattern, never the raw path or any header), and
 //! the request's metrics event (method, route pattern, status, latency) for the
-//! `MetricsActor`.
+//! `MetricsActor`; and the bound on every request body ([`bounded_body`]).
 
-use std::time::Instant;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::error::PayloadError;
+use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{web, Error};
+use actix_web::web::Bytes;
+use actix_web::{web, Error, HttpMessage};
 use facilitator_actors::metrics::HttpEvent;
+use futures::Stream;
 use tracing::Instrument as _;
 
+use crate::error::{ApiError, ErrorCode};
 use crate::startup::AppState;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -79,4 +86,124 @@ pub async fn observe(
         res.headers_mut().insert(REQUEST_ID, v);
     }
     Ok(res)
+}
+
+/// How much of a request body the server holds (`server.body_limit_bytes`) and how long it
+/// waits for the whole of it once the headers are in (`server.body_timeout_secs`).
+#[derive(Debug, Clone, Copy)]
+pub struct BodyBounds {
+    pub limit: usize,
+    pub timeout: Duration,
+}
+
+/// Every request body, before any extractor or authentication sees it: a declared length over
+/// the limit is refused at once (413, nothing read); otherwise the body is read through
+/// [`Bounded`], which fails the read once more than the limit has arrived (413) or when the
+/// body is still incomplete at the deadline (408). So no request, authenticated or not, makes
+/// the server hold more than the limit of its body, or wait on it longer than the timeout.
+pub async fn bounded_body(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
+    if let Some(bounds) = req.app_data::<BodyBounds>().copied() {
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|len| len > bounds.limit as u64) {
+            let err = too_large(bounds.limit);
+            return Ok(req.error_response(err).map_into_right_body());
+        }
+        let has_body = declared.is_some_and(|len| len > 0)
+            || req.headers().contains_key(header::TRANSFER_ENCODING);
+        if has_body {
+            let body = Bounded {
+                inner: req.take_payload(),
+                read: 0,
+                limit: bounds.limit,
+                deadline: Box::pin(tokio::time::sleep(bounds.timeout)),
+                ended: false,
+            };
+            let body: Pin<Box<dyn Stream<Item = Result<Bytes, PayloadError>>>> = Box::pin(body);
+            req.set_payload(Payload::from(body));
+        }
+    }
+    next.call(req)
+        .await
+        .map(ServiceResponse::map_into_left_body)
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        ErrorCode::PayloadTooLarge,
+        "Request body too large",
+        format!("limit is {limit} bytes"),
+    )
+}
+
+/// The envelope for a body that could not be read: over the limit (413), not complete in time
+/// (408), or broken (400).
+pub fn payload_error(err: &PayloadError, limit: Option<usize>) -> ApiError {
+    match err {
+        PayloadError::Overflow => ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            "Request body too large",
+            limit
+                .map(|l| format!("limit is {l} bytes"))
+                .unwrap_or_default(),
+        ),
+        PayloadError::Io(e) if e.kind() == std::io::ErrorKind::TimedOut => ApiError::new(
+            ErrorCode::RequestTimeout,
+            "Request body not received in time",
+            "",
+        ),
+        _ => ApiError::invalid_request("the body could not be read"),
+    }
+}
+
+/// A request body that ends in an error past `limit` bytes or at `deadline`.
+struct Bounded<S> {
+    inner: S,
+    read: usize,
+    limit: usize,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    ended: bool,
+}
+
+impl<S> Stream for Bounded<S>
+where
+    S: Stream<Item = Result<Bytes, PayloadError>> + Unpin,
+{
+    type Item = Result<Bytes, PayloadError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        match Pin::new(&mut self.inner).poll_next(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                self.read = self.read.saturating_add(chunk.len());
+                if self.read > self.limit {
+                    self.ended = true;
+                    return Poll::Ready(Some(Err(PayloadError::Overflow)));
+                }
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Ready(other) => {
+                self.ended = other.is_none();
+                Poll::Ready(other)
+            }
+            Poll::Pending => match self.deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => {
+                    self.ended = true;
+                    Poll::Ready(Some(Err(PayloadError::Io(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "request body not complete before the deadline",
+                    )))))
+                }
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
 }

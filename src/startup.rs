@@ -586,10 +586,15 @@ impl Application {
             })?;
         let port = listener.local_addr()?.port();
         let body_limit = settings.server.body_limit_bytes;
+        let body_bounds = crate::middleware::BodyBounds {
+            limit: body_limit,
+            timeout: Duration::from_secs(settings.server.body_timeout_secs.max(1)),
+        };
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
+                .app_data(body_bounds)
                 .app_data(
                     web::JsonConfig::default()
                         .limit(body_limit)
@@ -597,6 +602,9 @@ impl Application {
                 )
                 .app_data(web::QueryConfig::default().error_handler(query_error))
                 .app_data(web::PathConfig::default().error_handler(path_error))
+                .wrap(actix_web::middleware::from_fn(
+                    crate::middleware::bounded_body,
+                ))
                 .wrap(ErrorHandlers::new().default_handler(envelope_fallback))
                 // Outermost: sees the final status of every response, envelope included.
                 .wrap(actix_web::middleware::from_fn(crate::middleware::observe))
@@ -609,9 +617,17 @@ impl Application {
         // SIGINT as a forced stop.
         .disable_signals()
         .listen(listener)?;
-        if settings.server.workers > 0 {
-            server = server.workers(settings.server.workers);
-        }
+        let workers = match settings.server.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        // actix bounds connections per worker: the configured total, split among them.
+        server = server
+            .workers(workers)
+            .max_connections(settings.server.max_connections.max(1).div_ceil(workers))
+            .client_request_timeout(Duration::from_secs(
+                settings.server.header_timeout_secs.max(1),
+            ));
         Ok(Self {
             port,
             host: settings.server.host.clone(),
@@ -674,7 +690,7 @@ async fn shutdown_signal() -> Option<&'static str> {
     }
 }
 
-fn json_error(err: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
+fn json_error(err: JsonPayloadError, req: &HttpRequest) -> actix_web::Error {
     let api = match &err {
         JsonPayloadError::ContentType => ApiError::new(
             ErrorCode::UnsupportedMediaType,
@@ -686,6 +702,11 @@ fn json_error(err: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
             ErrorCode::PayloadTooLarge,
             "Request body too large",
             format!("limit is {limit} bytes"),
+        ),
+        JsonPayloadError::Payload(e) => crate::middleware::payload_error(
+            e,
+            req.app_data::<crate::middleware::BodyBounds>()
+                .map(|b| b.limit),
         ),
         JsonPayloadError::Deserialize(e) => ApiError::invalid_request(e.to_string()),
         _ => ApiError::invalid_request("the body could not be read as JSON"),

@@ -237,9 +237,10 @@ pub mod errors {
     shared! {
         /// 400: for an operation that reads a body or parameters.
         BadRequest: (400, "`INVALID_REQUEST`: malformed JSON, a missing or invalid field or parameter.");
-        /// 413 and 415: for an operation that reads a JSON body.
+        /// 408, 413 and 415: for an operation that reads a JSON body.
         JsonBody:
-            (413, "`PAYLOAD_TOO_LARGE`: the body exceeds the configured limit."),
+            (408, "`REQUEST_TIMEOUT`: the body did not arrive whole within `server.body_timeout_secs`."),
+            (413, "`PAYLOAD_TOO_LARGE`: the body exceeds the configured limit (`server.body_limit_bytes`); a longer declared `Content-Length` is refused before the body is read."),
             (415, "`UNSUPPORTED_MEDIA_TYPE`: the body is not `application/json`.");
         /// 401: for an operation that takes an access token (`bearerAuth`).
         UserAuth: (401, "`UNAUTHORIZED`: missing, invalid or expired access token.");
@@ -564,7 +565,7 @@ mod tests {
                 assert_eq!(body["required"], true, "{at}: request body required");
             }
             if body.is_object() {
-                for status in ["400", "413", "415"] {
+                for status in ["400", "408", "413", "415"] {
                     assert!(has(status), "{at}: {status} (a JSON body)");
                 }
             }

@@ -87,7 +87,9 @@ pub fn present<'de, D: serde::Deserializer<'de>>(
 
 /// A JSON body must be an object. serde also reads a struct from a JSON array, field by field
 /// (`[null, null]` set a key's credits to unlimited): any other JSON value is refused with 400
-/// here, before the handler reads it. Only the body up to its first non-blank byte is read.
+/// here, before the handler reads it. Only the body up to its first non-blank byte is read, and
+/// blank chunks are dropped as they come (leading white space means nothing in JSON), so what
+/// this holds is one chunk; the body's size and time bounds are `middleware::bounded_body`'s.
 async fn json_objects_only(
     mut req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -106,23 +108,32 @@ async fn json_objects_only(
         .is_some_and(|essence| essence == "application/json" || essence.ends_with("+json"));
     if json {
         let mut payload = req.take_payload();
-        let mut read: Vec<Bytes> = Vec::new();
-        let mut first = None;
-        while first.is_none() {
+        let mut start: Option<Bytes> = None;
+        while start.is_none() {
             let Some(chunk) = payload.next().await else {
                 break;
             };
-            let chunk = chunk?;
-            first = chunk.iter().copied().find(|b| !b.is_ascii_whitespace());
-            read.push(chunk);
+            let chunk = match chunk {
+                Ok(chunk) => chunk,
+                Err(e) => {
+                    let limit = req
+                        .app_data::<crate::middleware::BodyBounds>()
+                        .map(|b| b.limit);
+                    let err = crate::middleware::payload_error(&e, limit);
+                    return Ok(req.error_response(err).map_into_right_body());
+                }
+            };
+            if let Some(i) = chunk.iter().position(|b| !b.is_ascii_whitespace()) {
+                start = Some(chunk.slice(i..));
+            }
         }
-        if first.is_some_and(|b| b != b'{') {
+        if start.as_ref().is_some_and(|s| s[0] != b'{') {
             let err = ApiError::invalid_request("the body must be a JSON object");
             return Ok(req.error_response(err).map_into_right_body());
         }
-        // The handler reads the whole body: what was read here, then the rest.
+        // The handler reads the whole body: from its first non-blank byte, then the rest.
         let body: Pin<Box<dyn Stream<Item = Result<Bytes, PayloadError>>>> =
-            Box::pin(futures::stream::iter(read.into_iter().map(Ok)).chain(payload));
+            Box::pin(futures::stream::iter(start.map(Ok)).chain(payload));
         req.set_payload(Payload::from(body));
     }
     next.call(req)

@@ -9,6 +9,7 @@ mod admin;
 mod auth;
 mod batch;
 mod bench;
+mod body_bounds;
 mod chains;
 mod clients;
 mod credits;
