@@ -357,6 +357,15 @@ impl Application {
             },
         )
         .await?;
+        if multi_instance {
+            // Changes to keys made through other instances reach this one's key cache at once.
+            facilitator_actors::key_changes::listen(
+                settings.database_url().to_owned(),
+                db.clone(),
+                auth.clone(),
+            )
+            .await;
+        }
         // Signers and their settlement actors, per network.
         let mut entries = Vec::new();
         let mut pending_runtimes = Vec::new();
