@@ -31,9 +31,11 @@ async fn supported(app: &TestApp, id: &str, token: &str) -> Response {
 
 /// Poll `app` with the key until it is refused with 401 or `deadline` passes; the refusal.
 async fn refused_by(app: &TestApp, id: &str, token: &str, deadline: Instant) -> Response {
+    let asked = Instant::now();
     loop {
         let res = supported(app, id, token).await;
         if res.status() == 401 {
+            println!("refused by the other instance after {:?}", asked.elapsed());
             return res;
         }
         assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
@@ -43,6 +45,39 @@ async fn refused_by(app: &TestApp, id: &str, token: &str, deadline: Instant) -> 
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// `b` answers from its cache: a write that bypasses the API (and so tells no instance) is not
+/// seen there.
+async fn assert_b_serves_from_its_cache(
+    a: &TestApp,
+    b: &TestApp,
+    access: &str,
+    db: &sea_orm::DatabaseConnection,
+) {
+    let (id, token) = key_cached_on(a, b, access).await;
+    db.execute_unprepared(&format!(
+        "UPDATE clients SET paused_at = now() WHERE client_id = '{id}'"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(supported(b, &id, &token).await.status(), 200, "cached");
+}
+
+/// A key `b` has cached, revoked on `a`, is refused by `b` within [`WITHIN`].
+async fn revoked_on_a_is_refused_by_b(a: &TestApp, b: &TestApp, access: &str) {
+    let (id, token) = key_cached_on(a, b, access).await;
+    let res = a
+        .request(
+            Method::DELETE,
+            &format!("/api/v1/clients/{id}"),
+            Some(access),
+            None,
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let res = refused_by(b, &id, &token, Instant::now() + WITHIN).await;
+    assert_error(res, 401, "UNAUTHORIZED", None).await;
 }
 
 /// A fresh key of `access`'s, made on `a` and used on `b` (so `b` has it cached).
@@ -69,30 +104,12 @@ async fn revocation_pause_and_rotation_on_one_instance_reach_the_other_within_a_
     let (a, b) = two_instances().await;
     let (access, _, _) = a.user("fleet-keys@example.com").await;
 
-    // B answers from its cache: a write that bypasses the API (and so tells no instance) is
-    // not seen there. What follows is therefore the notification's doing, not a cache miss.
-    let (id, token) = key_cached_on(&a, &b, &access).await;
+    // What follows is therefore the notification's doing, not a cache miss.
     let db = Database::connect(&a.db.url).await.unwrap();
-    db.execute_unprepared(&format!(
-        "UPDATE clients SET paused_at = now() WHERE client_id = '{id}'"
-    ))
-    .await
-    .unwrap();
-    assert_eq!(supported(&b, &id, &token).await.status(), 200, "cached");
+    assert_b_serves_from_its_cache(&a, &b, &access, &db).await;
 
     // Revoked on A.
-    let (id, token) = key_cached_on(&a, &b, &access).await;
-    let res = a
-        .request(
-            Method::DELETE,
-            &format!("/api/v1/clients/{id}"),
-            Some(&access),
-            None,
-        )
-        .await;
-    assert_eq!(res.status(), 200);
-    let res = refused_by(&b, &id, &token, Instant::now() + WITHIN).await;
-    assert_error(res, 401, "UNAUTHORIZED", None).await;
+    revoked_on_a_is_refused_by_b(&a, &b, &access).await;
 
     // Paused on A, then resumed: both reach B.
     let (id, token) = key_cached_on(&a, &b, &access).await;
@@ -271,4 +288,50 @@ async fn send_until(
         answers.push((started.elapsed(), status));
     }
     answers
+}
+
+/// The listening connections of the database's instances (their last statement is the
+/// `LISTEN`; pings and changes go through the pools).
+const LISTENERS: &str = "SELECT pid FROM pg_stat_activity \
+     WHERE datname = current_database() AND query LIKE 'LISTEN %'";
+
+#[actix_web::test]
+async fn a_listener_whose_connection_is_killed_reconnects_and_changes_still_arrive() {
+    let (a, b) = two_instances().await;
+    let (access, _, _) = a.user("fleet-reconnect@example.com").await;
+    let db = Database::connect(&a.db.url).await.unwrap();
+    let listeners = || async {
+        db.query_all(sea_orm::Statement::from_string(
+            sea_orm::DatabaseBackend::Postgres,
+            LISTENERS,
+        ))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.try_get::<i32>("", "pid").unwrap())
+        .collect::<Vec<_>>()
+    };
+    let before = listeners().await;
+    assert_eq!(before.len(), 2, "one listener per instance");
+
+    // Cut both listening connections, as a network fault or a restarted pooler would.
+    db.execute_unprepared(&format!(
+        "SELECT pg_terminate_backend(pid) FROM ({LISTENERS}) l"
+    ))
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = listeners().await;
+        if now.len() == 2 && now.iter().all(|p| !before.contains(p)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "listeners not back: {now:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Listening again, and caching again: a revocation on A reaches B's cache at once.
+    assert_b_serves_from_its_cache(&a, &b, &access, &db).await;
+    revoked_on_a_is_refused_by_b(&a, &b, &access).await;
+    db.close().await.ok();
 }
