@@ -270,8 +270,8 @@ impl Default for FleetSettings {
     }
 }
 
-/// Throttling: client-key rate limits (per instance, in memory) and the login / signup /
-/// refresh limits (in the database, shared by instances).
+/// Throttling: client-key rate limits (shared by the instances on PostgreSQL, in memory on
+/// SQLite) and the login / signup / refresh limits (in the database, shared by instances).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct LimitSettings {

@@ -357,6 +357,15 @@ impl Application {
             },
         )
         .await?;
+        if multi_instance {
+            // Changes to keys made through other instances reach this one's key cache at once.
+            facilitator_actors::key_changes::listen(
+                settings.database_url().to_owned(),
+                db.clone(),
+                auth.clone(),
+            )
+            .await;
+        }
         // Signers and their settlement actors, per network.
         let mut entries = Vec::new();
         let mut pending_runtimes = Vec::new();
@@ -556,8 +565,20 @@ impl Application {
                 if let Err(e) = throttle::purge(&housekeeping_db, THROTTLE_MEMORY).await {
                     tracing::warn!(error = %e, "old throttling counters not purged");
                 }
+                if multi_instance {
+                    if let Err(e) = crate::rate_limit::purge_idle(&housekeeping_db).await {
+                        tracing::warn!(error = %e, "idle rate-limit states not purged");
+                    }
+                }
             }
         });
+        // A fleet holds a key to its rate limit together; one instance keeps buckets in memory.
+        let default_rate = settings.limits.client_rate_limit_per_second;
+        let rate_limits = if multi_instance {
+            ClientRateLimits::shared(default_rate, db.clone())
+        } else {
+            ClientRateLimits::in_memory(default_rate)
+        };
         // Free pages back to the system after a burst (glibc keeps them otherwise).
         crate::memory::spawn_trimmer(Duration::from_secs(settings.memory.trim_interval_secs));
         let state = web::Data::new(AppState {
@@ -570,7 +591,7 @@ impl Application {
             prometheus_token: settings.metrics.prometheus_token.clone(),
             ready_networks: ready,
             started: Instant::now(),
-            rate_limits: ClientRateLimits::new(settings.limits.client_rate_limit_per_second),
+            rate_limits,
             idempotency_ttl: Duration::from_secs(
                 settings.settlement.idempotency_ttl_hours.max(24) * 3600,
             ),

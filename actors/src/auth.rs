@@ -3,8 +3,10 @@
 //!
 //! Client keys are the hot path of `/verify` and `/settle`: `AuthHandle::authenticate_client`
 //! answers from a `DashMap` the actor keeps warm (one DB read on the first use of a key, none
-//! after). The actor is the only writer of that map; revoking a key evicts it before the revoke
-//! is acknowledged.
+//! after). The actor is the only writer of that map; a change to a key evicts it before the
+//! change is acknowledged, and only once the change is made: a refused change (someone else's
+//! key) touches neither the database nor the cache. On PostgreSQL every change is also told to
+//! the fleet (`key_changes`), whose instances evict the key at once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,8 +23,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::RngCore;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set, TransactionTrait,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -30,6 +32,7 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use crate::error::{conflict_on_unique, ServiceError, ServiceResult};
+use crate::key_changes;
 use crate::throttle::{self, Policy, Scope, Verdict};
 
 type HmacSha256 = Hmac<Sha256>;
@@ -40,8 +43,8 @@ pub const DEFAULT_SCOPE: &str = "verify,settle";
 /// Longest key lifetime accepted: ten years.
 pub const MAX_TTL_HOURS: u64 = 87_600;
 const MAX_PASSWORD_LEN: usize = 256;
-/// How long a cached client key is trusted without re-reading it: a key revoked, paused or
-/// rotated through another instance stops working here within this time (README).
+/// How long a cached client key is trusted without re-reading it. Changes made through other
+/// instances arrive at once (`key_changes`); this bounds what a lost notification could keep.
 pub const CLIENT_CACHE_TTL: Duration = Duration::from_secs(30);
 
 pub struct AuthConfig {
@@ -67,7 +70,7 @@ struct Keys {
 #[derive(Clone)]
 struct CachedClient {
     /// When this entry was read from the database: entries older than `CLIENT_CACHE_TTL` are
-    /// re-read, so a key revoked through another instance stops working here too.
+    /// re-read.
     loaded_at: std::time::Instant,
     token_hash: [u8; 32],
     user_id: i64,
@@ -245,12 +248,12 @@ pub struct AuthActor {
     db: DatabaseConnection,
     keys: Arc<Keys>,
     clients: Arc<DashMap<String, CachedClient>>,
-    /// Client ids revoked by this process: a cache fill that read the row before the revoke
-    /// landed must not resurrect the key.
-    revoked: std::collections::HashSet<String>,
-    /// Bumped by every change to a client key (pause, rotation, limits): a cache fill that
-    /// started before a change must not store what it read.
+    /// Bumped by every change to a client key (revocation, pause, rotation, limits): a cache
+    /// fill that started before a change must not store what it read.
     client_epoch: u64,
+    /// Whether keys may be cached: always on SQLite; on PostgreSQL only while this instance
+    /// hears the fleet's changes (`key_changes`).
+    cache_trusted: bool,
     /// A real argon2id hash of a random password: unknown emails are verified against it so
     /// that they take as long as wrong passwords.
     dummy_hash: Arc<String>,
@@ -306,8 +309,8 @@ impl AuthHandle {
             db: db.clone(),
             keys: keys.clone(),
             clients: clients.clone(),
-            revoked: Default::default(),
             client_epoch: 0,
+            cache_trusted: db.get_database_backend() != sea_orm::DatabaseBackend::Postgres,
             dummy_hash: Arc::new(dummy_hash),
         };
         Ok(Self {
@@ -669,6 +672,22 @@ impl AuthHandle {
     pub async fn list_users(&self, offset: u64, limit: u64) -> ServiceResult<Vec<UserView>> {
         self.addr.send(ListUsers { offset, limit }).await?
     }
+
+    /// Client key `client_id` changed (here or on another instance): re-read it on next use.
+    pub async fn client_changed(&self, client_id: &str) {
+        let _ = self.addr.send(CacheChange::Key(client_id.to_owned())).await;
+    }
+
+    /// The account `user_id` changed: re-read each of its keys on next use.
+    pub async fn account_changed(&self, user_id: i64) {
+        let _ = self.addr.send(CacheChange::Account(user_id)).await;
+    }
+
+    /// Empty the key cache, and from now on cache keys (`true`) or read every key from the
+    /// database (`false`: this instance may be missing the fleet's changes).
+    pub async fn trust_cache(&self, trusted: bool) {
+        let _ = self.addr.send(CacheChange::Trust(trusted)).await;
+    }
 }
 
 /// The largest per-key rate limit an operator may set (requests per second).
@@ -926,11 +945,65 @@ fn live_client(client_id: &str, owner: Option<&AuthUser>) -> sea_orm::Select<cli
 }
 
 impl AuthActor {
-    /// A key is about to change: drop it from the hot-path cache and make any cache fill in
-    /// flight store nothing (it may have read the row before the change).
+    /// A key changed: drop it from the hot-path cache and make any cache fill in flight store
+    /// nothing (it may have read the row before the change).
     fn forget_client(&mut self, client_id: &str) {
         self.clients.remove(client_id);
         self.client_epoch += 1;
+    }
+
+    /// After a change to `client_id` was tried: forget the key if it was made. A refused
+    /// change (someone else's key, an invalid one) leaves the cache as it was.
+    fn forget_if_changed<T>(&mut self, res: &ServiceResult<T>, client_id: &str) {
+        if res.is_ok() {
+            self.forget_client(client_id);
+        }
+    }
+}
+
+/// Apply `update` (to the key `client_id`) and tell the fleet, in one transaction: the
+/// notification goes out when the change commits, and not for a change that made nothing.
+/// Answers the number of rows changed.
+async fn change_key(
+    db: &DatabaseConnection,
+    client_id: &str,
+    update: sea_orm::UpdateMany<client::Entity>,
+) -> ServiceResult<u64> {
+    let txn = db.begin().await?;
+    let changed = update.exec(&txn).await?.rows_affected;
+    if changed > 0 {
+        key_changes::notify_key_changed(&txn, client_id).await?;
+        txn.commit().await?;
+    }
+    Ok(changed)
+}
+
+/// The key cache, as the fleet's changes reach it (`key_changes`).
+#[derive(Message)]
+#[rtype(result = "()")]
+enum CacheChange {
+    Key(String),
+    Account(i64),
+    /// Empty the cache, then cache keys (`true`) or not (`false`).
+    Trust(bool),
+}
+
+impl Handler<CacheChange> for AuthActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: CacheChange, _: &mut Self::Context) {
+        match msg {
+            CacheChange::Key(id) => self.forget_client(&id),
+            CacheChange::Account(user_id) => {
+                self.clients.retain(|_, c| c.user_id != user_id);
+                self.client_epoch += 1;
+            }
+            CacheChange::Trust(trusted) => {
+                self.clients.clear();
+                self.client_epoch += 1;
+                self.cache_trusted = trusted;
+            }
+        }
     }
 }
 
@@ -1167,8 +1240,6 @@ impl Handler<OperateClient> for AuthActor {
     type Result = ResponseActFuture<Self, ServiceResult<ClientView>>;
 
     fn handle(&mut self, msg: OperateClient, _: &mut Self::Context) -> Self::Result {
-        // The hot path re-reads the key (whether it is limited, its rate) on its next use.
-        self.forget_client(&msg.client_id);
         let db = self.db.clone();
         let id = msg.client_id.clone();
         let work = async move {
@@ -1215,7 +1286,7 @@ impl Handler<OperateClient> for AuthActor {
                     Expr::value(rate.map(|n| n as i32)),
                 );
             }
-            if update.exec(&db).await?.rows_affected != 1 {
+            if change_key(&db, &row.client_id, update).await? != 1 {
                 return Err(ServiceError::InvalidInput(match msg.change.credits {
                     Some(CreditChange::Add(n)) if n > 0 => {
                         format!("a key holds at most {} credits", i64::MAX)
@@ -1230,7 +1301,8 @@ impl Handler<OperateClient> for AuthActor {
             Ok(row.into())
         };
         Box::pin(work.into_actor(self).map(move |res, act, _| {
-            act.forget_client(&id);
+            // The hot path re-reads the key (whether it is limited, its rate) on its next use.
+            act.forget_if_changed(&res, &id);
             res
         }))
     }
@@ -1281,9 +1353,6 @@ impl Handler<UpdateClient> for AuthActor {
     type Result = ResponseActFuture<Self, ServiceResult<NewClientToken>>;
 
     fn handle(&mut self, msg: UpdateClient, _: &mut Self::Context) -> Self::Result {
-        // Evict first: from here on this instance re-reads the key, so a pause or a rotation
-        // takes effect at once (other instances within CLIENT_CACHE_TTL).
-        self.forget_client(&msg.client_id);
         let db = self.db.clone();
         let keys = self.keys.clone();
         let id = msg.client_id.clone();
@@ -1330,7 +1399,7 @@ impl Handler<UpdateClient> for AuthActor {
             } else {
                 None
             };
-            if update.exec(&db).await?.rows_affected != 1 {
+            if change_key(&db, &row.client_id, update).await? != 1 {
                 // Revoked in the meantime.
                 return Err(ServiceError::NotFound("client"));
             }
@@ -1344,9 +1413,9 @@ impl Handler<UpdateClient> for AuthActor {
             })
         };
         Box::pin(work.into_actor(self).map(move |res, act, _| {
-            // A cache fill that read the row before this change landed must not keep the old
-            // token or status: drop whatever was cached meanwhile.
-            act.forget_client(&id);
+            // From here on this instance re-reads the key, so a pause or a rotation takes
+            // effect at once (the others hear of it through `key_changes`).
+            act.forget_if_changed(&res, &id);
             res
         }))
     }
@@ -1364,37 +1433,27 @@ impl Handler<RevokeClient> for AuthActor {
 
     fn handle(&mut self, msg: RevokeClient, _: &mut Self::Context) -> Self::Result {
         let db = self.db.clone();
-        // Evict first: from here on the key fails even if the write below is still in flight.
-        let evicted = self.clients.remove(&msg.client_id);
-        let newly_tombstoned = self.revoked.insert(msg.client_id.clone());
         let id = msg.client_id.clone();
         let work = async move {
             let row = live_client(&msg.client_id, Some(&msg.user))
                 .one(&db)
                 .await?
                 .ok_or(ServiceError::NotFound("client"))?;
-            client::Entity::update_many()
+            let revoke = client::Entity::update_many()
                 .col_expr(client::Column::RevokedAt, Expr::value(Utc::now()))
                 .filter(client::Column::Id.eq(row.id))
-                .exec(&db)
-                .await?;
+                .filter(client::Column::RevokedAt.is_null());
+            if change_key(&db, &row.client_id, revoke).await? != 1 {
+                // Revoked in the meantime.
+                return Err(ServiceError::NotFound("client"));
+            }
             Ok(())
         };
-        Box::pin(
-            work.into_actor(self)
-                .map(move |res: ServiceResult<()>, act, _| {
-                    if res.is_err() {
-                        // Not ours to revoke (or it failed): put a still-valid entry back.
-                        if newly_tombstoned {
-                            act.revoked.remove(&id);
-                        }
-                        if let Some((id, entry)) = evicted {
-                            act.clients.insert(id, entry);
-                        }
-                    }
-                    res
-                }),
-        )
+        Box::pin(work.into_actor(self).map(move |res, act, _| {
+            // Evicted before the revoke is acknowledged.
+            act.forget_if_changed(&res, &id);
+            res
+        }))
     }
 }
 
@@ -1421,9 +1480,9 @@ impl Handler<LoadClient> for AuthActor {
         Box::pin(work.into_actor(self).map(
             move |res: ServiceResult<Option<CachedClient>>, act, _| {
                 match &res {
-                    Ok(Some(_)) if act.revoked.contains(&msg.client_id) => return Ok(None),
-                    // A key changed while this read was in flight: answer, but cache nothing.
-                    Ok(Some(_)) if act.client_epoch != epoch => {}
+                    // A key changed while this read was in flight (or changes may be missed):
+                    // answer, but cache nothing.
+                    Ok(Some(_)) if act.client_epoch != epoch || !act.cache_trusted => {}
                     Ok(Some(entry)) => {
                         act.clients.insert(msg.client_id, entry.clone());
                     }

@@ -1074,9 +1074,8 @@ impl Facilitator {
         tx_hash: B256,
         client_id: &str,
     ) -> ServiceResult<SettlementRow> {
-        let row = ledger::find_by_tx_hash(&self.inner.db, tx_hash)
+        let row = ledger::find_by_tx_hash(&self.inner.db, tx_hash, client_id)
             .await?
-            .filter(|r| r.client_id.as_deref() == Some(client_id))
             .ok_or(ServiceError::NotFound("settlement"))?;
         self.fresh(row).await
     }

@@ -367,12 +367,18 @@ pub async fn raw_tx_of(
     Ok(raw.and_then(|r| r.parse().ok()))
 }
 
+/// A client's own settlement in transaction `tx_hash` (`GET /settlements/{tx}`). The owner is
+/// part of the query: a batch transaction carries the settlements of many keys, and another
+/// key's row must neither hide this key's nor be shown to it.
 pub async fn find_by_tx_hash(
     db: &DatabaseConnection,
     tx_hash: B256,
+    client_id: &str,
 ) -> Result<Option<Model>, DbErr> {
     Entity::find()
         .filter(Column::TxHash.eq(tx_hash.to_string()))
+        .filter(Column::ClientId.eq(client_id))
+        .order_by_desc(Column::Id)
         .one(db)
         .await
 }

@@ -15,6 +15,7 @@ pub mod error;
 pub mod facilitator;
 pub mod fleet;
 pub mod idempotency;
+pub mod key_changes;
 pub mod ledger;
 pub mod metrics;
 pub mod mirror;

@@ -108,7 +108,7 @@ pub struct OperatorBody {
 /// Usage credits: a limited key may make this many more settlements (each new authorization
 /// uses one; a copy or an idempotent retry does not; one that sends nothing gives it back). Out
 /// of credits, `/settle` answers 403 `FORBIDDEN`. The rate limit is a token bucket on
-/// `/verify`, `/settle` and `/supported` (per instance).
+/// `/verify`, `/settle` and `/supported`, shared by the instances of a fleet.
 #[utoipa::path(
     patch,
     path = "/admin/clients/{id}",

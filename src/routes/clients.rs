@@ -167,8 +167,8 @@ pub struct UpdateClientBody {
 ///
 /// Changes the title, scope or networks, pauses (`status: paused`; the key then gets 401
 /// until resumed) or resumes (`status: active`) a key, or rotates its token (`rotate: true`;
-/// the new token is in this answer only, the old one stops working at once on this instance
-/// and within 30 s on the others). An admin may change any key.
+/// the new token is in this answer only, the old one stops working at once on every
+/// instance). An admin may change any key; someone else's key is `NOT_FOUND`, as a missing one.
 #[utoipa::path(
     patch,
     path = "/api/v1/clients/{id}",

@@ -28,17 +28,21 @@ use super::networks::{supported_body, Supported};
 use super::Data;
 use crate::auth::Client;
 use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::rate_limit::Allowance;
+use crate::rate_limit::{Allowance, Subject};
 use crate::startup::AppState;
 
 /// The response header that marks an answer replayed for an idempotency key.
 pub const IDEMPOTENT_REPLAYED: &str = "Idempotent-Replayed";
 
 /// Take one request from the key's rate-limit bucket (429 past it).
-fn rate_limited(state: &AppState, client: &Client) -> ApiResult<Option<Allowance>> {
-    state
-        .rate_limits
-        .check(&client.0.client_id, client.0.rate_limit_per_second)
+async fn rate_limited(state: &AppState, client: &Client) -> ApiResult<Option<Allowance>> {
+    let limits = &state.rate_limits;
+    limits
+        .check(
+            Subject::Key(&client.0.client_id),
+            limits.key_rate(client.0.rate_limit_per_second),
+        )
+        .await
 }
 
 /// Supported payment kinds
@@ -59,7 +63,7 @@ fn rate_limited(state: &AppState, client: &Client) -> ApiResult<Option<Allowance
     ),
 )]
 pub async fn supported(state: web::Data<AppState>, client: Client) -> ApiResult<HttpResponse> {
-    let allowance = rate_limited(&state, &client)?;
+    let allowance = rate_limited(&state, &client).await?;
     let mut body = supported_body(&state.registry);
     if let Some(kinds) = body["kinds"].as_array_mut() {
         kinds.retain(|k| {
@@ -199,7 +203,7 @@ pub async fn verify(
 ) -> ApiResult<HttpResponse> {
     let started = std::time::Instant::now();
     client.require("verify")?;
-    let allowance = rate_limited(&state, &client)?;
+    let allowance = rate_limited(&state, &client).await?;
     let outcome = |req, reason| Outcome {
         client: &client,
         operation: Operation::Verify,
@@ -308,7 +312,7 @@ pub async fn settle(
 ) -> ApiResult<HttpResponse> {
     let started = std::time::Instant::now();
     client.require("settle")?;
-    let allowance = rate_limited(&state, &client)?;
+    let allowance = rate_limited(&state, &client).await?;
     let outcome = |req, answer: &SettleAnswer| Outcome {
         client: &client,
         operation: Operation::Settle,

@@ -3,7 +3,8 @@ use serde_json::{json, Value};
 
 use crate::both_dbs;
 
-fn resource_body(path: &str, amount: &str) -> Value {
+/// A resource of `path` asking `amount` (atomic units) on base-sepolia.
+pub fn resource_body(path: &str, amount: &str) -> Value {
     json!({
         "resource": path,
         "type": "endpoint",
