@@ -6,7 +6,9 @@
 //! is then found by every lookup of `x402::network`, so `/supported`, `/networks`, `/status`,
 //! the asset registry and the metrics treat both alike.
 
-use alloy_primitives::Address;
+use std::collections::HashMap;
+
+use alloy_primitives::{Address, U256};
 use facilitator_actors::facilitator::SmartWalletPolicy;
 use facilitator_actors::registry::NewAsset;
 use x402::network::{self, ChainSpec, Network};
@@ -59,6 +61,26 @@ pub fn chain_of(key: &str, ns: &NetworkSettings) -> Result<&'static Network, Con
             "{key} (not a built-in network: give its chain_id to serve it from configuration)"
         ))),
     }
+}
+
+/// The economic floor of each token of a resolved network (`min_amount`): an asset's own, else,
+/// for the network's default token (`usdc`), the network's. Tokens without one take anything
+/// above 0.
+pub fn min_amounts(
+    key: &str,
+    usdc: Address,
+    ns: &NetworkSettings,
+) -> Result<HashMap<Address, U256>, ConfigError> {
+    let mut floors = HashMap::new();
+    if let Some(min) = ns.min_amount {
+        floors.insert(usdc, min.0);
+    }
+    for a in &ns.assets {
+        if let Some(min) = a.min_amount {
+            floors.insert(parse_address(key, "asset", &a.address)?, min.0);
+        }
+    }
+    Ok(floors)
 }
 
 /// The network of `key`, its tokens and its smart-wallet policy.
@@ -167,6 +189,38 @@ mod tests {
         assert!(no_asset.unwrap_err().to_string().contains("no token"));
         let wrong_id = resolve("base", &settings(serde_json::json!({ "chain_id": 1 })));
         assert!(wrong_id.unwrap_err().to_string().contains("8453"));
+    }
+
+    #[test]
+    fn min_amounts_are_the_default_tokens_and_each_assets_own() {
+        let other = "0x1111111111111111111111111111111111111111";
+        let ns = settings(serde_json::json!({ "min_amount": "1000", "assets": [
+            { "address": other, "decimals": 18, "min_amount": 10_000_000_000u64 },
+            { "address": "0x2222222222222222222222222222222222222222", "decimals": 6 },
+        ] }));
+        let r = resolve("base", &ns).unwrap();
+        let floors = min_amounts("base", r.usdc, &ns).unwrap();
+        assert_eq!(floors[&r.usdc], U256::from(1000));
+        assert_eq!(
+            floors[&other.parse::<Address>().unwrap()],
+            U256::from(10_000_000_000u64)
+        );
+        assert_eq!(
+            floors.len(),
+            2,
+            "a token without one takes anything above 0"
+        );
+        assert!(
+            min_amounts("base", r.usdc, &settings(serde_json::json!({})))
+                .unwrap()
+                .is_empty()
+        );
+        for bad in [
+            serde_json::json!({ "min_amount": "-1" }),
+            serde_json::json!({ "min_amount": "1e6" }),
+        ] {
+            assert!(serde_json::from_value::<NetworkSettings>(bad).is_err());
+        }
     }
 
     #[test]

@@ -175,6 +175,10 @@ pub struct VerifySettings {
     /// The mirror answers only while the last head the RPC probe saw is at most this old
     /// (keep it above `rpc.probe_interval_ms`, which is how often heads are read).
     pub mirror_max_head_age_ms: u64,
+    /// The longest signature accepted from a contract wallet (ERC-1271) or as an ERC-6492
+    /// wrapper, bytes; an EOA's is 65 whatever this says. Longer ones are refused before any
+    /// other work.
+    pub max_signature_bytes: usize,
 }
 
 impl Default for VerifySettings {
@@ -183,6 +187,7 @@ impl Default for VerifySettings {
             mirror: false,
             mirror_accounts: 10_000,
             mirror_max_head_age_ms: 3000,
+            max_signature_bytes: x402::exact::evm::DEFAULT_MAX_SIGNATURE_BYTES,
         }
     }
 }
@@ -558,6 +563,9 @@ pub struct NetworkSettings {
     /// Extra assets besides the network's USDC.
     #[serde(default)]
     pub assets: Vec<AssetSettings>,
+    /// The least a payment in the network's default token (its USDC, else the first asset) may
+    /// move, atomic units; an asset's own `min_amount` wins. 0 is refused whatever this says.
+    pub min_amount: Option<MinAmount>,
     /// Overrides of the well-known chain id / USDC for chains that stand in for a network
     /// (a local anvil playing `base-sepolia`).
     pub usdc_address: Option<String>,
@@ -600,6 +608,30 @@ pub struct AssetSettings {
     pub decimals: u8,
     pub eip712_name: Option<String>,
     pub eip712_version: Option<String>,
+    /// The least a payment in this token may move, atomic units (default: anything above 0).
+    pub min_amount: Option<MinAmount>,
+}
+
+/// An amount in atomic units: a decimal string (any size) or a whole number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MinAmount(pub alloy_primitives::U256);
+
+impl<'de> Deserialize<'de> for MinAmount {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(u64),
+            Text(String),
+        }
+        let parsed = match Raw::deserialize(d)? {
+            Raw::Number(n) => Some(alloy_primitives::U256::from(n)),
+            Raw::Text(s) => x402::proto::parse_amount(s.trim()),
+        };
+        parsed.map(Self).ok_or_else(|| {
+            serde::de::Error::custom("min_amount must be a whole number of atomic units")
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

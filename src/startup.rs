@@ -27,7 +27,7 @@ use facilitator_actors::settlement::{
     parse_signer_keys, FeePolicy, NetworkSide, ReceiptWatcher, SettlementActor, SettlementRouter,
     SignerStats,
 };
-use facilitator_actors::{idempotency, throttle};
+use facilitator_actors::{idempotency, ledger, throttle};
 use migration::MigratorTrait;
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
 use secrecy::{ExposeSecret, SecretString};
@@ -166,6 +166,7 @@ struct PendingRuntime {
     min_signer_balance: alloy_primitives::U256,
     confirmations: u64,
     smart_wallets: SmartWalletPolicy,
+    min_amounts: HashMap<alloy_primitives::Address, alloy_primitives::U256>,
 }
 
 /// How deep a settlement's block must be before the ledger calls it confirmed, when the
@@ -442,6 +443,7 @@ impl Application {
                     .unwrap_or_else(|| default_confirmations(entry.info.chain_id))
                     .max(1),
                 smart_wallets,
+                min_amounts: crate::chains::min_amounts(v1, entry.usdc, &ns)?,
             });
             entries.push(entry);
         }
@@ -504,6 +506,7 @@ impl Application {
                     confirmations: p.confirmations,
                     smart_wallets: p.smart_wallets,
                     mirror,
+                    min_amounts: p.min_amounts,
                 })
             })
             .collect();
@@ -523,6 +526,7 @@ impl Application {
                     settings.settlement.batch_window_ms,
                     settings.settlement.batch_mirror_precheck,
                 ),
+                max_signature_bytes: settings.verify.max_signature_bytes,
                 ..FacilitatorConfig::default()
             },
             metrics.clone(),
@@ -569,6 +573,10 @@ impl Application {
                     if let Err(e) = crate::rate_limit::purge_idle(&housekeeping_db).await {
                         tracing::warn!(error = %e, "idle rate-limit states not purged");
                     }
+                }
+                // Refused payments (nothing sent) keep no row past their time.
+                if let Err(e) = ledger::purge_unsent(&housekeeping_db, periodic.now()).await {
+                    tracing::warn!(error = %e, "unsent failed settlements not purged");
                 }
             }
         });

@@ -79,6 +79,16 @@ pub struct NetworkRuntime {
     pub smart_wallets: SmartWalletPolicy,
     /// The block-synchronised state mirror (`verify.mirror`); `None`: off.
     pub mirror: Option<Arc<crate::mirror::Mirror>>,
+    /// The least a payment may move, per token (`min_amount`), atomic units; a token not here
+    /// takes anything above 0.
+    pub min_amounts: HashMap<Address, U256>,
+}
+
+impl NetworkRuntime {
+    /// The economic floor of a payment in `asset` (0 is refused whatever it says).
+    pub fn min_amount(&self, asset: &Address) -> U256 {
+        self.min_amounts.get(asset).copied().unwrap_or_default()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -148,6 +158,8 @@ pub struct FacilitatorConfig {
     pub funds_poll: Duration,
     /// Batched settlement (`settlement.batch_max`, `settlement.batch_window_ms`); `None`: off.
     pub batch: Option<BatchConfig>,
+    /// The longest contract-wallet (ERC-1271) or ERC-6492 signature accepted, bytes.
+    pub max_signature_bytes: usize,
 }
 
 impl Default for FacilitatorConfig {
@@ -159,6 +171,7 @@ impl Default for FacilitatorConfig {
             queue_pickup: Duration::from_secs(5),
             funds_poll: Duration::from_secs(5),
             batch: None,
+            max_signature_bytes: exact::DEFAULT_MAX_SIGNATURE_BYTES,
         }
     }
 }
@@ -415,12 +428,30 @@ impl Facilitator {
         ledger::mark_failed_unsent(&self.inner.db, id, Reason::UnexpectedSettleError.as_str()).await
     }
 
+    /// A claimed payment refused before anything was sent. Nothing of it is kept: its row is
+    /// deleted, unless a retry of the same idempotent request may be waiting on it (it carries
+    /// an idempotency key) and must read the refusal there; that row keeps only the reason,
+    /// until `ledger::purge_unsent`. Either way a later settle may claim the payment afresh.
+    async fn refuse_unsent(&self, id: i64, reason: &str, caller: &Caller) -> ServiceResult<()> {
+        if caller.idempotency_key.is_some() {
+            ledger::mark_failed_unsent(&self.inner.db, id, reason).await?;
+        } else {
+            ledger::forget_unsent(&self.inner.db, id).await?;
+        }
+        Ok(())
+    }
+
     async fn refund_credit(&self, credit: Option<&str>) {
         if let Some(client_id) = credit {
             if let Err(e) = auth::refund_settle_credit(&self.inner.db, client_id).await {
                 tracing::error!(client_id, error = %e, "settle credit not given back");
             }
         }
+    }
+
+    /// Unix seconds by the facilitator's clock.
+    pub fn now(&self) -> u64 {
+        (self.inner.clock)()
     }
 
     pub fn network_runtimes(&self) -> impl Iterator<Item = &Arc<NetworkRuntime>> {
@@ -434,7 +465,10 @@ impl Facilitator {
 
     /// The caller's view of the world the pure checks need.
     fn context(&self, req: &PaymentRequest) -> exact::VerifyContext {
-        let mut ctx = exact::VerifyContext::default();
+        let mut ctx = exact::VerifyContext {
+            max_signature_bytes: self.inner.config.max_signature_bytes,
+            ..exact::VerifyContext::default()
+        };
         if let Some(rt) = self.runtime_for(req) {
             ctx.network_enabled = true;
             ctx.assets = self
@@ -443,10 +477,12 @@ impl Facilitator {
                 .assets_of(rt.entry.info.v1_name)
                 .into_iter()
                 .filter_map(|a| {
+                    let address = a.asset.parse().ok()?;
                     Some(exact::AllowedAsset {
-                        address: a.asset.parse().ok()?,
+                        address,
                         eip712_name: a.eip712_name?,
                         eip712_version: a.eip712_version?,
+                        min_amount: rt.min_amount(&address),
                     })
                 })
                 .collect();
@@ -778,7 +814,8 @@ impl Facilitator {
         let credit = match client_id {
             Some(c) if caller.credits_limited => {
                 if !auth::use_settle_credit(&self.inner.db, c).await? {
-                    ledger::mark_failed_unsent(&self.inner.db, row.id, CREDITS_EXHAUSTED).await?;
+                    self.refuse_unsent(row.id, CREDITS_EXHAUSTED, caller)
+                        .await?;
                     return Err(ServiceError::Forbidden(
                         "this client key has no settle credits left".into(),
                     ));
@@ -812,7 +849,7 @@ impl Facilitator {
                 call
             }
             Err(reason) => {
-                ledger::mark_failed_unsent(&self.inner.db, row.id, reason.as_str()).await?;
+                self.refuse_unsent(row.id, reason.as_str(), caller).await?;
                 self.refund_credit(credit).await;
                 return Ok(SettleAnswer::failed(reason, payer, amount));
             }

@@ -111,31 +111,39 @@ pub async fn claim(db: &impl ConnectionTrait, new: &NewSettlement) -> Result<Cla
         updated_at: Set(now),
         ..Default::default()
     };
-    let inserted = Entity::insert(row)
-        .on_conflict(
-            OnConflict::columns([
-                Column::Network,
-                Column::Asset,
-                Column::Payer,
-                Column::AuthNonce,
-            ])
-            .do_nothing()
-            .to_owned(),
-        )
-        .exec(db)
-        .await;
-    match inserted {
-        Ok(_) | Err(DbErr::RecordNotInserted) => {}
-        Err(e) => return Err(e),
+    // Two rounds at most: a row refused and forgotten (`forget_unsent`) between our insert and
+    // our read is gone, and the authorization is free again.
+    for _ in 0..2 {
+        let inserted = Entity::insert(row.clone())
+            .on_conflict(
+                OnConflict::columns([
+                    Column::Network,
+                    Column::Asset,
+                    Column::Payer,
+                    Column::AuthNonce,
+                ])
+                .do_nothing()
+                .to_owned(),
+            )
+            .exec(db)
+            .await;
+        match inserted {
+            Ok(_) | Err(DbErr::RecordNotInserted) => {}
+            Err(e) => return Err(e),
+        }
+        let Some(model) = find(db, key).await? else {
+            continue;
+        };
+        // Ours if nobody has touched it and it carries our request (same authorization, same
+        // body).
+        return Ok(match inserted {
+            Ok(_) => Claim::New(model),
+            Err(_) => Claim::Existing(model),
+        });
     }
-    let model = find(db, key)
-        .await?
-        .ok_or_else(|| DbErr::RecordNotFound("settlement row vanished after insert".into()))?;
-    // Ours if nobody has touched it and it carries our request (same authorization, same body).
-    Ok(match inserted {
-        Ok(_) => Claim::New(model),
-        Err(_) => Claim::Existing(model),
-    })
+    Err(DbErr::RecordNotFound(
+        "settlement row vanished after insert".into(),
+    ))
 }
 
 /// The row becomes the new claimant's: its request, client key and idempotency key.
@@ -331,13 +339,24 @@ pub async fn mark_mined(
     Ok(done.rows_affected == 1)
 }
 
-/// A failure with nothing on chain (before or instead of a broadcast).
+/// What a row keeps of its payload once nothing will be sent for it: nothing. The signed
+/// payload (its signature may be kilobytes) and the queued call are only ever needed to send.
+fn without_payload(update: sea_orm::UpdateMany<Entity>) -> sea_orm::UpdateMany<Entity> {
+    update
+        .col_expr(Column::Payload, Expr::value(serde_json::json!({})))
+        .col_expr(Column::CallTo, Expr::value(Option::<String>::None))
+        .col_expr(Column::Calldata, Expr::value(Option::<String>::None))
+}
+
+/// A failure with nothing on chain (before or instead of a broadcast). The row stays, small,
+/// for whoever waits on it (a retry of the same idempotent request, the instance that queued
+/// it), until `purge_unsent`; a later settle may claim it again.
 pub async fn mark_failed_unsent(
     db: &DatabaseConnection,
     id: i64,
     reason: &str,
 ) -> Result<(), DbErr> {
-    Entity::update_many()
+    without_payload(Entity::update_many())
         .col_expr(Column::Status, Expr::value(FAILED))
         .col_expr(Column::ErrorReason, Expr::value(reason))
         .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
@@ -346,6 +365,42 @@ pub async fn mark_failed_unsent(
         .exec(db)
         .await?;
     Ok(())
+}
+
+/// A claimed row refused before anything was sent, that nobody can be waiting on: deleted,
+/// so that a refused payment leaves nothing behind. Only a `pending` row without a transaction
+/// goes: one that has a transaction, or that another instance was handed (queued), stays.
+pub async fn forget_unsent(db: &DatabaseConnection, id: i64) -> Result<(), DbErr> {
+    Entity::delete_many()
+        .filter(Column::Id.eq(id))
+        .filter(Column::Status.eq(PENDING))
+        .filter(Column::TxHash.is_null())
+        .filter(Column::QueuedAt.is_null())
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// How long a failed row with nothing sent is kept for those who wait on it (a waiter gives up
+/// after a receipt timeout at most); past it, or once its authorization has expired, it goes.
+pub const UNSENT_KEPT_FOR: chrono::Duration = chrono::Duration::minutes(10);
+
+/// Delete failed rows on which nothing was ever sent, once untouched for `UNSENT_KEPT_FOR` or
+/// past their `validBefore` (`now`, Unix seconds): they cannot be settled by anyone any more, or
+/// may be claimed afresh. Never a row with a transaction. Returns how many went.
+pub async fn purge_unsent(db: &DatabaseConnection, now: u64) -> Result<u64, DbErr> {
+    use sea_orm::sea_query::Condition;
+    let res = Entity::delete_many()
+        .filter(Column::Status.eq(FAILED))
+        .filter(Column::TxHash.is_null())
+        .filter(
+            Condition::any()
+                .add(Column::UpdatedAt.lt(Utc::now() - UNSENT_KEPT_FOR))
+                .add(Column::ValidBefore.lt(i64::try_from(now).unwrap_or(i64::MAX))),
+        )
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected)
 }
 
 /// The signed transaction of a submitted row: its own, or, for a row a batch carries, the
@@ -435,7 +490,7 @@ pub async fn queue(
 /// Nobody took a queued row in time: it fails with nothing sent, unless a holder took it
 /// meanwhile (`false`).
 pub async fn unqueue(db: &DatabaseConnection, id: i64, reason: &str) -> Result<bool, DbErr> {
-    let res = Entity::update_many()
+    let res = without_payload(Entity::update_many())
         .col_expr(Column::Status, Expr::value(FAILED))
         .col_expr(Column::ErrorReason, Expr::value(reason))
         .col_expr(Column::QueuedAt, Expr::value(Option::<DateTime<Utc>>::None))

@@ -179,6 +179,12 @@ fn record(state: &AppState, o: Outcome<'_>) {
 ///
 /// Checks a signed payment against the requirements without settling it. A payment that is
 /// not valid is a 200 with `isValid: false` and the reason.
+///
+/// The economic floor is judged first, with no call to the chain: a value of 0 or below the
+/// asset's configured `min_amount`, requirements asking 0 (or below it), or a payer paying
+/// itself are invalid (`invalid_exact_evm_payload_authorization_value`; Permit2 and `upto`:
+/// `permit2_invalid_amount`), and so is a signature longer than its kind allows (65 bytes for
+/// an EOA, `verify.max_signature_bytes`, default 4096, for a smart wallet's).
 #[utoipa::path(
     post,
     path = "/api/v1/verify",
@@ -282,6 +288,11 @@ fn settle_response(allowance: Option<Allowance>, body: String, replayed: bool) -
 /// Verifies, then submits the transfer on chain and waits for its receipt. A refused or
 /// reverted settlement is a 200 with `success: false` and the reason; `settlement_pending`
 /// means the outcome is not known yet (see `GET /api/v1/settlements/{tx}`).
+///
+/// A payment worth nothing is refused as at `/verify`, before anything is sent or stored: a
+/// value (for `upto`, the amount settled) of 0 or below the asset's `min_amount`, requirements
+/// asking 0, a payer paying itself, an oversized signature. A settle refused before anything
+/// was sent leaves no settlement to look up.
 #[utoipa::path(
     post,
     path = "/api/v1/settle",

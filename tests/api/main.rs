@@ -17,6 +17,7 @@ mod dev;
 mod docs;
 mod errors;
 mod fleet;
+mod floor;
 mod health;
 mod key_changes;
 mod key_controls;

@@ -193,8 +193,15 @@ async fn claims_without_a_transaction(kind: Db) {
     let buyer = PrivateKeySigner::random();
     let pay = Payment::usdc(buyer.address(), app.devnet.chain_id, app.devnet.usdc, 700);
     let body = pay.v1(&pay.sign(&buyer), 700);
-    // First attempt: no funds, nothing sent; the row exists without a transaction.
-    assert_eq!(app.settle(&body).await["errorReason"], "insufficient_funds");
+    // First attempt: no funds, nothing sent; the row exists without a transaction (kept for
+    // the retries of its idempotency key: a refusal without one leaves no row).
+    let first: Value = app
+        .settle_with_key(&body, "first-attempt-0001")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(first["errorReason"], "insufficient_funds");
     app.devnet
         .mint(buyer.address(), U256::from(700))
         .await

@@ -9,12 +9,16 @@
 //! - `delay(d)`: every chunk from the client reaches the server `d` late (chunks read together
 //!   arrive together), so each request/response round trip takes `d` longer.
 //!
+//! Every byte the client sends is also kept (`sent()`), so a test can read which requests
+//! reached the server (e.g. the JSON-RPC calls a facilitator made about a payment).
+//!
 //! Self-contained (tokio only), so other test binaries and tools can include it with
 //! `#[path = ".../tcp_proxy.rs"] mod tcp_proxy;`.
 
 #![allow(dead_code)] // each user takes the switches it needs
 
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -36,6 +40,7 @@ pub struct TcpProxy {
     addr: SocketAddr,
     fault: watch::Sender<Fault>,
     accept: JoinHandle<()>,
+    sent: Arc<Mutex<Vec<u8>>>,
 }
 
 impl TcpProxy {
@@ -50,20 +55,34 @@ impl TcpProxy {
         let addr = listener.local_addr().expect("proxy address");
         let (fault, _) = watch::channel(Fault::Pass);
         let faults = fault.clone();
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let record = sent.clone();
         let accept = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 if *faults.borrow() == Fault::Refuse {
                     reset(client);
                     continue;
                 }
-                tokio::spawn(connection(client, upstream.clone(), faults.subscribe()));
+                tokio::spawn(connection(
+                    client,
+                    upstream.clone(),
+                    faults.subscribe(),
+                    record.clone(),
+                ));
             }
         });
         Self {
             addr,
             fault,
             accept,
+            sent,
         }
+    }
+
+    /// Every byte clients have sent through the proxy so far, in the order read (connections
+    /// interleaved by chunk).
+    pub fn sent(&self) -> Vec<u8> {
+        self.sent.lock().unwrap().clone()
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -114,7 +133,12 @@ fn reset(stream: TcpStream) {
     drop(stream);
 }
 
-async fn connection(client: TcpStream, upstream: String, mut faults: watch::Receiver<Fault>) {
+async fn connection(
+    client: TcpStream,
+    upstream: String,
+    mut faults: watch::Receiver<Fault>,
+    record: Arc<Mutex<Vec<u8>>>,
+) {
     let Ok(server) = TcpStream::connect(&upstream).await else {
         reset(client);
         return;
@@ -126,8 +150,8 @@ async fn connection(client: TcpStream, upstream: String, mut faults: watch::Rece
     }
     let (client_r, client_w) = client.into_split();
     let (server_r, server_w) = server.into_split();
-    let up = link(client_r, server_w, faults.clone(), true);
-    let down = link(server_r, client_w, faults.clone(), false);
+    let up = link(client_r, server_w, faults.clone(), Some(record));
+    let down = link(server_r, client_w, faults.clone(), None);
     tokio::select! {
         _ = faults.wait_for(|f| *f == Fault::Refuse) => {}
         _ = up => {}
@@ -136,13 +160,15 @@ async fn connection(client: TcpStream, upstream: String, mut faults: watch::Rece
     // Dropping the halves resets both sockets.
 }
 
-/// One direction: a reader that stamps each chunk, a writer that delivers it when due.
+/// One direction: a reader that stamps each chunk, a writer that delivers it when due. The
+/// client's direction (`record`) is the one delayed, and kept.
 async fn link(
     mut from: OwnedReadHalf,
     mut to: OwnedWriteHalf,
     faults: watch::Receiver<Fault>,
-    delayed: bool,
+    record: Option<Arc<Mutex<Vec<u8>>>>,
 ) {
+    let delayed = record.is_some();
     let (tx, mut rx) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
     let mut read_faults = faults.clone();
     let reader = async move {
@@ -154,6 +180,9 @@ async fn link(
             match from.read(&mut buf).await {
                 Ok(0) | Err(_) => return,
                 Ok(n) => {
+                    if let Some(record) = &record {
+                        record.lock().unwrap().extend_from_slice(&buf[..n]);
+                    }
                     if tx.send((Instant::now(), buf[..n].to_vec())).is_err() {
                         return;
                     }

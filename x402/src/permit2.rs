@@ -14,7 +14,10 @@ use alloy_primitives::{address, Address, Bytes, B256, U256};
 use alloy_sol_types::{Eip712Domain, SolStruct};
 use serde::{Deserialize, Serialize};
 
-use crate::exact::evm::{classify_signature, recover_signer, split_signature, SignatureKind};
+use crate::exact::evm::{
+    below_floor, classify_signature, recover_signer, signature_size_ok, split_signature,
+    SignatureKind, DEFAULT_MAX_SIGNATURE_BYTES,
+};
 use crate::network::Network;
 use crate::proto::PaymentRequest;
 use crate::Reason;
@@ -149,7 +152,7 @@ pub enum Phase {
 }
 
 /// What the caller knows of the world.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Context {
     pub network: Option<&'static Network>,
     /// Tokens accepted on the network.
@@ -158,6 +161,23 @@ pub struct Context {
     pub signers: Vec<Address>,
     /// We advertise `eip2612GasSponsoring` on this network.
     pub sponsoring: bool,
+    /// The least a payment in the request's asset may move, atomic units (0: anything above 0).
+    pub min_amount: U256,
+    /// The longest contract-wallet (ERC-1271) signature accepted, bytes.
+    pub max_signature_bytes: usize,
+}
+
+impl Default for Context {
+    fn default() -> Self {
+        Self {
+            network: None,
+            assets: Vec::new(),
+            signers: Vec::new(),
+            sponsoring: false,
+            min_amount: U256::ZERO,
+            max_signature_bytes: DEFAULT_MAX_SIGNATURE_BYTES,
+        }
+    }
 }
 
 /// What the off-chain checks established.
@@ -322,14 +342,41 @@ fn check_amount(r: &PaymentRequest, p: &Permit2Request, phase: Phase) -> Result<
         (Kind::Upto, Phase::Settle) => {
             if r.amount_required > permitted {
                 Err(Reason::UptoSettlementExceedsAmount)
-            } else if r.amount_required.is_zero() {
-                Err(Reason::InvalidPaymentRequirements)
             } else {
                 Ok(r.amount_required)
             }
         }
         _ if permitted == r.amount_required => Ok(permitted),
         _ => Err(Reason::Permit2AmountMismatch),
+    }
+}
+
+/// The amount to move is worth a settlement: more than 0 (the proxies revert `InvalidAmount`
+/// on 0, after the operator paid the gas) and at least the asset's minimum. For `upto` at
+/// settle this is the amount used, which is at most the permitted one.
+fn check_amount_floor(amount: U256, ctx: &Context) -> Result<(), Reason> {
+    if below_floor(amount, ctx.min_amount) {
+        Err(Reason::Permit2InvalidAmount)
+    } else {
+        Ok(())
+    }
+}
+
+/// An owner paying itself moves nothing but the operator's gas.
+fn check_not_self_payment(r: &PaymentRequest, a: &Permit2Authorization) -> Result<(), Reason> {
+    if a.from == r.pay_to {
+        Err(Reason::Permit2InvalidAmount)
+    } else {
+        Ok(())
+    }
+}
+
+/// 65 bytes for an EOA, the configured cap for a contract wallet's (ERC-1271) signature.
+fn check_signature_size(p: &Permit2Payload, ctx: &Context) -> Result<(), Reason> {
+    if signature_size_ok(&p.signature, ctx.max_signature_bytes) {
+        Ok(())
+    } else {
+        Err(Reason::InvalidPermit2Signature)
     }
 }
 
@@ -399,6 +446,7 @@ pub fn verify_offchain(
     if !ctx.assets.contains(&r.asset) {
         return Err(Reason::InvalidPaymentRequirements);
     }
+    check_signature_size(&p.payload, ctx)?;
     let a = &p.payload.permit2_authorization;
     if a.spender != p.kind.proxy() {
         return Err(Reason::InvalidPermit2Spender);
@@ -421,6 +469,8 @@ pub fn verify_offchain(
         return Err(Reason::Permit2NotYetValid);
     }
     let amount = check_amount(r, p, phase)?;
+    check_amount_floor(amount, ctx)?;
+    check_not_self_payment(r, a)?;
     if a.permitted.token != r.asset {
         return Err(Reason::Permit2TokenMismatch);
     }
@@ -544,6 +594,134 @@ mod tests {
             .concat(),
         );
         assert_eq!(sep, expected);
+    }
+
+    const NOW: u64 = 1_750_000_000;
+    const TOKEN: Address = address!("0x1111111111111111111111111111111111111111");
+    const PAY_TO: Address = address!("0x209693Bc6afc0C5328bA36FaF03C514EF312287C");
+    const OWNER: Address = address!("0x857b06519E91e3A54538791bDbb0E22373e36b66");
+    const SIGNER: Address = address!("0x2222222222222222222222222222222222222222");
+
+    /// A v2 Permit2 request of `scheme` (`exact` or `upto`): `permitted` signed, `required`
+    /// asked, paid by `owner` to `pay_to`, with a `sig_len`-byte signature.
+    fn request(
+        scheme: &str,
+        owner: Address,
+        pay_to: Address,
+        permitted: u64,
+        required: u64,
+        sig_len: usize,
+    ) -> (PaymentRequest, Permit2Request) {
+        let kind = if scheme == "upto" {
+            Kind::Upto
+        } else {
+            Kind::Exact
+        };
+        let reqs = serde_json::json!({ "scheme": scheme, "network": "eip155:84532",
+            "amount": required.to_string(), "asset": TOKEN, "payTo": pay_to,
+            "extra": {"assetTransferMethod": "permit2"} });
+        let mut accepted = reqs.clone();
+        accepted["amount"] = permitted.to_string().into();
+        let body = serde_json::json!({ "x402Version": 2, "paymentRequirements": reqs,
+            "paymentPayload": { "x402Version": 2, "accepted": accepted, "payload": {
+                "signature": format!("0x{}", "1b".repeat(sig_len)),
+                "permit2Authorization": { "from": owner, "spender": kind.proxy(),
+                    "permitted": {"token": TOKEN, "amount": permitted.to_string()},
+                    "nonce": "7", "deadline": (NOW + 600).to_string(),
+                    "witness": { "to": pay_to, "facilitator": SIGNER,
+                        "validAfter": (NOW - 60).to_string() } } } } });
+        let r = crate::proto::parse_facilitator_request(&body).unwrap();
+        let p = r.permit2.clone().unwrap();
+        (r, p)
+    }
+
+    fn ctx(min_amount: u64) -> Context {
+        Context {
+            network: crate::network::parse_network("eip155:84532"),
+            assets: vec![TOKEN],
+            signers: vec![SIGNER],
+            min_amount: U256::from(min_amount),
+            ..Context::default()
+        }
+    }
+
+    #[test]
+    fn amounts_of_zero_or_below_the_minimum_are_refused_for_exact_and_upto() {
+        let invalid = Reason::Permit2InvalidAmount;
+        assert_eq!(check_amount_floor(U256::ZERO, &ctx(0)), Err(invalid));
+        assert_eq!(check_amount_floor(U256::from(1), &ctx(0)), Ok(()));
+        assert_eq!(check_amount_floor(U256::from(99), &ctx(100)), Err(invalid));
+        assert_eq!(check_amount_floor(U256::from(100), &ctx(100)), Ok(()));
+        let judge = |scheme, permitted, required, phase, min| {
+            let (r, p) = request(scheme, OWNER, PAY_TO, permitted, required, 65);
+            verify_offchain(&r, &p, &ctx(min), NOW, phase).map(|v| v.amount)
+        };
+        // exact: the permitted amount is the one moved.
+        assert_eq!(judge("exact", 0, 0, Phase::Verify, 0).unwrap_err(), invalid);
+        assert_eq!(judge("exact", 0, 0, Phase::Settle, 0).unwrap_err(), invalid);
+        assert_eq!(
+            judge("exact", 50, 50, Phase::Settle, 100).unwrap_err(),
+            invalid
+        );
+        // upto: the maximum at verify, the amount used at settle; both must clear the floor.
+        assert_eq!(judge("upto", 0, 0, Phase::Verify, 0).unwrap_err(), invalid);
+        assert_eq!(
+            judge("upto", 50, 50, Phase::Verify, 100).unwrap_err(),
+            invalid
+        );
+        assert_eq!(
+            judge("upto", 1000, 0, Phase::Settle, 0).unwrap_err(),
+            invalid
+        );
+        assert_eq!(
+            judge("upto", 1000, 99, Phase::Settle, 100).unwrap_err(),
+            invalid
+        );
+        // At the floor it passes the off-chain checks (this signature is left to the chain), and
+        // the amount to move is the one settled.
+        assert_eq!(
+            judge("upto", 1000, 100, Phase::Settle, 100),
+            Ok(U256::from(100))
+        );
+    }
+
+    #[test]
+    fn an_owner_paying_itself_is_refused() {
+        let (r, p) = request("exact", OWNER, PAY_TO, 10, 10, 65);
+        assert_eq!(
+            check_not_self_payment(&r, &p.payload.permit2_authorization),
+            Ok(())
+        );
+        for scheme in ["exact", "upto"] {
+            let (r, p) = request(scheme, OWNER, OWNER, 10, 10, 65);
+            assert_eq!(
+                check_not_self_payment(&r, &p.payload.permit2_authorization),
+                Err(Reason::Permit2InvalidAmount)
+            );
+            assert_eq!(
+                verify_offchain(&r, &p, &ctx(0), NOW, Phase::Verify).unwrap_err(),
+                Reason::Permit2InvalidAmount
+            );
+        }
+    }
+
+    #[test]
+    fn signatures_longer_than_the_cap_are_refused_first() {
+        let (_, p) = request("exact", OWNER, PAY_TO, 10, 10, 65);
+        assert_eq!(check_signature_size(&p.payload, &ctx(0)), Ok(()));
+        let cap = ctx(0).max_signature_bytes;
+        let (_, p) = request("exact", OWNER, PAY_TO, 10, 10, cap);
+        assert_eq!(check_signature_size(&p.payload, &ctx(0)), Ok(()));
+        // One byte over the cap, and a zero amount: the size is judged first.
+        let (r, p) = request("upto", OWNER, PAY_TO, 0, 0, cap + 1);
+        assert_eq!(
+            check_signature_size(&p.payload, &ctx(0)),
+            Err(Reason::InvalidPermit2Signature)
+        );
+        assert_eq!(
+            verify_offchain(&r, &p, &ctx(0), NOW, Phase::Verify).unwrap_err(),
+            Reason::InvalidPermit2Signature
+        );
     }
 
     #[test]

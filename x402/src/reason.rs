@@ -36,7 +36,7 @@ reasons! {
     InvalidExactEvmPayloadRecipientMismatch => "invalid_exact_evm_payload_recipient_mismatch", "the authorization pays someone other than payTo";
     InvalidExactEvmPayloadAuthorizationValidBefore => "invalid_exact_evm_payload_authorization_valid_before", "the authorization expires too soon (or has expired)";
     InvalidExactEvmPayloadAuthorizationValidAfter => "invalid_exact_evm_payload_authorization_valid_after", "the authorization is not valid yet";
-    InvalidExactEvmPayloadAuthorizationValue => "invalid_exact_evm_payload_authorization_value", "the authorized value does not match the required amount";
+    InvalidExactEvmPayloadAuthorizationValue => "invalid_exact_evm_payload_authorization_value", "the authorized value does not match the required amount, or the payment moves nothing worth a settlement (0, below the asset's minimum, or to the payer itself)";
     InvalidNetwork => "invalid_network", "the network is unknown, not served here, or differs between payload and requirements";
     InvalidScheme => "invalid_scheme", "the scheme is not served (exact, and upto through Permit2)";
     InvalidX402Version => "invalid_x402_version", "unsupported x402Version";
@@ -57,6 +57,7 @@ reasons! {
     Permit2DeadlineExpired => "permit2_deadline_expired", "the Permit2 deadline has passed (or is too close)";
     Permit2NotYetValid => "permit2_not_yet_valid", "the Permit2 witness validAfter is in the future";
     Permit2AmountMismatch => "permit2_amount_mismatch", "the permitted amount is not the required amount";
+    Permit2InvalidAmount => "permit2_invalid_amount", "the amount moves nothing worth a settlement (0, below the asset's minimum, or to the payer itself)";
     Permit2TokenMismatch => "permit2_token_mismatch", "the permitted token is not the required asset";
     InvalidPermit2Signature => "invalid_permit2_signature", "the Permit2 signature does not authorize this transfer for the payer";
     Permit2AllowanceRequired => "permit2_allowance_required", "the payer has not approved Permit2 for this amount (approve it, or sign an eip2612GasSponsoring permit)";

@@ -69,6 +69,8 @@ impl Facilitator {
                 .collect(),
             signers: rt.router.signers(),
             sponsoring: true,
+            min_amount: rt.min_amount(&req.asset),
+            max_signature_bytes: self.inner.config.max_signature_bytes,
         }
     }
 

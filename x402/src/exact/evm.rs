@@ -58,6 +58,14 @@ sol! {
 /// Seconds of slack on `validBefore`: the transaction must still be valid when mined.
 pub const VALID_BEFORE_BUFFER_SECS: u64 = 6;
 
+/// An EOA's ECDSA signature, r ‖ s ‖ v: the longest signature that is not a contract's.
+pub const EOA_SIGNATURE_BYTES: usize = 65;
+
+/// The default cap of a contract wallet's signature (ERC-1271) or an ERC-6492 wrapper
+/// (`verify.max_signature_bytes`): a Safe's signatures of several owners, a passkey's WebAuthn
+/// assertion, or a counterfactual wallet's factory calldata fit well within it.
+pub const DEFAULT_MAX_SIGNATURE_BYTES: usize = 4096;
+
 /// ERC-6492 wrapped signatures end with this magic.
 const ERC6492_MAGIC: [u8; 32] = [
     0x64, 0x92, 0x64, 0x92, 0x64, 0x92, 0x64, 0x92, 0x64, 0x92, 0x64, 0x92, 0x64, 0x92, 0x64, 0x92,
@@ -195,13 +203,27 @@ pub struct AllowedAsset {
     pub address: Address,
     pub eip712_name: String,
     pub eip712_version: String,
+    /// The least a payment in it may move, atomic units (0: any amount above 0).
+    pub min_amount: U256,
 }
 
 /// The caller's view of the world: is the network served, which assets does it take.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct VerifyContext {
     pub network_enabled: bool,
     pub assets: Vec<AllowedAsset>,
+    /// The longest contract-wallet (ERC-1271) or ERC-6492 signature accepted, bytes.
+    pub max_signature_bytes: usize,
+}
+
+impl Default for VerifyContext {
+    fn default() -> Self {
+        Self {
+            network_enabled: false,
+            assets: Vec::new(),
+            max_signature_bytes: DEFAULT_MAX_SIGNATURE_BYTES,
+        }
+    }
 }
 
 /// What the off-chain checks established.
@@ -277,6 +299,47 @@ pub fn check_signature(r: &PaymentRequest, hash: B256) -> Result<bool, Reason> {
     }
 }
 
+/// A signature no longer than its kind allows: 65 bytes for an EOA, `max_wrapped` for a
+/// contract wallet's (ERC-1271) or an ERC-6492 wrapper. Judged before any other work: a longer
+/// one would be hashed, sent to the node in every simulation, and kept in the ledger.
+pub fn signature_size_ok(sig: &[u8], max_wrapped: usize) -> bool {
+    sig.len() <= EOA_SIGNATURE_BYTES.max(max_wrapped)
+}
+
+pub fn check_signature_size(r: &PaymentRequest, max_wrapped: usize) -> Result<(), Reason> {
+    if signature_size_ok(&r.payload.signature, max_wrapped) {
+        Ok(())
+    } else {
+        Err(Reason::InvalidExactEvmPayloadSignature)
+    }
+}
+
+/// The economic floor: the operator pays every settlement's gas, so an amount of 0, or below
+/// the asset's configured minimum, is not worth one. 0 is refused whatever the minimum.
+pub fn below_floor(amount: U256, min_amount: U256) -> bool {
+    amount.is_zero() || amount < min_amount
+}
+
+/// Both the authorized value and the amount the requirements ask are at or above the floor
+/// (a v1 payment may authorize more than asked; requirements asking nothing are refused too).
+pub fn check_value_floor(r: &PaymentRequest, asset: &AllowedAsset) -> Result<(), Reason> {
+    let value = r.payload.authorization.value;
+    if below_floor(value, asset.min_amount) || below_floor(r.amount_required, asset.min_amount) {
+        Err(Reason::InvalidExactEvmPayloadAuthorizationValue)
+    } else {
+        Ok(())
+    }
+}
+
+/// A payer paying itself moves nothing but the operator's gas.
+pub fn check_not_self_payment(r: &PaymentRequest) -> Result<(), Reason> {
+    if r.payload.authorization.from == r.pay_to {
+        Err(Reason::InvalidExactEvmPayloadAuthorizationValue)
+    } else {
+        Ok(())
+    }
+}
+
 pub fn check_recipient(r: &PaymentRequest) -> Result<(), Reason> {
     if r.payload.authorization.to == r.pay_to {
         Ok(())
@@ -320,6 +383,11 @@ pub fn verify_offchain(
         return Err(Reason::InvalidPayload);
     }
     let asset = check_asset(r, ctx)?;
+    // Nothing that costs work or leaves a trace before these: a payment worth nothing, or
+    // carrying an oversized signature, is refused here, with no RPC call and no ledger row.
+    check_signature_size(r, ctx.max_signature_bytes)?;
+    check_value_floor(r, asset)?;
+    check_not_self_payment(r)?;
     let domain = check_domain(r, asset, network)?;
     let hash = signing_hash(&r.payload.authorization, &domain);
     let needs_onchain_signature_check = check_signature(r, hash)?;
@@ -424,7 +492,9 @@ mod tests {
                 address: USDC_BASE_SEPOLIA,
                 eip712_name: "USDC".into(),
                 eip712_version: "2".into(),
+                min_amount: U256::ZERO,
             }],
+            ..VerifyContext::default()
         }
     }
 
@@ -581,6 +651,97 @@ mod tests {
         assert_eq!(
             verify_offchain(&bad, &ctx(), NOW).unwrap_err(),
             Reason::InvalidPayload
+        );
+    }
+
+    #[test]
+    fn signatures_longer_than_their_kind_allows_are_refused_before_the_rest() {
+        let r = signed(1000, 1000, 2);
+        assert_eq!(
+            check_signature_size(&r, 0),
+            Ok(()),
+            "65 bytes, whatever the cap"
+        );
+        let mut long = r.clone();
+        long.payload.signature = Bytes::from(vec![7u8; 66]);
+        assert_eq!(
+            check_signature_size(&long, 65),
+            Err(Reason::InvalidExactEvmPayloadSignature)
+        );
+        long.payload.signature = Bytes::from(vec![7u8; 4096]);
+        assert_eq!(check_signature_size(&long, 4096), Ok(()));
+        long.payload.signature = Bytes::from(vec![7u8; 30_000]);
+        // Refused ahead of the domain and signature checks (nothing is hashed or recovered).
+        long.extra_name = Some("USD Coin".into());
+        assert_eq!(
+            verify_offchain(&long, &ctx(), NOW).unwrap_err(),
+            Reason::InvalidExactEvmPayloadSignature
+        );
+        let roomy = VerifyContext {
+            max_signature_bytes: 30_000,
+            ..ctx()
+        };
+        assert_eq!(
+            verify_offchain(&long, &roomy, NOW).unwrap_err(),
+            Reason::InvalidExactEvmTokenNameMismatch
+        );
+    }
+
+    #[test]
+    fn zero_and_below_minimum_values_are_refused_whatever_the_configuration() {
+        let asset = |min: u64| AllowedAsset {
+            min_amount: U256::from(min),
+            ..ctx().assets[0].clone()
+        };
+        let value = Reason::InvalidExactEvmPayloadAuthorizationValue;
+        for version in [1, 2] {
+            // A zero value, signed correctly, asking zero.
+            assert_eq!(
+                check_value_floor(&signed(0, 0, version), &asset(0)),
+                Err(value)
+            );
+            assert_eq!(
+                verify_offchain(&signed(0, 0, version), &ctx(), NOW).unwrap_err(),
+                value
+            );
+            assert_eq!(check_value_floor(&signed(1, 1, version), &asset(0)), Ok(()));
+            assert_eq!(
+                check_value_floor(&signed(99, 99, version), &asset(100)),
+                Err(value)
+            );
+            assert_eq!(
+                check_value_floor(&signed(100, 100, version), &asset(100)),
+                Ok(())
+            );
+        }
+        // v1 may authorize more than asked, but requirements asking nothing are refused.
+        assert_eq!(
+            check_value_floor(&signed(1000, 0, 1), &asset(0)),
+            Err(value)
+        );
+        assert_eq!(
+            check_value_floor(&signed(1000, 99, 1), &asset(100)),
+            Err(value)
+        );
+        assert!(below_floor(U256::ZERO, U256::ZERO));
+        assert!(!below_floor(U256::from(1), U256::ZERO));
+    }
+
+    #[test]
+    fn a_payer_paying_itself_is_refused() {
+        let (_, from) = key();
+        let r = signed(1000, 1000, 2);
+        assert_eq!(check_not_self_payment(&r), Ok(()));
+        let mut own = r.clone();
+        own.pay_to = from;
+        own.payload.authorization.to = from;
+        assert_eq!(
+            check_not_self_payment(&own),
+            Err(Reason::InvalidExactEvmPayloadAuthorizationValue)
+        );
+        assert_eq!(
+            verify_offchain(&own, &ctx(), NOW).unwrap_err(),
+            Reason::InvalidExactEvmPayloadAuthorizationValue
         );
     }
 
