@@ -2,6 +2,9 @@
 //! (`governor`'s GCRA), so that one leaked key cannot flood the service and burn the operator's
 //! gas. The default comes from `limits.client_rate_limit_per_second` (`0` = unlimited); the
 //! operator overrides one key with `PATCH /admin/clients/{id}` `{"rateLimitPerSecond": n}`.
+//! An account has a bucket of its own that all its keys draw from besides theirs
+//! (`limits.account_rate_limit_per_second`, `PATCH /admin/users/{id}`), so that more keys do not
+//! buy more requests.
 //!
 //! Buckets live in this instance's memory: with N instances behind a load balancer a key gets
 //! up to N times its limit (README).
@@ -41,6 +44,15 @@ impl Allowance {
         ]
     }
 
+    /// Of a key's and its account's allowances, the one that runs out first (the one the
+    /// headers describe).
+    pub fn tighter(a: Option<Self>, b: Option<Self>) -> Option<Self> {
+        match (a, b) {
+            (Some(a), Some(b)) => Some(if b.remaining < a.remaining { b } else { a }),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// Add the headers to a response of a request this allowance let through.
     pub fn apply(allowance: Option<Self>, mut res: HttpResponse) -> HttpResponse {
         use actix_web::http::header::{HeaderName, HeaderValue};
@@ -58,7 +70,9 @@ impl Allowance {
 
 pub struct ClientRateLimits {
     default_per_second: u32,
-    /// Per client id: the rate its bucket was built for, and the bucket.
+    account_default_per_second: u32,
+    /// Per subject (a client id, or `account:<user id>`): the rate its bucket was built for,
+    /// and the bucket.
     buckets: DashMap<String, (u32, Arc<Bucket>)>,
     clock: DefaultClock,
 }
@@ -67,23 +81,53 @@ impl ClientRateLimits {
     pub fn new(default_per_second: u32) -> Self {
         Self {
             default_per_second,
+            account_default_per_second: 0,
             buckets: DashMap::new(),
             clock: DefaultClock::default(),
         }
     }
 
+    /// The limit of an account that has none of its own (`0` = unlimited).
+    pub fn with_account_default(mut self, per_second: u32) -> Self {
+        self.account_default_per_second = per_second;
+        self
+    }
+
     /// Take one request of `client_id` from its bucket. `own` is the key's own limit (`0` =
     /// unlimited), `None` = the default. `Ok(None)`: unlimited.
     pub fn check(&self, client_id: &str, own: Option<u32>) -> Result<Option<Allowance>, ApiError> {
-        let rate = own.unwrap_or(self.default_per_second);
+        self.take(
+            client_id,
+            own.unwrap_or(self.default_per_second),
+            "this client key",
+        )
+    }
+
+    /// Take one request of an account (all its keys together) from its bucket. `own` is the
+    /// account's own limit (`0` = unlimited), `None` = the account default.
+    pub fn check_account(
+        &self,
+        user_id: i64,
+        own: Option<u32>,
+    ) -> Result<Option<Allowance>, ApiError> {
+        self.take(
+            &format!("account:{user_id}"),
+            own.unwrap_or(self.account_default_per_second),
+            "this account",
+        )
+    }
+
+    /// Take one request of `subject` from its bucket at `rate` per second (`0` = unlimited);
+    /// `whose` names it in the refusal.
+    fn take(&self, subject: &str, rate: u32, whose: &str) -> Result<Option<Allowance>, ApiError> {
         let Some(per_second) = NonZeroU32::new(rate) else {
-            self.buckets.remove(client_id);
+            self.buckets.remove(subject);
             return Ok(None);
         };
         let bucket = {
             let mut entry = self
                 .buckets
-                .entry(client_id.to_owned())
+                .entry(subject.to_owned())
                 .or_insert_with(|| (rate, Arc::new(bucket(per_second))));
             if entry.0 != rate {
                 // The operator changed the key's limit: a fresh bucket at the new rate.
@@ -111,7 +155,7 @@ impl ClientRateLimits {
                     reset_secs: secs.max(1),
                 };
                 let mut err = ApiError::too_many_requests(
-                    format!("rate limit of this client key exceeded ({rate} requests per second)"),
+                    format!("rate limit of {whose} exceeded ({rate} requests per second)"),
                     wait.max(Duration::from_millis(1)),
                 );
                 for (name, value) in denied.headers() {
