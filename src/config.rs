@@ -283,6 +283,13 @@ pub struct LimitSettings {
     /// Requests per second per client key on `/verify`, `/settle`, `/supported`
     /// (`0` = unlimited); the operator overrides one key with `PATCH /admin/clients/{id}`.
     pub client_rate_limit_per_second: u32,
+    /// Requests per second of all the keys of an account together on the same endpoints
+    /// (`0` = unlimited); the operator overrides one account with `PATCH /admin/users/{id}`.
+    pub account_rate_limit_per_second: u32,
+    /// Live (neither revoked nor expired) client keys an account may have.
+    pub max_keys_per_account: u64,
+    /// Resources an account may register.
+    pub max_resources_per_account: u64,
     /// Failed logins allowed per account, and per client IP, in a window before a lock.
     pub login_failures_per_account: u32,
     pub login_failures_per_ip: u32,
@@ -320,12 +327,22 @@ impl LimitSettings {
             refresh_per_ip: per_window(self.refreshes_per_ip, self.refresh_window_secs),
         }
     }
+
+    pub fn account_caps(&self) -> facilitator_actors::auth::accounts::AccountCaps {
+        facilitator_actors::auth::accounts::AccountCaps {
+            max_keys: self.max_keys_per_account,
+            max_resources: self.max_resources_per_account,
+        }
+    }
 }
 
 impl Default for LimitSettings {
     fn default() -> Self {
         Self {
             client_rate_limit_per_second: 0,
+            account_rate_limit_per_second: 0,
+            max_keys_per_account: 20,
+            max_resources_per_account: 100,
             login_failures_per_account: 5,
             login_failures_per_ip: 20,
             login_window_secs: 900,
@@ -790,6 +807,9 @@ fleet:
   signer_balance_poll_secs: 5
 limits:
   client_rate_limit_per_second: 0
+  account_rate_limit_per_second: 0
+  max_keys_per_account: 20
+  max_resources_per_account: 100
   login_failures_per_account: 5
   login_failures_per_ip: 20
   login_window_secs: 900

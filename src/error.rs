@@ -17,7 +17,7 @@ pub const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 5;
 ///
 /// Error codes and their HTTP statuses: `INVALID_REQUEST`, `INVALID_PAYLOAD` 400;
 /// `UNAUTHORIZED` 401; `FORBIDDEN` 403; `NOT_FOUND` 404; `METHOD_NOT_ALLOWED` 405;
-/// `REQUEST_TIMEOUT` 408; `CONFLICT` 409; `PAYLOAD_TOO_LARGE` 413; `UNSUPPORTED_MEDIA_TYPE` 415;
+/// `REQUEST_TIMEOUT` 408; `CONFLICT`, `LIMIT_EXCEEDED` 409; `PAYLOAD_TOO_LARGE` 413; `UNSUPPORTED_MEDIA_TYPE` 415;
 /// `TOO_MANY_REQUESTS` 429 (with `Retry-After`);
 /// `VERIFICATION_FAILED`, `SETTLEMENT_FAILED`, `INTERNAL_ERROR` 500;
 /// `SERVICE_UNAVAILABLE` 503.
@@ -34,6 +34,8 @@ pub enum ErrorCode {
     MethodNotAllowed,
     RequestTimeout,
     Conflict,
+    /// An account is at one of its caps (keys, resources).
+    LimitExceeded,
     PayloadTooLarge,
     UnsupportedMediaType,
     TooManyRequests,
@@ -50,7 +52,7 @@ impl ErrorCode {
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            ErrorCode::Conflict => StatusCode::CONFLICT,
+            ErrorCode::Conflict | ErrorCode::LimitExceeded => StatusCode::CONFLICT,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
@@ -193,6 +195,9 @@ impl From<ServiceError> for ApiError {
             ServiceError::Forbidden(message) => ApiError::new(ErrorCode::Forbidden, message, ""),
             ServiceError::NotFound(what) => ApiError::not_found(format!("{what} not found")),
             ServiceError::Conflict(message) => ApiError::new(ErrorCode::Conflict, message, ""),
+            ServiceError::LimitExceeded(message) => {
+                ApiError::new(ErrorCode::LimitExceeded, message, "")
+            }
             ServiceError::Unavailable(cause) => {
                 // The cause may name an endpoint: it goes to the log, not to the client.
                 tracing::warn!(error = %cause, "unavailable");

@@ -1,8 +1,10 @@
 //! Per-client-key rate limits on `/verify`, `/settle` and `/supported`: a token bucket per key
 //! (GCRA), so that one leaked key cannot flood the service and burn the operator's gas. The
 //! default comes from `limits.client_rate_limit_per_second` (`0` = unlimited); the operator
-//! overrides one key with `PATCH /admin/clients/{id}` `{"rateLimitPerSecond": n}`. The same
-//! limiter holds an account's keys together (`Subject::Account`).
+//! overrides one key with `PATCH /admin/clients/{id}` `{"rateLimitPerSecond": n}`. An account
+//! has a bucket of its own that all its keys draw from besides theirs
+//! (`limits.account_rate_limit_per_second`, `PATCH /admin/users/{id}`; `Subject::Account`), so
+//! that more keys do not buy more requests.
 //!
 //! On PostgreSQL the bucket is a row shared by every instance (`rate_limit_states`: its
 //! theoretical arrival time, moved by one atomic upsert per request on the database's clock),
@@ -48,6 +50,15 @@ impl Allowance {
         ]
     }
 
+    /// Of a key's and its account's allowances, the one that runs out first (the one the
+    /// headers describe).
+    pub fn tighter(a: Option<Self>, b: Option<Self>) -> Option<Self> {
+        match (a, b) {
+            (Some(a), Some(b)) => Some(if b.remaining < a.remaining { b } else { a }),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// Add the headers to a response of a request this allowance let through.
     pub fn apply(allowance: Option<Self>, mut res: HttpResponse) -> HttpResponse {
         use actix_web::http::header::{HeaderName, HeaderValue};
@@ -91,6 +102,7 @@ impl Subject<'_> {
 
 pub struct ClientRateLimits {
     default_per_second: u32,
+    account_default_per_second: u32,
     buckets: Buckets,
 }
 
@@ -130,6 +142,7 @@ impl ClientRateLimits {
     pub fn in_memory(default_per_second: u32) -> Self {
         Self {
             default_per_second,
+            account_default_per_second: 0,
             buckets: Buckets::Memory {
                 buckets: DashMap::new(),
                 clock: DefaultClock::default(),
@@ -141,13 +154,25 @@ impl ClientRateLimits {
     pub fn shared(default_per_second: u32, db: DatabaseConnection) -> Self {
         Self {
             default_per_second,
+            account_default_per_second: 0,
             buckets: Buckets::Shared(db),
         }
+    }
+
+    /// The limit of an account that has none of its own (`0` = unlimited).
+    pub fn with_account_default(mut self, per_second: u32) -> Self {
+        self.account_default_per_second = per_second;
+        self
     }
 
     /// A key's rate: its own limit (`0` = unlimited), or the default when it has none.
     pub fn key_rate(&self, own: Option<u32>) -> u32 {
         own.unwrap_or(self.default_per_second)
+    }
+
+    /// An account's rate: its own limit (`0` = unlimited), or the account default.
+    pub fn account_rate(&self, own: Option<u32>) -> u32 {
+        own.unwrap_or(self.account_default_per_second)
     }
 
     /// Take one request of `subject` from its bucket at `rate` per second (`0` = unlimited:

@@ -355,6 +355,7 @@ impl Application {
                 access_ttl: Duration::from_secs(settings.auth.access_token_ttl_secs),
                 refresh_ttl: Duration::from_secs(settings.auth.refresh_token_ttl_secs),
                 min_password_length: settings.auth.min_password_length,
+                caps: settings.limits.account_caps(),
             },
         )
         .await?;
@@ -447,7 +448,13 @@ impl Application {
             });
             entries.push(entry);
         }
-        let registry = RegistryHandle::start(db.clone(), entries, assets.clone()).await?;
+        let registry = RegistryHandle::start(
+            db.clone(),
+            entries,
+            assets.clone(),
+            settings.limits.max_resources_per_account,
+        )
+        .await?;
         // Every endpoint's health known before the first request (probes run concurrently,
         // each bounded by its network's timeout), then kept up to date in the background.
         futures::future::join_all(pending_runtimes.iter().map(|p| p.chain.probe())).await;
@@ -599,7 +606,8 @@ impl Application {
             prometheus_token: settings.metrics.prometheus_token.clone(),
             ready_networks: ready,
             started: Instant::now(),
-            rate_limits,
+            rate_limits: rate_limits
+                .with_account_default(settings.limits.account_rate_limit_per_second),
             idempotency_ttl: Duration::from_secs(
                 settings.settlement.idempotency_ttl_hours.max(24) * 3600,
             ),

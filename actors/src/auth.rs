@@ -35,6 +35,10 @@ use crate::error::{conflict_on_unique, ServiceError, ServiceResult};
 use crate::key_changes;
 use crate::throttle::{self, Policy, Scope, Verdict};
 
+pub mod accounts;
+
+use accounts::{AccountCaps, AccountLimits};
+
 type HmacSha256 = Hmac<Sha256>;
 
 /// Operations a client key may be granted.
@@ -54,6 +58,7 @@ pub struct AuthConfig {
     pub access_ttl: Duration,
     pub refresh_ttl: Duration,
     pub min_password_length: usize,
+    pub caps: AccountCaps,
 }
 
 /// Key material derived once at start.
@@ -80,6 +85,8 @@ struct CachedClient {
     rate_limit_per_second: Option<u32>,
     paused: bool,
     expires_at: Option<DateTime<Utc>>,
+    /// The limits of the key's account, read with the key.
+    account: AccountLimits,
 }
 
 /// An authenticated client key, as handlers see it.
@@ -95,6 +102,8 @@ pub struct AuthenticatedClient {
     /// The operator's rate limit for this key (requests per second, `0` = unlimited);
     /// `None` = the configured default.
     pub rate_limit_per_second: Option<u32>,
+    /// The limits of the key's account, which bind all its keys together.
+    pub account: AccountLimits,
 }
 
 impl AuthenticatedClient {
@@ -257,6 +266,7 @@ pub struct AuthActor {
     /// A real argon2id hash of a random password: unknown emails are verified against it so
     /// that they take as long as wrong passwords.
     dummy_hash: Arc<String>,
+    caps: AccountCaps,
 }
 
 impl Actor for AuthActor {
@@ -279,6 +289,7 @@ pub struct AuthHandle {
     clients: Arc<DashMap<String, CachedClient>>,
     db: DatabaseConnection,
     throttles: Throttles,
+    caps: AccountCaps,
 }
 
 fn too_many(message: &str, verdict: Verdict) -> ServiceResult<()> {
@@ -312,6 +323,7 @@ impl AuthHandle {
             client_epoch: 0,
             cache_trusted: db.get_database_backend() != sea_orm::DatabaseBackend::Postgres,
             dummy_hash: Arc::new(dummy_hash),
+            caps: config.caps,
         };
         Ok(Self {
             addr: actor.start(),
@@ -319,6 +331,7 @@ impl AuthHandle {
             clients,
             db,
             throttles: config.throttles,
+            caps: config.caps,
         })
     }
 
@@ -557,13 +570,18 @@ impl AuthHandle {
             networks: cached.networks,
             credits_limited: cached.credits_limited,
             rate_limit_per_second: cached.rate_limit_per_second,
+            account: cached.account,
         })
     }
 
     /// `GET /clients/status`: a key's own view of itself, whatever its status (a paused,
-    /// revoked or expired key may still ask what it is). Not the hot path: one database read,
-    /// the token compared as a keyed hash in constant time.
-    pub async fn client_status(&self, client_id: &str, token: &str) -> ServiceResult<ClientView> {
+    /// revoked or expired key may still ask what it is), and its account (user id). Not the hot
+    /// path: one database read, the token compared as a keyed hash in constant time.
+    pub async fn client_status(
+        &self,
+        client_id: &str,
+        token: &str,
+    ) -> ServiceResult<(ClientView, i64)> {
         let invalid = || ServiceError::Unauthorized("invalid client credentials".into());
         if client_id.is_empty() || client_id.len() > 64 || token.is_empty() || token.len() > 256 {
             return Err(invalid());
@@ -635,18 +653,8 @@ impl AuthHandle {
         client_id: &str,
         change: OperatorChange,
     ) -> ServiceResult<ClientView> {
-        match change.credits {
-            Some(CreditChange::Set(Some(n))) if n < 0 => {
-                return Err(ServiceError::InvalidInput(
-                    "settleCredits must be 0 or more (null for unlimited)".into(),
-                ))
-            }
-            Some(CreditChange::Add(0)) => {
-                return Err(ServiceError::InvalidInput(
-                    "addSettleCredits must not be 0".into(),
-                ))
-            }
-            _ => {}
+        if let Some(credits) = change.credits {
+            check_credit_change(credits)?;
         }
         if let Some(Some(n)) = change.rate_limit_per_second {
             if n > MAX_RATE_LIMIT {
@@ -727,6 +735,71 @@ pub enum CreditChange {
     Set(Option<i64>),
     /// Add (or, negative, remove) credits of a limited key.
     Add(i64),
+}
+
+/// Refuse a credit change that is wrong whatever the balance.
+fn check_credit_change(change: CreditChange) -> ServiceResult<()> {
+    match change {
+        CreditChange::Set(Some(n)) if n < 0 => Err(ServiceError::InvalidInput(
+            "settleCredits must be 0 or more (null for unlimited)".into(),
+        )),
+        CreditChange::Add(0) => Err(ServiceError::InvalidInput(
+            "addSettleCredits must not be 0".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Add a change of the credit balance in `column` (now `current`) to `update`. An addition is
+/// atomic against concurrent settles, and the update then matches no row (see
+/// `credit_change_refused`) rather than go below zero or past i64::MAX (SQLite would store an
+/// overflowing sum as a REAL, which no read of the row could decode). `holder` ("key",
+/// "account") names the balance in refusals.
+fn apply_credit_change<E: EntityTrait>(
+    update: sea_orm::UpdateMany<E>,
+    column: E::Column,
+    current: Option<i64>,
+    change: CreditChange,
+    holder: &str,
+) -> ServiceResult<sea_orm::UpdateMany<E>> {
+    match change {
+        CreditChange::Set(n) => Ok(update.col_expr(column, Expr::value(n))),
+        CreditChange::Add(n) => {
+            if current.is_none() {
+                return Err(ServiceError::InvalidInput(format!(
+                    "this {holder} has no credit limit; set settleCredits first"
+                )));
+            }
+            let within = match n.checked_neg() {
+                _ if n > 0 => column.lte(i64::MAX - n),
+                Some(least) => column.gte(least),
+                // -i64::MIN overflows: nothing holds that many credits to remove.
+                None => {
+                    return Err(ServiceError::InvalidInput(format!(
+                        "cannot remove more credits than the {holder} has"
+                    )))
+                }
+            };
+            Ok(update
+                .col_expr(column, Expr::col(column).add(n))
+                .filter(within))
+        }
+    }
+}
+
+/// Why an update made by `apply_credit_change` matched no row.
+fn credit_change_refused(change: Option<CreditChange>, holder: &str) -> ServiceError {
+    ServiceError::InvalidInput(match change {
+        Some(CreditChange::Add(n)) if n > 0 => {
+            let article = if holder.starts_with(['a', 'e', 'i', 'o', 'u']) {
+                "an"
+            } else {
+                "a"
+            };
+            format!("{article} {holder} holds at most {} credits", i64::MAX)
+        }
+        _ => format!("cannot remove more credits than the {holder} has"),
+    })
 }
 
 /// Use one settle credit of a limited key, atomically; `false` when none is left.
@@ -994,10 +1067,7 @@ impl Handler<CacheChange> for AuthActor {
     fn handle(&mut self, msg: CacheChange, _: &mut Self::Context) {
         match msg {
             CacheChange::Key(id) => self.forget_client(&id),
-            CacheChange::Account(user_id) => {
-                self.clients.retain(|_, c| c.user_id != user_id);
-                self.client_epoch += 1;
-            }
+            CacheChange::Account(user_id) => self.forget_account(user_id),
             CacheChange::Trust(trusted) => {
                 self.clients.clear();
                 self.client_epoch += 1;
@@ -1011,7 +1081,7 @@ fn stored_token_hash(c: &client::Model) -> Option<[u8; 32]> {
     hex::decode(&c.token_hash).ok()?.try_into().ok()
 }
 
-fn cached(c: &client::Model) -> Option<CachedClient> {
+fn cached(c: &client::Model, owner: &user::Model) -> Option<CachedClient> {
     if c.revoked_at.is_some() {
         return None;
     }
@@ -1025,6 +1095,7 @@ fn cached(c: &client::Model) -> Option<CachedClient> {
         rate_limit_per_second: c.rate_limit_per_second.map(|n| n.max(0) as u32),
         paused: c.paused_at.is_some(),
         expires_at: c.expires_at,
+        account: AccountLimits::of(owner),
     })
 }
 
@@ -1172,7 +1243,16 @@ impl Handler<CreateClient> for AuthActor {
     fn handle(&mut self, msg: CreateClient, _: &mut Self::Context) -> Self::Result {
         let db = self.db.clone();
         let keys = self.keys.clone();
+        let max_keys = self.caps.max_keys;
         Box::pin(async move {
+            let txn = accounts::begin_within_cap(
+                &db,
+                msg.user_id,
+                accounts::live_keys(msg.user_id),
+                max_keys,
+                "live client keys (revoke one to make room)",
+            )
+            .await?;
             let client_id = format!("cl_{}", hex::encode(rand::random::<[u8; 12]>()));
             let (token, hash) = new_client_token(&keys, &client_id);
             let now = Utc::now();
@@ -1190,8 +1270,9 @@ impl Handler<CreateClient> for AuthActor {
                 expires_at: Set(expires_at),
                 ..Default::default()
             }
-            .insert(&db)
+            .insert(&txn)
             .await?;
+            txn.commit().await?;
             Ok(NewClient {
                 view: row.into(),
                 token,
@@ -1248,37 +1329,14 @@ impl Handler<OperateClient> for AuthActor {
                 .await?
                 .ok_or(ServiceError::NotFound("client"))?;
             let mut update = client::Entity::update_many().filter(client::Column::Id.eq(row.id));
-            match msg.change.credits {
-                None => {}
-                Some(CreditChange::Set(n)) => {
-                    update = update.col_expr(client::Column::SettleCredits, Expr::value(n));
-                }
-                Some(CreditChange::Add(n)) => {
-                    if row.settle_credits.is_none() {
-                        return Err(ServiceError::InvalidInput(
-                            "this key has no credit limit; set settleCredits first".into(),
-                        ));
-                    }
-                    // Atomic against concurrent settles; never below zero, never past
-                    // i64::MAX (SQLite would store an overflowing sum as a REAL, which no
-                    // read of the key could decode).
-                    let within = match n.checked_neg() {
-                        _ if n > 0 => client::Column::SettleCredits.lte(i64::MAX - n),
-                        Some(least) => client::Column::SettleCredits.gte(least),
-                        // -i64::MIN overflows: no key has that many credits to remove.
-                        None => {
-                            return Err(ServiceError::InvalidInput(
-                                "cannot remove more credits than the key has".into(),
-                            ))
-                        }
-                    };
-                    update = update
-                        .col_expr(
-                            client::Column::SettleCredits,
-                            Expr::col(client::Column::SettleCredits).add(n),
-                        )
-                        .filter(within);
-                }
+            if let Some(change) = msg.change.credits {
+                update = apply_credit_change(
+                    update,
+                    client::Column::SettleCredits,
+                    row.settle_credits,
+                    change,
+                    "key",
+                )?;
             }
             if let Some(rate) = msg.change.rate_limit_per_second {
                 update = update.col_expr(
@@ -1287,12 +1345,7 @@ impl Handler<OperateClient> for AuthActor {
                 );
             }
             if change_key(&db, &row.client_id, update).await? != 1 {
-                return Err(ServiceError::InvalidInput(match msg.change.credits {
-                    Some(CreditChange::Add(n)) if n > 0 => {
-                        format!("a key holds at most {} credits", i64::MAX)
-                    }
-                    _ => "cannot remove more credits than the key has".into(),
-                }));
+                return Err(credit_change_refused(msg.change.credits, "key"));
             }
             let row = client::Entity::find_by_id(row.id)
                 .one(&db)
@@ -1309,14 +1362,14 @@ impl Handler<OperateClient> for AuthActor {
 }
 
 #[derive(Message)]
-#[rtype(result = "ServiceResult<ClientView>")]
+#[rtype(result = "ServiceResult<(ClientView, i64)>")]
 struct ClientStatusOf {
     client_id: String,
     presented: [u8; 32],
 }
 
 impl Handler<ClientStatusOf> for AuthActor {
-    type Result = ResponseFuture<ServiceResult<ClientView>>;
+    type Result = ResponseFuture<ServiceResult<(ClientView, i64)>>;
 
     fn handle(&mut self, msg: ClientStatusOf, _: &mut Self::Context) -> Self::Result {
         let db = self.db.clone();
@@ -1331,7 +1384,8 @@ impl Handler<ClientStatusOf> for AuthActor {
             if !bool::from(msg.presented.ct_eq(&stored)) {
                 return Err(invalid());
             }
-            Ok(row.into())
+            let user_id = row.user_id;
+            Ok((row.into(), user_id))
         })
     }
 }
@@ -1471,11 +1525,15 @@ impl Handler<LoadClient> for AuthActor {
         let id = msg.client_id.clone();
         let epoch = self.client_epoch;
         let work = async move {
-            let row = client::Entity::find()
+            let Some(row) = client::Entity::find()
                 .filter(client::Column::ClientId.eq(&id))
                 .one(&db)
-                .await?;
-            Ok(row.as_ref().and_then(cached))
+                .await?
+            else {
+                return Ok(None);
+            };
+            let owner = user::Entity::find_by_id(row.user_id).one(&db).await?;
+            Ok(owner.and_then(|owner| cached(&row, &owner)))
         };
         Box::pin(work.into_actor(self).map(
             move |res: ServiceResult<Option<CachedClient>>, act, _| {

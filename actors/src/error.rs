@@ -20,6 +20,9 @@ pub enum ServiceError {
     NotFound(&'static str),
     #[error("conflict: {0}")]
     Conflict(String),
+    /// An account is at one of its caps (keys, resources); the message says which.
+    #[error("limit exceeded: {0}")]
+    LimitExceeded(String),
     #[error("unavailable: {0}")]
     Unavailable(String),
     /// No signer can send a settlement now (none can pay for gas, or no instance holds a

@@ -37,7 +37,7 @@ use x402::permit2::Phase;
 use x402::proto::PaymentRequest;
 use x402::Reason;
 
-use crate::auth;
+use crate::auth::accounts::{self, AccountLimits, Charge};
 use crate::error::{ServiceError, ServiceResult};
 use crate::fleet::Fleet;
 use crate::ledger::{self, Claim, Key, Mined};
@@ -203,12 +203,14 @@ struct Inner {
     metrics: MetricsHandle,
 }
 
-/// Who asks for a settlement: the client key, whether it has a credit balance, and the
-/// idempotency key its request carries (an `Idempotency-Key` header or a v2 payment id).
+/// Who asks for a settlement: the client key, whether it has a credit balance, the limits of
+/// its account, and the idempotency key its request carries (an `Idempotency-Key` header or a
+/// v2 payment id).
 #[derive(Debug, Clone, Default)]
 pub struct Caller {
     pub client_id: String,
     pub credits_limited: bool,
+    pub account: AccountLimits,
     pub idempotency_key: Option<String>,
 }
 
@@ -241,10 +243,6 @@ impl Drop for InFlightGuard {
         self.inner.in_flight.remove(&self.key);
     }
 }
-
-/// Ledger reason of a settlement refused for want of credits (a retry after a top-up
-/// reclaims the row).
-const CREDITS_EXHAUSTED: &str = "settle_credits_exhausted";
 
 /// `verify_cache` drops its expired answers every this many inserts.
 const VERIFY_CACHE_SWEEP_EVERY: usize = 4096;
@@ -441,9 +439,10 @@ impl Facilitator {
         Ok(())
     }
 
-    async fn refund_credit(&self, credit: Option<&str>) {
-        if let Some(client_id) = credit {
-            if let Err(e) = auth::refund_settle_credit(&self.inner.db, client_id).await {
+    async fn refund_credit(&self, credit: Option<&Charge>) {
+        if let Some(charge) = credit {
+            if let Err(e) = accounts::refund(&self.inner.db, charge).await {
+                let client_id = charge.client_id();
                 tracing::error!(client_id, error = %e, "settle credit not given back");
             }
         }
@@ -809,21 +808,31 @@ impl Facilitator {
             }
         };
 
-        // A key with a credit balance pays one credit per new settlement (a repeat of the same
-        // authorization never reaches here); given back if nothing is sent.
-        let credit = match client_id {
-            Some(c) if caller.credits_limited => {
-                if !auth::use_settle_credit(&self.inner.db, c).await? {
-                    self.refuse_unsent(row.id, CREDITS_EXHAUSTED, caller)
-                        .await?;
-                    return Err(ServiceError::Forbidden(
-                        "this client key has no settle credits left".into(),
-                    ));
+        // A new settlement (a repeat of the same authorization never reaches here) is admitted
+        // by its key's and its account's limits: a key or an account with a credit balance
+        // pays one credit, given back if nothing is sent.
+        let charge = match client_id {
+            Some(c) => {
+                let admitted = accounts::charge_settle(
+                    &self.inner.db,
+                    &self.inner.metrics,
+                    c,
+                    caller.credits_limited,
+                    &caller.account,
+                )
+                .await?;
+                match admitted {
+                    Ok(charge) => charge,
+                    Err(refusal) => {
+                        self.refuse_unsent(row.id, refusal.ledger_reason(), caller)
+                            .await?;
+                        return Err(ServiceError::Forbidden(refusal.message().into()));
+                    }
                 }
-                Some(c)
             }
-            _ => None,
+            None => None,
         };
+        let credit = charge.as_ref();
 
         // Simulate right before sending: never spend gas on a payment that would revert. In a
         // batch, a payment the state mirror clears at the current head is not simulated.

@@ -386,6 +386,19 @@ struct NetworkLabels {
     network: String,
 }
 
+/// An account (user id).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AccountLabels {
+    account: String,
+}
+
+/// A client key and its account.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KeyLabels {
+    account: String,
+    client_id: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SignerLabels {
     network: String,
@@ -591,6 +604,10 @@ struct Prom {
     signer_below_floor: Family<SignerLabels, Gauge>,
     signer_leased: Family<SignerLabels, Gauge>,
     signer_funded: Family<SignerLabels, Gauge>,
+    account_gas_today: Family<AccountLabels, Gauge>,
+    account_fee_today: Family<AccountLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    key_gas_today: Family<KeyLabels, Gauge>,
+    key_fee_today: Family<KeyLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     rpc: RpcMetrics,
 }
 
@@ -685,6 +702,36 @@ impl Prom {
             "1 while the signer can pay a settlement's gas (gets new settlements)",
             signer_funded.clone(),
         );
+        // Today's spend per account and per key, from the shared database: one series per key
+        // (and account) that spent gas today, all of them dropped at each scrape and set anew,
+        // so that a day's keys leave at midnight UTC.
+        let account_gas_today = Family::<AccountLabels, Gauge>::default();
+        registry.register(
+            "x402_account_gas_used_today",
+            "gas used today (UTC) by the settlement transactions of an account's keys, reverted \
+             ones included (fleet-wide, from the database)",
+            account_gas_today.clone(),
+        );
+        let account_fee_today = Family::<AccountLabels, Gauge<f64, _>>::default();
+        registry.register(
+            "x402_account_fee_wei_today",
+            "native fee (wei) paid today (UTC) for the settlement transactions of an account's \
+             keys, reverted ones included; what its daily gas budget counts",
+            account_fee_today.clone(),
+        );
+        let key_gas_today = Family::<KeyLabels, Gauge>::default();
+        registry.register(
+            "x402_client_gas_used_today",
+            "gas used today (UTC) by a client key's settlement transactions, reverted ones included",
+            key_gas_today.clone(),
+        );
+        let key_fee_today = Family::<KeyLabels, Gauge<f64, _>>::default();
+        registry.register(
+            "x402_client_fee_wei_today",
+            "native fee (wei) paid today (UTC) for a client key's settlement transactions, \
+             reverted ones included",
+            key_fee_today.clone(),
+        );
         let rpc = RpcMetrics::new(&mut registry);
         Self {
             registry,
@@ -702,6 +749,10 @@ impl Prom {
             signer_below_floor,
             signer_leased,
             signer_funded,
+            account_gas_today,
+            account_fee_today,
+            key_gas_today,
+            key_fee_today,
             rpc,
         }
     }
@@ -719,6 +770,16 @@ pub struct SignerGauge {
     pub below_floor: bool,
     pub leased: bool,
     pub funded: bool,
+}
+
+/// One client key's spend today, for the gauges.
+#[derive(Debug, Clone)]
+pub struct KeyGasToday {
+    /// The key's account (user id).
+    pub account: i64,
+    pub client_id: String,
+    pub gas_used: u64,
+    pub fee_wei: U256,
 }
 
 /// The way in: record events, flush, render Prometheus text.
@@ -823,6 +884,17 @@ impl MetricsHandle {
         );
     }
 
+    /// Gas and fee of the settlement transactions mined on `day` that this instance has not
+    /// flushed yet, per client key (to add to the rollup rows for an up-to-date spend).
+    pub fn unflushed_transfers(&self, day: NaiveDate) -> Vec<(String, u64, U256)> {
+        lock(&self.pending)
+            .x402
+            .iter()
+            .filter(|(k, _)| k.day == day && k.operation == Operation::Transfer)
+            .map(|(k, v)| (k.client_id.clone(), v.gas_used.max(0) as u64, v.fee_wei))
+            .collect()
+    }
+
     /// A mined settlement was moved or taken out of the chain by a reorg.
     pub fn settlement_reorged(&self, network: &str) {
         self.prom
@@ -831,6 +903,43 @@ impl MetricsHandle {
                 network: network.to_owned(),
             })
             .inc();
+    }
+
+    /// Set the gauges of today's spend to `keys` (every key that spent today), and each
+    /// account's to the sum of its keys; series of keys not given are dropped.
+    pub fn set_gas_today(&self, keys: &[KeyGasToday]) {
+        let p = &self.prom;
+        p.key_gas_today.clear();
+        p.key_fee_today.clear();
+        p.account_gas_today.clear();
+        p.account_fee_today.clear();
+        let mut accounts: HashMap<i64, (u64, U256)> = HashMap::new();
+        for k in keys {
+            let labels = KeyLabels {
+                account: k.account.to_string(),
+                client_id: k.client_id.clone(),
+            };
+            p.key_gas_today
+                .get_or_create(&labels)
+                .set(i64::try_from(k.gas_used).unwrap_or(i64::MAX));
+            p.key_fee_today
+                .get_or_create(&labels)
+                .set(f64::from(k.fee_wei));
+            let sum = accounts.entry(k.account).or_default();
+            sum.0 = sum.0.saturating_add(k.gas_used);
+            sum.1 = sum.1.saturating_add(k.fee_wei);
+        }
+        for (account, (gas, fee)) in accounts {
+            let labels = AccountLabels {
+                account: account.to_string(),
+            };
+            p.account_gas_today
+                .get_or_create(&labels)
+                .set(i64::try_from(gas).unwrap_or(i64::MAX));
+            p.account_fee_today
+                .get_or_create(&labels)
+                .set(f64::from(fee));
+        }
     }
 
     /// The chain-access layer's metrics (RPC latency, errors and health per endpoint).

@@ -19,6 +19,7 @@ use sea_orm::{
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::auth::accounts;
 use crate::chain::{ChainAccess, NetworkHealth};
 use crate::error::{conflict_on_unique, ServiceError, ServiceResult};
 
@@ -249,6 +250,8 @@ type AssetKey = (String, Address);
 pub struct RegistryActor {
     db: DatabaseConnection,
     assets: Arc<DashMap<AssetKey, AssetView>>,
+    /// Resources an account may register.
+    max_resources: u64,
 }
 
 impl Actor for RegistryActor {
@@ -265,11 +268,13 @@ pub struct RegistryHandle {
 }
 
 impl RegistryHandle {
-    /// Seed the configured assets (upsert) and start the actor.
+    /// Seed the configured assets (upsert) and start the actor; an account may register up to
+    /// `max_resources` resources.
     pub async fn start(
         db: DatabaseConnection,
         networks: Vec<NetworkEntry>,
         configured_assets: Vec<NewAsset>,
+        max_resources: u64,
     ) -> ServiceResult<Self> {
         for new in configured_assets {
             upsert_asset(&db, new).await?;
@@ -287,6 +292,7 @@ impl RegistryHandle {
         let actor = RegistryActor {
             db,
             assets: assets.clone(),
+            max_resources,
         };
         Ok(Self {
             addr: actor.start(),
@@ -484,7 +490,16 @@ impl Handler<CreateResource> for RegistryActor {
 
     fn handle(&mut self, msg: CreateResource, _: &mut Self::Context) -> Self::Result {
         let db = self.db.clone();
+        let max_resources = self.max_resources;
         Box::pin(async move {
+            let txn = accounts::begin_within_cap(
+                &db,
+                msg.user_id,
+                accounts::resources_of(msg.user_id),
+                max_resources,
+                "resources",
+            )
+            .await?;
             let now = Utc::now();
             let i = msg.input;
             let inserted = resource::ActiveModel {
@@ -498,10 +513,11 @@ impl Handler<CreateResource> for RegistryActor {
                 updated_at: Set(now),
                 ..Default::default()
             }
-            .insert(&db)
+            .insert(&txn)
             .await;
-            conflict_on_unique(inserted, "you have already registered this resource")
-                .map(Into::into)
+            let row = conflict_on_unique(inserted, "you have already registered this resource")?;
+            txn.commit().await?;
+            Ok(row.into())
         })
     }
 }

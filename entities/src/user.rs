@@ -15,6 +15,14 @@ pub struct Model {
     pub is_admin: bool,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    /// Settlements all the account's keys may still make together; `None` = unlimited.
+    pub settle_credits: Option<i64>,
+    /// Requests per second of all the account's keys together on `/verify`, `/settle`,
+    /// `/supported`; `None` = the configured default, `0` = unlimited.
+    pub rate_limit_per_second: Option<i32>,
+    /// Native fee (wei, decimal string) the account's settlement transactions may spend per
+    /// UTC day; `None` = unlimited.
+    pub gas_budget_wei: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

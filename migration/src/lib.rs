@@ -12,6 +12,7 @@ mod m20261201_000001_settle_idempotency;
 mod m20261201_000002_client_controls;
 mod m20261201_000003_throttles;
 mod m20261201_000004_fleet;
+mod m20261207_000003_account_limits;
 mod m20261207_000004_rate_limit_states;
 
 pub struct Migrator;
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000002_client_controls::Migration),
             Box::new(m20261201_000003_throttles::Migration),
             Box::new(m20261201_000004_fleet::Migration),
+            Box::new(m20261207_000003_account_limits::Migration),
             Box::new(m20261207_000004_rate_limit_states::Migration),
         ]
     }

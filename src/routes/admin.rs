@@ -2,6 +2,8 @@
 
 use actix_web::{web, HttpResponse};
 use alloy_primitives::Address;
+use alloy_primitives::U256;
+use facilitator_actors::auth::accounts::{self, AccountChange, AccountView};
 use facilitator_actors::auth::UserView;
 use facilitator_actors::auth::{CreditChange, OperatorChange, MAX_RATE_LIMIT};
 use facilitator_actors::registry::AssetView;
@@ -131,7 +133,25 @@ pub async fn operate_client(
     id: web::Path<String>,
     body: web::Json<OperatorBody>,
 ) -> ApiResult<HttpResponse> {
-    let credits = match (&body.settle_credits, body.add_settle_credits) {
+    let client = state
+        .auth
+        .operate_client(
+            &id,
+            OperatorChange {
+                credits: credit_change(&body.settle_credits, body.add_settle_credits)?,
+                rate_limit_per_second: rate_limit(&body.rate_limit_per_second)?,
+            },
+        )
+        .await?;
+    Ok(super::data(json!({ "client": client })))
+}
+
+/// `settleCredits` (a number or `null`) or `addSettleCredits`, not both; `None`: neither.
+fn credit_change(
+    settle_credits: &Option<serde_json::Value>,
+    add_settle_credits: Option<i64>,
+) -> ApiResult<Option<CreditChange>> {
+    Ok(match (settle_credits, add_settle_credits) {
         (None, None) => None,
         (Some(serde_json::Value::Null), None) => Some(CreditChange::Set(None)),
         (Some(v), None) => Some(CreditChange::Set(Some(v.as_i64().ok_or_else(|| {
@@ -143,8 +163,12 @@ pub async fn operate_client(
                 "give settleCredits or addSettleCredits, not both",
             ))
         }
-    };
-    let rate_limit_per_second = match &body.rate_limit_per_second {
+    })
+}
+
+/// `rateLimitPerSecond`: requests per second (`0` = unlimited) or `null` (the default).
+fn rate_limit(value: &Option<serde_json::Value>) -> ApiResult<Option<Option<u32>>> {
+    Ok(match value {
         None => None,
         Some(serde_json::Value::Null) => Some(None),
         Some(v) => Some(Some(
@@ -156,18 +180,124 @@ pub async fn operate_client(
                     ))
                 })? as u32,
         )),
-    };
-    let client = state
-        .auth
-        .operate_client(
-            &id,
-            OperatorChange {
-                credits,
-                rate_limit_per_second,
-            },
+    })
+}
+
+/// Any of: the account's settle credits, set (`settleCredits`: a number, or `null` for
+/// unlimited) or adjusted (`addSettleCredits`, negative to remove), not both; its rate limit
+/// (`rateLimitPerSecond`: requests per second of all its keys together, `0` = unlimited, `null`
+/// = the server's default); its gas budget (`gasBudgetWeiPerDay`: native fee in wei per UTC day,
+/// a decimal string, or `null` for none).
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = AccountOperatorChange)]
+pub struct AccountOperatorBody {
+    // Missing = not given; `null` = unlimited.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>, example = 1000, minimum = 0)]
+    pub settle_credits: Option<serde_json::Value>,
+    #[schema(example = 500)]
+    pub add_settle_credits: Option<i64>,
+    // Missing = not given; `null` = the default.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u32>, example = 20, minimum = 0, maximum = 1_000_000)]
+    pub rate_limit_per_second: Option<serde_json::Value>,
+    // Missing = not given; `null` = no budget.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, example = "1000000000000000", pattern = "^[0-9]{1,78}$")]
+    pub gas_budget_wei_per_day: Option<serde_json::Value>,
+}
+
+/// `gasBudgetWeiPerDay`: a decimal string of wei (at most 2^256 - 1), or `null` (no budget).
+fn gas_budget(value: &Option<serde_json::Value>) -> ApiResult<Option<Option<U256>>> {
+    let bad = || {
+        ApiError::invalid_request(
+            "gasBudgetWeiPerDay must be a decimal string of wei (at most 2^256 - 1), or null",
         )
-        .await?;
-    Ok(super::data(json!({ "client": client })))
+    };
+    Ok(match value {
+        None => None,
+        Some(serde_json::Value::Null) => Some(None),
+        Some(serde_json::Value::String(s))
+            if !s.is_empty() && s.len() <= 78 && s.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            Some(Some(U256::from_str_radix(s, 10).map_err(|_| bad())?))
+        }
+        Some(_) => return Err(bad()),
+    })
+}
+
+/// An account, with its limits and today's spend: `{"data": account}`.
+async fn account(state: &AppState, user_id: i64) -> ApiResult<AccountView> {
+    Ok(accounts::account_view(&state.db, &state.metrics, state.auth.caps(), user_id).await?)
+}
+
+/// Set an account's limits
+///
+/// Limits that bind all the account's keys together, besides each key's own: settle credits
+/// (each new settlement of any of its keys uses one; out of them, `/settle` answers 403
+/// `FORBIDDEN`), a rate limit (a token bucket all its keys draw from on `/verify`, `/settle` and
+/// `/supported`; 429 past it; per instance) and a gas budget (the native fee, in wei, its keys'
+/// settlement transactions may spend per UTC day, reverted ones included; once spent, `/settle`
+/// answers 403 `FORBIDDEN` until 00:00 UTC). Keys created later are bound too.
+#[utoipa::path(
+    patch,
+    path = "/admin/users/{id}",
+    tag = "Admin",
+    security(("adminToken" = [])),
+    params(("id" = i64, Path, description = "The user's id.", minimum = 1)),
+    request_body = AccountOperatorBody,
+    responses(
+        (status = 200, description = "The account with its new limits.", body = Data<schema::AccountUpdated>),
+        (status = 400, description = "`INVALID_REQUEST`: nothing given, both credit fields, a negative balance, adding to an unlimited account, a bad rate limit or a bad budget.", body = ApiError),
+        (status = 404, description = "`NOT_FOUND`: no such user.", body = ApiError),
+        errors::AdminAuth,
+        errors::JsonBody,
+        errors::Internal,
+    ),
+)]
+pub async fn operate_account(
+    state: web::Data<AppState>,
+    _: Admin,
+    id: web::Path<i64>,
+    body: web::Json<AccountOperatorBody>,
+) -> ApiResult<HttpResponse> {
+    let change = AccountChange {
+        credits: credit_change(&body.settle_credits, body.add_settle_credits)?,
+        rate_limit_per_second: rate_limit(&body.rate_limit_per_second)?,
+        gas_budget_wei: gas_budget(&body.gas_budget_wei_per_day)?,
+    };
+    state.auth.operate_account(*id, change).await?;
+    Ok(super::data(
+        json!({ "account": account(&state, *id).await? }),
+    ))
+}
+
+/// An account's limits and spend
+///
+/// The account, its limits (settle credits, rate limit, daily gas budget) and what is left of
+/// them, the gas its keys spent today (UTC) in total and per key, and its keys and resources
+/// against their caps.
+#[utoipa::path(
+    get,
+    path = "/admin/users/{id}",
+    tag = "Admin",
+    security(("adminToken" = [])),
+    params(("id" = i64, Path, description = "The user's id.", minimum = 1)),
+    responses(
+        (status = 200, description = "The account.", body = Data<AccountView>),
+        (status = 404, description = "`NOT_FOUND`: no such user.", body = ApiError),
+        errors::BadRequest,
+        errors::AdminAuth,
+        errors::Internal,
+    ),
+)]
+pub async fn get_account(
+    state: web::Data<AppState>,
+    _: Admin,
+    id: web::Path<i64>,
+) -> ApiResult<HttpResponse> {
+    Ok(super::data(account(&state, *id).await?))
 }
 
 /// A token to accept payments in.
@@ -259,5 +389,10 @@ pub mod schema {
     #[derive(Serialize, ToSchema)]
     pub struct ClientUpdated {
         pub client: ClientView,
+    }
+
+    #[derive(Serialize, ToSchema)]
+    pub struct AccountUpdated {
+        pub account: facilitator_actors::auth::accounts::AccountView,
     }
 }

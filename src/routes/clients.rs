@@ -3,6 +3,7 @@
 //! the key itself.
 
 use actix_web::{web, HttpResponse};
+use facilitator_actors::auth::accounts;
 use facilitator_actors::auth::{ClientChange, ClientStatus, ClientView};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -78,7 +79,9 @@ pub async fn create(
 
 /// List client keys
 ///
-/// Your keys (an admin sees all keys), revoked ones left out.
+/// Your keys (an admin sees all keys), revoked ones left out, each with the gas its settlement
+/// transactions spent today (UTC). Your account's limits and what is left of them are at
+/// `GET /api/v1/users/me`.
 #[utoipa::path(
     get,
     path = "/api/v1/clients",
@@ -86,7 +89,7 @@ pub async fn create(
     security(("bearerAuth" = [])),
     params(Paging<20, 100>),
     responses(
-        (status = 200, description = "A page of keys.", body = Data<Vec<ClientView>>),
+        (status = 200, description = "A page of keys.", body = Data<Vec<schema::ClientKeyUsage>>),
         errors::BadRequest,
         errors::UserAuth,
         errors::Internal,
@@ -98,9 +101,15 @@ pub async fn list(
     query: web::Query<PageQuery>,
 ) -> ApiResult<HttpResponse> {
     let (offset, limit) = query.resolve(20, 100)?;
-    Ok(super::data(
-        state.auth.list_clients(&user, offset, limit).await?,
-    ))
+    let keys = state.auth.list_clients(&user, offset, limit).await?;
+    let ids: Vec<String> = keys.iter().map(|k| k.client_id.clone()).collect();
+    let spent = accounts::keys_spent_today(&state.db, &state.metrics, &ids).await?;
+    let keys: Vec<schema::ClientKeyUsage> = keys
+        .into_iter()
+        .zip(spent)
+        .map(|(key, gas_today)| schema::ClientKeyUsage { key, gas_today })
+        .collect();
+    Ok(super::data(keys))
 }
 
 /// Revoke a client key
@@ -223,7 +232,9 @@ pub async fn update(
 /// A client key's own status
 ///
 /// Asked with the key itself (`X-Client-ID` / `X-Client-Token`): its status (`active`,
-/// `paused`, `revoked`, `expired`), scope, networks, settle credits and rate limit. A paused,
+/// `paused`, `revoked`, `expired`), scope, networks, settle credits, rate limit and the gas its
+/// settlement transactions spent today (UTC); and its account's limits, which bind all the
+/// account's keys together, with what is left of them (settle credits, gas budget). A paused,
 /// revoked or expired key may ask too.
 #[utoipa::path(
     get,
@@ -231,7 +242,7 @@ pub async fn update(
     tag = "Clients",
     security(("clientId" = [], "clientToken" = [])),
     responses(
-        (status = 200, description = "The key.", body = Data<ClientView>),
+        (status = 200, description = "The key and its account.", body = Data<schema::ClientKeyStatus>),
         (status = 401, description = "`UNAUTHORIZED`: missing headers, or an unknown id or a wrong token.", body = ApiError),
         errors::Internal,
     ),
@@ -240,18 +251,50 @@ pub async fn status(
     state: web::Data<AppState>,
     credentials: ClientCredentials,
 ) -> ApiResult<HttpResponse> {
-    let view = state
+    let (key, user_id) = state
         .auth
         .client_status(&credentials.client_id, &credentials.token)
         .await?;
-    Ok(super::data(view))
+    let ids = [key.client_id.clone()];
+    let gas_today = accounts::keys_spent_today(&state.db, &state.metrics, &ids)
+        .await?
+        .remove(0);
+    let account = accounts::allowance(&state.db, &state.metrics, user_id).await?;
+    Ok(super::data(schema::ClientKeyStatus {
+        key,
+        gas_today,
+        account,
+    }))
 }
 
 /// The answers the handlers above build with `json!`, described for the OpenAPI document.
 pub mod schema {
+    use facilitator_actors::auth::accounts::{AccountAllowance, GasTodayView};
     use facilitator_actors::auth::ClientView;
     use serde::Serialize;
     use utoipa::ToSchema;
+
+    /// A key with the gas its settlement transactions spent today (UTC).
+    #[derive(Serialize, ToSchema)]
+    #[serde(rename_all = "camelCase")]
+    pub struct ClientKeyUsage {
+        #[serde(flatten)]
+        pub key: ClientView,
+        pub gas_today: GasTodayView,
+    }
+
+    /// A key's own view: the key, its spend today (UTC), and its account's limits with what
+    /// is left of them.
+    #[derive(Serialize, ToSchema)]
+    #[serde(rename_all = "camelCase")]
+    pub struct ClientKeyStatus {
+        #[serde(flatten)]
+        pub key: ClientView,
+        pub gas_today: GasTodayView,
+        /// The account's limits, which bind all its keys together (this one's own limits
+        /// still apply inside them).
+        pub account: AccountAllowance,
+    }
 
     /// A new key with its token: the only time the token is shown.
     #[derive(Serialize, ToSchema)]

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use actix_web::{web, HttpRequest, HttpResponse};
 use alloy_primitives::U256;
 use chrono::{DateTime, NaiveDate};
+use facilitator_actors::auth::accounts;
 use facilitator_actors::metrics::{self, is_success, parse_sum, Operation, SignerGauge};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
 use secrecy::ExposeSecret;
@@ -565,7 +566,8 @@ pub async fn x402_summary(
 /// Prometheus metrics
 ///
 /// Prometheus / OpenMetrics exposition: API and x402 counters, signer nonces, in-flight
-/// transactions and balances. With `metrics.prometheus_token` configured,
+/// transactions and balances, and the gas and fee spent today (UTC) per account and per client
+/// key (fleet-wide, from the database; one series per key that spent today). With `metrics.prometheus_token` configured,
 /// `Authorization: Bearer <token>` is required; without it, only loopback clients may scrape.
 #[utoipa::path(
     get,
@@ -621,6 +623,8 @@ pub async fn prometheus(state: web::Data<AppState>, req: HttpRequest) -> ApiResu
             });
         }
     }
+    let spent = accounts::gas_spent_today(&state.db, &state.metrics).await?;
+    state.metrics.set_gas_today(&spent);
     Ok(HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
         .body(state.metrics.render(&signers)))

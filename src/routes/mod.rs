@@ -291,6 +291,7 @@ pub fn table() -> Vec<Endpoint> {
         endpoint!(users::signup),
         endpoint!(users::login),
         endpoint!(users::refresh),
+        endpoint!(users::me),
         endpoint!(clients::create),
         endpoint!(clients::list),
         // Before `/clients/{id}`, which would otherwise match `status`.
@@ -310,6 +311,8 @@ pub fn table() -> Vec<Endpoint> {
         endpoint!(metrics::x402_summary),
         endpoint!(admin::create_user),
         endpoint!(admin::list_users),
+        endpoint!(admin::get_account),
+        endpoint!(admin::operate_account),
         endpoint!(admin::register_asset),
         endpoint!(admin::operate_client),
         endpoint!(docs::openapi_json),

@@ -1,13 +1,14 @@
-//! Accounts and sessions: signup, login, token refresh.
+//! Accounts and sessions: signup, login, token refresh, and the signed-in user's account.
 
 use actix_web::{web, HttpResponse};
+use facilitator_actors::auth::accounts::{self, AccountView};
 use serde::Deserialize;
 use serde_json::json;
 use utoipa::ToSchema;
 
 use super::docs::errors;
 use super::Data;
-use crate::auth::ClientIp;
+use crate::auth::{ClientIp, User};
 use crate::error::{ApiError, ApiResult};
 use crate::startup::AppState;
 
@@ -119,6 +120,28 @@ pub async fn refresh(
         "access_token": pair.access_token,
         "refresh_token": pair.refresh_token,
     })))
+}
+
+/// Your account
+///
+/// The signed-in user's account: its limits, which bind all its keys together (settle
+/// credits, rate limit, daily gas budget), what is left of them, the gas its keys spent today
+/// (UTC) in total and per key, and its keys and resources against their caps.
+#[utoipa::path(
+    get,
+    path = "/api/v1/users/me",
+    tag = "Auth",
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "Your account.", body = Data<AccountView>),
+        errors::UserAuth,
+        errors::Internal,
+    ),
+)]
+pub async fn me(state: web::Data<AppState>, User(user): User) -> ApiResult<HttpResponse> {
+    let view =
+        accounts::account_view(&state.db, &state.metrics, state.auth.caps(), user.id).await?;
+    Ok(super::data(view))
 }
 
 /// The answers the handlers above build with `json!`, described for the OpenAPI document.

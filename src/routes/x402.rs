@@ -34,15 +34,24 @@ use crate::startup::AppState;
 /// The response header that marks an answer replayed for an idempotency key.
 pub const IDEMPOTENT_REPLAYED: &str = "Idempotent-Replayed";
 
-/// Take one request from the key's rate-limit bucket (429 past it).
+/// Take one request from the key's rate-limit bucket and from its account's, which all the
+/// account's keys share (429 past either).
 async fn rate_limited(state: &AppState, client: &Client) -> ApiResult<Option<Allowance>> {
     let limits = &state.rate_limits;
-    limits
+    let key = limits
         .check(
             Subject::Key(&client.0.client_id),
             limits.key_rate(client.0.rate_limit_per_second),
         )
-        .await
+        .await?;
+    let account = &client.0.account;
+    let account = limits
+        .check(
+            Subject::Account(account.user_id),
+            limits.account_rate(account.rate_limit_per_second),
+        )
+        .await?;
+    Ok(Allowance::tighter(key, account))
 }
 
 /// Supported payment kinds
@@ -306,7 +315,7 @@ fn settle_response(allowance: Option<Allowance>, body: String, replayed: bool) -
         (status = 200, description = "The outcome. Exactly one settle of an authorization ever answers `success: true`; a copy (concurrent or later, from any key) answers `invalid_exact_evm_nonce_already_used` with no transaction.", body = schema::SettleResponse,
             headers(("Idempotent-Replayed" = String, description = "`true` on an answer replayed for an idempotency key."))),
         (status = 400, description = "`INVALID_REQUEST`: malformed request or `Idempotency-Key`; `INVALID_PAYLOAD`: the payment payload cannot be decoded.", body = ApiError),
-        (status = 403, description = "`FORBIDDEN`: the key's scope does not include `settle`, the payment's network is outside the key's `networks`, or the key has no settle credits left.", body = ApiError),
+        (status = 403, description = "`FORBIDDEN`: the key's scope does not include `settle`, the payment's network is outside the key's `networks`, the key or its account has no settle credits left, or the account's gas budget for today (UTC) is spent.", body = ApiError),
         (status = 409, description = "`CONFLICT`: this idempotency key was used with another payment.", body = ApiError),
         (status = 500, description = "`SETTLEMENT_FAILED`: settlement could not complete; when the network's RPC does not answer in time, or no signer can send (none can pay gas, no lease holder), `details` says so and `Retry-After` is set.", body = ApiError,
             headers(("Retry-After" = u64, description = "When nothing could be sent: seconds to wait."))),
@@ -387,12 +396,14 @@ pub async fn settle(
             Some(Caller {
                 client_id: client_id.clone(),
                 credits_limited: client.0.credits_limited,
+                account: client.0.account.clone(),
                 idempotency_key: key.as_ref().map(IdempotencyKey::stored),
             }),
         )
         .await
         .map_err(|e| match e {
-            // No settle credits left: the key's problem, not the service's.
+            // No settle credits or gas budget left: the key's or the account's problem, not
+            // the service's.
             ServiceError::Forbidden(_) => ApiError::from(e),
             // Nothing could be sent (no signer can pay, none is leased anywhere): say why;
             // nothing was settled, so a retry later is safe.

@@ -800,6 +800,35 @@ async fn real_answers_match_the_documented_schemas() {
         app.get("/admin/users", Some(&access)).await,
     )
     .await;
+    // Account limits and what is left of them.
+    let user_id = login["data"]["id"].as_i64().unwrap();
+    let path = "/admin/users/{id}";
+    for body in [
+        json!({ "settleCredits": 5, "rateLimitPerSecond": 50, "gasBudgetWeiPerDay": "1000" }),
+        json!({ "gasBudgetWeiPerDay": 1000 }),
+    ] {
+        let res = app
+            .request(
+                Method::PATCH,
+                &format!("/admin/users/{user_id}"),
+                Some(ADMIN_TOKEN),
+                Some(body),
+            )
+            .await;
+        check_answer(doc, "patch", path, res).await; // 200, 400
+    }
+    for id in [user_id, 999_999] {
+        let url = format!("/admin/users/{id}");
+        check_answer(doc, "get", path, app.get(&url, Some(ADMIN_TOKEN)).await).await;
+        // 200, 404
+    }
+    let res = app.get("/api/v1/users/me", Some(&access)).await;
+    check_answer(doc, "get", "/api/v1/users/me", res).await;
+    let res = as_client(Method::GET, "/api/v1/clients/status", None)
+        .await
+        .unwrap();
+    check_answer(doc, "get", "/api/v1/clients/status", res).await;
+
     let res = app
         .post(
             "/admin/assets",

@@ -5,6 +5,7 @@ mod chain_helpers;
 mod helpers;
 mod tcp_proxy;
 
+mod accounts;
 mod admin;
 mod auth;
 mod batch;

@@ -11,6 +11,7 @@ use x402::proto::PaymentRequest;
 use x402::Reason;
 
 use super::{mined, Facilitator, NetworkRuntime, SettleAnswer, SettlementRow as Row, Transfer};
+use crate::auth::accounts::Charge;
 use crate::error::{ServiceError, ServiceResult};
 use crate::ledger::Mined;
 use crate::settlement::batch::{self, BatchConfig, BatchOutcome, Batcher, Payment};
@@ -87,7 +88,7 @@ impl Facilitator {
         req: &PaymentRequest,
         calldata: Bytes,
         simulated: bool,
-        credit: Option<&str>,
+        credit: Option<&Charge>,
         client_id: Option<&str>,
     ) -> ServiceResult<SettleAnswer> {
         let auth = &req.payload.authorization;

@@ -16,6 +16,7 @@ use alloy::providers::Provider;
 
 use super::SettlementRow as Row;
 use super::{Facilitator, NetworkRuntime, RowRef, Sent, SettleAnswer, Transfer};
+use crate::auth::accounts::Charge;
 use crate::error::{ServiceError, ServiceResult};
 use crate::fleet::share;
 use crate::ledger;
@@ -58,7 +59,7 @@ impl Facilitator {
         row: &Row,
         to: Address,
         calldata: &Bytes,
-        credit: Option<&str>,
+        credit: Option<&Charge>,
         payer: Option<Address>,
         amount: U256,
     ) -> ServiceResult<SettleAnswer> {
