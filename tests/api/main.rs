@@ -16,6 +16,7 @@ mod dev;
 mod docs;
 mod errors;
 mod fleet;
+mod gas;
 mod health;
 mod key_controls;
 mod ledger_group;
