@@ -888,3 +888,21 @@ pub fn parse_signer_keys(raw: &str) -> Result<Vec<PrivateKeySigner>, String> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gas_limit_is_the_estimate_plus_margin_within_the_cap() {
+        let policy = FeePolicy {
+            max_gas_per_settlement: 130_000,
+            ..FeePolicy::default()
+        };
+        // transferWithAuthorization to a new payee: ~103k.
+        assert_eq!(policy.gas_limit_for(100_000), Some(130_000));
+        assert_eq!(policy.gas_limit_for(100_001), None);
+        assert_eq!(policy.gas_limit_for(0), Some(GAS_MARGIN));
+        assert_eq!(policy.gas_limit_for(u64::MAX), None);
+    }
+}
