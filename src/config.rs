@@ -587,7 +587,11 @@ pub struct NetworkSettings {
     /// (a local anvil playing `base-sepolia`).
     pub usdc_address: Option<String>,
     pub max_fee_per_gas_gwei: Option<f64>,
-    pub gas_limit: Option<u64>,
+    /// No settlement transaction's gas limit passes this (a batch's: this per payment). Each
+    /// one's is its call's estimate plus a margin; a payment whose estimate passes it is
+    /// refused unsent. `gas_limit`, the fixed limit it replaces, is read as this.
+    #[serde(alias = "gas_limit")]
+    pub max_gas_per_settlement: Option<u64>,
     pub receipt_timeout_secs: Option<u64>,
     /// Replace a settlement transaction still unmined after this long (same nonce, +12.5% fees).
     pub replace_after_secs: Option<u64>,

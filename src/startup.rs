@@ -410,7 +410,9 @@ impl Application {
                     .max_fee_per_gas_gwei
                     .map(|g| (g * 1e9) as u128)
                     .unwrap_or(FeePolicy::default().max_fee_per_gas_cap),
-                gas_limit: ns.gas_limit.unwrap_or(FeePolicy::default().gas_limit),
+                max_gas_per_settlement: ns
+                    .max_gas_per_settlement
+                    .unwrap_or(FeePolicy::default().max_gas_per_settlement),
                 ..FeePolicy::default()
             };
             let side = NetworkSide {

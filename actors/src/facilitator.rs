@@ -5,8 +5,10 @@
 //! `transferWithAuthorization` (only when it fails, one more batch: `authorizationState`,
 //! `balanceOf`, `name`, `version` to name the failure) -> answer, cached briefly.
 //!
-//! settle: off-chain checks -> ledger row (the idempotency point) -> simulate -> the network's
-//! `SettlementRouter` (nonce, sign, persist hash, broadcast) -> `ReceiptWatcher` (bounded wait)
+//! settle: off-chain checks -> ledger row (the idempotency point) -> simulate, as the signer
+//! that will send it, by estimating the call's gas (the transaction's gas limit: the estimate
+//! plus a margin, never above `max_gas_per_settlement`) -> the network's `SettlementRouter`
+//! (nonce, sign, persist hash, broadcast) -> `ReceiptWatcher` (bounded wait)
 //! -> ledger outcome. Concurrent settles of one authorization in this process share one
 //! in-flight future; across processes they meet at the ledger's unique key.
 
@@ -18,6 +20,7 @@ mod mirrored;
 mod permit2;
 mod smart_wallet;
 
+use fast::Run;
 use smart_wallet::PaymentCall;
 pub use smart_wallet::{SmartWalletPolicy, MULTICALL3};
 
@@ -27,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, Bytes, B256, U256};
 use alloy::providers::{Provider, RootProvider};
-use alloy::rpc::types::{TransactionInput, TransactionReceipt, TransactionRequest};
+use alloy::rpc::types::TransactionReceipt;
 use alloy::sol_types::SolCall;
 use dashmap::DashMap;
 use sea_orm::DatabaseConnection;
@@ -43,7 +46,7 @@ use crate::fleet::Fleet;
 use crate::ledger::{self, Claim, Key, Mined};
 use crate::metrics::{self, MetricsHandle, Operation, X402Event};
 use crate::registry::{NetworkEntry, RegistryHandle};
-use crate::settlement::batch::BatchConfig;
+use crate::settlement::batch::{self, BatchConfig};
 use crate::settlement::{
     Broadcast, BroadcastError, Broadcasted, FeePolicy, ReceiptWatcher, SettlementRouter,
 };
@@ -257,6 +260,8 @@ struct Transfer {
     /// The authorization (a batch transaction's receipt is read per payment).
     payer: Address,
     nonce: B256,
+    /// Payments the transaction carries, when known (`batch::share`): 1 for a plain call.
+    calls: Option<u64>,
 }
 
 impl Transfer {
@@ -268,19 +273,34 @@ impl Transfer {
             amount: row.amount.parse().unwrap_or_default(),
             payer: row.payer.parse().unwrap_or_default(),
             nonce: row.auth_nonce.parse().unwrap_or_default(),
+            calls: None,
         }
     }
 }
 
 /// What the chain said about a payment: the simulation, and when it failed, why (`fast`).
 struct ChainView {
-    /// The call that settles it, or why none may be sent (a smart wallet's refusal).
+    /// The call that settles it, or why none may be sent (a smart wallet's refusal, a gas
+    /// estimate above the network's bound).
     call: Result<PaymentCall, Reason>,
     simulation: Result<(), String>,
+    /// The settlement transaction's gas limit, when the simulation estimated it.
+    gas_limit: Option<u64>,
     authorization_used: Option<bool>,
     balance: Option<U256>,
     name: Option<String>,
     version: Option<String>,
+}
+
+/// The transaction that settles a payment, as the chain judged it.
+#[derive(Debug, Clone)]
+pub(crate) struct SettleCall {
+    pub to: Address,
+    pub data: Bytes,
+    /// Its gas limit: the estimate of the very call plus the margin
+    /// (`FeePolicy::gas_limit_for`). `None` only at verify of an EOA's payment, which is
+    /// simulated without an estimate.
+    pub gas_limit: Option<u64>,
 }
 
 impl Facilitator {
@@ -357,6 +377,25 @@ impl Facilitator {
         Ok(())
     }
 
+    /// What `receipt` says of row `id`'s payment (`mined`). A batch transaction's gas and fee
+    /// are shared by every payment it carries: when `transfer` does not say how many (a row
+    /// resolved from the ledger), the ledger does.
+    async fn mined_of(
+        &self,
+        rt: &NetworkRuntime,
+        id: i64,
+        receipt: &TransactionReceipt,
+        mut transfer: Transfer,
+    ) -> (Mined, Transfer) {
+        if transfer.calls.is_none() && batch::is_batch(receipt) {
+            match ledger::payments_of_transaction(&self.inner.db, id).await {
+                Ok(n) => transfer.calls = Some(n),
+                Err(e) => tracing::warn!(id, error = %e, "payments of a batch not counted"),
+            }
+        }
+        (mined(receipt, rt.confirmations, &transfer), transfer)
+    }
+
     /// `resolve_mined`, retried in the background if the database refuses it now: a mined
     /// transaction is never reported as a failure because of our own storage.
     async fn record_mined(&self, id: i64, tx_hash: B256, mined: Mined, transfer: Transfer) {
@@ -405,7 +444,7 @@ impl Facilitator {
         tokio::spawn(async move {
             match rt.watcher.wait_any(&hashes, watch_for).await {
                 Some(receipt) => {
-                    let mined = mined(&receipt, rt.confirmations, &transfer);
+                    let (mined, transfer) = this.mined_of(&rt, id, &receipt, transfer).await;
                     let tx_hash = receipt.transaction_hash;
                     if let Err(e) = this.resolve_mined(id, tx_hash, &mined, transfer).await {
                         tracing::warn!(id, %tx_hash, error = %e, "mined settlement not recorded");
@@ -570,11 +609,14 @@ impl Facilitator {
         let key = ledger_key(rt, req);
         match self.taken_here(&key) {
             Some(true) => Ok(Err(Reason::InvalidExactEvmNonceAlreadyUsed)),
-            Some(false) => Ok(self.judge_onchain(rt, req, &verified).await?.map(|_| ())),
+            Some(false) => Ok(self
+                .judge_onchain(rt, req, &verified, default_sender(rt, req), Phase::Verify)
+                .await?
+                .map(|_| ())),
             None => {
                 let (taken, judged) = tokio::join!(
                     self.authorization_taken(rt, req),
-                    self.judge_onchain(rt, req, &verified)
+                    self.judge_onchain(rt, req, &verified, default_sender(rt, req), Phase::Verify)
                 );
                 if taken? {
                     return Ok(Err(Reason::InvalidExactEvmNonceAlreadyUsed));
@@ -601,18 +643,18 @@ impl Facilitator {
             .is_some_and(|row| row.status != ledger::FAILED || row.tx_hash.is_some()))
     }
 
+    /// The chain's view of an EIP-3009 payment sent by `from`. An EOA's `(v, r, s)` payment
+    /// is simulated with one `eth_call` at verify and one `eth_estimateGas` at settle; a smart
+    /// wallet's, at both, as its transaction will run (`smart_wallet::estimate_as_sent`: the
+    /// fees, then the estimate, then the `eth_call` with that gas limit and those fees).
     async fn chain_view(
         &self,
         rt: &NetworkRuntime,
         req: &PaymentRequest,
         verified: &exact::OffchainVerified,
+        from: Address,
+        phase: Phase,
     ) -> ServiceResult<ChainView> {
-        let from = rt
-            .router
-            .signers()
-            .first()
-            .copied()
-            .unwrap_or(Address::ZERO);
         let call =
             match smart_wallet::payment_call(rt, req, verified, transfer_calldata(req, verified))
                 .await?
@@ -620,22 +662,67 @@ impl Facilitator {
                 Ok(call) => call,
                 Err(reason) => return Ok(ChainView::refused(reason)),
             };
-        self.simulate_then_diagnose(rt, req, from, call).await
+        if !verified.needs_onchain_signature_check {
+            let run = match phase {
+                Phase::Verify => Run::Call,
+                Phase::Settle => Run::Estimate,
+            };
+            return self.simulate_then_diagnose(rt, req, from, call, run).await;
+        }
+        let ((max_fee_per_gas, max_priority_fee_per_gas), estimate) =
+            smart_wallet::estimate_as_sent(rt, from, &call).await?;
+        let as_sent = |gas_limit| Run::AsSent {
+            gas_limit,
+            max_fee_per_gas,
+            max_priority_fee_per_gas,
+        };
+        match estimate {
+            Ok(gas) => match rt.fees.gas_limit_for(gas) {
+                Some(limit) => {
+                    self.simulate_then_diagnose(rt, req, from, call, as_sent(limit))
+                        .await
+                }
+                None => Ok(ChainView::refused(fast::over_cap(rt, &call, gas))),
+            },
+            // The token's time checks in a stale latest block: judged at our clock by the
+            // simulation, as sent under the network's bound.
+            Err(message) if time_refusal(&message) => {
+                let bound = rt.fees.max_gas_per_settlement;
+                self.simulate_then_diagnose(rt, req, from, call, as_sent(bound))
+                    .await
+            }
+            // The estimate fails as the transaction would: refused. A simulation with the
+            // node's defaults names the failure (a deployment's inner transfer's revert shows
+            // only with the gas to deploy); if it passes, the estimate's revert is the name.
+            Err(message) => {
+                let mut view = self
+                    .simulate_then_diagnose(rt, req, from, call, Run::Call)
+                    .await?;
+                if view.simulation.is_ok() {
+                    view.simulation = Err(message);
+                }
+                Ok(view)
+            }
+        }
     }
 
-    /// `eth_call` of `calldata` in the latest block with its timestamp overridden to `at`
-    /// (a block override, as geth and anvil take). `None` when the node does not take it.
+    /// `eth_call` of `calldata` (shaped as `run` says) in the latest block with its timestamp
+    /// overridden to `at` (a block override, as geth and anvil take). `None` when the node
+    /// does not take it.
     async fn simulate_at(
         &self,
         rt: &NetworkRuntime,
         from: Address,
         payment: &PaymentCall,
+        run: Run,
         at: u64,
     ) -> Option<Result<(), String>> {
-        let call = TransactionRequest::default()
-            .from(from)
-            .to(payment.to)
-            .input(TransactionInput::new(payment.simulation.clone()));
+        // An estimate is judged as a call: the block override is an `eth_call`'s.
+        let run = match run {
+            Run::Estimate => Run::Call,
+            run => run,
+        };
+        let call = run.request(from, payment);
         let overrides = serde_json::json!({ "time": format!("{at:#x}") });
         let answer: Result<Bytes, _> = rt
             .provider
@@ -834,11 +921,30 @@ impl Facilitator {
         };
         let credit = charge.as_ref();
 
-        // Simulate right before sending: never spend gas on a payment that would revert. In a
-        // batch, a payment the state mirror clears at the current head is not simulated.
-        let (judged, simulated) = match self.cleared_by_mirror(rt, req, verified) {
-            Some(call) => (Ok(Ok(call)), false),
-            None => (self.judge_onchain(rt, req, verified).await, true),
+        // Simulate right before sending, as the signer that will send: never spend gas on a
+        // payment that would revert, nor more than its estimate. In a batch, a payment the state
+        // mirror clears at the current head is not simulated: its gas is the batch's bound per
+        // call, when the network's cap allows it.
+        let sender = permit2::required_sender(req).or_else(|| rt.router.next_sender());
+        let cleared = (batch::MIRRORED_GAS_LIMIT <= rt.fees.max_gas_per_settlement)
+            .then(|| self.cleared_by_mirror(rt, req, verified))
+            .flatten();
+        let (judged, simulated) = match cleared {
+            Some((to, data)) => {
+                let call = SettleCall {
+                    to,
+                    data,
+                    gas_limit: Some(batch::MIRRORED_GAS_LIMIT),
+                };
+                (Ok(Ok(call)), false)
+            }
+            None => {
+                let from = sender.unwrap_or_else(|| default_sender(rt, req));
+                let judged = self
+                    .judge_onchain(rt, req, verified, from, Phase::Settle)
+                    .await;
+                (judged, true)
+            }
         };
         let judged = match judged {
             Ok(judged) => judged,
@@ -851,7 +957,11 @@ impl Facilitator {
             }
         };
         // The token itself, a Permit2 proxy, or (an ERC-6492 wallet to deploy) Multicall3.
-        let (to, calldata) = match judged {
+        let SettleCall {
+            to,
+            data: calldata,
+            gas_limit,
+        } = match judged {
             Ok(call) => {
                 // From here the money may move: the mirror counts it against the payer.
                 self.mirror_settling(rt, req);
@@ -872,26 +982,25 @@ impl Facilitator {
                 .settle_through_the_fleet(rt, &row, to, &calldata, credit, payer, amount)
                 .await;
         }
-        // Batched: EIP-3009 calls to the token that any signer may send.
-        let batchable = to == req.asset && permit2::required_sender(req).is_none();
+        // Every settle path estimates its call: only a verify goes without.
+        let gas_limit = gas_limit.unwrap_or(rt.fees.max_gas_per_settlement);
+        // Batched: EOAs' EIP-3009 calls to the token that any signer may send. A smart
+        // wallet's goes alone, from the signer it was simulated as.
+        let eoa =
+            matches!(verified, permit2::Verified::Eip3009(v) if !v.needs_onchain_signature_check);
+        let batchable = eoa && to == req.asset && permit2::required_sender(req).is_none();
         if let Some(batcher) = self.batcher(rt).filter(|_| batchable) {
             return self
                 .settle_batched(
-                    rt, &batcher, &row, req, calldata, simulated, credit, client_id,
+                    rt, &batcher, &row, req, calldata, simulated, gas_limit, credit, client_id,
                 )
                 .await;
         }
         let broadcast = rt
             .router
             .broadcast_from(
-                permit2::required_sender(req),
-                Broadcast {
-                    settlement_id: row.id,
-                    to,
-                    calldata: calldata.clone(),
-                    replacing: None,
-                    batch: None,
-                },
+                sender,
+                Broadcast::new(row.id, to, calldata.clone(), gas_limit),
             )
             .await;
         let sent = match broadcast {
@@ -931,6 +1040,7 @@ impl Facilitator {
             amount,
             payer: auth.from,
             nonce: auth.nonce,
+            calls: Some(1),
         };
         self.await_outcome(rt, row.id, sent, to, transfer, payer)
             .await
@@ -1005,6 +1115,7 @@ impl Facilitator {
                         calldata: calldata.clone(),
                         replacing: Some(previous.clone()),
                         batch: None,
+                        gas_limit: previous.gas_limit,
                     })
                     .await;
                 match replaced {
@@ -1085,9 +1196,10 @@ impl Facilitator {
                     // Another process broadcast it: watch the chain ourselves.
                     let left = deadline.saturating_duration_since(Instant::now());
                     if let Some(receipt) = rt.watcher.wait(h, left).await {
-                        let mined = mined(&receipt, rt.confirmations, &Transfer::of(&row));
-                        self.record_mined(row.id, h, mined.clone(), Transfer::of(&row))
+                        let (mined, transfer) = self
+                            .mined_of(rt, row.id, &receipt, Transfer::of(&row))
                             .await;
+                        self.record_mined(row.id, h, mined.clone(), transfer).await;
                         let reason = (!mined.success).then_some(Reason::InvalidTransactionState);
                         return Ok(answer(
                             mined.success,
@@ -1161,8 +1273,10 @@ impl Facilitator {
             return Ok(row);
         };
         if let Ok(Some(receipt)) = rt.provider.get_transaction_receipt(tx_hash).await {
-            let mined = mined(&receipt, rt.confirmations, &Transfer::of(&row));
-            self.resolve_mined(row.id, tx_hash, &mined, Transfer::of(&row))
+            let (mined, transfer) = self
+                .mined_of(rt, row.id, &receipt, Transfer::of(&row))
+                .await;
+            self.resolve_mined(row.id, tx_hash, &mined, transfer)
                 .await?;
             return ledger::find_by_id(&self.inner.db, row.id)
                 .await?
@@ -1199,9 +1313,10 @@ impl Facilitator {
                 };
                 match rt.provider.get_transaction_receipt(h).await {
                     Ok(Some(receipt)) => {
-                        let mined = mined(&receipt, rt.confirmations, &Transfer::of(&row));
-                        self.resolve_mined(row.id, h, &mined, Transfer::of(&row))
-                            .await?;
+                        let (mined, transfer) = self
+                            .mined_of(rt, row.id, &receipt, Transfer::of(&row))
+                            .await;
+                        self.resolve_mined(row.id, h, &mined, transfer).await?;
                         resolved += 1;
                     }
                     Ok(None) => {
@@ -1239,6 +1354,14 @@ enum Sent {
     Known(Broadcasted, Bytes),
     /// Maybe sent: only its hash is known.
     Unknown(B256),
+}
+
+/// Who a payment is simulated as when no signer is picked yet (verify): the one it must be
+/// sent by (`upto`), else the network's first signer.
+fn default_sender(rt: &NetworkRuntime, req: &PaymentRequest) -> Address {
+    permit2::required_sender(req)
+        .or_else(|| rt.router.signers().first().copied())
+        .unwrap_or(Address::ZERO)
 }
 
 fn ledger_key(rt: &NetworkRuntime, req: &PaymentRequest) -> Key {
@@ -1303,6 +1426,7 @@ impl ChainView {
         Self {
             call: Err(reason),
             simulation: Err(reason.as_str().to_owned()),
+            gas_limit: None,
             authorization_used: None,
             balance: None,
             name: None,

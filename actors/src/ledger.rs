@@ -10,7 +10,7 @@ use entities::settlement::{self, Column, Entity, Model};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    QueryFilter, QueryOrder,
+    PaginatorTrait, QueryFilter, QueryOrder,
 };
 
 mod group;
@@ -461,6 +461,24 @@ pub async fn find_by_authorization(
 
 pub async fn find_by_id(db: &DatabaseConnection, id: i64) -> Result<Option<Model>, DbErr> {
     Entity::find_by_id(id).one(db).await
+}
+
+/// How many rows the transaction of row `id` carries: a batch's payments share its signer and
+/// nonce, through every replacement. 1 for a row of its own (or not sent).
+pub async fn payments_of_transaction(db: &DatabaseConnection, id: i64) -> Result<u64, DbErr> {
+    let Some(row) = find_by_id(db, id).await? else {
+        return Ok(1);
+    };
+    let (Some(signer), Some(nonce)) = (row.signer, row.signer_nonce) else {
+        return Ok(1);
+    };
+    let n = Entity::find()
+        .filter(Column::Network.eq(row.network))
+        .filter(Column::Signer.eq(signer))
+        .filter(Column::SignerNonce.eq(nonce))
+        .count(db)
+        .await?;
+    Ok(n.max(1))
 }
 
 /// Hand a claimed row to whichever instance holds a signer lease of its network: it waits,

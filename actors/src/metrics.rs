@@ -597,6 +597,8 @@ struct Prom {
     settle_latency: HistogramFamily<NetworkLabels>,
     transfers: Family<OutcomeLabels, Counter>,
     gas_used: Family<NetworkLabels, Counter>,
+    reverted_gas: Family<NetworkLabels, Counter>,
+    reverted_fee: Family<NetworkLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
     reorgs: Family<NetworkLabels, Counter>,
     signer_in_flight: Family<SignerLabels, Gauge>,
     signer_nonce: Family<SignerLabels, Gauge>,
@@ -659,6 +661,20 @@ impl Prom {
             "x402_gas_used",
             "gas used by mined settlement transactions, by network",
             gas_used.clone(),
+        );
+        // What reverted settlements cost the operator: each is also on its ledger row, charged
+        // to the client key that asked for it (`gas_used`, `fee_wei`).
+        let reverted_gas = Family::<NetworkLabels, Counter>::default();
+        registry.register(
+            "x402_reverted_settlement_gas",
+            "gas burnt by settlements that reverted on chain (a batch: the reverted payments' shares), by network",
+            reverted_gas.clone(),
+        );
+        let reverted_fee = Family::<NetworkLabels, Counter<f64, _>>::default();
+        registry.register(
+            "x402_reverted_settlement_fee_wei",
+            "fees (wei) paid for settlements that reverted on chain, by network",
+            reverted_fee.clone(),
         );
         let reorgs = Family::<NetworkLabels, Counter>::default();
         registry.register(
@@ -742,6 +758,8 @@ impl Prom {
             settle_latency,
             transfers,
             gas_used,
+            reverted_gas,
+            reverted_fee,
             reorgs,
             signer_in_flight,
             signer_nonce,
@@ -849,11 +867,16 @@ impl MetricsHandle {
             }
             Operation::Transfer => {
                 p.transfers.get_or_create(&labels).inc();
-                p.gas_used
-                    .get_or_create(&NetworkLabels {
-                        network: e.network.clone(),
-                    })
-                    .inc_by(e.gas_used);
+                let network = NetworkLabels {
+                    network: e.network.clone(),
+                };
+                p.gas_used.get_or_create(&network).inc_by(e.gas_used);
+                if e.outcome == REVERTED {
+                    p.reverted_gas.get_or_create(&network).inc_by(e.gas_used);
+                    p.reverted_fee
+                        .get_or_create(&network)
+                        .inc_by(f64::from(e.fee_wei));
+                }
             }
             Operation::Settle => {
                 p.settle.get_or_create(&labels).inc();

@@ -34,17 +34,37 @@ pub mod batch;
 pub struct FeePolicy {
     /// Upper bound of `maxFeePerGas`, wei.
     pub max_fee_per_gas_cap: u128,
-    /// Gas limit of a settlement transaction (`transferWithAuthorization` uses 81–103k).
-    pub gas_limit: u64,
+    /// `networks.<id>.max_gas_per_settlement`: no settlement transaction's gas limit is above
+    /// this (a batch's: this times the payments it carries). A transaction's own limit is the
+    /// node's estimate of its call plus a margin (`gas_limit_for`);
+    /// `transferWithAuthorization` uses 81–103k.
+    pub max_gas_per_settlement: u64,
     /// How long an estimate is reused.
     pub estimate_ttl: Duration,
+}
+
+/// The margin over a call's gas estimate: a fifth, plus this. The estimate is made against the
+/// latest block, and the transaction runs in a later one: a payee's balance slot written
+/// meanwhile, or a cold slot, moves the cost by a few thousand gas.
+pub const GAS_MARGIN: u64 = 10_000;
+
+impl FeePolicy {
+    /// The gas limit of a transaction whose call the node estimated at `estimate` gas:
+    /// `estimate + estimate / 5 + GAS_MARGIN`; `None` when that passes
+    /// `max_gas_per_settlement` (the settlement is refused, nothing is sent).
+    pub fn gas_limit_for(&self, estimate: u64) -> Option<u64> {
+        let limit = estimate
+            .saturating_add(estimate / 5)
+            .saturating_add(GAS_MARGIN);
+        (limit <= self.max_gas_per_settlement).then_some(limit)
+    }
 }
 
 impl Default for FeePolicy {
     fn default() -> Self {
         Self {
             max_fee_per_gas_cap: 500_000_000_000, // 500 gwei
-            gas_limit: 250_000,
+            max_gas_per_settlement: 300_000,
             estimate_ttl: Duration::from_secs(3),
         }
     }
@@ -60,8 +80,26 @@ pub struct Broadcast {
     /// Re-send an unmined transaction: same nonce, fees bumped past the node's replacement
     /// threshold (geth and anvil want +10% on both fees).
     pub replacing: Option<Broadcasted>,
-    /// A batch transaction (`batch`): the other rows it carries, its gas limit.
+    /// A batch transaction (`batch`): the other rows it carries.
     pub batch: Option<batch::BatchTx>,
+    /// The transaction's gas limit: its call's estimate plus the margin
+    /// (`FeePolicy::gas_limit_for`), or a batch's bound. Refused above the network's
+    /// `max_gas_per_settlement` per row it carries.
+    pub gas_limit: u64,
+}
+
+impl Broadcast {
+    /// A new transaction (not a replacement, not a batch) for one ledger row.
+    pub fn new(settlement_id: i64, to: Address, calldata: Bytes, gas_limit: u64) -> Self {
+        Self {
+            settlement_id,
+            to,
+            calldata,
+            replacing: None,
+            batch: None,
+            gas_limit,
+        }
+    }
 }
 
 /// Fees of a replacement: at least 12.5% above the previous ones.
@@ -76,6 +114,8 @@ pub struct Broadcasted {
     pub nonce: u64,
     pub max_fee_per_gas: u128,
     pub max_priority_fee_per_gas: u128,
+    /// Its gas limit (a replacement keeps it).
+    pub gas_limit: u64,
     /// The signed transaction as sent.
     pub raw: Bytes,
 }
@@ -170,6 +210,16 @@ fn fee_refused(message: &str) -> bool {
         && !m.contains("replacement transaction underpriced")
 }
 
+/// The fees a new settlement transaction would be signed with now (the node's estimate under
+/// the network's cap): a smart wallet's payment is simulated with them.
+pub async fn fees_now(
+    provider: &RootProvider,
+    policy: &FeePolicy,
+) -> Result<(u128, u128), BroadcastError> {
+    let (max_fee, priority) = estimate_fees(provider).await?;
+    fees_to_send(max_fee, priority, None, policy)
+}
+
 /// The node's EIP-1559 estimate: (maxFeePerGas, maxPriorityFeePerGas).
 async fn estimate_fees(provider: &RootProvider) -> Result<(u128, u128), BroadcastError> {
     let est = provider
@@ -237,11 +287,21 @@ impl Handler<Broadcast> for SettlementActor {
             .map(|(_, max, prio)| (max, prio));
         let replacing = msg.replacing.clone();
         let ids = batch::row_ids(&msg);
-        let gas_limit = msg.batch.as_ref().map_or(policy.gas_limit, |b| b.gas_limit);
+        let gas_limit = msg.gas_limit;
         let work = async move {
             let address = signer.address();
             if epoch == 0 {
                 return Err(BroadcastError::NotSent(LEASE_LOST.into()));
+            }
+            // The last word on the cap, whichever path built the transaction.
+            let cap = policy
+                .max_gas_per_settlement
+                .saturating_mul(ids.len() as u64);
+            if gas_limit == 0 || gas_limit > cap {
+                return Err(BroadcastError::NotSent(format!(
+                    "gas limit {gas_limit} is not within max_gas_per_settlement ({cap} for {} payment(s))",
+                    ids.len()
+                )));
             }
             let fence = ledger::Fence {
                 network,
@@ -303,6 +363,7 @@ impl Handler<Broadcast> for SettlementActor {
                     nonce,
                     max_fee_per_gas,
                     max_priority_fee_per_gas,
+                    gas_limit,
                     raw: raw.clone(),
                 };
                 let m = match provider.send_raw_transaction(&raw).await {
@@ -403,7 +464,7 @@ pub struct SignerStats {
     nonce_epoch: AtomicI64,
     /// Held, but given no new transactions (about to be released to another instance).
     draining: AtomicBool,
-    /// Can pay `gas_limit × maxFeePerGas` (as last read).
+    /// Can pay `max_gas_per_settlement × maxFeePerGas` (as last read).
     funded: AtomicBool,
     /// The last native balance read, gwei; `u64::MAX` = not read yet.
     balance_gwei: AtomicU64,
@@ -591,6 +652,12 @@ impl SettlementRouter {
         let (_, _, stats) = self.actors.iter().find(|(a, _, _)| *a == signer)?;
         stats.in_flight.fetch_add(1, Ordering::Relaxed);
         Some(InFlight(stats.clone()))
+    }
+
+    /// The signer `broadcast` would hand a new transaction to now (`pick`): a settlement is
+    /// simulated as that signer, then sent by it (`broadcast_from`).
+    pub fn next_sender(&self) -> Option<Address> {
+        self.pick().map(|(a, _, _)| *a)
     }
 
     /// The signer able to take a new transaction with the fewest awaited or being sent; round
@@ -820,4 +887,22 @@ pub fn parse_signer_keys(raw: &str) -> Result<Vec<PrivateKeySigner>, String> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gas_limit_is_the_estimate_plus_margin_within_the_cap() {
+        let policy = FeePolicy {
+            max_gas_per_settlement: 130_000,
+            ..FeePolicy::default()
+        };
+        // transferWithAuthorization to a new payee: ~103k.
+        assert_eq!(policy.gas_limit_for(100_000), Some(130_000));
+        assert_eq!(policy.gas_limit_for(100_001), None);
+        assert_eq!(policy.gas_limit_for(0), Some(GAS_MARGIN));
+        assert_eq!(policy.gas_limit_for(u64::MAX), None);
+    }
 }

@@ -392,7 +392,8 @@ impl Devnet {
         Ok(receipt)
     }
 
-    async fn deploy_code(&self, code: Vec<u8>, what: &str) -> Result<Address, DevnetError> {
+    /// Deploy a contract from its creation code (`what` names it in errors).
+    pub async fn deploy_code(&self, code: Vec<u8>, what: &str) -> Result<Address, DevnetError> {
         let receipt = self
             .send(
                 TransactionRequest::default().with_deploy_code(Bytes::from(code)),

@@ -341,6 +341,24 @@ pub async fn assert_error(res: Response, status: u16, code: &str, message: Optio
     body
 }
 
+/// `$name(kind: Db)` run on each database, as the tests `$name::sqlite` and `$name::postgres`.
+#[macro_export]
+macro_rules! on_both_databases {
+    ($name:ident) => {
+        mod $name {
+            #[actix_web::test]
+            async fn sqlite() {
+                super::$name($crate::helpers::Db::Sqlite).await
+            }
+
+            #[actix_web::test]
+            async fn postgres() {
+                super::$name($crate::helpers::Db::Postgres).await
+            }
+        }
+    };
+}
+
 /// Run one async test body on SQLite and on PostgreSQL.
 #[macro_export]
 macro_rules! both_dbs {

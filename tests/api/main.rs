@@ -19,6 +19,7 @@ mod docs;
 mod errors;
 mod fleet;
 mod floor;
+mod gas;
 mod health;
 mod key_changes;
 mod key_controls;

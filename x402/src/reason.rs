@@ -47,6 +47,7 @@ reasons! {
     InvalidExactEvmPayloadUndeployedSmartWallet => "invalid_exact_evm_payload_undeployed_smart_wallet", "the payer has no code and the signature is a smart wallet's, without ERC-6492 deployment data";
     Eip6492FactoryNotAllowed => "eip6492_factory_not_allowed", "the payer is an undeployed smart wallet (ERC-6492) whose factory this network does not deploy from";
     SmartWalletDeploymentFailed => "smart_wallet_deployment_failed", "the ERC-6492 wallet deployment cannot be sent within this network's gas limit";
+    SettlementGasExceedsLimit => "settlement_gas_exceeds_limit", "the settlement transaction would need more gas than this network allows (max_gas_per_settlement)";
     InvalidTransactionState => "invalid_transaction_state", "the transfer reverted on chain";
     UnexpectedVerifyError => "unexpected_verify_error", "verification failed unexpectedly";
     UnexpectedSettleError => "unexpected_settle_error", "settlement failed unexpectedly";

@@ -32,7 +32,7 @@ impl Batching {
 }
 
 /// One payment's view of a mined receipt: in a batch, it succeeded only if its own
-/// authorization was used, and its gas and fee are its share.
+/// authorization was used, and its gas and fee are its share (`batch::share`).
 pub(super) fn of_batch(receipt: &TransactionReceipt, transfer: &Transfer, mut m: Mined) -> Mined {
     if !batch::is_batch(receipt) {
         return m;
@@ -40,7 +40,7 @@ pub(super) fn of_batch(receipt: &TransactionReceipt, transfer: &Transfer, mut m:
     let asset = transfer.asset.parse().unwrap_or_default();
     let used = batch::carried(receipt, asset, transfer.payer, transfer.nonce);
     m.success = used;
-    (m.gas_used, m.fee_wei) = batch::share(receipt, m.gas_used, m.fee_wei, used);
+    (m.gas_used, m.fee_wei) = batch::share(receipt, m.gas_used, m.fee_wei, used, transfer.calls);
     m
 }
 
@@ -62,7 +62,7 @@ impl Facilitator {
                     rt.provider.clone(),
                     rt.receipt_timeout,
                     rt.replace_after,
-                    rt.fees.gas_limit,
+                    rt.fees.max_gas_per_settlement,
                 )
             })
             .clone();
@@ -88,12 +88,13 @@ impl Facilitator {
         req: &PaymentRequest,
         calldata: Bytes,
         simulated: bool,
+        gas_limit: u64,
         credit: Option<&Charge>,
         client_id: Option<&str>,
     ) -> ServiceResult<SettleAnswer> {
         let auth = &req.payload.authorization;
         let (payer, amount) = (Some(auth.from), auth.value);
-        let transfer = Transfer {
+        let mut transfer = Transfer {
             client_id: client_id.map(str::to_owned),
             payer: auth.from,
             nonce: auth.nonce,
@@ -107,6 +108,7 @@ impl Facilitator {
                 nonce: auth.nonce,
                 calldata: calldata.clone(),
                 simulated,
+                gas_limit,
             })
             .await;
         let answer = |success: bool, reason, transaction, block_number| SettleAnswer {
@@ -119,7 +121,8 @@ impl Facilitator {
             mined_here: success,
         };
         match outcome {
-            BatchOutcome::Mined(receipt) => {
+            BatchOutcome::Mined(receipt, calls) => {
+                transfer.calls = Some(calls);
                 let tx_hash = receipt.transaction_hash;
                 let mined = mined(&receipt, rt.confirmations, &transfer);
                 self.record_mined(row.id, tx_hash, mined.clone(), transfer)

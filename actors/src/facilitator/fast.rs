@@ -1,8 +1,9 @@
 //! The verify fast path: at most one round trip to the node when a payment is good.
 //!
-//! - The simulation (`eth_call` of the settlement) goes alone. Only when it fails are the
-//!   diagnosis calls made (`authorizationState`, `balanceOf`, `name`, `version`, in one batch),
-//!   to name the failure.
+//! - The simulation (`eth_call` of the settlement) goes alone. At settle it is the
+//!   `eth_estimateGas` of the very call instead (`Run::Estimate`): the same round trip judges
+//!   the payment and yields its gas limit. Only when it fails are the diagnosis calls made
+//!   (`authorizationState`, `balanceOf`, `name`, `version`, in one batch), to name the failure.
 //! - A call to an address without code "succeeds": whether an asset is a contract is asked
 //!   once per asset (`eth_getCode`, in the simulation's batch) and remembered.
 //! - "Already used" comes from memory (`AuthorizationIndex`), not from the ledger; a miss the
@@ -11,7 +12,7 @@
 
 use std::time::Instant;
 
-use alloy::primitives::{Address, Bytes, U256};
+use alloy::primitives::{Address, Bytes, U256, U64};
 use alloy::providers::Provider;
 use alloy::rpc::types::{TransactionInput, TransactionRequest};
 use alloy::sol_types::SolCall;
@@ -100,35 +101,28 @@ impl Facilitator {
         Ok(n)
     }
 
-    /// Simulate the payment's call from `from`; only if that fails, ask what is wrong.
+    /// Simulate the payment's call from `from` as `run` says; only if that fails, ask what
+    /// is wrong.
     pub(super) async fn simulate_then_diagnose(
         &self,
         rt: &NetworkRuntime,
         req: &PaymentRequest,
         from: Address,
         payment: PaymentCall,
+        run: Run,
     ) -> ServiceResult<ChainView> {
         let asset = req.asset;
         let chain = rt.entry.info.chain_id;
-        let calldata = &payment.simulation;
-        let call = |data: Bytes| {
-            TransactionRequest::default()
-                .from(from)
-                .to(payment.to)
-                .input(TransactionInput::new(data))
-        };
+        let call = (run.request(from, &payment), "latest");
         let code_known = self.inner.fast.contracts.contains_key(&(chain, asset));
-        let (simulation, has_code) = if code_known {
-            let answer: Result<Bytes, _> = rt
-                .provider
-                .client()
-                .request("eth_call", (call(calldata.clone()), "latest"))
-                .await;
+        let (answer, has_code) = if code_known {
+            let answer: Result<serde_json::Value, _> =
+                rt.provider.client().request(run.method(), call).await;
             (answer, true)
         } else {
             let mut batch = alloy::rpc::client::BatchRequest::new(rt.provider.client());
             let sim = batch
-                .add_call::<_, Bytes>("eth_call", &(call(calldata.clone()), "latest"))
+                .add_call::<_, serde_json::Value>(run.method(), &call)
                 .map_err(rpc)?;
             let code = batch
                 .add_call::<_, Bytes>("eth_getCode", &(asset, "latest"))
@@ -140,9 +134,12 @@ impl Facilitator {
             }
             (sim.await, !code.is_empty())
         };
-        let simulation = match simulation {
-            Ok(out) => payment.judge(&out),
-            Err(alloy::transports::RpcError::ErrorResp(e)) => Err(e.message.to_string()),
+        let (simulation, estimate) = match answer {
+            Ok(out) => match run.read(&payment, out) {
+                Ok(estimate) => (Ok(()), estimate),
+                Err(m) => (Err(m), None),
+            },
+            Err(alloy::transports::RpcError::ErrorResp(e)) => (Err(e.message.to_string()), None),
             Err(e) => return Err(rpc(e)),
         };
         if !has_code {
@@ -150,6 +147,7 @@ impl Facilitator {
             return Ok(ChainView {
                 call: Ok(payment),
                 simulation,
+                gas_limit: None,
                 authorization_used: None,
                 balance: None,
                 name: None,
@@ -159,19 +157,36 @@ impl Facilitator {
         // The node simulates in its latest block. On an idle chain (a dev chain between
         // payments) that block may be minutes old, and the token's own time checks then refuse
         // an authorization our clock has judged valid: judge it at our clock instead.
-        let simulation = match simulation {
-            Err(m) if time_refusal(&m) => self
-                .simulate_at(rt, from, &payment, (self.inner.clock)())
-                .await
-                .unwrap_or(Err(m)),
-            s => s,
+        let (simulation, at_our_clock) = match simulation {
+            Err(m) if time_refusal(&m) => {
+                let at = self
+                    .simulate_at(rt, from, &payment, run, (self.inner.clock)())
+                    .await
+                    .unwrap_or(Err(m));
+                (at, true)
+            }
+            s => (s, false),
         };
         if simulation.is_ok() {
+            let (call, gas_limit) = match (run, estimate) {
+                (Run::AsSent { gas_limit, .. }, _) => (Ok(payment), Some(gas_limit)),
+                // Judged at our clock: no estimate can be had in the latest block, and the
+                // transaction goes out with the network's bound.
+                (Run::Estimate, _) if at_our_clock => {
+                    (Ok(payment), Some(rt.fees.max_gas_per_settlement))
+                }
+                (Run::Estimate, Some(gas)) => match rt.fees.gas_limit_for(gas) {
+                    Some(limit) => (Ok(payment), Some(limit)),
+                    None => (Err(over_cap(rt, &payment, gas)), None),
+                },
+                (Run::Estimate | Run::Call, _) => (Ok(payment), None),
+            };
             // A contract, and the transfer goes through: nothing else to ask (`diagnose`
             // reads no balance when the simulation passed).
             return Ok(ChainView {
-                call: Ok(payment),
+                call,
                 simulation,
+                gas_limit,
                 authorization_used: None,
                 balance: Some(U256::MAX),
                 name: None,
@@ -182,7 +197,7 @@ impl Facilitator {
     }
 
     /// The calls that name a failed simulation, in one batch.
-    async fn diagnosis(
+    pub(super) async fn diagnosis(
         &self,
         rt: &NetworkRuntime,
         req: &PaymentRequest,
@@ -213,6 +228,7 @@ impl Facilitator {
         Ok(ChainView {
             call: Ok(payment),
             simulation,
+            gas_limit: None,
             authorization_used: used
                 .await
                 .ok()
@@ -230,5 +246,82 @@ impl Facilitator {
                 .ok()
                 .and_then(|b: Bytes| IEIP3009::versionCall::abi_decode_returns(&b).ok()),
         })
+    }
+}
+
+/// How a payment's call is simulated.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Run {
+    /// `eth_call` with the node's defaults: verify of an EOA's `(v, r, s)` payment, whose
+    /// outcome no gas price or limit changes (the fast path: one call).
+    Call,
+    /// `eth_estimateGas` of the very call, in the `eth_call`'s place: settle of an EOA's
+    /// payment. It fails as the call would, and its answer is the transaction's gas limit.
+    Estimate,
+    /// `eth_call` as the settlement transaction will run: its gas limit and fees (a smart
+    /// wallet may answer on `gasleft()` or `tx.gasprice`; `smart_wallet::as_sent`).
+    AsSent {
+        gas_limit: u64,
+        max_fee_per_gas: u128,
+        max_priority_fee_per_gas: u128,
+    },
+}
+
+impl Run {
+    fn method(self) -> &'static str {
+        match self {
+            Run::Estimate => "eth_estimateGas",
+            Run::Call | Run::AsSent { .. } => "eth_call",
+        }
+    }
+
+    /// The request of `payment`'s simulation from `from`.
+    pub(super) fn request(self, from: Address, payment: &PaymentCall) -> TransactionRequest {
+        let request = TransactionRequest::default().from(from).to(payment.to);
+        match self {
+            Run::Call => request.input(TransactionInput::new(payment.simulation.clone())),
+            // The estimate is of the transaction itself: a deployment's transfer may not fail.
+            Run::Estimate => request.input(TransactionInput::new(payment.data.clone())),
+            Run::AsSent {
+                gas_limit,
+                max_fee_per_gas,
+                max_priority_fee_per_gas,
+            } => request
+                .input(TransactionInput::new(payment.simulation.clone()))
+                .gas_limit(gas_limit)
+                .max_fee_per_gas(max_fee_per_gas)
+                .max_priority_fee_per_gas(max_priority_fee_per_gas),
+        }
+    }
+
+    /// A successful answer, judged: the gas estimate for `Estimate`.
+    fn read(self, payment: &PaymentCall, answer: serde_json::Value) -> Result<Option<u64>, String> {
+        let unreadable = |e: serde_json::Error| format!("unreadable node answer: {e}");
+        match self {
+            Run::Estimate => serde_json::from_value::<U64>(answer)
+                .map(|g| Some(g.to::<u64>()))
+                .map_err(unreadable),
+            Run::Call | Run::AsSent { .. } => {
+                let out: Bytes = serde_json::from_value(answer).map_err(unreadable)?;
+                payment.judge(&out).map(|()| None)
+            }
+        }
+    }
+}
+
+/// The refusal of a call whose gas (`gas`, estimated) passes the network's bound: nothing is
+/// sent. A deployment (ERC-6492) has its own reason.
+pub(super) fn over_cap(rt: &NetworkRuntime, payment: &PaymentCall, gas: u64) -> Reason {
+    tracing::warn!(
+        network = rt.entry.info.v1_name,
+        gas,
+        max_gas_per_settlement = rt.fees.max_gas_per_settlement,
+        to = %payment.to,
+        "a settlement would need more gas than max_gas_per_settlement: refused"
+    );
+    if payment.deploys {
+        Reason::SmartWalletDeploymentFailed
+    } else {
+        Reason::SettlementGasExceedsLimit
     }
 }

@@ -121,15 +121,32 @@ impl Facilitator {
             let _ = self.release_unsent(row.id).await;
             return;
         };
+        let Some(sender) = rt.router.next_sender() else {
+            // Our lease went meanwhile: back in the queue for whoever holds one now.
+            let _ = ledger::queue(&self.inner.db, row.id, to, &calldata).await;
+            return;
+        };
+        // Estimated again here, as the signer that sends it and with the fees it is signed
+        // with: the queuing instance simulated it as one of its own signers, a while ago.
+        let gas_limit = match self.estimate_queued(&rt, sender, to, &calldata).await {
+            Ok(Ok(limit)) => limit,
+            Ok(Err(reason)) => {
+                tracing::info!(id = row.id, %reason, "queued settlement refused before sending");
+                let _ = ledger::mark_failed_unsent(&self.inner.db, row.id, reason.as_str()).await;
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(id = row.id, error = %e, "queued settlement not estimated");
+                let _ = self.release_unsent(row.id).await;
+                return;
+            }
+        };
         let sent = rt
             .router
-            .broadcast(Broadcast {
-                settlement_id: row.id,
-                to,
-                calldata: calldata.clone(),
-                replacing: None,
-                batch: None,
-            })
+            .broadcast_from(
+                Some(sender),
+                Broadcast::new(row.id, to, calldata.clone(), gas_limit),
+            )
             .await;
         let sent = match sent {
             Ok(b) => Sent::Known(b, calldata),
@@ -145,7 +162,11 @@ impl Facilitator {
                 return;
             }
         };
-        let transfer = Transfer::of(&row);
+        // One payment, one plain transaction.
+        let transfer = Transfer {
+            calls: Some(1),
+            ..Transfer::of(&row)
+        };
         let payer = row.payer.parse().ok();
         // The receiving instance answers its client; this resolves the row (and replaces the
         // transaction if it stays unmined), then keeps watching if it must.
@@ -155,6 +176,26 @@ impl Facilitator {
         {
             tracing::warn!(id = row.id, error = %e, "queued settlement not followed to its end");
         }
+    }
+
+    /// The gas limit of a queued call sent by `sender` (its estimate plus the margin), or why
+    /// it is refused: it would revert now, or it needs more than `max_gas_per_settlement`.
+    async fn estimate_queued(
+        &self,
+        rt: &NetworkRuntime,
+        sender: Address,
+        to: Address,
+        calldata: &Bytes,
+    ) -> ServiceResult<Result<u64, x402::Reason>> {
+        let call = super::PaymentCall::direct(to, calldata.clone());
+        let (_, estimate) = super::smart_wallet::estimate_as_sent(rt, sender, &call).await?;
+        Ok(match estimate {
+            Ok(gas) => rt
+                .fees
+                .gas_limit_for(gas)
+                .ok_or_else(|| super::fast::over_cap(rt, &call, gas)),
+            Err(_) => Err(x402::Reason::InvalidTransactionState),
+        })
     }
 
     /// Take and send what other instances queued for this network, while we hold a lease.
@@ -197,7 +238,7 @@ impl Facilitator {
                 return;
             }
         };
-        let need = U256::from(rt.fees.gas_limit) * U256::from(fee);
+        let need = U256::from(rt.fees.max_gas_per_settlement) * U256::from(fee);
         for (address, state) in rt.router.states() {
             match rt.provider.get_balance(address).await {
                 Ok(balance) => {
@@ -307,11 +348,9 @@ impl Facilitator {
         };
         match rt.provider.get_transaction_receipt(hash).await {
             Ok(Some(receipt)) => {
-                let mined = super::mined(&receipt, rt.confirmations, &Transfer::of(row));
-                if let Err(e) = self
-                    .resolve_mined(row.id, hash, &mined, Transfer::of(row))
-                    .await
-                {
+                let (mined, transfer) =
+                    self.mined_of(rt, row.id, &receipt, Transfer::of(row)).await;
+                if let Err(e) = self.resolve_mined(row.id, hash, &mined, transfer).await {
                     tracing::warn!(id = row.id, error = %e, "mined settlement not recorded");
                 }
                 return;

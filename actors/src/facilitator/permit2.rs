@@ -3,11 +3,11 @@
 //! They share everything with EIP-3009 after the checks: the ledger row (keyed by network,
 //! token, owner and the Permit2 nonce as 32 bytes), the one-success rule, the settlement actors
 //! and the receipt watch. What differs is here: the off-chain checks' context, the on-chain
-//! judgement (one batched round trip: simulate the proxy's `settle`, and read the proxy's code,
-//! the owner's balance, its Permit2 allowance and its nonce bit to name a failure), and the
-//! call (the proxy, not the token).
+//! judgement (one batched round trip: simulate the proxy's `settle` (at settle, with its gas
+//! estimate in the same batch), and read the proxy's code, the owner's balance, its Permit2
+//! allowance and its nonce bit to name a failure), and the call (the proxy, not the token).
 
-use alloy::primitives::{Address, Bytes, U256};
+use alloy::primitives::{Address, Bytes, U256, U64};
 use alloy::providers::Provider;
 use alloy::rpc::types::{TransactionInput, TransactionRequest};
 use alloy::sol_types::SolCall;
@@ -16,7 +16,7 @@ use x402::permit2::{self, abi, Permit2Request, Phase};
 use x402::proto::PaymentRequest;
 use x402::Reason;
 
-use super::{Facilitator, NetworkRuntime};
+use super::{Facilitator, NetworkRuntime, SettleCall};
 use crate::error::{ServiceError, ServiceResult};
 
 /// What the off-chain checks of a payment established, by transfer method.
@@ -28,6 +28,8 @@ pub(super) enum Verified {
 /// What the chain said about a Permit2 payment.
 struct Permit2View {
     simulation: Result<(), String>,
+    /// At settle: the gas estimate of the proxy's `settle` (`Err`: it would revert).
+    estimate: Option<Result<u64, String>>,
     proxy_code: Option<Bytes>,
     permit2_code: Option<Bytes>,
     balance: Option<U256>,
@@ -81,15 +83,45 @@ impl Facilitator {
         rt: &NetworkRuntime,
         req: &PaymentRequest,
         verified: &Verified,
-    ) -> ServiceResult<Result<(Address, Bytes), Reason>> {
+        from: Address,
+        phase: Phase,
+    ) -> ServiceResult<Result<SettleCall, Reason>> {
         match (verified, &req.permit2) {
             (Verified::Eip3009(v), _) => {
-                let view = self.chain_view(rt, req, v).await?;
-                Ok(super::diagnose(req, &view).and(view.call.map(|c| (c.to, c.data))))
+                let view = self.chain_view(rt, req, v, from, phase).await?;
+                let gas_limit = view.gas_limit;
+                Ok(
+                    super::diagnose(req, &view).and(view.call.map(|c| SettleCall {
+                        to: c.to,
+                        data: c.data,
+                        gas_limit,
+                    })),
+                )
             }
             (Verified::Permit2(v), Some(p)) => {
-                let view = self.permit2_view(rt, req, p, v).await?;
-                Ok(diagnose(p, v, &view).map(|()| settlement_call(req, verified)))
+                let view = self.permit2_view(rt, req, p, v, from, phase).await?;
+                if let Err(reason) = diagnose(p, v, &view) {
+                    return Ok(Err(reason));
+                }
+                let (to, data) = settlement_call(req, verified);
+                let gas_limit = match view.estimate {
+                    None => None,
+                    Some(Ok(gas)) => match rt.fees.gas_limit_for(gas) {
+                        Some(limit) => Some(limit),
+                        None => {
+                            let call = super::PaymentCall::direct(to, data);
+                            return Ok(Err(super::fast::over_cap(rt, &call, gas)));
+                        }
+                    },
+                    // The simulation passed only at our clock (a stale latest block): the
+                    // estimate in that block cannot be had; the network's bound it is.
+                    Some(Err(_)) => Some(rt.fees.max_gas_per_settlement),
+                };
+                Ok(Ok(SettleCall {
+                    to,
+                    data,
+                    gas_limit,
+                }))
             }
             (Verified::Permit2(_), None) => Ok(Err(Reason::InvalidPayload)),
         }
@@ -101,10 +133,11 @@ impl Facilitator {
         req: &PaymentRequest,
         p: &Permit2Request,
         v: &permit2::Verified,
+        from: Address,
+        phase: Phase,
     ) -> ServiceResult<Permit2View> {
         let a = &p.payload.permit2_authorization;
         let proxy = p.kind.proxy();
-        let from = sender(rt, req);
         let calldata = permit2::settle_calldata(p, v);
         let rpc =
             |e: alloy::transports::TransportError| ServiceError::Unavailable(format!("rpc: {e}"));
@@ -121,6 +154,15 @@ impl Facilitator {
         let sim = batch
             .add_call::<_, Bytes>("eth_call", &call(proxy, calldata.to_vec()))
             .map_err(rpc)?;
+        // At settle the transaction's gas limit comes in the same round trip.
+        let estimate = match phase {
+            Phase::Verify => None,
+            Phase::Settle => Some(
+                batch
+                    .add_call::<_, U64>("eth_estimateGas", &call(proxy, calldata.to_vec()))
+                    .map_err(rpc)?,
+            ),
+        };
         let proxy_code = batch
             .add_call::<_, Bytes>("eth_getCode", &(proxy, "latest"))
             .map_err(rpc)?;
@@ -164,6 +206,14 @@ impl Facilitator {
             )
             .map_err(rpc)?;
         batch.send().await.map_err(rpc)?;
+        let estimate = match estimate {
+            None => None,
+            Some(waiter) => Some(match waiter.await {
+                Ok(gas) => Ok(gas.to::<u64>()),
+                Err(alloy::transports::RpcError::ErrorResp(e)) => Err(e.message.to_string()),
+                Err(e) => return Err(rpc(e)),
+            }),
+        };
         let simulation = match sim.await {
             Ok(_) => Ok(()),
             Err(alloy::transports::RpcError::ErrorResp(e)) => Err(format!(
@@ -181,6 +231,7 @@ impl Facilitator {
                     rt,
                     from,
                     &super::PaymentCall::direct(proxy, calldata.clone()),
+                    super::Run::Call,
                     (self.inner.clock)(),
                 )
                 .await
@@ -191,8 +242,14 @@ impl Facilitator {
             ok => ok,
         };
         let word = |b: Bytes| U256::try_from_be_slice(&b);
+        // A call that passes while its estimate fails (a gas-dependent revert): refused.
+        let simulation = match (&simulation, &estimate) {
+            (Ok(()), Some(Err(m))) if !super::time_refusal(m) => Err(m.clone()),
+            _ => simulation,
+        };
         Ok(Permit2View {
             simulation,
+            estimate,
             proxy_code: proxy_code.await.ok(),
             permit2_code: permit2_code.await.ok(),
             balance: balance.await.ok().filter(|b| b.len() == 32).and_then(word),
@@ -217,19 +274,6 @@ pub(super) fn required_sender(req: &PaymentRequest) -> Option<Address> {
     match p.kind {
         permit2::Kind::Upto => p.payload.permit2_authorization.witness.facilitator,
         permit2::Kind::Exact => None,
-    }
-}
-
-/// Who sends the settlement (and so who the simulation runs as).
-fn sender(rt: &NetworkRuntime, req: &PaymentRequest) -> Address {
-    match required_sender(req) {
-        Some(f) => f,
-        None => rt
-            .router
-            .signers()
-            .first()
-            .copied()
-            .unwrap_or(Address::ZERO),
     }
 }
 

@@ -10,18 +10,25 @@
 //!   a factory runs arbitrary code, paid with our gas. Anything else is refused before a
 //!   transaction exists. One transaction, one authorization: the ledger row is the payment's,
 //!   keyed as any other.
+//!
+//! A wallet's `isValidSignature` is code that may answer on how it is called (`tx.gasprice`,
+//! `gasleft()`, `tx.origin`): such a payment is simulated as its transaction will run
+//! (`as_sent`): from the signer that sends it, with the fees it will be signed with and the gas
+//! limit estimated for it. An `eth_call` with the node's defaults (gas price 0, the block's gas)
+//! would pass a wallet that then reverts on chain, at our cost.
 
 use alloy::primitives::{address, Address, Bytes};
 use alloy::providers::Provider;
-use alloy::rpc::types::{TransactionInput, TransactionRequest};
 use alloy::sol;
 use alloy::sol_types::{SolCall, SolError};
 use x402::exact::evm::{self as exact, SignatureKind, IEIP3009};
 use x402::proto::{Authorization, PaymentRequest};
 use x402::Reason;
 
+use super::fast::Run;
 use super::NetworkRuntime;
 use crate::error::{ServiceError, ServiceResult};
+use crate::settlement;
 
 sol! {
     interface IMulticall3 {
@@ -183,17 +190,15 @@ pub(crate) async fn payment_call(
                 tracing::info!(%factory, payer = %auth.from, "ERC-6492 factory not allowed");
                 return Ok(Err(Reason::Eip6492FactoryNotAllowed));
             } else {
-                let call = deploy_and_transfer(
+                // Its gas is estimated under the network's bound (`as_sent`): a factory runs
+                // code of its own, paid with our gas.
+                deploy_and_transfer(
                     rt.smart_wallets.multicall3,
                     factory,
                     factory_calldata,
                     asset,
                     transfer,
-                );
-                if let Some(reason) = exceeds_gas_limit(rt, &call).await {
-                    return Ok(Err(reason));
-                }
-                call
+                )
             }
         }
         // A wallet's signature (not 64/65 bytes) for an address without code: nothing can
@@ -206,25 +211,28 @@ pub(crate) async fn payment_call(
     Ok(Ok(call))
 }
 
-/// A deployment the network's gas limit cannot carry would revert with our gas spent: refuse
-/// it (and say which setting to raise) instead.
-async fn exceeds_gas_limit(rt: &NetworkRuntime, call: &PaymentCall) -> Option<Reason> {
-    let from = rt.router.signers().first().copied()?;
-    let request = TransactionRequest::default()
-        .from(from)
-        .to(call.to)
-        .input(TransactionInput::new(call.data.clone()));
-    // An estimate that fails is a transfer that fails: the simulation names it.
-    let gas = rt.provider.estimate_gas(request).await.ok()?;
-    (gas > rt.fees.gas_limit).then(|| {
-        tracing::warn!(
-            network = rt.entry.info.v1_name,
-            gas,
-            gas_limit = rt.fees.gas_limit,
-            "an ERC-6492 deployment needs more gas than the network's gas_limit: raise it"
-        );
-        Reason::SmartWalletDeploymentFailed
-    })
+/// How a smart wallet's payment runs when sent by `from`: the fees its transaction will be
+/// signed with now `(maxFeePerGas, maxPriorityFeePerGas)`, and the estimate of the very call
+/// with them (`eth_estimateGas` from `from`); `Err(message)`: the estimate failed, as the
+/// transaction would.
+pub(super) async fn estimate_as_sent(
+    rt: &NetworkRuntime,
+    from: Address,
+    call: &PaymentCall,
+) -> ServiceResult<((u128, u128), Result<u64, String>)> {
+    let fees = settlement::fees_now(&rt.provider, &rt.fees)
+        .await
+        .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
+    // The transaction's own calldata: a deployment's transfer may not fail.
+    let request = Run::Estimate
+        .request(from, call)
+        .max_fee_per_gas(fees.0)
+        .max_priority_fee_per_gas(fees.1);
+    match rt.provider.estimate_gas(request).await {
+        Ok(gas) => Ok((fees, Ok(gas))),
+        Err(alloy::transports::RpcError::ErrorResp(e)) => Ok((fees, Err(e.message.to_string()))),
+        Err(e) => Err(ServiceError::Unavailable(format!("rpc: {e}"))),
+    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,8 @@
 //!   every payment of the batch the receipt.
 //! - Each payment's outcome is read from its own `AuthorizationUsed` log in the receipt
 //!   (`carried`): a call that failed inside a successful batch logs nothing. The ledger keeps
-//!   one row per payment; each row's gas and fee are its share of the transaction's.
+//!   one row per payment; each row's gas and fee are an equal share of the transaction's, a
+//!   failed call's as well as a carried one's (`share`).
 //! - A batch of one is sent as the plain call, as without batching.
 //! - A batch whose worst-case gas limit would pass 1/6 of the block's (`BLOCK_SHARE`, read
 //!   once from the head) goes out as several even ones, side by side: blocks fill better.
@@ -87,12 +88,16 @@ const BLOCK_SHARE: u64 = 6;
 
 /// Gas of a batch when the node cannot estimate it: per call, and for the transaction.
 const FALLBACK_GAS_PER_CALL: u64 = 100_000;
-const FALLBACK_GAS_BASE: u64 = 40_000;
+pub const FALLBACK_GAS_BASE: u64 = 40_000;
 /// Per call of a batch that nobody simulated (every payment cleared by the state mirror: an
 /// EOA's `transferWithAuthorization` of a FiatToken-like asset, at most ~70k gas with its
 /// calldata, paying a new nonce and a new payee slot): not estimated, so that the node runs
 /// each payment once, in its block.
-const MIRRORED_GAS_PER_CALL: u64 = 90_000;
+pub const MIRRORED_GAS_PER_CALL: u64 = 90_000;
+
+/// The gas limit of a payment the state mirror cleared, sent alone (a batch of one): the
+/// transaction's own cost and one call's bound.
+pub const MIRRORED_GAS_LIMIT: u64 = FALLBACK_GAS_BASE + MIRRORED_GAS_PER_CALL;
 
 /// One payment to settle in a batch.
 #[derive(Debug, Clone)]
@@ -105,6 +110,8 @@ pub struct Payment {
     pub calldata: Bytes,
     /// Simulated before it was queued (`false`: cleared by the state mirror instead).
     pub simulated: bool,
+    /// Its gas limit sent alone: its call's estimate plus the margin, or `MIRRORED_GAS_LIMIT`.
+    pub gas_limit: u64,
 }
 
 /// What became of a payment's batch.
@@ -112,8 +119,8 @@ pub struct Payment {
 pub enum BatchOutcome {
     /// The batch's transaction is mined (the payment's own outcome: `carried`). Shared by the
     /// batch's payments: a 100-call batch's receipt holds 200 logs, and a copy per payment
-    /// was ~10 MB per batch in flight.
-    Mined(Arc<TransactionReceipt>),
+    /// was ~10 MB per batch in flight. With the number of payments the transaction carries.
+    Mined(Arc<TransactionReceipt>, u64),
     /// Sent (or maybe sent), not mined by the receipt timeout: these are its versions.
     Pending(Vec<B256>),
     /// No signer here could take it: nothing was sent.
@@ -122,11 +129,10 @@ pub enum BatchOutcome {
     NotSent(String),
 }
 
-/// Rows a batch transaction carries besides `Broadcast::settlement_id`, and its gas limit.
+/// Rows a batch transaction carries besides `Broadcast::settlement_id`.
 #[derive(Debug, Clone)]
 pub struct BatchTx {
     pub carried: Vec<i64>,
-    pub gas_limit: u64,
 }
 
 /// The ledger rows a broadcast names: its own, then the batch's others.
@@ -234,7 +240,8 @@ struct Sender {
     provider: alloy::providers::RootProvider,
     receipt_timeout: Duration,
     replace_after: Duration,
-    fallback_gas: u64,
+    /// `max_gas_per_settlement`: a batch's gas limit is at most this per call it carries.
+    max_gas_per_call: u64,
     /// Multicall3 on this chain: `UNKNOWN` until read, then `PRESENT` or `ABSENT`.
     multicall3: AtomicU8,
     /// The chain's block gas limit: 0 until read.
@@ -246,7 +253,8 @@ const PRESENT: u8 = 1;
 const ABSENT: u8 = 2;
 
 impl Batcher {
-    /// Start the collector on the current runtime. `gas_limit`: a single settlement's.
+    /// Start the collector on the current runtime. `max_gas_per_call`: the network's
+    /// `max_gas_per_settlement`.
     pub fn start(
         config: BatchConfig,
         router: SettlementRouter,
@@ -254,7 +262,7 @@ impl Batcher {
         provider: alloy::providers::RootProvider,
         receipt_timeout: Duration,
         replace_after: Duration,
-        gas_limit: u64,
+        max_gas_per_call: u64,
     ) -> Self {
         let (queue, mut rx) = mpsc::unbounded_channel::<Queued>();
         let sender = Arc::new(Sender {
@@ -263,7 +271,7 @@ impl Batcher {
             provider,
             receipt_timeout,
             replace_after,
-            fallback_gas: gas_limit,
+            max_gas_per_call,
             multicall3: AtomicU8::new(UNKNOWN),
             block_gas_limit: AtomicU64::new(0),
         });
@@ -348,8 +356,8 @@ impl Sender {
     /// estimate: `transaction`).
     fn worst_gas_per_call(&self) -> u64 {
         FALLBACK_GAS_PER_CALL
-            .max(self.fallback_gas / 2)
             .max(MIRRORED_GAS_PER_CALL)
+            .min(self.max_gas_per_call)
     }
 
     /// Is there code at Multicall3's address? Read once; a failed read is asked again next
@@ -381,10 +389,11 @@ impl Sender {
         }
     }
 
-    /// The transaction of a batch: the plain call for one payment, else `aggregate3`.
-    async fn transaction(&self, payments: &[Payment]) -> (Address, Bytes, Option<BatchTx>) {
+    /// The transaction of a batch and its gas limit: the plain call for one payment, else
+    /// `aggregate3`, whose limit is never above `max_gas_per_call` times its calls.
+    async fn transaction(&self, payments: &[Payment]) -> (Address, Bytes, Option<BatchTx>, u64) {
         if let [one] = payments {
-            return (one.asset, one.calldata.clone(), None);
+            return (one.asset, one.calldata.clone(), None, one.gas_limit);
         }
         let calls = |allow_failure: bool| {
             payments
@@ -398,14 +407,14 @@ impl Sender {
         };
         let calldata: Bytes = aggregate3Call { calls: calls(true) }.abi_encode().into();
         let n = payments.len() as u64;
-        let rest = payments[1..].iter().map(|p| p.settlement_id).collect();
+        let cap = self.max_gas_per_call.saturating_mul(n);
+        let batch = Some(BatchTx {
+            carried: payments[1..].iter().map(|p| p.settlement_id).collect(),
+        });
         if payments.iter().all(|p| !p.simulated) {
-            let gas_limit = FALLBACK_GAS_BASE + n * MIRRORED_GAS_PER_CALL;
-            let batch = BatchTx {
-                carried: rest,
-                gas_limit,
-            };
-            return (MULTICALL3, calldata, Some(batch));
+            // Under the cap: the mirror clears a payment only when `MIRRORED_GAS_LIMIT` is.
+            let gas_limit = (FALLBACK_GAS_BASE + n * MIRRORED_GAS_PER_CALL).min(cap);
+            return (MULTICALL3, calldata, batch, gas_limit);
         }
         // Estimated with every call required to pass (each was simulated, or cleared by the
         // state mirror, just before): with `allowFailure` an estimate could be too low for the
@@ -432,40 +441,38 @@ impl Sender {
                 FALLBACK_GAS_BASE + n * self.worst_gas_per_call()
             }
         };
-        (
-            MULTICALL3,
-            calldata,
-            Some(BatchTx {
-                carried: rest,
-                gas_limit,
-            }),
-        )
+        // Each call was estimated under the cap alone: a batch above it is not their sum.
+        (MULTICALL3, calldata, batch, gas_limit.min(cap))
     }
 
     async fn run(&self, payments: &[Payment]) -> BatchOutcome {
-        let (to, calldata, batch) = self.transaction(payments).await;
+        let (to, calldata, batch, gas_limit) = self.transaction(payments).await;
         let first = payments[0].settlement_id;
+        let calls = payments.len() as u64;
         let msg = |replacing: Option<Broadcasted>| Broadcast {
             settlement_id: first,
             to,
             calldata: calldata.clone(),
             replacing,
             batch: batch.clone(),
+            gas_limit,
         };
         match self.router.broadcast(msg(None)).await {
-            Ok(b) => self.wait(vec![b.tx_hash], Some(b), &msg).await,
+            Ok(b) => self.wait(calls, vec![b.tx_hash], Some(b), &msg).await,
             Err(BroadcastError::NoSigner(why)) => BatchOutcome::NoSigner(why),
             Err(BroadcastError::NotSent(why)) => BatchOutcome::NotSent(why),
             Err(BroadcastError::Unknown { tx_hash, error }) => {
                 tracing::warn!(%tx_hash, %error, "batch broadcast outcome unknown; waiting for the chain");
-                self.wait(vec![tx_hash], None, &msg).await
+                self.wait(calls, vec![tx_hash], None, &msg).await
             }
         }
     }
 
-    /// Wait for the receipt of any version, replacing the latest while it stays unmined.
+    /// Wait for the receipt of any version of a transaction of `calls` payments, replacing the
+    /// latest while it stays unmined.
     async fn wait(
         &self,
+        calls: u64,
         mut hashes: Vec<B256>,
         mut latest: Option<Broadcasted>,
         msg: &impl Fn(Option<Broadcasted>) -> Broadcast,
@@ -479,7 +486,7 @@ impl Sender {
                 None => left,
             };
             if let Some(receipt) = self.watcher.wait_any(&hashes, slice).await {
-                return BatchOutcome::Mined(Arc::new(receipt));
+                return BatchOutcome::Mined(Arc::new(receipt), calls);
             }
             if Instant::now() >= deadline {
                 return BatchOutcome::Pending(hashes);
@@ -519,21 +526,25 @@ fn split<T>(mut batch: Vec<T>, cap: usize) -> Vec<Vec<T>> {
     out
 }
 
-/// A payment's gas and fee: its share of a batch transaction's (the successful payments
-/// share it; a failed call in a batch costs its row nothing).
+/// A payment's gas and fee: its share of a batch transaction's of `calls` payments. Each pays
+/// an equal share, whether its call went through or failed (a failed call burns gas too, and
+/// is charged to whoever asked for it), and when the whole transaction reverted. `calls`
+/// unknown: the successful payments share it, and a failed one costs nothing.
 pub fn share(
     receipt: &TransactionReceipt,
     gas_used: u64,
     fee_wei: u128,
     used: bool,
+    calls: Option<u64>,
 ) -> (u64, u128) {
     if !is_batch(receipt) {
         return (gas_used, fee_wei);
     }
-    if !used {
-        return (0, 0);
-    }
-    let n = authorizations_used(receipt).max(1);
+    let n = match calls {
+        Some(n) => n.max(1),
+        None if !used => return (0, 0),
+        None => authorizations_used(receipt).max(1),
+    };
     (gas_used / n, fee_wei / u128::from(n))
 }
 
