@@ -2,13 +2,14 @@
 //! fresh PostgreSQL database per test).
 
 mod chain_helpers;
+mod chromium;
 mod helpers;
 mod tcp_proxy;
+mod workspace_bin;
 
 mod admin;
 mod auth;
 mod batch;
-mod bench;
 mod chains;
 mod clients;
 mod credits;
