@@ -4,7 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/../tools"
 marker=node_modules/.package-lock.json
-if [ ! -f "$marker" ] || [ package-lock.json -nt "$marker" ]; then
+if [ -L node_modules ]; then
+  # Another checkout's install (a git worktree): `npm ci` would empty it through the link.
+  echo "tools/node_modules is a link to $(readlink node_modules): not reinstalling"
+elif [ ! -f "$marker" ] || [ package-lock.json -nt "$marker" ]; then
   echo "installing tools/ (npm ci)"
   # --ignore-scripts: nothing here needs an install script (anvil ships as a plain binary).
   npm ci --no-audit --no-fund --ignore-scripts

@@ -8,10 +8,8 @@
 //! wire: `{"data": ...}` on success, `error::ApiError` otherwise.
 
 pub mod auth;
-pub mod bench;
 pub mod chains;
 pub mod config;
-pub mod dev;
 pub mod error;
 pub mod memory;
 pub mod middleware;

@@ -17,7 +17,7 @@ pub fn resident() -> Option<(u64, u64)> {
     resident_at("/proc/self/status")
 }
 
-/// The same of another process (e.g. a child the bench started).
+/// The same of another process (e.g. a child `x402-bench` started).
 pub fn resident_of(pid: u32) -> Option<(u64, u64)> {
     resident_at(&format!("/proc/{pid}/status"))
 }
@@ -29,31 +29,6 @@ fn resident_at(status_path: &str) -> Option<(u64, u64)> {
         line.split_whitespace().nth(1)?.parse::<u64>().ok()
     };
     Some((kib("VmRSS:")? * 1024, kib("VmHWM:")? * 1024))
-}
-
-/// Wait for another process's resident set to stop falling after a burst (its connections
-/// closing, its trimmer returning free pages: `memory.trim_interval_secs`, 5 s by default) and
-/// return it, bytes. Sampled every 0.5 s; settled once 8 s (more than a trim interval) pass
-/// without a fall of 1% or more; read after 30 s at most. `None` once the process is gone.
-pub async fn settle(pid: u32) -> Option<u64> {
-    const EVERY: Duration = Duration::from_millis(500);
-    const QUIET: Duration = Duration::from_secs(8);
-    const AT_MOST: Duration = Duration::from_secs(30);
-    let start = tokio::time::Instant::now();
-    let mut low = resident_of(pid)?.0;
-    let mut since = start;
-    let mut tick = tokio::time::interval(EVERY);
-    loop {
-        tick.tick().await;
-        let now = resident_of(pid)?.0;
-        if now < low - low / 100 {
-            since = tokio::time::Instant::now();
-        }
-        low = low.min(now);
-        if since.elapsed() >= QUIET || start.elapsed() >= AT_MOST {
-            return Some(now);
-        }
-    }
 }
 
 /// Cap glibc's malloc arenas at `n` (0 = glibc's default). Call before any thread starts:

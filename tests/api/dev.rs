@@ -1,4 +1,4 @@
-//! `x402-facilitator dev --state-file`: the README's run command, and the official x402
+//! `x402-dev --state-file` (`x402-bench`'s second binary): the README's run command, and the official x402
 //! clients paying through it.
 
 use std::io::{BufRead, BufReader};
@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use crate::chain_helpers::*;
 use crate::process::get_json;
+use crate::workspace_bin::workspace_bin;
 
 struct DevProcess {
     child: std::process::Child,
@@ -23,9 +24,9 @@ impl DevProcess {
     fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let state_path = dir.path().join("dev-state.json");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_x402-facilitator"))
+        let mut child = Command::new(workspace_bin("x402-bench", "x402-dev"))
             .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .args(["dev", "--state-file"])
+            .arg("--state-file")
             .arg(&state_path)
             .env("APP__SERVER__PORT", "0")
             .env("APP__SERVER__WORKERS", "2")

@@ -3,12 +3,10 @@
 //! (headless Chromium).
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::chromium::{artifacts_dir, chromium, run_chromium_async};
 use crate::helpers::{Db, TestApp};
 
 async fn openapi(app: &TestApp) -> Value {
@@ -319,96 +317,6 @@ async fn docs_are_served_from_this_process() {
     // A file that is not part of Swagger UI is a 404 in the envelope.
     let res = app.get("/docs/nope.js", None).await;
     assert_eq!(res.status(), 404);
-}
-
-// ---------------------------------------------------------------------------------------------
-// Headless Chromium.
-
-/// The browser: `$CHROMIUM`, else `chromium` (Debian) or `chromium-browser` on `PATH`.
-pub(crate) fn chromium() -> PathBuf {
-    if let Some(path) = std::env::var_os("CHROMIUM") {
-        return PathBuf::from(path);
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    for dir in std::env::split_paths(&path) {
-        for name in ["chromium", "chromium-browser"] {
-            let candidate = dir.join(name);
-            if candidate.is_file() {
-                return candidate;
-            }
-        }
-    }
-    panic!(
-        "headless Chromium is required by this test and was not found (looked for $CHROMIUM, \
-         `chromium` and `chromium-browser` on PATH). Install it: \
-         `apt-get install -y chromium` (Debian)."
-    );
-}
-
-/// Run the browser with `args` on `url`, killing it after `limit`. Returns (status, stdout,
-/// stderr). Output goes to files, so a large DOM cannot block the browser on a full pipe.
-fn run_chromium(args: &[String], url: &str, limit: Duration) -> (bool, String, String) {
-    let browser = chromium();
-    let profile = tempfile::tempdir().expect("tempdir");
-    let out_path = profile.path().join("stdout");
-    let err_path = profile.path().join("stderr");
-    let user_data = profile.path().join("profile");
-    let mut child = Command::new(&browser)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--disable-quic",
-            "--no-first-run",
-            "--no-default-browser-check",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-extensions",
-            "--hide-scrollbars",
-            // Offline: every host but ours fails to resolve, so a page that needed a CDN
-            // would not render.
-            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-        ])
-        .arg(format!("--user-data-dir={}", user_data.display()))
-        .args(args)
-        .arg(url)
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out_path).unwrap())
-        .stderr(std::fs::File::create(&err_path).unwrap())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", browser.display()));
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for chromium") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "chromium did not finish within {limit:?}; stderr:\n{}",
-                std::fs::read_to_string(&err_path).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    (
-        status.success(),
-        std::fs::read_to_string(&out_path).unwrap_or_default(),
-        std::fs::read_to_string(&err_path).unwrap_or_default(),
-    )
-}
-
-pub(crate) async fn run_chromium_async(args: Vec<String>, url: String) -> (bool, String, String) {
-    actix_web::rt::task::spawn_blocking(move || run_chromium(&args, &url, Duration::from_secs(60)))
-        .await
-        .expect("chromium runner")
-}
-
-pub(crate) fn artifacts_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/ci-artifacts")
 }
 
 #[actix_web::test]

@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use crate::chain_helpers::*;
 use crate::helpers::*;
 use crate::process::{post_json, Facilitator};
+use crate::workspace_bin::workspace_bin;
 
 const LEASE_TTL_SECS: u64 = 6;
 
@@ -474,7 +475,7 @@ async fn sqlite_refuses_a_second_instance_on_the_same_file() {
 }
 
 /// Settle throughput of one instance against two on one PostgreSQL database (same four signer
-/// keys, same chain), measured by `x402-facilitator bench` spreading the load round robin.
+/// keys, same chain), measured by `x402-bench` spreading the load round robin.
 /// A benchmark, not a test: run it in release and read the figures (BENCHMARKS.md).
 ///
 /// `cargo test --release --test api fleet_throughput -- --ignored --nocapture`
@@ -504,6 +505,7 @@ async fn fleet_throughput_one_vs_two_instances() {
             .collect::<String>(),
     )
     .unwrap();
+    let bench = workspace_bin("x402-bench", "x402-bench");
     let http = reqwest::Client::new();
     for instances in [1usize, 2] {
         let db = TestDb::create(Db::Postgres).await;
@@ -514,8 +516,7 @@ async fn fleet_throughput_one_vs_two_instances() {
         wait_for_split(&conn, &split, Duration::from_secs(LEASE_TTL_SECS * 4)).await;
         let urls: Vec<String> = fleet.iter().map(|f| format!("{}/api/v1", f.url)).collect();
         let out = dir.path().join(format!("report-{instances}"));
-        let status = Command::new(env!("CARGO_BIN_EXE_x402-facilitator"))
-            .arg("bench")
+        let status = Command::new(&bench)
             .args(["--facilitator", &urls.join(",")])
             .args(["--header", &format!("X-Client-ID: {}", key.0)])
             .args(["--header", &format!("X-Client-Token: {}", key.1)])

@@ -2,14 +2,15 @@
 //! fresh PostgreSQL database per test).
 
 mod chain_helpers;
+mod chromium;
 mod helpers;
 mod tcp_proxy;
+mod workspace_bin;
 
 mod accounts;
 mod admin;
 mod auth;
 mod batch;
-mod bench;
 mod body_bounds;
 mod chains;
 mod clients;

@@ -1,6 +1,6 @@
 // The official TypeScript x402 facilitator, served over HTTP: `@x402/core`'s `x402Facilitator`
 // with `@x402/evm`'s `ExactEvmScheme` (x402 v2) and `ExactEvmSchemeV1` (v1), on one signer key.
-// `x402-facilitator bench` and its tests point at it to measure a facilitator that is not ours.
+// `x402-bench` and its tests point at it to measure a facilitator that is not ours.
 //
 // Configuration (environment; the key never goes on a command line):
 //   REFERENCE_RPC_URL       node to read and settle on

@@ -1,5 +1,5 @@
-// Shared by the end-to-end scripts: read the state file that `x402-facilitator dev
-// --state-file` writes, serve a resource server on 127.0.0.1, and report one JSON line.
+// Shared by the end-to-end scripts: read the state file that `x402-dev --state-file` writes,
+// serve a resource server on 127.0.0.1, and report one JSON line.
 import { readFileSync } from "node:fs";
 
 export const PAY_TO = "0x0000000000000000000000000000000000000e2e";

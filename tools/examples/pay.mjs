@@ -1,4 +1,4 @@
-// Pay through a running `x402-facilitator dev` with the official x402 clients, v1 and v2:
+// Pay through a running `x402-dev` (scripts/run.sh) with the official x402 clients, v1 and v2:
 // each script starts a small Express resource server that charges 0.01 USDC per request and
 // uses this facilitator (with the dev client key), then a buyer pays it with a dev payer key.
 //

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # schemathesis (pinned, from PyPI, in its own venv) against /openapi.json of a live server:
-# `x402-facilitator dev` (a local chain serving base-sepolia, a fresh SQLite file) on a free
+# `x402-dev` (a local chain serving base-sepolia, a fresh SQLite file) on a free
 # 127.0.0.1 port, with a user's access token, the admin token, a client key and a scrape token
 # (schemathesis.toml beside this file), so that authenticated operations are exercised too.
 # The server and the chain are stopped at the end. Results: BENCHMARKS.md, "API conformance".
@@ -19,7 +19,7 @@ if [ ! -x "$venv/bin/schemathesis" ]; then
   "$venv/bin/pip" install --quiet "schemathesis==$version"
 fi
 scripts/install-tools.sh >/dev/null
-cargo build --locked --quiet --bin x402-facilitator
+cargo build --locked --quiet -p x402-bench --bin x402-dev
 
 work="$(mktemp -d)"
 server=""
@@ -38,7 +38,7 @@ APP__SERVER__PORT=0 \
 APP__AUTH__ACCESS_TOKEN_TTL_SECS=86400 \
 APP__METRICS__PROMETHEUS_TOKEN="$X402_METRICS_TOKEN" \
 APP__LOG__FORMAT=json \
-  "$CARGO_TARGET_DIR/debug/x402-facilitator" dev --state-file "$work/state.json" \
+  "$CARGO_TARGET_DIR/debug/x402-dev" --state-file "$work/state.json" \
   >"$work/server.log" 2>&1 &
 server=$!
 state() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$work/state.json" "$1"; }

@@ -88,7 +88,7 @@ impl Terms {
                         "network": network,
                         "maxAmountRequired": self.amount.to_string(),
                         "resource": "http://127.0.0.1/bench",
-                        "description": "x402-facilitator bench",
+                        "description": "x402-bench",
                         "mimeType": "application/json",
                         "payTo": self.pay_to.to_checksum(None),
                         "maxTimeoutSeconds": 60,
@@ -111,7 +111,7 @@ impl Terms {
                     "x402Version": 2,
                     "paymentPayload": {
                         "x402Version": 2,
-                        "resource": { "url": "http://127.0.0.1/bench", "description": "x402-facilitator bench", "mimeType": "application/json" },
+                        "resource": { "url": "http://127.0.0.1/bench", "description": "x402-bench", "mimeType": "application/json" },
                         "accepted": requirements,
                         "payload": payload,
                     },

@@ -1,4 +1,4 @@
-//! `x402-facilitator dev`: the whole thing on one machine, for trying it and for the official
+//! `x402-dev`: the whole thing on one machine, for trying it and for the official
 //! clients' end-to-end tests. Starts a local anvil standing in for `base-sepolia`
 //! (chain id 84532), deploys Circle's real USDC (FiatTokenV2_2, EIP-712 name "USDC", version
 //! "2"), funds demo payers, serves on a fresh SQLite file with a dev user and client key, and
@@ -12,8 +12,8 @@ use figment::providers::Serialized;
 use secrecy::ExposeSecret;
 use serde_json::json;
 
-use crate::config::Settings;
-use crate::startup::{Application, BuildOptions};
+use x402_facilitator::config::Settings;
+use x402_facilitator::startup::{Application, BuildOptions};
 
 pub const DEV_EMAIL: &str = "dev@x402.local";
 pub const DEV_PASSWORD: &str = "dev-password-not-secret";

@@ -1,4 +1,4 @@
-//! `x402-facilitator bench`: its figures agree with the chain (read here, not through the
+//! `x402-bench`: its figures agree with the chain (read here, not through the
 //! bench), it measures a facilitator that is not ours (the official TypeScript one), its open
 //! loop does not hide a server's queue, and bad input ends with a message, not a panic.
 
@@ -12,15 +12,22 @@ use alloy::primitives::{Address, B256, U256};
 use alloy::providers::Provider;
 use alloy::signers::local::PrivateKeySigner;
 use devnet::{Devnet, DevnetOptions};
+use secrecy::ExposeSecret;
 use serde_json::{json, Value};
-use x402_facilitator::bench::reference::ReferenceFacilitator;
-use x402_facilitator::bench::{self, BenchArgs};
+use x402_bench::dev::{local_facilitator, LocalFacilitator};
+use x402_bench::reference::ReferenceFacilitator;
+use x402_bench::BenchArgs;
 
-use crate::chain_helpers::ChainApp;
-use crate::docs::{artifacts_dir, chromium, run_chromium_async};
-use crate::helpers::Db;
+#[path = "../../tests/api/chromium.rs"]
+mod chromium;
+#[path = "../../tests/api/workspace_bin.rs"]
+mod workspace_bin;
 
-const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config.yaml");
+use chromium::{artifacts_dir, chromium, run_chromium_async};
+
+/// The repository's root: the binary runs there, as an operator runs it from a checkout.
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../config.yaml");
 
 fn read_report(dir: &Path) -> Value {
     let path = dir.join("report.json");
@@ -99,7 +106,9 @@ async fn self_contained_settle_run_matches_the_chain_and_its_report_renders() {
     ])
     .unwrap();
     // The binary's `bench` is this call; its exit status is `passed()`.
-    let outcome = bench::run(args, Path::new(CONFIG)).await.expect("bench");
+    let outcome = x402_bench::run(args, Path::new(CONFIG))
+        .await
+        .expect("bench");
     let report = read_report(out.path());
     let local = outcome.local.as_ref().expect("self-contained");
     let run = &report["runs"][0];
@@ -199,7 +208,8 @@ async fn self_contained_settle_run_matches_the_chain_and_its_report_renders() {
 #[actix_web::test]
 async fn another_build_runs_as_a_child_on_the_same_chain_and_its_memory_is_reported() {
     let out = tempfile::tempdir().unwrap();
-    let binary = format!("other={}", env!("CARGO_BIN_EXE_x402-facilitator"));
+    let facilitator = workspace_bin::workspace_bin("x402-facilitator", "x402-facilitator");
+    let binary = format!("other={}", facilitator.display());
     let args = BenchArgs::try_parse_from([
         "bench",
         "--mode",
@@ -214,7 +224,9 @@ async fn another_build_runs_as_a_child_on_the_same_chain_and_its_memory_is_repor
         out.path().to_str().unwrap(),
     ])
     .unwrap();
-    let outcome = bench::run(args, Path::new(CONFIG)).await.expect("bench");
+    let outcome = x402_bench::run(args, Path::new(CONFIG))
+        .await
+        .expect("bench");
     let report = read_report(out.path());
     let local = outcome.local.as_ref().expect("self-contained");
     let runs = report["runs"].as_array().unwrap();
@@ -262,16 +274,12 @@ async fn another_build_runs_as_a_child_on_the_same_chain_and_its_memory_is_repor
 /// The binary, as an operator runs it (off the test's thread: the facilitators it measures
 /// may run on it).
 async fn bench_process(args: &[&str]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_x402-facilitator"));
-    command
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .arg("bench")
-        .args(args)
-        .env("RUST_LOG", "warn");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_x402-bench"));
+    command.current_dir(ROOT).args(args).env("RUST_LOG", "warn");
     actix_web::rt::task::spawn_blocking(move || command.output())
         .await
         .unwrap()
-        .expect("run x402-facilitator bench")
+        .expect("run x402-bench")
 }
 
 /// Run the binary and require exit 0; its (stdout, stderr).
@@ -314,18 +322,34 @@ fn keys_file(dir: &Path, keys: &[PrivateKeySigner]) -> String {
 
 #[actix_web::test]
 async fn the_typescript_reference_facilitator_is_measured_and_compared_with_ours() {
-    let chain = ChainApp::spawn(
-        Db::Sqlite,
-        DevnetOptions {
-            payers: 8,
-            block_time: Some(1),
-            gas_limit: Some(300_000_000),
-            multicall3: true,
-            ..DevnetOptions::default()
-        },
+    let devnet = &Devnet::start(DevnetOptions {
+        payers: 8,
+        block_time: Some(1),
+        gas_limit: Some(300_000_000),
+        multicall3: true,
+        ..DevnetOptions::default()
+    })
+    .await
+    .unwrap();
+    // Ours as `x402-dev` serves it (a fresh SQLite file, a client key of its own).
+    let ours_dir = tempfile::tempdir().unwrap();
+    let LocalFacilitator {
+        app,
+        client_id,
+        client_token,
+    } = local_facilitator(
+        Path::new(CONFIG),
+        json!({ "server": { "host": "127.0.0.1", "port": 0 } }),
+        ours_dir.path(),
+        &devnet.rpc_url,
+        devnet.usdc,
+        devnet.facilitator_keys[..1].to_vec(),
     )
-    .await;
-    let devnet = &chain.devnet;
+    .await
+    .expect("our facilitator starts");
+    let ours = format!("http://127.0.0.1:{}/api/v1", app.port());
+    let server = app.server_handle();
+    let serving = actix_web::rt::spawn(app.run_until_stopped());
     let code = devnet
         .provider()
         .get_code_at(devnet::MULTICALL3)
@@ -382,9 +406,8 @@ async fn the_typescript_reference_facilitator_is_measured_and_compared_with_ours
     assert_run_matches_chain(devnet, run, 1000).await;
 
     // Ours against the reference, x402 v1, as a resource server pays (verify, then settle).
-    let ours = format!("{}/api/v1", chain.app.address);
-    let id = format!("X-Client-ID: {}", chain.client_id);
-    let token = format!("X-Client-Token: {}", chain.client_token);
+    let id = format!("X-Client-ID: {client_id}");
+    let token = format!("X-Client-Token: {}", client_token.expose_secret());
     let out_cmp = dir.path().join("compare");
     let mut args = vec![
         "--facilitator",
@@ -435,8 +458,11 @@ async fn the_typescript_reference_facilitator_is_measured_and_compared_with_ours
     // The client token was on the command line; it is printed and written nowhere.
     let json_text = std::fs::read_to_string(out_cmp.join("report.json")).unwrap();
     for place in [&stdout, &stderr, &json_text] {
-        assert!(!place.contains(&chain.client_token));
+        assert!(!place.contains(client_token.expose_secret()));
     }
+    drop(reference);
+    server.stop(true).await;
+    serving.await.unwrap().unwrap();
 }
 
 /// A facilitator that answers every verify `isValid: true`, one request at a time, each
@@ -516,7 +542,9 @@ async fn the_open_loop_measures_from_the_schedule_so_a_queue_shows() {
         dir.path().to_str().unwrap(),
     ])
     .unwrap();
-    let outcome = bench::run(args, Path::new(CONFIG)).await.expect("bench");
+    let outcome = x402_bench::run(args, Path::new(CONFIG))
+        .await
+        .expect("bench");
     assert!(outcome.passed());
     let report = read_report(dir.path());
     let run = &report["runs"][0];

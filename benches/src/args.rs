@@ -1,4 +1,4 @@
-//! The command line of `x402-facilitator bench`.
+//! The command line of `x402-bench`.
 
 use std::path::PathBuf;
 
@@ -69,7 +69,7 @@ pub struct BenchArgs {
     #[arg(long, value_name = "FILE")]
     pub payer_keys_file: Option<PathBuf>,
     /// Read facilitator URL, client key, RPC URL, network, asset and payer keys from a
-    /// `dev-state.json` (as `x402-facilitator dev --state-file` writes); flags win over it.
+    /// `dev-state.json` (as `x402-dev --state-file` writes); flags win over it.
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
 

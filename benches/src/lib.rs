@@ -1,5 +1,7 @@
-//! `x402-facilitator bench`: load-benchmarks any x402 facilitator (ours or not) over its
-//! HTTP API, and checks every answer against the chain.
+//! `x402-bench`: load-benchmarks any x402 facilitator (ours or not) over its HTTP API, and
+//! checks every answer against the chain. And `x402-dev` (`dev`): our facilitator on a local
+//! chain, for trying it. Both are tools beside the facilitator: it links none of this crate
+//! (charts, progress bar, HDR histograms, the local chain and the processes they start).
 //!
 //! A bench flows: resolve the chain (self-contained `local`, or the node, network, asset and
 //! buyer keys given) -> pre-flight checks read from the node (`chain`: chain id, the token's
@@ -13,8 +15,10 @@ mod args;
 mod binary;
 mod chain;
 mod charts;
+pub mod dev;
 mod engine;
 mod local;
+mod memory;
 mod payments;
 mod proxy;
 pub mod reference;
@@ -581,7 +585,7 @@ async fn bench(
         );
         if let Some(&pid) = setup.pids.get(&target.name) {
             if let Some((rss, peak)) = crate::memory::resident_of(pid).map(megabytes) {
-                let settled = crate::memory::settle(pid).await.map(mb);
+                let settled = memory::settle(pid).await.map(mb);
                 run.memory = Some(report::ProcessMemory {
                     rss_mb: rss,
                     peak_mb: peak,
@@ -603,7 +607,7 @@ async fn bench(
         print_comparison(&runs);
     }
     let report = Report {
-        tool: "x402-facilitator bench".into(),
+        tool: "x402-bench".into(),
         version: env!("CARGO_PKG_VERSION").into(),
         generated_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         command: redacted_argv(std::env::args()),
@@ -756,8 +760,7 @@ mod tests {
     #[test]
     fn header_values_never_reach_the_recorded_command_line() {
         let argv = [
-            "x402-facilitator",
-            "bench",
+            "x402-bench",
             "--header",
             "X-Client-Token: x402sk_secret",
             "-H",
