@@ -8,6 +8,7 @@ use alloy::signers::local::PrivateKeySigner;
 use devnet::{Devnet, DevnetOptions, SafeContracts, SafeWallet};
 use serde_json::{json, Value};
 
+use crate::both_dbs;
 use crate::chain_helpers::*;
 use crate::helpers::*;
 use crate::replay::{e2e_state, node, write_state, E2E_PAY_TO, E2E_PRICE};
@@ -69,22 +70,6 @@ async fn sent_by_facilitator(app: &ChainApp) -> u64 {
         .unwrap()
 }
 
-macro_rules! on_both_databases {
-    ($name:ident) => {
-        mod $name {
-            #[actix_web::test]
-            async fn sqlite() {
-                super::$name($crate::helpers::Db::Sqlite).await
-            }
-
-            #[actix_web::test]
-            async fn postgres() {
-                super::$name($crate::helpers::Db::Postgres).await
-            }
-        }
-    };
-}
-
 async fn a_deployed_wallet_pays_and_a_wrong_signature_is_refused(kind: Db) {
     let (app, safe) = safe_app(kind, false, json!({})).await;
     let w = wallet(&app, &safe, true, 50_000).await;
@@ -137,7 +122,7 @@ async fn a_deployed_wallet_pays_and_a_wrong_signature_is_refused(kind: Db) {
     assert_eq!(settled["success"], true, "{settled}");
     assert_eq!(app.balance(PAY_TO).await, U256::from(12_350));
 }
-on_both_databases!(a_deployed_wallet_pays_and_a_wrong_signature_is_refused);
+both_dbs!(a_deployed_wallet_pays_and_a_wrong_signature_is_refused);
 
 async fn a_counterfactual_wallet_is_deployed_and_pays_through_an_allowed_factory(kind: Db) {
     let (app, safe) = safe_app(kind, true, json!({})).await;
@@ -187,7 +172,7 @@ async fn a_counterfactual_wallet_is_deployed_and_pays_through_an_allowed_factory
     assert_eq!(settled["success"], true, "{settled}");
     assert_eq!(app.balance(PAY_TO).await, U256::from(31_000));
 }
-on_both_databases!(a_counterfactual_wallet_is_deployed_and_pays_through_an_allowed_factory);
+both_dbs!(a_counterfactual_wallet_is_deployed_and_pays_through_an_allowed_factory);
 
 async fn a_counterfactual_wallet_of_a_factory_not_allowed_is_refused_before_any_gas(kind: Db) {
     let (app, safe) = safe_app(kind, false, json!({})).await;
@@ -214,7 +199,7 @@ async fn a_counterfactual_wallet_of_a_factory_not_allowed_is_refused_before_any_
     assert_eq!(sent_by_facilitator(&app).await, sent, "no gas spent");
     assert_eq!(app.balance(w.address).await, U256::from(80_000));
 }
-on_both_databases!(a_counterfactual_wallet_of_a_factory_not_allowed_is_refused_before_any_gas);
+both_dbs!(a_counterfactual_wallet_of_a_factory_not_allowed_is_refused_before_any_gas);
 
 /// The other smart-wallet refusals, each from a real bad payment.
 async fn smart_wallet_refusals_have_their_reasons(kind: Db) {
@@ -274,7 +259,7 @@ async fn smart_wallet_refusals_have_their_reasons(kind: Db) {
     assert_eq!(sent_by_facilitator(&app).await, sent, "no gas spent");
     assert!(app.devnet.code_at(w.address).await.unwrap().is_empty());
 }
-on_both_databases!(smart_wallet_refusals_have_their_reasons);
+both_dbs!(smart_wallet_refusals_have_their_reasons);
 
 /// The official v2 buyer (`@x402/fetch` + `@x402/evm`) paying from a counterfactual Safe
 /// through the official resource server: the settle deploys the wallet and pays.
@@ -303,4 +288,4 @@ async fn the_official_v2_client_pays_from_a_counterfactual_safe(kind: Db) {
     assert_eq!(app.balance(E2E_PAY_TO).await, U256::from(E2E_PRICE));
     assert_eq!(app.balance(w.address).await, U256::from(50_000 - E2E_PRICE));
 }
-on_both_databases!(the_official_v2_client_pays_from_a_counterfactual_safe);
+both_dbs!(the_official_v2_client_pays_from_a_counterfactual_safe);

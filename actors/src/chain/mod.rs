@@ -40,6 +40,10 @@
 //! show on `/status`), and neither re-probes nor tracks heads. `RetryBackoffLayer` retries
 //! rate-limit answers on the *same* transport after sleeping, which works against a bounded
 //! answer time; here a 429 is a failed attempt and the next endpoint takes the call.
+//!
+//! Here: `ChainAccess` (one network's handle) and what its endpoints share; `endpoint` (one
+//! URL, its counters, when it is stalled); `failover` (one call across the endpoints, and the
+//! alloy transport); `health` (what `/status` shows, and the probe).
 
 mod endpoint;
 mod failover;

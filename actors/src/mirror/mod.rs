@@ -29,6 +29,9 @@
 //! probe: an answer is never older than the last head seen, and that head never older than
 //! `max_head_age`. Not followed: code an address gets later (an EIP-7702 delegation of a
 //! mirrored EOA), and Permit2 settles in flight (they are not counted as pending).
+//!
+//! Here: the mirrored state and `Mirror`'s handle; `follow` (applying blocks), `seed` (adding
+//! accounts), `judge` (answering, and our pending settles).
 
 mod follow;
 mod judge;
