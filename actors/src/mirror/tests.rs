@@ -1,15 +1,22 @@
-//! The mirror's bookkeeping without a chain: eviction and the effect of each token log.
+//! The mirror's bookkeeping without a chain: eviction, the effect of each token log, and
+//! judging from the mirrored state with our pending settles.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, B256, U256};
+use alloy::providers::RootProvider;
 use alloy::rpc::types::Log;
 use alloy::sol_types::SolEvent;
+use tokio::sync::watch;
 use x402::exact::evm::IFiatTokenState as Token;
+use x402::Reason;
 
 use super::follow::apply_log;
 use super::seed::evict;
-use super::{Account, State, TokenState};
+use super::{lock, Account, Fallback, Judged, Mirror, MirrorConfig, Payment, State, TokenState};
+use crate::chain::SeenHead;
 
 fn account(touched: u64) -> Account {
     Account {
@@ -90,4 +97,105 @@ fn logs_move_balances_nonces_blacklist_and_pause() {
         value: U256::from(7),
     };
     assert!(apply_log(&mut s, &log(too_much.encode_log_data()), &mut used).is_some());
+}
+
+/// A mirror at block 5 (the probe's last head, just seen) holding `payer` with a balance of
+/// 10 and `pay_to`; its provider is never called.
+fn mirror_at_head(asset: Address, payer: Address, pay_to: Address) -> Arc<Mirror> {
+    let hash = B256::repeat_byte(5);
+    let head = SeenHead {
+        number: 5,
+        hash,
+        timestamp: 0,
+        seen_at: Instant::now(),
+    };
+    let config = MirrorConfig {
+        max_accounts: 16,
+        max_head_age: Duration::from_secs(60),
+    };
+    let provider = RootProvider::new_http("http://127.0.0.1:1".parse().unwrap());
+    let mirror = Mirror::new(
+        "base",
+        vec![asset],
+        config,
+        provider,
+        watch::channel(Some(head)).1,
+        None,
+    );
+    let mut s = lock(&mirror.state);
+    s.block = Some((5, hash));
+    let mut t = TokenState {
+        paused: false,
+        accounts: HashMap::new(),
+    };
+    t.accounts.insert(payer, account(0));
+    t.accounts.insert(pay_to, account(0));
+    s.tokens.insert(asset, t);
+    drop(s);
+    mirror
+}
+
+#[test]
+fn judging_counts_our_pending_settles_and_used_nonces() {
+    let (asset, payer, pay_to) = (
+        Address::repeat_byte(0xaa),
+        Address::repeat_byte(1),
+        Address::repeat_byte(2),
+    );
+    let mirror = mirror_at_head(asset, payer, pay_to);
+    let pay = |value: u64, nonce: u8| Payment {
+        asset,
+        payer,
+        pay_to,
+        value: U256::from(value),
+        nonce: B256::repeat_byte(nonce),
+    };
+    let now = 1_000;
+    assert_eq!(mirror.judge(&pay(10, 1), now), Judged::Valid);
+    assert_eq!(
+        mirror.judge(&pay(11, 1), now),
+        Judged::Refused(Reason::InsufficientFunds)
+    );
+
+    // A settle of 8 in flight leaves 2 for any other payment of this payer, not for itself.
+    assert_eq!(mirror.reserve(&pay(8, 1), now, now + 60), Judged::Valid);
+    assert_eq!(mirror.judge(&pay(8, 1), now), Judged::Valid);
+    assert_eq!(
+        mirror.judge(&pay(3, 2), now),
+        Judged::Refused(Reason::InsufficientFunds)
+    );
+    assert_eq!(mirror.judge(&pay(2, 2), now), Judged::Valid);
+    // Past its `valid_before` it can no longer go through: it stops counting.
+    assert_eq!(mirror.judge(&pay(3, 2), now + 60), Judged::Valid);
+    mirror.settling(&pay(8, 1), now + 60);
+    mirror.not_settled(&pay(8, 1));
+    assert_eq!(mirror.judge(&pay(10, 2), now), Judged::Valid);
+
+    lock(&mirror.state)
+        .tokens
+        .get_mut(&asset)
+        .unwrap()
+        .accounts
+        .get_mut(&payer)
+        .unwrap()
+        .used
+        .insert(B256::repeat_byte(3));
+    assert_eq!(
+        mirror.judge(&pay(1, 3), now),
+        Judged::Refused(Reason::InvalidExactEvmNonceAlreadyUsed)
+    );
+    let stranger = Payment {
+        payer: Address::repeat_byte(9),
+        ..pay(1, 4)
+    };
+    assert_eq!(
+        mirror.judge(&stranger, now),
+        Judged::Fallback(Fallback::UnknownAccount)
+    );
+    // Not at the probe's last head: nothing is answered.
+    lock(&mirror.state).block = Some((4, B256::repeat_byte(4)));
+    assert_eq!(
+        mirror.judge(&pay(1, 1), now),
+        Judged::Fallback(Fallback::Stale)
+    );
 }
