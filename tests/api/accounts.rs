@@ -8,8 +8,8 @@ use alloy::primitives::{B256, U256};
 use reqwest::{Method, Response};
 use serde_json::{json, Value};
 
+use crate::both_dbs;
 use crate::chain_helpers::*;
-use crate::chain_test;
 use crate::helpers::*;
 
 /// Payments well above any value floor an operator would configure.
@@ -59,124 +59,128 @@ fn payment(app: &ChainApp, payer: usize, value: u64) -> (Value, Payment) {
     (p.v1(&p.sign(app.payer(payer)), value), p)
 }
 
-chain_test!(account_credits_bind_every_key_old_and_new, |app| {
-    let access = app.app.login("merchant@example.com").await;
-    let user_id = me(&app.app, &access).await["id"].as_i64().unwrap();
-    let (old_id, old_token) = (app.client_id.clone(), app.client_token.clone());
+both_dbs!(
+    account_credits_bind_every_key_old_and_new,
+    |app: ChainApp| {
+        let access = app.app.login("merchant@example.com").await;
+        let user_id = me(&app.app, &access).await["id"].as_i64().unwrap();
+        let (old_id, old_token) = (app.client_id.clone(), app.client_token.clone());
 
-    // An account with no credits: its existing key and a key created afterwards are refused.
-    let account = set_account(&app.app, user_id, json!({ "settleCredits": 0 })).await;
-    assert_eq!(account["settleCredits"], 0);
-    let (new_id, new_token) = app.app.client_key(&access, "verify,settle").await;
-    let before = app.balance(PAY_TO).await;
-    for (id, token) in [(&old_id, &old_token), (&new_id, &new_token)] {
-        let (body, p) = payment(&app, 0, VALUE);
-        let res = settle_with(&app, id, token, &body).await;
+        // An account with no credits: its existing key and a key created afterwards are refused.
+        let account = set_account(&app.app, user_id, json!({ "settleCredits": 0 })).await;
+        assert_eq!(account["settleCredits"], 0);
+        let (new_id, new_token) = app.app.client_key(&access, "verify,settle").await;
+        let before = app.balance(PAY_TO).await;
+        for (id, token) in [(&old_id, &old_token), (&new_id, &new_token)] {
+            let (body, p) = payment(&app, 0, VALUE);
+            let res = settle_with(&app, id, token, &body).await;
+            assert_error(
+                res,
+                403,
+                "FORBIDDEN",
+                Some("this account has no settle credits left"),
+            )
+            .await;
+            let res = app
+                .app
+                .post_as_client("/api/v1/verify", id, token, &body)
+                .await;
+            assert_eq!(res.json::<Value>().await.unwrap()["isValid"], true);
+            assert!(!app
+                .devnet
+                .authorization_state(p.from, p.nonce)
+                .await
+                .unwrap());
+            // The key sees its account's limit; its own stays unlimited.
+            let status = key_status(&app.app, id, token).await;
+            assert_eq!(status["settleCredits"], Value::Null);
+            assert_eq!(status["account"]["settleCredits"], 0);
+        }
+        assert_eq!(app.balance(PAY_TO).await, before);
+
+        // Credits back: 9 concurrent settles over 3 keys with 8 credits: exactly 8 settle.
+        let (third_id, third_token) = app.app.client_key(&access, "verify,settle").await;
+        let keys = [
+            (old_id.clone(), old_token.clone()),
+            (new_id.clone(), new_token.clone()),
+            (third_id, third_token),
+        ];
+        let account = set_account(&app.app, user_id, json!({ "addSettleCredits": 8 })).await;
+        assert_eq!(account["settleCredits"], 8);
+        let payments: Vec<(Value, Payment)> = (0..9)
+            .map(|i| payment(&app, i % 4, VALUE + i as u64))
+            .collect();
+        let answers =
+            futures::future::join_all(payments.iter().enumerate().map(|(i, (body, _))| {
+                let (id, token) = &keys[i % 3];
+                settle_with(&app, id, token, body)
+            }))
+            .await;
+        let (mut settled, mut refused, mut moved) = (Vec::new(), 0, U256::ZERO);
+        for (res, (_, p)) in answers.into_iter().zip(&payments) {
+            match res.status().as_u16() {
+                200 => {
+                    let answer: Value = res.json().await.unwrap();
+                    assert_eq!(answer["success"], true, "{answer}");
+                    moved += p.value;
+                    settled.push(p.clone());
+                }
+                403 => {
+                    let err = assert_error(res, 403, "FORBIDDEN", None).await;
+                    assert_eq!(err["message"], "this account has no settle credits left");
+                    refused += 1;
+                }
+                s => panic!("unexpected status {s}"),
+            }
+        }
+        assert_eq!((settled.len(), refused), (8, 1));
+        // On chain too: exactly the 8 answered ones moved, and only their nonces are used.
+        assert_eq!(app.balance(PAY_TO).await - before, moved);
+        for (_, p) in &payments {
+            let used = app
+                .devnet
+                .authorization_state(p.from, p.nonce)
+                .await
+                .unwrap();
+            assert_eq!(used, settled.iter().any(|s| s.nonce == p.nonce));
+        }
+        assert_eq!(me(&app.app, &access).await["settleCredits"], 0);
+
+        // A key's own limit still binds inside its account's: refused by the key, and the
+        // account's credit is left for another key.
+        set_account(&app.app, user_id, json!({ "addSettleCredits": 1 })).await;
+        let res = app
+            .app
+            .request(
+                Method::PATCH,
+                &format!("/admin/clients/{old_id}"),
+                Some(ADMIN_TOKEN),
+                Some(json!({ "settleCredits": 0 })),
+            )
+            .await;
+        assert_eq!(res.status(), 200);
+        let (body, _) = payment(&app, 1, VALUE);
+        let res = settle_with(&app, &old_id, &old_token, &body).await;
         assert_error(
             res,
             403,
             "FORBIDDEN",
-            Some("this account has no settle credits left"),
+            Some("this client key has no settle credits left"),
         )
         .await;
-        let res = app
-            .app
-            .post_as_client("/api/v1/verify", id, token, &body)
-            .await;
-        assert_eq!(res.json::<Value>().await.unwrap()["isValid"], true);
-        assert!(!app
-            .devnet
-            .authorization_state(p.from, p.nonce)
-            .await
-            .unwrap());
-        // The key sees its account's limit; its own stays unlimited.
-        let status = key_status(&app.app, id, token).await;
-        assert_eq!(status["settleCredits"], Value::Null);
-        assert_eq!(status["account"]["settleCredits"], 0);
-    }
-    assert_eq!(app.balance(PAY_TO).await, before);
+        assert_eq!(me(&app.app, &access).await["settleCredits"], 1);
+        let res = settle_with(&app, &new_id, &new_token, &body).await;
+        assert_eq!(res.json::<Value>().await.unwrap()["success"], true);
+        assert_eq!(me(&app.app, &access).await["settleCredits"], 0);
 
-    // Credits back: 9 concurrent settles over 3 keys with 8 credits: exactly 8 settle.
-    let (third_id, third_token) = app.app.client_key(&access, "verify,settle").await;
-    let keys = [
-        (old_id.clone(), old_token.clone()),
-        (new_id.clone(), new_token.clone()),
-        (third_id, third_token),
-    ];
-    let account = set_account(&app.app, user_id, json!({ "addSettleCredits": 8 })).await;
-    assert_eq!(account["settleCredits"], 8);
-    let payments: Vec<(Value, Payment)> = (0..9)
-        .map(|i| payment(&app, i % 4, VALUE + i as u64))
-        .collect();
-    let answers = futures::future::join_all(payments.iter().enumerate().map(|(i, (body, _))| {
-        let (id, token) = &keys[i % 3];
-        settle_with(&app, id, token, body)
-    }))
-    .await;
-    let (mut settled, mut refused, mut moved) = (Vec::new(), 0, U256::ZERO);
-    for (res, (_, p)) in answers.into_iter().zip(&payments) {
-        match res.status().as_u16() {
-            200 => {
-                let answer: Value = res.json().await.unwrap();
-                assert_eq!(answer["success"], true, "{answer}");
-                moved += p.value;
-                settled.push(p.clone());
-            }
-            403 => {
-                let err = assert_error(res, 403, "FORBIDDEN", None).await;
-                assert_eq!(err["message"], "this account has no settle credits left");
-                refused += 1;
-            }
-            s => panic!("unexpected status {s}"),
-        }
+        // Unlimited again.
+        let account = set_account(&app.app, user_id, json!({ "settleCredits": null })).await;
+        assert_eq!(account["settleCredits"], Value::Null);
+        let (body, _) = payment(&app, 2, VALUE);
+        let res = settle_with(&app, &new_id, &new_token, &body).await;
+        assert_eq!(res.json::<Value>().await.unwrap()["success"], true);
     }
-    assert_eq!((settled.len(), refused), (8, 1));
-    // On chain too: exactly the 8 answered ones moved, and only their nonces are used.
-    assert_eq!(app.balance(PAY_TO).await - before, moved);
-    for (_, p) in &payments {
-        let used = app
-            .devnet
-            .authorization_state(p.from, p.nonce)
-            .await
-            .unwrap();
-        assert_eq!(used, settled.iter().any(|s| s.nonce == p.nonce));
-    }
-    assert_eq!(me(&app.app, &access).await["settleCredits"], 0);
-
-    // A key's own limit still binds inside its account's: refused by the key, and the
-    // account's credit is left for another key.
-    set_account(&app.app, user_id, json!({ "addSettleCredits": 1 })).await;
-    let res = app
-        .app
-        .request(
-            Method::PATCH,
-            &format!("/admin/clients/{old_id}"),
-            Some(ADMIN_TOKEN),
-            Some(json!({ "settleCredits": 0 })),
-        )
-        .await;
-    assert_eq!(res.status(), 200);
-    let (body, _) = payment(&app, 1, VALUE);
-    let res = settle_with(&app, &old_id, &old_token, &body).await;
-    assert_error(
-        res,
-        403,
-        "FORBIDDEN",
-        Some("this client key has no settle credits left"),
-    )
-    .await;
-    assert_eq!(me(&app.app, &access).await["settleCredits"], 1);
-    let res = settle_with(&app, &new_id, &new_token, &body).await;
-    assert_eq!(res.json::<Value>().await.unwrap()["success"], true);
-    assert_eq!(me(&app.app, &access).await["settleCredits"], 0);
-
-    // Unlimited again.
-    let account = set_account(&app.app, user_id, json!({ "settleCredits": null })).await;
-    assert_eq!(account["settleCredits"], Value::Null);
-    let (body, _) = payment(&app, 2, VALUE);
-    let res = settle_with(&app, &new_id, &new_token, &body).await;
-    assert_eq!(res.json::<Value>().await.unwrap()["success"], true);
-});
+);
 
 /// The value of one sample of the Prometheus exposition.
 fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
@@ -191,159 +195,163 @@ fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         })
 }
 
-chain_test!(an_account_gas_budget_once_spent_refuses_settles, |app| {
-    let access = app.app.login("merchant@example.com").await;
-    let user_id = me(&app.app, &access).await["id"].as_i64().unwrap();
-    let (a_id, a_token) = (app.client_id.clone(), app.client_token.clone());
-    let (b_id, b_token) = app.app.client_key(&access, "verify,settle").await;
+both_dbs!(
+    an_account_gas_budget_once_spent_refuses_settles,
+    |app: ChainApp| {
+        let access = app.app.login("merchant@example.com").await;
+        let user_id = me(&app.app, &access).await["id"].as_i64().unwrap();
+        let (a_id, a_token) = (app.client_id.clone(), app.client_token.clone());
+        let (b_id, b_token) = app.app.client_key(&access, "verify,settle").await;
 
-    // A budget of 0: nothing may be spent.
-    let account = set_account(&app.app, user_id, json!({ "gasBudgetWeiPerDay": "0" })).await;
-    assert_eq!(account["gasBudgetWeiPerDay"], "0");
-    assert_eq!(account["gasBudgetLeftWei"], "0");
-    let budget_spent = "this account's gas budget for today (UTC) is spent; it renews at 00:00 UTC";
-    let (body, _) = payment(&app, 0, VALUE);
-    assert_error(
-        settle_with(&app, &a_id, &a_token, &body).await,
-        403,
-        "FORBIDDEN",
-        Some(budget_spent),
-    )
-    .await;
-
-    // A budget of 1 wei: the first settle is admitted (nothing spent yet) and spends it.
-    set_account(&app.app, user_id, json!({ "gasBudgetWeiPerDay": "1" })).await;
-    let answer: Value = settle_with(&app, &a_id, &a_token, &body)
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(answer["success"], true, "{answer}");
-    let tx: B256 = answer["transaction"].as_str().unwrap().parse().unwrap();
-    let receipt = app.devnet.receipt(tx).await.unwrap().expect("mined");
-    let gas = receipt.gas_used;
-    let fee = U256::from(receipt.gas_used) * U256::from(receipt.effective_gas_price);
-    assert!(fee > U256::ZERO);
-
-    // Spent: every key of the account is refused, a new one too; verify is not limited.
-    let (c_id, c_token) = app.app.client_key(&access, "verify,settle").await;
-    for (id, token) in [(&a_id, &a_token), (&b_id, &b_token), (&c_id, &c_token)] {
-        let (body, p) = payment(&app, 1, VALUE);
+        // A budget of 0: nothing may be spent.
+        let account = set_account(&app.app, user_id, json!({ "gasBudgetWeiPerDay": "0" })).await;
+        assert_eq!(account["gasBudgetWeiPerDay"], "0");
+        assert_eq!(account["gasBudgetLeftWei"], "0");
+        let budget_spent =
+            "this account's gas budget for today (UTC) is spent; it renews at 00:00 UTC";
+        let (body, _) = payment(&app, 0, VALUE);
         assert_error(
-            settle_with(&app, id, token, &body).await,
+            settle_with(&app, &a_id, &a_token, &body).await,
             403,
             "FORBIDDEN",
             Some(budget_spent),
         )
         .await;
-        assert!(!app
-            .devnet
-            .authorization_state(p.from, p.nonce)
+
+        // A budget of 1 wei: the first settle is admitted (nothing spent yet) and spends it.
+        set_account(&app.app, user_id, json!({ "gasBudgetWeiPerDay": "1" })).await;
+        let answer: Value = settle_with(&app, &a_id, &a_token, &body)
             .await
-            .unwrap());
-    }
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(answer["success"], true, "{answer}");
+        let tx: B256 = answer["transaction"].as_str().unwrap().parse().unwrap();
+        let receipt = app.devnet.receipt(tx).await.unwrap().expect("mined");
+        let gas = receipt.gas_used;
+        let fee = U256::from(receipt.gas_used) * U256::from(receipt.effective_gas_price);
+        assert!(fee > U256::ZERO);
 
-    // The spend, per account and per key: the owner's views.
-    let day = chrono::Utc::now().date_naive().to_string();
-    let mine = me(&app.app, &access).await;
-    assert_eq!(mine["gasBudgetWeiPerDay"], "1");
-    assert_eq!(mine["gasBudgetLeftWei"], "0");
-    assert_eq!(mine["gasToday"]["day"], day.as_str());
-    assert_eq!(mine["gasToday"]["gasUsed"], gas);
-    assert_eq!(mine["gasToday"]["feeWei"], fee.to_string());
-    assert_eq!(
-        mine["gasTodayByKey"],
-        json!([{ "clientId": a_id, "gasUsed": gas, "feeWei": fee.to_string() }])
-    );
-    let status = key_status(&app.app, &a_id, &a_token).await;
-    assert_eq!(status["gasToday"]["feeWei"], fee.to_string());
-    assert_eq!(status["account"]["gasToday"]["feeWei"], fee.to_string());
-    assert_eq!(status["account"]["gasBudgetLeftWei"], "0");
-    let status = key_status(&app.app, &b_id, &b_token).await;
-    assert_eq!(status["gasToday"]["feeWei"], "0");
-    assert_eq!(status["account"]["gasToday"]["feeWei"], fee.to_string());
-    let keys: Value = app
-        .app
-        .get("/api/v1/clients", Some(&access))
-        .await
-        .json()
-        .await
-        .unwrap();
-    for key in keys["data"].as_array().unwrap() {
-        let expected = if key["clientId"] == a_id.as_str() {
-            fee.to_string()
-        } else {
-            "0".to_owned()
-        };
-        assert_eq!(key["gasToday"]["feeWei"], expected, "{key}");
-    }
-    // The operator's: the admin API and Prometheus.
-    let res = app
-        .app
-        .get(&format!("/admin/users/{user_id}"), Some(ADMIN_TOKEN))
+        // Spent: every key of the account is refused, a new one too; verify is not limited.
+        let (c_id, c_token) = app.app.client_key(&access, "verify,settle").await;
+        for (id, token) in [(&a_id, &a_token), (&b_id, &b_token), (&c_id, &c_token)] {
+            let (body, p) = payment(&app, 1, VALUE);
+            assert_error(
+                settle_with(&app, id, token, &body).await,
+                403,
+                "FORBIDDEN",
+                Some(budget_spent),
+            )
+            .await;
+            assert!(!app
+                .devnet
+                .authorization_state(p.from, p.nonce)
+                .await
+                .unwrap());
+        }
+
+        // The spend, per account and per key: the owner's views.
+        let day = chrono::Utc::now().date_naive().to_string();
+        let mine = me(&app.app, &access).await;
+        assert_eq!(mine["gasBudgetWeiPerDay"], "1");
+        assert_eq!(mine["gasBudgetLeftWei"], "0");
+        assert_eq!(mine["gasToday"]["day"], day.as_str());
+        assert_eq!(mine["gasToday"]["gasUsed"], gas);
+        assert_eq!(mine["gasToday"]["feeWei"], fee.to_string());
+        assert_eq!(
+            mine["gasTodayByKey"],
+            json!([{ "clientId": a_id, "gasUsed": gas, "feeWei": fee.to_string() }])
+        );
+        let status = key_status(&app.app, &a_id, &a_token).await;
+        assert_eq!(status["gasToday"]["feeWei"], fee.to_string());
+        assert_eq!(status["account"]["gasToday"]["feeWei"], fee.to_string());
+        assert_eq!(status["account"]["gasBudgetLeftWei"], "0");
+        let status = key_status(&app.app, &b_id, &b_token).await;
+        assert_eq!(status["gasToday"]["feeWei"], "0");
+        assert_eq!(status["account"]["gasToday"]["feeWei"], fee.to_string());
+        let keys: Value = app
+            .app
+            .get("/api/v1/clients", Some(&access))
+            .await
+            .json()
+            .await
+            .unwrap();
+        for key in keys["data"].as_array().unwrap() {
+            let expected = if key["clientId"] == a_id.as_str() {
+                fee.to_string()
+            } else {
+                "0".to_owned()
+            };
+            assert_eq!(key["gasToday"]["feeWei"], expected, "{key}");
+        }
+        // The operator's: the admin API and Prometheus.
+        let res = app
+            .app
+            .get(&format!("/admin/users/{user_id}"), Some(ADMIN_TOKEN))
+            .await;
+        let admin_view = res.json::<Value>().await.unwrap()["data"].clone();
+        assert_eq!(admin_view["gasToday"], mine["gasToday"]);
+        assert_eq!(admin_view["gasTodayByKey"], mine["gasTodayByKey"]);
+        let text = app.app.get("/metrics", None).await.text().await.unwrap();
+        let account = user_id.to_string();
+        let fee_f = f64::from(fee);
+        assert_eq!(
+            sample(
+                &text,
+                "x402_account_fee_wei_today",
+                &[("account", &account)]
+            ),
+            Some(fee_f)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                "x402_account_gas_used_today",
+                &[("account", &account)]
+            ),
+            Some(gas as f64)
+        );
+        let key_labels = [("account", account.as_str()), ("client_id", a_id.as_str())];
+        assert_eq!(
+            sample(&text, "x402_client_fee_wei_today", &key_labels),
+            Some(fee_f)
+        );
+        assert_eq!(
+            sample(&text, "x402_client_gas_used_today", &key_labels),
+            Some(gas as f64)
+        );
+        let idle = [("account", account.as_str()), ("client_id", b_id.as_str())];
+        assert_eq!(sample(&text, "x402_client_fee_wei_today", &idle), None);
+
+        // A larger budget admits settles again; none lifts it.
+        let budget = fee * U256::from(100);
+        let account = set_account(
+            &app.app,
+            user_id,
+            json!({ "gasBudgetWeiPerDay": budget.to_string() }),
+        )
         .await;
-    let admin_view = res.json::<Value>().await.unwrap()["data"].clone();
-    assert_eq!(admin_view["gasToday"], mine["gasToday"]);
-    assert_eq!(admin_view["gasTodayByKey"], mine["gasTodayByKey"]);
-    let text = app.app.get("/metrics", None).await.text().await.unwrap();
-    let account = user_id.to_string();
-    let fee_f = f64::from(fee);
-    assert_eq!(
-        sample(
-            &text,
-            "x402_account_fee_wei_today",
-            &[("account", &account)]
-        ),
-        Some(fee_f)
-    );
-    assert_eq!(
-        sample(
-            &text,
-            "x402_account_gas_used_today",
-            &[("account", &account)]
-        ),
-        Some(gas as f64)
-    );
-    let key_labels = [("account", account.as_str()), ("client_id", a_id.as_str())];
-    assert_eq!(
-        sample(&text, "x402_client_fee_wei_today", &key_labels),
-        Some(fee_f)
-    );
-    assert_eq!(
-        sample(&text, "x402_client_gas_used_today", &key_labels),
-        Some(gas as f64)
-    );
-    let idle = [("account", account.as_str()), ("client_id", b_id.as_str())];
-    assert_eq!(sample(&text, "x402_client_fee_wei_today", &idle), None);
-
-    // A larger budget admits settles again; none lifts it.
-    let budget = fee * U256::from(100);
-    let account = set_account(
-        &app.app,
-        user_id,
-        json!({ "gasBudgetWeiPerDay": budget.to_string() }),
-    )
-    .await;
-    assert_eq!(account["gasBudgetLeftWei"], (budget - fee).to_string());
-    let (body, _) = payment(&app, 2, VALUE);
-    let answer: Value = settle_with(&app, &b_id, &b_token, &body)
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(answer["success"], true, "{answer}");
-    let account = set_account(&app.app, user_id, json!({ "gasBudgetWeiPerDay": null })).await;
-    assert_eq!(account["gasBudgetWeiPerDay"], Value::Null);
-    assert_eq!(account["gasBudgetLeftWei"], Value::Null);
-    assert!(
-        account["gasToday"]["feeWei"]
-            .as_str()
-            .unwrap()
-            .parse::<U256>()
-            .unwrap()
-            > fee
-    );
-});
+        assert_eq!(account["gasBudgetLeftWei"], (budget - fee).to_string());
+        let (body, _) = payment(&app, 2, VALUE);
+        let answer: Value = settle_with(&app, &b_id, &b_token, &body)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(answer["success"], true, "{answer}");
+        let account = set_account(&app.app, user_id, json!({ "gasBudgetWeiPerDay": null })).await;
+        assert_eq!(account["gasBudgetWeiPerDay"], Value::Null);
+        assert_eq!(account["gasBudgetLeftWei"], Value::Null);
+        assert!(
+            account["gasToday"]["feeWei"]
+                .as_str()
+                .unwrap()
+                .parse::<U256>()
+                .unwrap()
+                > fee
+        );
+    }
+);
 
 /// An app whose accounts may have 5 live keys and 4 resources.
 async fn capped_app(kind: Db) -> TestApp {

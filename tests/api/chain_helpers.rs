@@ -42,6 +42,13 @@ pub fn now() -> u64 {
         .as_secs()
 }
 
+impl DbApp for ChainApp {
+    type Options = DevnetOptions;
+    fn start(kind: Db, options: DevnetOptions) -> impl std::future::Future<Output = Self> {
+        Self::spawn(kind, options)
+    }
+}
+
 impl ChainApp {
     pub async fn spawn(kind: Db, opts: DevnetOptions) -> Self {
         let devnet = Devnet::start(opts).await.expect("devnet");
@@ -297,31 +304,4 @@ impl Payment {
             "paymentRequirements": requirements,
         })
     }
-}
-
-/// Run a chain test (anvil + real USDC, `opts`; default options when omitted) on SQLite and on
-/// PostgreSQL.
-#[macro_export]
-macro_rules! chain_test {
-    ($name:ident, |$app:ident| $body:block) => {
-        $crate::chain_test!($name, devnet::DevnetOptions::default(), |$app| $body);
-    };
-    ($name:ident, $opts:expr, |$app:ident| $body:block) => {
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-
-            async fn run($app: $crate::chain_helpers::ChainApp) $body
-
-            #[actix_web::test]
-            async fn sqlite() {
-                run($crate::chain_helpers::ChainApp::spawn($crate::helpers::Db::Sqlite, $opts).await).await
-            }
-
-            #[actix_web::test]
-            async fn postgres() {
-                run($crate::chain_helpers::ChainApp::spawn($crate::helpers::Db::Postgres, $opts).await).await
-            }
-        }
-    };
 }

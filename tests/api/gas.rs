@@ -17,6 +17,7 @@ use devnet::Devnet;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{json, Value};
 
+use crate::both_dbs;
 use crate::chain_helpers::*;
 use crate::helpers::*;
 
@@ -147,7 +148,7 @@ async fn a_wallet_answering_on_gas_price_or_gas_left_is_refused_unsent(kind: Db)
         assert!(!app.devnet.authorization_state(w, pay.nonce).await.unwrap());
     }
 }
-crate::on_both_databases!(a_wallet_answering_on_gas_price_or_gas_left_is_refused_unsent);
+both_dbs!(a_wallet_answering_on_gas_price_or_gas_left_is_refused_unsent);
 
 /// The mined transaction's gas limit, and the estimate of its call in the block before (the
 /// state the facilitator estimated in), made as the facilitator made it.
@@ -243,7 +244,7 @@ async fn a_settlement_gas_limit_is_its_estimate_plus_margin_within_the_cap(kind:
         .await
         .unwrap());
 }
-crate::on_both_databases!(a_settlement_gas_limit_is_its_estimate_plus_margin_within_the_cap);
+both_dbs!(a_settlement_gas_limit_is_its_estimate_plus_margin_within_the_cap);
 
 /// Poll `what` until it holds, for at most 30 s.
 async fn until<F, Fut>(what: &str, mut check: F)
@@ -374,4 +375,4 @@ async fn a_settlement_that_reverts_on_chain_is_charged_to_its_key(kind: Db) {
         "{scrape}"
     );
 }
-crate::on_both_databases!(a_settlement_that_reverts_on_chain_is_charged_to_its_key);
+both_dbs!(a_settlement_that_reverts_on_chain_is_charged_to_its_key);

@@ -341,9 +341,26 @@ pub async fn assert_error(res: Response, status: u16, code: &str, message: Optio
     body
 }
 
-/// `$name(kind: Db)` run on each database, as the tests `$name::sqlite` and `$name::postgres`.
+/// An app a `both_dbs!` test starts on a fresh database; `Options` is what else it takes.
+pub trait DbApp: Sized {
+    type Options: Default;
+    fn start(kind: Db, options: Self::Options) -> impl std::future::Future<Output = Self>;
+}
+
+impl DbApp for TestApp {
+    type Options = ();
+    fn start(kind: Db, (): ()) -> impl std::future::Future<Output = Self> {
+        Self::spawn(kind)
+    }
+}
+
+/// Run one async test on SQLite and on PostgreSQL, as `name::sqlite` and `name::postgres`:
+/// - `both_dbs!(name, |app| { … })`: the body gets a fresh `TestApp`;
+/// - `both_dbs!(name, |app: ChainApp| { … })`: any `DbApp`, started with default options;
+/// - `both_dbs!(name, options, |app: ChainApp| { … })`: started with `options`;
+/// - `both_dbs!(name)`: `async fn name(kind: Db)` starts what it needs itself.
 #[macro_export]
-macro_rules! on_both_databases {
+macro_rules! both_dbs {
     ($name:ident) => {
         mod $name {
             #[actix_web::test]
@@ -357,28 +374,31 @@ macro_rules! on_both_databases {
             }
         }
     };
-}
-
-/// Run one async test body on SQLite and on PostgreSQL.
-#[macro_export]
-macro_rules! both_dbs {
     ($name:ident, |$app:ident| $body:block) => {
+        $crate::both_dbs!($name, |$app: $crate::helpers::TestApp| $body);
+    };
+    ($name:ident, |$app:ident: $ty:ty| $body:block) => {
+        $crate::both_dbs!($name, ::std::default::Default::default(), |$app: $ty| $body);
+    };
+    ($name:ident, $options:expr, |$app:ident: $ty:ty| $body:block) => {
         mod $name {
             #[allow(unused_imports)]
             use super::*;
             #[allow(unused_imports)]
             use $crate::helpers::*;
 
-            async fn run($app: TestApp) $body
+            async fn run($app: $ty) $body
 
             #[actix_web::test]
             async fn sqlite() {
-                run(TestApp::spawn(Db::Sqlite).await).await
+                let kind = $crate::helpers::Db::Sqlite;
+                run(<$ty as $crate::helpers::DbApp>::start(kind, $options).await).await
             }
 
             #[actix_web::test]
             async fn postgres() {
-                run(TestApp::spawn(Db::Postgres).await).await
+                let kind = $crate::helpers::Db::Postgres;
+                run(<$ty as $crate::helpers::DbApp>::start(kind, $options).await).await
             }
         }
     };

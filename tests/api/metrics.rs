@@ -10,7 +10,6 @@ use serde_json::{json, Value};
 
 use crate::both_dbs;
 use crate::chain_helpers::*;
-use crate::chain_test;
 use crate::helpers::*;
 
 async fn get_json(app: &TestApp, path: &str, bearer: &str) -> Value {
@@ -48,277 +47,283 @@ async fn fee_of(app: &ChainApp, tx: &Value) -> (u64, u128) {
     (r.gas_used, r.effective_gas_price * r.gas_used as u128)
 }
 
-chain_test!(known_sequence_gives_exact_counts_sums_and_fees, |app| {
-    let usdc = app.devnet.usdc.to_checksum(None);
-    // ChainApp made: merchant signup + login + client key. Log in again for a token.
-    let merchant_access = app.app.login("merchant@example.com").await;
-    // Another merchant with its own key.
-    let (other_access, _, _) = app.app.user("other@example.com").await;
-    let (other_id, other_token) = app.app.client_key(&other_access, "settle").await;
-    let admin = admin_user(&app.app, "ops@example.com").await;
+both_dbs!(
+    known_sequence_gives_exact_counts_sums_and_fees,
+    |app: ChainApp| {
+        let usdc = app.devnet.usdc.to_checksum(None);
+        // ChainApp made: merchant signup + login + client key. Log in again for a token.
+        let merchant_access = app.app.login("merchant@example.com").await;
+        // Another merchant with its own key.
+        let (other_access, _, _) = app.app.user("other@example.com").await;
+        let (other_id, other_token) = app.app.client_key(&other_access, "settle").await;
+        let admin = admin_user(&app.app, "ops@example.com").await;
 
-    // Merchant: 2 verifies (1 valid, 1 expired), 5 settles (3 succeed, 2 fail off-chain).
-    let p0 = app.payer(0).clone();
-    let ok = Payment::new(&app, 0, 1_000);
-    assert_eq!(
-        app.verify(&ok.v1(&ok.sign(&p0), 1_000)).await["isValid"],
-        true
-    );
-    let mut expired = ok.clone();
-    expired.valid_before = now() - 1;
-    let v = app.verify(&expired.v1(&expired.sign(&p0), 1_000)).await;
-    assert_eq!(v["isValid"], false);
+        // Merchant: 2 verifies (1 valid, 1 expired), 5 settles (3 succeed, 2 fail off-chain).
+        let p0 = app.payer(0).clone();
+        let ok = Payment::new(&app, 0, 1_000);
+        assert_eq!(
+            app.verify(&ok.v1(&ok.sign(&p0), 1_000)).await["isValid"],
+            true
+        );
+        let mut expired = ok.clone();
+        expired.valid_before = now() - 1;
+        let v = app.verify(&expired.v1(&expired.sign(&p0), 1_000)).await;
+        assert_eq!(v["isValid"], false);
 
-    let mut fees = (0u64, 0u128);
-    let mut first = None;
-    for value in [1_000u64, 2_000, 3_000] {
-        let p = Payment::new(&app, 0, value);
-        let body = p.v1(&p.sign(&p0), value);
-        let s: Value = app
-            .settle_with_key(&body, &format!("metrics-{value}"))
+        let mut fees = (0u64, 0u128);
+        let mut first = None;
+        for value in [1_000u64, 2_000, 3_000] {
+            let p = Payment::new(&app, 0, value);
+            let body = p.v1(&p.sign(&p0), value);
+            let s: Value = app
+                .settle_with_key(&body, &format!("metrics-{value}"))
+                .await
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(s["success"], true, "{s}");
+            let (g, f) = fee_of(&app, &s["transaction"]).await;
+            fees = (fees.0 + g, fees.1 + f);
+            first.get_or_insert((body, s["transaction"].clone()));
+        }
+        // The first one retried with its idempotency key: the same success and tx, but no second
+        // transfer and no fee.
+        let (body, tx) = first.unwrap();
+        let again: Value = app
+            .settle_with_key(&body, "metrics-1000")
             .await
             .json()
             .await
             .unwrap();
+        assert_eq!(again["success"], true);
+        assert_eq!(again["transaction"], tx);
+        let stranger = app.payer(3).clone();
+        let p = Payment::new(&app, 0, 500);
+        let s = app.settle(&p.v1(&p.sign(&stranger), 500)).await;
+        assert_eq!(s["errorReason"], "invalid_exact_evm_payload_signature");
+        let mut p = Payment::new(&app, 0, 1);
+        p.value = app.balance(p0.address()).await + U256::from(1);
+        let s = app.settle(&p.v1(&p.sign(&p0), 1)).await;
+        assert_eq!(s["errorReason"], "insufficient_funds");
+
+        // The other merchant: one settle of 4_000.
+        let p1 = app.payer(1).clone();
+        let p = Payment::new(&app, 1, 4_000);
+        let res = app
+            .app
+            .post_as_client(
+                "/api/v1/settle",
+                &other_id,
+                &other_token,
+                &p.v1(&p.sign(&p1), 4_000),
+            )
+            .await;
+        let s: Value = res.json().await.unwrap();
         assert_eq!(s["success"], true, "{s}");
-        let (g, f) = fee_of(&app, &s["transaction"]).await;
-        fees = (fees.0 + g, fees.1 + f);
-        first.get_or_insert((body, s["transaction"].clone()));
-    }
-    // The first one retried with its idempotency key: the same success and tx, but no second
-    // transfer and no fee.
-    let (body, tx) = first.unwrap();
-    let again: Value = app
-        .settle_with_key(&body, "metrics-1000")
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(again["success"], true);
-    assert_eq!(again["transaction"], tx);
-    let stranger = app.payer(3).clone();
-    let p = Payment::new(&app, 0, 500);
-    let s = app.settle(&p.v1(&p.sign(&stranger), 500)).await;
-    assert_eq!(s["errorReason"], "invalid_exact_evm_payload_signature");
-    let mut p = Payment::new(&app, 0, 1);
-    p.value = app.balance(p0.address()).await + U256::from(1);
-    let s = app.settle(&p.v1(&p.sign(&p0), 1)).await;
-    assert_eq!(s["errorReason"], "insufficient_funds");
+        let other_fee = fee_of(&app, &s["transaction"]).await;
 
-    // The other merchant: one settle of 4_000.
-    let p1 = app.payer(1).clone();
-    let p = Payment::new(&app, 1, 4_000);
-    let res = app
-        .app
-        .post_as_client(
-            "/api/v1/settle",
-            &other_id,
-            &other_token,
-            &p.v1(&p.sign(&p1), 4_000),
-        )
-        .await;
-    let s: Value = res.json().await.unwrap();
-    assert_eq!(s["success"], true, "{s}");
-    let other_fee = fee_of(&app, &s["transaction"]).await;
+        // An unknown route and a request without credentials.
+        assert_eq!(app.app.get("/nope", None).await.status(), 404);
+        assert_eq!(
+            app.app.get("/api/v1/metrics/summary", None).await.status(),
+            401
+        );
 
-    // An unknown route and a request without credentials.
-    assert_eq!(app.app.get("/nope", None).await.status(), 404);
-    assert_eq!(
-        app.app.get("/api/v1/metrics/summary", None).await.status(),
-        401
-    );
+        // HTTP metrics: every request above, by route pattern and status (this read is the first
+        // metrics read, so it is not in its own answer).
+        let summary = get_json(&app.app, "/api/v1/metrics/summary", &merchant_access).await;
+        let totals = &summary["data"]["totals"];
+        // signup x2, login x4 (merchant twice, other, admin), clients x2, admin/users x1,
+        // verify x2, settle x7, /nope, unauthenticated metrics read.
+        assert_eq!(totals["requests"], 20, "{totals}");
+        assert_eq!(totals["errors"], 2);
+        assert_eq!(totals["byStatus"]["404"], 1);
+        assert_eq!(totals["byStatus"]["401"], 1);
+        assert_eq!(totals["byStatus"]["201"], 1);
+        assert_eq!(totals["byStatus"]["200"], 17);
+        assert_eq!(route(totals, "POST", "/api/v1/settle")["requests"], 7);
+        assert_eq!(route(totals, "POST", "/api/v1/verify")["requests"], 2);
+        assert_eq!(route(totals, "POST", "/api/v1/login")["requests"], 4);
+        assert_eq!(route(totals, "POST", "/api/v1/signup")["requests"], 2);
+        assert_eq!(route(totals, "POST", "/api/v1/clients")["requests"], 2);
+        assert_eq!(route(totals, "POST", "/admin/users")["byStatus"]["201"], 1);
+        assert_eq!(route(totals, "GET", "(unmatched)")["byStatus"]["404"], 1);
+        assert_eq!(
+            route(totals, "GET", "/api/v1/metrics/summary")["byStatus"]["401"],
+            1
+        );
+        assert!(
+            route(totals, "POST", "/api/v1/settle")["avgLatencyMs"]
+                .as_f64()
+                .unwrap()
+                > 0.0
+        );
 
-    // HTTP metrics: every request above, by route pattern and status (this read is the first
-    // metrics read, so it is not in its own answer).
-    let summary = get_json(&app.app, "/api/v1/metrics/summary", &merchant_access).await;
-    let totals = &summary["data"]["totals"];
-    // signup x2, login x4 (merchant twice, other, admin), clients x2, admin/users x1,
-    // verify x2, settle x7, /nope, unauthenticated metrics read.
-    assert_eq!(totals["requests"], 20, "{totals}");
-    assert_eq!(totals["errors"], 2);
-    assert_eq!(totals["byStatus"]["404"], 1);
-    assert_eq!(totals["byStatus"]["401"], 1);
-    assert_eq!(totals["byStatus"]["201"], 1);
-    assert_eq!(totals["byStatus"]["200"], 17);
-    assert_eq!(route(totals, "POST", "/api/v1/settle")["requests"], 7);
-    assert_eq!(route(totals, "POST", "/api/v1/verify")["requests"], 2);
-    assert_eq!(route(totals, "POST", "/api/v1/login")["requests"], 4);
-    assert_eq!(route(totals, "POST", "/api/v1/signup")["requests"], 2);
-    assert_eq!(route(totals, "POST", "/api/v1/clients")["requests"], 2);
-    assert_eq!(route(totals, "POST", "/admin/users")["byStatus"]["201"], 1);
-    assert_eq!(route(totals, "GET", "(unmatched)")["byStatus"]["404"], 1);
-    assert_eq!(
-        route(totals, "GET", "/api/v1/metrics/summary")["byStatus"]["401"],
-        1
-    );
-    assert!(
-        route(totals, "POST", "/api/v1/settle")["avgLatencyMs"]
-            .as_f64()
-            .unwrap()
-            > 0.0
-    );
+        let today = chrono::Utc::now().date_naive();
+        let daily = get_json(&app.app, "/api/v1/metrics/daily", &merchant_access).await;
+        let days = daily["data"]["days"].as_array().unwrap();
+        assert_eq!(days.len(), 1);
+        assert_eq!(days[0]["date"], today.to_string());
+        // Now the first metrics read (200) is in too.
+        assert_eq!(days[0]["requests"], 21);
+        let monthly = get_json(&app.app, "/api/v1/metrics/monthly", &admin).await;
+        let months = monthly["data"]["months"].as_array().unwrap();
+        assert_eq!(months.len(), 1);
+        assert_eq!(months[0]["month"], today.format("%Y-%m").to_string());
+        assert_eq!(months[0]["requests"], 22);
 
-    let today = chrono::Utc::now().date_naive();
-    let daily = get_json(&app.app, "/api/v1/metrics/daily", &merchant_access).await;
-    let days = daily["data"]["days"].as_array().unwrap();
-    assert_eq!(days.len(), 1);
-    assert_eq!(days[0]["date"], today.to_string());
-    // Now the first metrics read (200) is in too.
-    assert_eq!(days[0]["requests"], 21);
-    let monthly = get_json(&app.app, "/api/v1/metrics/monthly", &admin).await;
-    let months = monthly["data"]["months"].as_array().unwrap();
-    assert_eq!(months.len(), 1);
-    assert_eq!(months[0]["month"], today.format("%Y-%m").to_string());
-    assert_eq!(months[0]["requests"], 22);
+        // x402 metrics, as the merchant: only its own key's outcomes.
+        let mine = get_json(&app.app, "/api/v1/x402-metrics/summary", &merchant_access).await;
+        let t = &mine["data"]["totals"];
+        assert_eq!(t["verify"]["count"], 2, "{t}");
+        assert_eq!(t["verify"]["valid"], 1);
+        assert_eq!(t["verify"]["invalid"], 1);
+        assert_eq!(
+            t["verify"]["invalidReasons"],
+            json!({ "invalid_exact_evm_payload_authorization_valid_before": 1 })
+        );
+        assert_eq!(t["settle"]["count"], 6);
+        assert_eq!(t["settle"]["successes"], 4);
+        assert_eq!(t["settle"]["repeats"], 1);
+        assert_eq!(t["settle"]["failures"], 2);
+        assert_eq!(
+            t["settle"]["failureReasons"],
+            json!({ "insufficient_funds": 1, "invalid_exact_evm_payload_signature": 1 })
+        );
+        assert_eq!(
+            t["amounts"],
+            json!([{ "network": "base-sepolia", "asset": usdc, "amount": "6000", "settlements": 3 }])
+        );
+        assert_eq!(
+            t["fees"],
+            json!([{ "network": "base-sepolia", "gasUsed": fees.0, "feeWei": fees.1.to_string() }])
+        );
 
-    // x402 metrics, as the merchant: only its own key's outcomes.
-    let mine = get_json(&app.app, "/api/v1/x402-metrics/summary", &merchant_access).await;
-    let t = &mine["data"]["totals"];
-    assert_eq!(t["verify"]["count"], 2, "{t}");
-    assert_eq!(t["verify"]["valid"], 1);
-    assert_eq!(t["verify"]["invalid"], 1);
-    assert_eq!(
-        t["verify"]["invalidReasons"],
-        json!({ "invalid_exact_evm_payload_authorization_valid_before": 1 })
-    );
-    assert_eq!(t["settle"]["count"], 6);
-    assert_eq!(t["settle"]["successes"], 4);
-    assert_eq!(t["settle"]["repeats"], 1);
-    assert_eq!(t["settle"]["failures"], 2);
-    assert_eq!(
-        t["settle"]["failureReasons"],
-        json!({ "insufficient_funds": 1, "invalid_exact_evm_payload_signature": 1 })
-    );
-    assert_eq!(
-        t["amounts"],
-        json!([{ "network": "base-sepolia", "asset": usdc, "amount": "6000", "settlements": 3 }])
-    );
-    assert_eq!(
-        t["fees"],
-        json!([{ "network": "base-sepolia", "gasUsed": fees.0, "feeWei": fees.1.to_string() }])
-    );
+        // As the admin: everyone's.
+        let all = get_json(&app.app, "/api/v1/x402-metrics/summary", &admin).await;
+        let t = &all["data"]["totals"];
+        assert_eq!(t["settle"]["count"], 7, "{t}");
+        assert_eq!(t["settle"]["successes"], 5);
+        assert_eq!(t["amounts"][0]["amount"], "10000");
+        assert_eq!(t["amounts"][0]["settlements"], 4);
+        assert_eq!(t["fees"][0]["gasUsed"], fees.0 + other_fee.0);
+        assert_eq!(t["fees"][0]["feeWei"], (fees.1 + other_fee.1).to_string());
 
-    // As the admin: everyone's.
-    let all = get_json(&app.app, "/api/v1/x402-metrics/summary", &admin).await;
-    let t = &all["data"]["totals"];
-    assert_eq!(t["settle"]["count"], 7, "{t}");
-    assert_eq!(t["settle"]["successes"], 5);
-    assert_eq!(t["amounts"][0]["amount"], "10000");
-    assert_eq!(t["amounts"][0]["settlements"], 4);
-    assert_eq!(t["fees"][0]["gasUsed"], fees.0 + other_fee.0);
-    assert_eq!(t["fees"][0]["feeWei"], (fees.1 + other_fee.1).to_string());
+        // Daily and monthly carry the same numbers under today's date / this month.
+        let daily = get_json(&app.app, "/api/v1/x402-metrics/daily", &merchant_access).await;
+        let days = daily["data"]["days"].as_array().unwrap();
+        assert_eq!(days.len(), 1);
+        assert_eq!(days[0]["date"], today.to_string());
+        assert_eq!(days[0]["settle"]["successes"], 4);
+        assert_eq!(days[0]["amounts"][0]["settlements"], 3);
+        assert_eq!(days[0]["amounts"][0]["amount"], "6000");
+        let monthly = get_json(&app.app, "/api/v1/x402-metrics/monthly", &admin).await;
+        let months = monthly["data"]["months"].as_array().unwrap();
+        assert_eq!(months[0]["month"], today.format("%Y-%m").to_string());
+        assert_eq!(months[0]["settle"]["count"], 7);
+        assert_eq!(
+            months[0]["fees"][0]["feeWei"],
+            (fees.1 + other_fee.1).to_string()
+        );
+        // The other merchant sees its one settle only.
+        let theirs = get_json(&app.app, "/api/v1/x402-metrics/summary", &other_access).await;
+        assert_eq!(theirs["data"]["totals"]["settle"]["count"], 1);
+        assert_eq!(theirs["data"]["totals"]["verify"]["count"], 0);
 
-    // Daily and monthly carry the same numbers under today's date / this month.
-    let daily = get_json(&app.app, "/api/v1/x402-metrics/daily", &merchant_access).await;
-    let days = daily["data"]["days"].as_array().unwrap();
-    assert_eq!(days.len(), 1);
-    assert_eq!(days[0]["date"], today.to_string());
-    assert_eq!(days[0]["settle"]["successes"], 4);
-    assert_eq!(days[0]["amounts"][0]["settlements"], 3);
-    assert_eq!(days[0]["amounts"][0]["amount"], "6000");
-    let monthly = get_json(&app.app, "/api/v1/x402-metrics/monthly", &admin).await;
-    let months = monthly["data"]["months"].as_array().unwrap();
-    assert_eq!(months[0]["month"], today.format("%Y-%m").to_string());
-    assert_eq!(months[0]["settle"]["count"], 7);
-    assert_eq!(
-        months[0]["fees"][0]["feeWei"],
-        (fees.1 + other_fee.1).to_string()
-    );
-    // The other merchant sees its one settle only.
-    let theirs = get_json(&app.app, "/api/v1/x402-metrics/summary", &other_access).await;
-    assert_eq!(theirs["data"]["totals"]["settle"]["count"], 1);
-    assert_eq!(theirs["data"]["totals"]["verify"]["count"], 0);
-
-    // Prometheus: parsed by a real parser, values asserted.
-    let res = app.app.get("/metrics", None).await;
-    assert_eq!(res.status(), 200);
-    let text = res.text().await.unwrap();
-    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap();
-    let value = |name: &str, labels: &[(&str, &str)]| -> f64 {
-        let sample = scrape
+        // Prometheus: parsed by a real parser, values asserted.
+        let res = app.app.get("/metrics", None).await;
+        assert_eq!(res.status(), 200);
+        let text = res.text().await.unwrap();
+        let scrape =
+            prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap();
+        let value = |name: &str, labels: &[(&str, &str)]| -> f64 {
+            let sample = scrape
+                .samples
+                .iter()
+                .find(|s| {
+                    s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v))
+                })
+                .unwrap_or_else(|| panic!("no {name} {labels:?} in\n{text}"));
+            match &sample.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => *v,
+                other => panic!("{name}: unexpected {other:?}"),
+            }
+        };
+        assert_eq!(
+            value(
+                "http_requests_total",
+                &[
+                    ("method", "POST"),
+                    ("route", "/api/v1/settle"),
+                    ("status", "200")
+                ]
+            ),
+            7.0
+        );
+        assert_eq!(
+            value(
+                "x402_settle_total",
+                &[("network", "base-sepolia"), ("outcome", "success")]
+            ),
+            4.0
+        );
+        assert_eq!(
+            value(
+                "x402_settle_total",
+                &[
+                    ("network", "base-sepolia"),
+                    ("outcome", "insufficient_funds")
+                ]
+            ),
+            1.0
+        );
+        assert_eq!(
+            value(
+                "x402_settle_total",
+                &[("network", "base-sepolia"), ("outcome", "success_repeat")]
+            ),
+            1.0
+        );
+        // Mined transfers: four, whatever the number of requests; their gas exactly.
+        assert_eq!(
+            value(
+                "x402_transfers_total",
+                &[("network", "base-sepolia"), ("outcome", "confirmed")]
+            ),
+            4.0
+        );
+        assert_eq!(
+            value("x402_gas_used_total", &[("network", "base-sepolia")]),
+            (fees.0 + other_fee.0) as f64
+        );
+        assert_eq!(
+            value(
+                "x402_verify_total",
+                &[("network", "base-sepolia"), ("outcome", "success")]
+            ),
+            1.0
+        );
+        let signer = app.devnet.facilitator_keys[0].address().to_checksum(None);
+        let labels = [("network", "base-sepolia"), ("signer", signer.as_str())];
+        assert_eq!(value("x402_signer_in_flight_transactions", &labels), 0.0);
+        // Four transactions: nonces 0..=3.
+        assert_eq!(value("x402_signer_last_nonce", &labels), 3.0);
+        assert!(value("x402_signer_balance_native", &labels) > 0.0);
+        let settle_latency = scrape
             .samples
             .iter()
-            .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-            .unwrap_or_else(|| panic!("no {name} {labels:?} in\n{text}"));
-        match &sample.value {
-            prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => *v,
-            other => panic!("{name}: unexpected {other:?}"),
+            .find(|s| s.metric == "x402_settle_duration_seconds")
+            .expect("settle latency histogram");
+        match &settle_latency.value {
+            prometheus_parse::Value::Histogram(buckets) => {
+                assert_eq!(buckets.last().unwrap().count, 7.0, "all settles observed")
+            }
+            other => panic!("histogram expected, got {other:?}"),
         }
-    };
-    assert_eq!(
-        value(
-            "http_requests_total",
-            &[
-                ("method", "POST"),
-                ("route", "/api/v1/settle"),
-                ("status", "200")
-            ]
-        ),
-        7.0
-    );
-    assert_eq!(
-        value(
-            "x402_settle_total",
-            &[("network", "base-sepolia"), ("outcome", "success")]
-        ),
-        4.0
-    );
-    assert_eq!(
-        value(
-            "x402_settle_total",
-            &[
-                ("network", "base-sepolia"),
-                ("outcome", "insufficient_funds")
-            ]
-        ),
-        1.0
-    );
-    assert_eq!(
-        value(
-            "x402_settle_total",
-            &[("network", "base-sepolia"), ("outcome", "success_repeat")]
-        ),
-        1.0
-    );
-    // Mined transfers: four, whatever the number of requests; their gas exactly.
-    assert_eq!(
-        value(
-            "x402_transfers_total",
-            &[("network", "base-sepolia"), ("outcome", "confirmed")]
-        ),
-        4.0
-    );
-    assert_eq!(
-        value("x402_gas_used_total", &[("network", "base-sepolia")]),
-        (fees.0 + other_fee.0) as f64
-    );
-    assert_eq!(
-        value(
-            "x402_verify_total",
-            &[("network", "base-sepolia"), ("outcome", "success")]
-        ),
-        1.0
-    );
-    let signer = app.devnet.facilitator_keys[0].address().to_checksum(None);
-    let labels = [("network", "base-sepolia"), ("signer", signer.as_str())];
-    assert_eq!(value("x402_signer_in_flight_transactions", &labels), 0.0);
-    // Four transactions: nonces 0..=3.
-    assert_eq!(value("x402_signer_last_nonce", &labels), 3.0);
-    assert!(value("x402_signer_balance_native", &labels) > 0.0);
-    let settle_latency = scrape
-        .samples
-        .iter()
-        .find(|s| s.metric == "x402_settle_duration_seconds")
-        .expect("settle latency histogram");
-    match &settle_latency.value {
-        prometheus_parse::Value::Histogram(buckets) => {
-            assert_eq!(buckets.last().unwrap().count, 7.0, "all settles observed")
-        }
-        other => panic!("histogram expected, got {other:?}"),
     }
-});
+);
 
 both_dbs!(from_and_to_filter_days_and_months, |app| {
     let (access, _, _) = app.user("filter@example.com").await;

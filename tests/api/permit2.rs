@@ -121,6 +121,13 @@ pub async fn deploy_fixtures(devnet: &Devnet, per_payer: U256) -> Address {
     token
 }
 
+impl DbApp for Permit2App {
+    type Options = ();
+    fn start(kind: Db, (): ()) -> impl std::future::Future<Output = Self> {
+        Self::spawn(kind)
+    }
+}
+
 impl Permit2App {
     pub async fn spawn(kind: Db) -> Self {
         Self::spawn_with(kind, 1).await
@@ -391,27 +398,6 @@ pub async fn sponsor(app: &Permit2App, body: &mut Value, payer: usize, value: U2
     });
 }
 
-macro_rules! permit2_test {
-    ($name:ident, |$app:ident| $body:block) => {
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-
-            async fn run($app: Permit2App) $body
-
-            #[actix_web::test]
-            async fn sqlite() {
-                run(Permit2App::spawn(Db::Sqlite).await).await
-            }
-
-            #[actix_web::test]
-            async fn postgres() {
-                run(Permit2App::spawn(Db::Postgres).await).await
-            }
-        }
-    };
-}
-
 fn reason(answer: &Value) -> &str {
     answer["invalidReason"]
         .as_str()
@@ -419,9 +405,9 @@ fn reason(answer: &Value) -> &str {
         .unwrap_or_default()
 }
 
-permit2_test!(
+both_dbs!(
     exact_permit2_on_a_plain_erc20_verifies_and_settles_once,
-    |app| {
+    |app: Permit2App| {
         app.approve_permit2(0).await;
         let payer = app.chain.payer(0).clone();
         let before = (
@@ -461,126 +447,132 @@ permit2_test!(
     }
 );
 
-permit2_test!(every_bad_permit2_payment_gets_its_reason, |app| {
-    app.approve_permit2(0).await;
-    let payer = app.chain.payer(0).clone();
-    let start_nonce = app.signer_nonce().await;
-    let good = Permit2Payment::exact(&app, 0, 1_000);
+both_dbs!(
+    every_bad_permit2_payment_gets_its_reason,
+    |app: Permit2App| {
+        app.approve_permit2(0).await;
+        let payer = app.chain.payer(0).clone();
+        let start_nonce = app.signer_nonce().await;
+        let good = Permit2Payment::exact(&app, 0, 1_000);
 
-    let mut cases: Vec<(&str, Value)> = Vec::new();
-    let mut p = good.clone();
-    p.spender = Address::repeat_byte(0x42);
-    cases.push(("invalid_permit2_spender", p.signed(&payer)));
-    // Signed for the upto proxy but presented as exact: the wrong proxy.
-    let mut p = good.clone();
-    p.spender = UPTO_PROXY;
-    cases.push(("invalid_permit2_spender", p.signed(&payer)));
-    let mut p = good.clone();
-    p.deadline = now() - 1;
-    cases.push(("permit2_deadline_expired", p.signed(&payer)));
-    let mut p = good.clone();
-    p.valid_after = now() + 3600;
-    cases.push(("permit2_not_yet_valid", p.signed(&payer)));
-    let mut p = good.clone();
-    p.to = Address::repeat_byte(0x07);
-    cases.push(("invalid_permit2_recipient_mismatch", p.signed(&payer)));
-    cases.push((
-        "permit2_amount_mismatch",
-        good.body(&good.sign(&payer), 999),
-    ));
-    // Signed by someone else: Permit2 refuses the signature.
-    cases.push((
-        "invalid_permit2_signature",
-        good.body(&good.sign(app.chain.payer(1)), 1_000),
-    ));
-    // More than the payer has.
-    let mut p = good.clone();
-    p.amount = U256::from(10u64).pow(U256::from(15));
-    cases.push(("permit2_insufficient_balance", p.signed(&payer)));
-    // A nonce the payer burned on chain itself.
-    let mut p = good.clone();
-    p.nonce = U256::from(77);
-    app.invalidate_nonce(0, p.nonce).await;
-    cases.push(("permit2_invalid_nonce", p.signed(&payer)));
-    // No Permit2 allowance (payer 1 never approved) and no sponsoring.
-    let p = Permit2Payment::exact(&app, 1, 1_000);
-    cases.push(("permit2_allowance_required", p.signed(app.chain.payer(1))));
-    // A permit of another token (USDC) presented for this one.
-    let mut p = good.clone();
-    p.token = app.chain.devnet.usdc;
-    let mut body = p.signed(&payer);
-    body["paymentPayload"]["accepted"]["asset"] = json!(app.token.to_checksum(None));
-    body["paymentRequirements"]["asset"] = json!(app.token.to_checksum(None));
-    cases.push(("permit2_token_mismatch", body));
-    // upto: a witness naming another facilitator; a settle above the maximum.
-    let mut p = Permit2Payment::upto(&app, 0, 5_000);
-    p.facilitator = Address::repeat_byte(0x66);
-    cases.push(("upto_facilitator_mismatch", p.signed(&payer)));
+        let mut cases: Vec<(&str, Value)> = Vec::new();
+        let mut p = good.clone();
+        p.spender = Address::repeat_byte(0x42);
+        cases.push(("invalid_permit2_spender", p.signed(&payer)));
+        // Signed for the upto proxy but presented as exact: the wrong proxy.
+        let mut p = good.clone();
+        p.spender = UPTO_PROXY;
+        cases.push(("invalid_permit2_spender", p.signed(&payer)));
+        let mut p = good.clone();
+        p.deadline = now() - 1;
+        cases.push(("permit2_deadline_expired", p.signed(&payer)));
+        let mut p = good.clone();
+        p.valid_after = now() + 3600;
+        cases.push(("permit2_not_yet_valid", p.signed(&payer)));
+        let mut p = good.clone();
+        p.to = Address::repeat_byte(0x07);
+        cases.push(("invalid_permit2_recipient_mismatch", p.signed(&payer)));
+        cases.push((
+            "permit2_amount_mismatch",
+            good.body(&good.sign(&payer), 999),
+        ));
+        // Signed by someone else: Permit2 refuses the signature.
+        cases.push((
+            "invalid_permit2_signature",
+            good.body(&good.sign(app.chain.payer(1)), 1_000),
+        ));
+        // More than the payer has.
+        let mut p = good.clone();
+        p.amount = U256::from(10u64).pow(U256::from(15));
+        cases.push(("permit2_insufficient_balance", p.signed(&payer)));
+        // A nonce the payer burned on chain itself.
+        let mut p = good.clone();
+        p.nonce = U256::from(77);
+        app.invalidate_nonce(0, p.nonce).await;
+        cases.push(("permit2_invalid_nonce", p.signed(&payer)));
+        // No Permit2 allowance (payer 1 never approved) and no sponsoring.
+        let p = Permit2Payment::exact(&app, 1, 1_000);
+        cases.push(("permit2_allowance_required", p.signed(app.chain.payer(1))));
+        // A permit of another token (USDC) presented for this one.
+        let mut p = good.clone();
+        p.token = app.chain.devnet.usdc;
+        let mut body = p.signed(&payer);
+        body["paymentPayload"]["accepted"]["asset"] = json!(app.token.to_checksum(None));
+        body["paymentRequirements"]["asset"] = json!(app.token.to_checksum(None));
+        cases.push(("permit2_token_mismatch", body));
+        // upto: a witness naming another facilitator; a settle above the maximum.
+        let mut p = Permit2Payment::upto(&app, 0, 5_000);
+        p.facilitator = Address::repeat_byte(0x66);
+        cases.push(("upto_facilitator_mismatch", p.signed(&payer)));
 
-    for (expected, body) in &cases {
-        let v = app.chain.verify(body).await;
-        assert_eq!(v["isValid"], false, "{expected}: {v}");
-        assert_eq!(reason(&v), *expected, "verify: {v}");
-        let s = app.chain.settle(body).await;
-        assert_eq!(s["success"], false, "{expected}: {s}");
-        assert_eq!(reason(&s), *expected, "settle: {s}");
+        for (expected, body) in &cases {
+            let v = app.chain.verify(body).await;
+            assert_eq!(v["isValid"], false, "{expected}: {v}");
+            assert_eq!(reason(&v), *expected, "verify: {v}");
+            let s = app.chain.settle(body).await;
+            assert_eq!(s["success"], false, "{expected}: {s}");
+            assert_eq!(reason(&s), *expected, "settle: {s}");
+        }
+        let up = Permit2Payment::upto(&app, 0, 5_000);
+        let over = up.body(&up.sign(&payer), 5_001);
+        let s = app.chain.settle(&over).await;
+        assert_eq!(
+            reason(&s),
+            "invalid_upto_evm_payload_settlement_exceeds_amount",
+            "{s}"
+        );
+
+        // The proxy missing from the chain.
+        app.chain
+            .devnet
+            .provider()
+            .raw_request::<_, ()>("anvil_setCode".into(), (EXACT_PROXY, Bytes::new()))
+            .await
+            .unwrap();
+        let v = app.chain.verify(&good.signed(&payer)).await;
+        assert_eq!(reason(&v), "permit2_proxy_not_deployed", "{v}");
+
+        // No refusal spent gas, and nothing moved.
+        assert_eq!(app.signer_nonce().await, start_nonce);
+        assert_eq!(app.balance(PAY_TO).await, U256::ZERO);
     }
-    let up = Permit2Payment::upto(&app, 0, 5_000);
-    let over = up.body(&up.sign(&payer), 5_001);
-    let s = app.chain.settle(&over).await;
-    assert_eq!(
-        reason(&s),
-        "invalid_upto_evm_payload_settlement_exceeds_amount",
-        "{s}"
-    );
+);
 
-    // The proxy missing from the chain.
-    app.chain
-        .devnet
-        .provider()
-        .raw_request::<_, ()>("anvil_setCode".into(), (EXACT_PROXY, Bytes::new()))
-        .await
-        .unwrap();
-    let v = app.chain.verify(&good.signed(&payer)).await;
-    assert_eq!(reason(&v), "permit2_proxy_not_deployed", "{v}");
+both_dbs!(
+    upto_settles_what_the_server_used_not_the_maximum,
+    |app: Permit2App| {
+        app.approve_permit2(0).await;
+        let payer = app.chain.payer(0).clone();
+        let before = app.balance(payer.address()).await;
+        let p = Permit2Payment::upto(&app, 0, 20_000);
+        let sig = p.sign(&payer);
 
-    // No refusal spent gas, and nothing moved.
-    assert_eq!(app.signer_nonce().await, start_nonce);
-    assert_eq!(app.balance(PAY_TO).await, U256::ZERO);
-});
+        // Verify judges the signed maximum.
+        let v = app.chain.verify(&p.body(&sig, 20_000)).await;
+        assert_eq!(v["isValid"], true, "{v}");
+        // Settle carries the amount used.
+        let s = app.chain.settle(&p.body(&sig, 1_858)).await;
+        assert_eq!(s["success"], true, "{s}");
+        assert_eq!(s["amount"], "1858", "{s}");
+        let tx: alloy::primitives::B256 = s["transaction"].as_str().unwrap().parse().unwrap();
+        let receipt = app.chain.devnet.receipt(tx).await.unwrap().unwrap();
+        assert_eq!(receipt.to, Some(UPTO_PROXY));
+        assert_eq!(
+            app.balance(payer.address()).await,
+            before - U256::from(1_858)
+        );
+        assert_eq!(app.balance(PAY_TO).await, U256::from(1_858));
 
-permit2_test!(upto_settles_what_the_server_used_not_the_maximum, |app| {
-    app.approve_permit2(0).await;
-    let payer = app.chain.payer(0).clone();
-    let before = app.balance(payer.address()).await;
-    let p = Permit2Payment::upto(&app, 0, 20_000);
-    let sig = p.sign(&payer);
+        // The rest of the maximum cannot be taken with the same authorization.
+        let again = app.chain.settle(&p.body(&sig, 10_000)).await;
+        assert_eq!(again["success"], false);
+        assert_eq!(app.balance(PAY_TO).await, U256::from(1_858));
+    }
+);
 
-    // Verify judges the signed maximum.
-    let v = app.chain.verify(&p.body(&sig, 20_000)).await;
-    assert_eq!(v["isValid"], true, "{v}");
-    // Settle carries the amount used.
-    let s = app.chain.settle(&p.body(&sig, 1_858)).await;
-    assert_eq!(s["success"], true, "{s}");
-    assert_eq!(s["amount"], "1858", "{s}");
-    let tx: alloy::primitives::B256 = s["transaction"].as_str().unwrap().parse().unwrap();
-    let receipt = app.chain.devnet.receipt(tx).await.unwrap().unwrap();
-    assert_eq!(receipt.to, Some(UPTO_PROXY));
-    assert_eq!(
-        app.balance(payer.address()).await,
-        before - U256::from(1_858)
-    );
-    assert_eq!(app.balance(PAY_TO).await, U256::from(1_858));
-
-    // The rest of the maximum cannot be taken with the same authorization.
-    let again = app.chain.settle(&p.body(&sig, 10_000)).await;
-    assert_eq!(again["success"], false);
-    assert_eq!(app.balance(PAY_TO).await, U256::from(1_858));
-});
-
-permit2_test!(
+both_dbs!(
     a_payer_without_allowance_pays_with_eip2612_sponsoring,
-    |app| {
+    |app: Permit2App| {
         // Payer 1 never approved Permit2.
         let payer = app.chain.payer(1).clone();
         assert_eq!(app.allowance(payer.address()).await, U256::ZERO);
@@ -654,9 +646,9 @@ permit2_test!(
     }
 );
 
-permit2_test!(
+both_dbs!(
     thirty_concurrent_settles_of_one_permit2_authorization_succeed_once,
-    |app| {
+    |app: Permit2App| {
         app.approve_permit2(0).await;
         let payer = app.chain.payer(0).clone();
         let body = Permit2Payment::exact(&app, 0, 7_000).signed(&payer);
@@ -725,9 +717,9 @@ both_dbs!(supported_lists_permit2_upto_and_sponsoring, |app| {
     assert_eq!(body["extensions"], json!(["eip2612GasSponsoring"]));
 });
 
-permit2_test!(
+both_dbs!(
     the_official_v2_client_pays_with_permit2_exact_and_upto,
-    |app| {
+    |app: Permit2App| {
         app.approve_permit2(0).await;
         let payer = app.chain.payer(0).address();
         let e2e_pay_to = address!("0x0000000000000000000000000000000000000e2e");

@@ -11,8 +11,8 @@ use alloy::primitives::{Address, B256, U256};
 use devnet::{Devnet, DevnetOptions};
 use serde_json::{json, Value};
 
+use crate::both_dbs;
 use crate::chain_helpers::*;
-use crate::chain_test;
 use crate::helpers::*;
 
 /// The payee and price of `tools/e2e/common.mjs`.
@@ -70,31 +70,34 @@ pub(crate) async fn node(script: &str, args: &[&str]) -> Value {
     })
 }
 
-chain_test!(official_resource_servers_serve_one_payment_once, |app| {
-    let state = state_file(&app);
-    let path = state.path().to_str().unwrap();
-    for (version, paid) in [("2", 1u64), ("1", 2)] {
-        // Ten concurrent requests carrying one payment header.
-        let result = node("tools/e2e/replay.mjs", &[path, version, "10"]).await;
-        assert_eq!(result["served"], 1, "v{version}: {result}");
-        let statuses = result["statuses"].as_array().unwrap();
-        assert_eq!(statuses.len(), 10);
-        assert_eq!(
-            statuses.iter().filter(|s| **s == 200).count(),
-            1,
-            "{result}"
-        );
-        assert!(
-            statuses.iter().all(|s| *s == 200 || *s == 402),
-            "the others are asked to pay: {result}"
-        );
-        assert_eq!(
-            app.balance(E2E_PAY_TO).await,
-            U256::from(E2E_PRICE * paid),
-            "v{version}: the payee is paid the price once"
-        );
+both_dbs!(
+    official_resource_servers_serve_one_payment_once,
+    |app: ChainApp| {
+        let state = state_file(&app);
+        let path = state.path().to_str().unwrap();
+        for (version, paid) in [("2", 1u64), ("1", 2)] {
+            // Ten concurrent requests carrying one payment header.
+            let result = node("tools/e2e/replay.mjs", &[path, version, "10"]).await;
+            assert_eq!(result["served"], 1, "v{version}: {result}");
+            let statuses = result["statuses"].as_array().unwrap();
+            assert_eq!(statuses.len(), 10);
+            assert_eq!(
+                statuses.iter().filter(|s| **s == 200).count(),
+                1,
+                "{result}"
+            );
+            assert!(
+                statuses.iter().all(|s| *s == 200 || *s == 402),
+                "the others are asked to pay: {result}"
+            );
+            assert_eq!(
+                app.balance(E2E_PAY_TO).await,
+                U256::from(E2E_PRICE * paid),
+                "v{version}: the payee is paid the price once"
+            );
+        }
     }
-});
+);
 
 /// The answers of `n` concurrent settles of `body` with the key `key`: (replayed?, body text).
 async fn concurrent_with_key(
@@ -285,54 +288,56 @@ async fn payment_identifier_replays_the_original_answer_postgres() {
     payment_identifier(Db::Postgres).await
 }
 
-chain_test!(lookup_by_authorization_finds_only_the_callers_own, |app| {
-    let payer = app.payer(2).clone();
-    let pay = Payment::new(&app, 2, 4_400);
-    let settled = app.settle(&pay.v1(&pay.sign(&payer), 4_400)).await;
-    assert_eq!(settled["success"], true, "{settled}");
-    let query = |network: &str| {
-        format!(
-            "/api/v1/settlements?network={network}&payer={}&nonce={}",
-            payer.address(),
-            pay.nonce
-        )
-    };
-    for network in ["base-sepolia", "eip155:84532"] {
+both_dbs!(
+    lookup_by_authorization_finds_only_the_callers_own,
+    |app: ChainApp| {
+        let payer = app.payer(2).clone();
+        let pay = Payment::new(&app, 2, 4_400);
+        let settled = app.settle(&pay.v1(&pay.sign(&payer), 4_400)).await;
+        assert_eq!(settled["success"], true, "{settled}");
+        let query = |network: &str| {
+            format!(
+                "/api/v1/settlements?network={network}&payer={}&nonce={}",
+                payer.address(),
+                pay.nonce
+            )
+        };
+        for network in ["base-sepolia", "eip155:84532"] {
+            let res = app
+                .app
+                .get_as_client(&query(network), &app.client_id, &app.client_token)
+                .await;
+            assert_eq!(res.status(), 200, "{network}");
+            let row: Value = res.json().await.unwrap();
+            let row = &row["data"];
+            assert_eq!(row["status"], "confirmed", "{row}");
+            assert_eq!(row["success"], true);
+            assert_eq!(row["transaction"], settled["transaction"]);
+            assert_eq!(row["amount"], "4400");
+            assert_eq!(row["nonce"], pay.nonce.to_string());
+            assert_eq!(row["payer"], payer.address().to_checksum(None));
+        }
+        // With its asset too.
         let res = app
             .app
-            .get_as_client(&query(network), &app.client_id, &app.client_token)
+            .get_as_client(
+                &format!("{}&asset={}", query("base-sepolia"), app.devnet.usdc),
+                &app.client_id,
+                &app.client_token,
+            )
             .await;
-        assert_eq!(res.status(), 200, "{network}");
-        let row: Value = res.json().await.unwrap();
-        let row = &row["data"];
-        assert_eq!(row["status"], "confirmed", "{row}");
-        assert_eq!(row["success"], true);
-        assert_eq!(row["transaction"], settled["transaction"]);
-        assert_eq!(row["amount"], "4400");
-        assert_eq!(row["nonce"], pay.nonce.to_string());
-        assert_eq!(row["payer"], payer.address().to_checksum(None));
-    }
-    // With its asset too.
-    let res = app
-        .app
-        .get_as_client(
-            &format!("{}&asset={}", query("base-sepolia"), app.devnet.usdc),
-            &app.client_id,
-            &app.client_token,
-        )
-        .await;
-    assert_eq!(res.status(), 200);
+        assert_eq!(res.status(), 200);
 
-    // Another key does not see it.
-    let (access, _, _) = app.app.user("nosy@example.com").await;
-    let (id, token) = app.app.client_key(&access, "verify,settle").await;
-    let res = app
-        .app
-        .get_as_client(&query("base-sepolia"), &id, &token)
-        .await;
-    assert_error(res, 404, "NOT_FOUND", Some("settlement not found")).await;
-    // A network not served here made no settlement.
-    let res = app
+        // Another key does not see it.
+        let (access, _, _) = app.app.user("nosy@example.com").await;
+        let (id, token) = app.app.client_key(&access, "verify,settle").await;
+        let res = app
+            .app
+            .get_as_client(&query("base-sepolia"), &id, &token)
+            .await;
+        assert_error(res, 404, "NOT_FOUND", Some("settlement not found")).await;
+        // A network not served here made no settlement.
+        let res = app
         .app
         .get_as_client(
             "/api/v1/settlements?network=moon&payer=0x0000000000000000000000000000000000000001&nonce=0x0000000000000000000000000000000000000000000000000000000000000001",
@@ -340,37 +345,38 @@ chain_test!(lookup_by_authorization_finds_only_the_callers_own, |app| {
             &app.client_token,
         )
         .await;
-    let body = assert_error(res, 404, "NOT_FOUND", Some("settlement not found")).await;
-    assert_eq!(
-        body["details"],
-        "network: not a network served here (v1 name or CAIP-2 id)"
-    );
-    // Bad or missing parameters.
-    for bad in [
-        format!(
-            "/api/v1/settlements?network=base-sepolia&payer=0x12&nonce={}",
-            pay.nonce
-        ),
-        format!(
-            "/api/v1/settlements?network=base-sepolia&payer={}&nonce=0x12",
-            payer.address()
-        ),
-        format!(
-            "/api/v1/settlements?network=base-sepolia&payer={}",
-            payer.address()
-        ),
-        format!("{}&extra=1", query("base-sepolia")),
-    ] {
-        let res = app
-            .app
-            .get_as_client(&bad, &app.client_id, &app.client_token)
-            .await;
-        assert_error(res, 400, "INVALID_REQUEST", None).await;
+        let body = assert_error(res, 404, "NOT_FOUND", Some("settlement not found")).await;
+        assert_eq!(
+            body["details"],
+            "network: not a network served here (v1 name or CAIP-2 id)"
+        );
+        // Bad or missing parameters.
+        for bad in [
+            format!(
+                "/api/v1/settlements?network=base-sepolia&payer=0x12&nonce={}",
+                pay.nonce
+            ),
+            format!(
+                "/api/v1/settlements?network=base-sepolia&payer={}&nonce=0x12",
+                payer.address()
+            ),
+            format!(
+                "/api/v1/settlements?network=base-sepolia&payer={}",
+                payer.address()
+            ),
+            format!("{}&extra=1", query("base-sepolia")),
+        ] {
+            let res = app
+                .app
+                .get_as_client(&bad, &app.client_id, &app.client_token)
+                .await;
+            assert_error(res, 400, "INVALID_REQUEST", None).await;
+        }
+        // And without credentials.
+        let res = app.app.get(&query("base-sepolia"), None).await;
+        assert_error(res, 401, "UNAUTHORIZED", None).await;
     }
-    // And without credentials.
-    let res = app.app.get(&query("base-sepolia"), None).await;
-    assert_error(res, 401, "UNAUTHORIZED", None).await;
-});
+);
 
 /// Two instances on one PostgreSQL database, each with its own signer, receive 15 copies of
 /// one payment each at once: one success in all, one transaction.

@@ -8,6 +8,7 @@ use alloy::signers::local::PrivateKeySigner;
 use devnet::{Devnet, DevnetOptions, SafeContracts, SafeWallet};
 use serde_json::{json, Value};
 
+use crate::both_dbs;
 use crate::chain_helpers::*;
 use crate::helpers::*;
 use crate::replay::{e2e_state, node, write_state, E2E_PAY_TO, E2E_PRICE};
@@ -121,7 +122,7 @@ async fn a_deployed_wallet_pays_and_a_wrong_signature_is_refused(kind: Db) {
     assert_eq!(settled["success"], true, "{settled}");
     assert_eq!(app.balance(PAY_TO).await, U256::from(12_350));
 }
-crate::on_both_databases!(a_deployed_wallet_pays_and_a_wrong_signature_is_refused);
+both_dbs!(a_deployed_wallet_pays_and_a_wrong_signature_is_refused);
 
 async fn a_counterfactual_wallet_is_deployed_and_pays_through_an_allowed_factory(kind: Db) {
     let (app, safe) = safe_app(kind, true, json!({})).await;
@@ -171,7 +172,7 @@ async fn a_counterfactual_wallet_is_deployed_and_pays_through_an_allowed_factory
     assert_eq!(settled["success"], true, "{settled}");
     assert_eq!(app.balance(PAY_TO).await, U256::from(31_000));
 }
-crate::on_both_databases!(a_counterfactual_wallet_is_deployed_and_pays_through_an_allowed_factory);
+both_dbs!(a_counterfactual_wallet_is_deployed_and_pays_through_an_allowed_factory);
 
 async fn a_counterfactual_wallet_of_a_factory_not_allowed_is_refused_before_any_gas(kind: Db) {
     let (app, safe) = safe_app(kind, false, json!({})).await;
@@ -198,9 +199,7 @@ async fn a_counterfactual_wallet_of_a_factory_not_allowed_is_refused_before_any_
     assert_eq!(sent_by_facilitator(&app).await, sent, "no gas spent");
     assert_eq!(app.balance(w.address).await, U256::from(80_000));
 }
-crate::on_both_databases!(
-    a_counterfactual_wallet_of_a_factory_not_allowed_is_refused_before_any_gas
-);
+both_dbs!(a_counterfactual_wallet_of_a_factory_not_allowed_is_refused_before_any_gas);
 
 /// The other smart-wallet refusals, each from a real bad payment.
 async fn smart_wallet_refusals_have_their_reasons(kind: Db) {
@@ -260,7 +259,7 @@ async fn smart_wallet_refusals_have_their_reasons(kind: Db) {
     assert_eq!(sent_by_facilitator(&app).await, sent, "no gas spent");
     assert!(app.devnet.code_at(w.address).await.unwrap().is_empty());
 }
-crate::on_both_databases!(smart_wallet_refusals_have_their_reasons);
+both_dbs!(smart_wallet_refusals_have_their_reasons);
 
 /// The official v2 buyer (`@x402/fetch` + `@x402/evm`) paying from a counterfactual Safe
 /// through the official resource server: the settle deploys the wallet and pays.
@@ -289,4 +288,4 @@ async fn the_official_v2_client_pays_from_a_counterfactual_safe(kind: Db) {
     assert_eq!(app.balance(E2E_PAY_TO).await, U256::from(E2E_PRICE));
     assert_eq!(app.balance(w.address).await, U256::from(50_000 - E2E_PRICE));
 }
-crate::on_both_databases!(the_official_v2_client_pays_from_a_counterfactual_safe);
+both_dbs!(the_official_v2_client_pays_from_a_counterfactual_safe);

@@ -6,8 +6,8 @@ use alloy::primitives::{B256, U256};
 use devnet::DevnetOptions;
 use serde_json::{json, Value};
 
+use crate::both_dbs;
 use crate::chain_helpers::*;
-use crate::chain_test;
 use crate::helpers::*;
 
 fn automine() -> DevnetOptions {
@@ -27,10 +27,10 @@ fn assert_invalid(body: &Value, reason: &str) {
     assert_eq!(body["invalidReason"], reason, "{body}");
 }
 
-chain_test!(
+both_dbs!(
     v1_verify_and_settle_move_exactly_the_value,
     automine(),
-    |app| {
+    |app: ChainApp| {
         let payer = app.payer(0).clone();
         let pay = Payment::new(&app, 0, 1_250_000);
         let sig = pay.sign(&payer);
@@ -92,176 +92,188 @@ chain_test!(
     }
 );
 
-chain_test!(v1_base64_payload_and_v2_settle, automine(), |app| {
-    let payer = app.payer(1).clone();
-    let before = app.balance(PAY_TO).await;
-    let pay = Payment::new(&app, 1, 700);
-    let body = pay.v1_base64(&pay.sign(&payer), 700);
-    let settled = app.settle(&body).await;
-    assert_eq!(settled["success"], true, "{settled}");
+both_dbs!(
+    v1_base64_payload_and_v2_settle,
+    automine(),
+    |app: ChainApp| {
+        let payer = app.payer(1).clone();
+        let before = app.balance(PAY_TO).await;
+        let pay = Payment::new(&app, 1, 700);
+        let body = pay.v1_base64(&pay.sign(&payer), 700);
+        let settled = app.settle(&body).await;
+        assert_eq!(settled["success"], true, "{settled}");
 
-    let pay2 = Payment::new(&app, 1, 12_345);
-    let body2 = pay2.v2(&pay2.sign(&payer), 12_345);
-    let verified = app.verify(&body2).await;
-    assert_eq!(verified["isValid"], true, "{verified}");
-    let settled = app.settle(&body2).await;
-    assert_eq!(settled["success"], true, "{settled}");
-    assert_eq!(settled["network"], "eip155:84532");
-    assert_eq!(settled["amount"], "12345");
-    assert_eq!(app.balance(PAY_TO).await, before + U256::from(700 + 12_345));
-});
+        let pay2 = Payment::new(&app, 1, 12_345);
+        let body2 = pay2.v2(&pay2.sign(&payer), 12_345);
+        let verified = app.verify(&body2).await;
+        assert_eq!(verified["isValid"], true, "{verified}");
+        let settled = app.settle(&body2).await;
+        assert_eq!(settled["success"], true, "{settled}");
+        assert_eq!(settled["network"], "eip155:84532");
+        assert_eq!(settled["amount"], "12345");
+        assert_eq!(app.balance(PAY_TO).await, before + U256::from(700 + 12_345));
+    }
+);
 
-chain_test!(every_reason_by_a_real_bad_payment, automine(), |app| {
-    let payer = app.payer(2).clone();
-    let stranger = app.devnet.payers[3].clone();
-    let ok = Payment::new(&app, 2, 1_000);
+both_dbs!(
+    every_reason_by_a_real_bad_payment,
+    automine(),
+    |app: ChainApp| {
+        let payer = app.payer(2).clone();
+        let stranger = app.devnet.payers[3].clone();
+        let ok = Payment::new(&app, 2, 1_000);
 
-    // Wrong signature: signed by someone else.
-    let body = ok.v1(&ok.sign(&stranger), 1_000);
-    assert_invalid(
-        &app.verify(&body).await,
-        "invalid_exact_evm_payload_signature",
-    );
+        // Wrong signature: signed by someone else.
+        let body = ok.v1(&ok.sign(&stranger), 1_000);
+        assert_invalid(
+            &app.verify(&body).await,
+            "invalid_exact_evm_payload_signature",
+        );
 
-    // Wrong recipient.
-    let mut p = ok.clone();
-    p.to = alloy::primitives::Address::repeat_byte(0x42);
-    assert_invalid(
-        &app.verify(&p.v1(&p.sign(&payer), 1_000)).await,
-        "invalid_exact_evm_payload_recipient_mismatch",
-    );
+        // Wrong recipient.
+        let mut p = ok.clone();
+        p.to = alloy::primitives::Address::repeat_byte(0x42);
+        assert_invalid(
+            &app.verify(&p.v1(&p.sign(&payer), 1_000)).await,
+            "invalid_exact_evm_payload_recipient_mismatch",
+        );
 
-    // Expired, and not yet valid.
-    let mut p = ok.clone();
-    p.valid_before = now() - 1;
-    assert_invalid(
-        &app.verify(&p.v1(&p.sign(&payer), 1_000)).await,
-        "invalid_exact_evm_payload_authorization_valid_before",
-    );
-    let mut p = ok.clone();
-    p.valid_after = now() + 600;
-    assert_invalid(
-        &app.verify(&p.v1(&p.sign(&payer), 1_000)).await,
-        "invalid_exact_evm_payload_authorization_valid_after",
-    );
+        // Expired, and not yet valid.
+        let mut p = ok.clone();
+        p.valid_before = now() - 1;
+        assert_invalid(
+            &app.verify(&p.v1(&p.sign(&payer), 1_000)).await,
+            "invalid_exact_evm_payload_authorization_valid_before",
+        );
+        let mut p = ok.clone();
+        p.valid_after = now() + 600;
+        assert_invalid(
+            &app.verify(&p.v1(&p.sign(&payer), 1_000)).await,
+            "invalid_exact_evm_payload_authorization_valid_after",
+        );
 
-    // Amount: v1 below maxAmountRequired; v2 not exactly the amount.
-    assert_invalid(
-        &app.verify(&ok.v1(&ok.sign(&payer), 1_001)).await,
-        "invalid_exact_evm_payload_authorization_value",
-    );
-    assert_invalid(
-        &app.verify(&ok.v2(&ok.sign(&payer), 999)).await,
-        "invalid_exact_evm_payload_authorization_value",
-    );
+        // Amount: v1 below maxAmountRequired; v2 not exactly the amount.
+        assert_invalid(
+            &app.verify(&ok.v1(&ok.sign(&payer), 1_001)).await,
+            "invalid_exact_evm_payload_authorization_value",
+        );
+        assert_invalid(
+            &app.verify(&ok.v2(&ok.sign(&payer), 999)).await,
+            "invalid_exact_evm_payload_authorization_value",
+        );
 
-    // Unknown network, wrong scheme.
-    let mut body = ok.v1(&ok.sign(&payer), 1_000);
-    body["paymentPayload"]["network"] = json!("moon-mainnet");
-    body["paymentRequirements"]["network"] = json!("moon-mainnet");
-    assert_invalid(&app.verify(&body).await, "invalid_network");
-    let mut body = ok.v1(&ok.sign(&payer), 1_000);
-    body["paymentPayload"]["scheme"] = json!("upto");
-    body["paymentRequirements"]["scheme"] = json!("upto");
-    assert_invalid(&app.verify(&body).await, "invalid_scheme");
+        // Unknown network, wrong scheme.
+        let mut body = ok.v1(&ok.sign(&payer), 1_000);
+        body["paymentPayload"]["network"] = json!("moon-mainnet");
+        body["paymentRequirements"]["network"] = json!("moon-mainnet");
+        assert_invalid(&app.verify(&body).await, "invalid_network");
+        let mut body = ok.v1(&ok.sign(&payer), 1_000);
+        body["paymentPayload"]["scheme"] = json!("upto");
+        body["paymentRequirements"]["scheme"] = json!("upto");
+        assert_invalid(&app.verify(&body).await, "invalid_scheme");
 
-    // Insufficient funds: more than the payer holds.
-    let balance = app.balance(payer.address()).await;
-    let mut p = ok.clone();
-    p.value = balance + U256::from(1);
-    let body = p.v1(&p.sign(&payer), 1_000);
-    assert_invalid(&app.verify(&body).await, "insufficient_funds");
-    let settled = app.settle(&body).await;
-    assert_eq!(settled["success"], false);
-    assert_eq!(settled["errorReason"], "insufficient_funds");
-    assert_eq!(settled["transaction"], "", "nothing was broadcast");
+        // Insufficient funds: more than the payer holds.
+        let balance = app.balance(payer.address()).await;
+        let mut p = ok.clone();
+        p.value = balance + U256::from(1);
+        let body = p.v1(&p.sign(&payer), 1_000);
+        assert_invalid(&app.verify(&body).await, "insufficient_funds");
+        let settled = app.settle(&body).await;
+        assert_eq!(settled["success"], false);
+        assert_eq!(settled["errorReason"], "insufficient_funds");
+        assert_eq!(settled["transaction"], "", "nothing was broadcast");
 
-    // Nonce already used: settle, then present another payment with the same nonce.
-    let body = ok.v1(&ok.sign(&payer), 1_000);
-    assert_eq!(app.settle(&body).await["success"], true);
-    let mut p = ok.clone();
-    p.value = U256::from(2_000);
-    assert_invalid(
-        &app.verify(&p.v1(&p.sign(&payer), 1_000)).await,
-        "invalid_exact_evm_nonce_already_used",
-    );
+        // Nonce already used: settle, then present another payment with the same nonce.
+        let body = ok.v1(&ok.sign(&payer), 1_000);
+        assert_eq!(app.settle(&body).await["success"], true);
+        let mut p = ok.clone();
+        p.value = U256::from(2_000);
+        assert_invalid(
+            &app.verify(&p.v1(&p.sign(&payer), 1_000)).await,
+            "invalid_exact_evm_nonce_already_used",
+        );
 
-    // Wrong token name: signed for a "USD Coin" domain (base mainnet's name) on a "USDC" token.
-    let mut p = Payment::new(&app, 2, 1_000);
-    p.domain_name = "USD Coin".into();
-    assert_invalid(
-        &app.verify(&p.v1(&p.sign(&payer), 1_000)).await,
-        "invalid_exact_evm_token_name_mismatch",
-    );
-});
+        // Wrong token name: signed for a "USD Coin" domain (base mainnet's name) on a "USDC" token.
+        let mut p = Payment::new(&app, 2, 1_000);
+        p.domain_name = "USD Coin".into();
+        assert_invalid(
+            &app.verify(&p.v1(&p.sign(&payer), 1_000)).await,
+            "invalid_exact_evm_token_name_mismatch",
+        );
+    }
+);
 
-chain_test!(malformed_bodies_scopes_and_credentials, automine(), |app| {
-    let res = app
-        .post_x402("/api/v1/verify", &json!({"paymentRequirements": {}}))
-        .await;
-    assert_error(res, 400, "INVALID_REQUEST", Some("Invalid request format")).await;
-    let pay = Payment::new(&app, 0, 10);
-    let mut body = pay.v1("0x00", 10);
-    body["paymentPayload"]["payload"] = json!("%%% not base64 %%%");
-    let res = app.post_x402("/api/v1/settle", &body).await;
-    assert_error(res, 400, "INVALID_PAYLOAD", Some("Invalid payment payload")).await;
-    let res = app
-        .app
-        .post("/api/v1/verify", None, pay.v1("0x00", 10))
-        .await;
-    assert_error(res, 401, "UNAUTHORIZED", None).await;
+both_dbs!(
+    malformed_bodies_scopes_and_credentials,
+    automine(),
+    |app: ChainApp| {
+        let res = app
+            .post_x402("/api/v1/verify", &json!({"paymentRequirements": {}}))
+            .await;
+        assert_error(res, 400, "INVALID_REQUEST", Some("Invalid request format")).await;
+        let pay = Payment::new(&app, 0, 10);
+        let mut body = pay.v1("0x00", 10);
+        body["paymentPayload"]["payload"] = json!("%%% not base64 %%%");
+        let res = app.post_x402("/api/v1/settle", &body).await;
+        assert_error(res, 400, "INVALID_PAYLOAD", Some("Invalid payment payload")).await;
+        let res = app
+            .app
+            .post("/api/v1/verify", None, pay.v1("0x00", 10))
+            .await;
+        assert_error(res, 401, "UNAUTHORIZED", None).await;
 
-    // A verify-only key cannot settle.
-    let (access, _, _) = app.app.user("verifier@example.com").await;
-    let (id, token) = app.app.client_key(&access, "verify").await;
-    let res = app
-        .app
-        .post_as_client(
-            "/api/v1/settle",
-            &id,
-            &token,
-            &pay.v1(&pay.sign(app.payer(0)), 10),
+        // A verify-only key cannot settle.
+        let (access, _, _) = app.app.user("verifier@example.com").await;
+        let (id, token) = app.app.client_key(&access, "verify").await;
+        let res = app
+            .app
+            .post_as_client(
+                "/api/v1/settle",
+                &id,
+                &token,
+                &pay.v1(&pay.sign(app.payer(0)), 10),
+            )
+            .await;
+        assert_error(
+            res,
+            403,
+            "FORBIDDEN",
+            Some("this client key is not allowed to settle"),
         )
         .await;
-    assert_error(
-        res,
-        403,
-        "FORBIDDEN",
-        Some("this client key is not allowed to settle"),
-    )
-    .await;
 
-    // Someone else's settlement is not found.
-    let res = app
-        .app
-        .get_as_client(
-            &format!("/api/v1/settlements/{}", B256::repeat_byte(1)),
-            &id,
-            &token,
-        )
-        .await;
-    assert_error(res, 404, "NOT_FOUND", Some("settlement not found")).await;
-    let res = app
-        .app
-        .get_as_client("/api/v1/settlements/0x12", &id, &token)
-        .await;
-    assert_error(res, 400, "INVALID_REQUEST", None).await;
+        // Someone else's settlement is not found.
+        let res = app
+            .app
+            .get_as_client(
+                &format!("/api/v1/settlements/{}", B256::repeat_byte(1)),
+                &id,
+                &token,
+            )
+            .await;
+        assert_error(res, 404, "NOT_FOUND", Some("settlement not found")).await;
+        let res = app
+            .app
+            .get_as_client("/api/v1/settlements/0x12", &id, &token)
+            .await;
+        assert_error(res, 400, "INVALID_REQUEST", None).await;
 
-    // /supported names our signer.
-    let res = app
-        .app
-        .get_as_client("/api/v1/supported", &id, &token)
-        .await;
-    let body: Value = res.json().await.unwrap();
-    let signer = app.devnet.facilitator_keys[0].address().to_checksum(None);
-    assert_eq!(body["signers"]["eip155:*"], json!([signer]));
-    assert_eq!(body["kinds"][0]["feePayer"], json!(signer));
-});
+        // /supported names our signer.
+        let res = app
+            .app
+            .get_as_client("/api/v1/supported", &id, &token)
+            .await;
+        let body: Value = res.json().await.unwrap();
+        let signer = app.devnet.facilitator_keys[0].address().to_checksum(None);
+        assert_eq!(body["signers"]["eip155:*"], json!([signer]));
+        assert_eq!(body["kinds"][0]["feePayer"], json!(signer));
+    }
+);
 
-chain_test!(
+both_dbs!(
     a_key_limited_to_other_networks_is_refused,
     automine(),
-    |app| {
+    |app: ChainApp| {
         let (access, _, _) = app.app.user("limited@example.com").await;
         let key = |networks: Value| {
             app.app
@@ -322,10 +334,10 @@ chain_test!(
     }
 );
 
-chain_test!(
+both_dbs!(
     thirty_concurrent_settles_of_one_authorization_succeed_once,
     interval_mining(),
-    |app| {
+    |app: ChainApp| {
         let payer = app.payer(0).clone();
         let pay = Payment::new(&app, 0, 4_200);
         let body = pay.v1(&pay.sign(&payer), 4_200);
@@ -378,10 +390,10 @@ chain_test!(
     }
 );
 
-chain_test!(
+both_dbs!(
     two_hundred_concurrent_settles_on_one_signer_all_confirm,
     interval_mining(),
-    |app| {
+    |app: ChainApp| {
         let n = 200usize;
         let before = app.balance(PAY_TO).await;
         let payments: Vec<Value> = (0..n)
