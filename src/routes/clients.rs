@@ -53,6 +53,7 @@ pub struct CreateClientBody {
     request_body = CreateClientBody,
     responses(
         (status = 200, description = "The new key, with its token.", body = Data<schema::ClientCreated>),
+        (status = 409, description = "`LIMIT_EXCEEDED`: the account has `limits.max_keys_per_account` live keys already (revoke one to make room).", body = ApiError),
         errors::BadRequest,
         errors::UserAuth,
         errors::JsonBody,

@@ -65,7 +65,7 @@ pub struct ResourceCreated {
     request_body = ResourceBody,
     responses(
         (status = 201, description = "The resource is registered.", body = Data<ResourceCreated>),
-        (status = 409, description = "`CONFLICT`: you already registered this resource.", body = ApiError),
+        (status = 409, description = "`CONFLICT`: you already registered this resource; `LIMIT_EXCEEDED`: the account has `limits.max_resources_per_account` resources already.", body = ApiError),
         errors::BadRequest,
         errors::UserAuth,
         errors::JsonBody,
