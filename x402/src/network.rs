@@ -29,7 +29,8 @@ pub struct DefaultAsset {
     pub symbol: &'static str,
     pub decimals: u8,
     /// EIP-712 domain name: "USDC" on some chains, "USD Coin" on others — the most common
-    /// integration bug (X402.md).
+    /// integration bug: the buyer signs over the name the requirements' `extra.name` gives, and a
+    /// mismatch makes every signature recover to a stranger.
     pub eip712_name: &'static str,
     pub eip712_version: &'static str,
 }

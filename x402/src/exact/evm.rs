@@ -1,7 +1,7 @@
 //! `exact` on EVM: EIP-3009 `transferWithAuthorization`, signed as EIP-712 typed data.
 //!
-//! The checks are small named functions run in the order of the spec (X402.md "verify, in
-//! order"), each failing with one `Reason`. Signatures are recovered with libsecp256k1 (the
+//! The checks are small named functions run in the order the x402 `exact` scheme on EVM
+//! (EIP-3009) lists a facilitator's verification steps, each failing with one `Reason`. Signatures are recovered with libsecp256k1 (the
 //! `secp256k1` crate): ~5x faster than the pure-Rust path, and verify is the hot path.
 
 use alloy_primitives::{keccak256, Address, Bytes, B256, U256};
