@@ -43,11 +43,13 @@
 //!
 //! Here: `ChainAccess` (one network's handle) and what its endpoints share; `endpoint` (one
 //! URL, its counters, when it is stalled); `failover` (one call across the endpoints, and the
-//! alloy transport); `health` (what `/status` shows, and the probe).
+//! alloy transport); `health` (what `/status` shows, and the probe); `multicall` (Multicall3's
+//! address and ABI, for smart-wallet deployments and batches).
 
 mod endpoint;
 mod failover;
 mod health;
+pub mod multicall;
 #[cfg(test)]
 mod tests;
 
