@@ -501,7 +501,6 @@ impl Application {
                 let watcher = ReceiptWatcher::start(
                     p.provider.clone(),
                     Duration::from_millis(settings.settlement.receipt_poll_ms.max(10)),
-                    |_| {},
                 );
                 Arc::new(NetworkRuntime {
                     entry: p.entry,

@@ -1,6 +1,6 @@
 //! Throttling counters kept in the database, so that neither a restart nor a second instance
 //! resets them: failed logins per account and per client IP, signups and token refreshes per
-//! IP (issue "One payment, one success", item 4).
+//! IP.
 //!
 //! One row per (scope, subject). An attempt is *charged before it is judged* (an atomic
 //! increment), so concurrent attempts cannot all slip under the limit; a login that turns out

@@ -20,7 +20,6 @@
 
 use std::collections::HashMap;
 
-use actix::prelude::*;
 use alloy_primitives::U256;
 use chrono::{NaiveDate, Utc};
 use entities::{client, resource, user};
@@ -31,7 +30,8 @@ use sea_orm::{
 };
 use serde::Serialize;
 
-use super::{AuthActor, AuthHandle, CreditChange, UserView, MAX_RATE_LIMIT};
+use super::credits::{apply_credit_change, check_credit_change, credit_change_refused};
+use super::{AuthHandle, CreditChange, UserView, MAX_RATE_LIMIT};
 use crate::error::{ServiceError, ServiceResult};
 use crate::metrics::{self, MetricsHandle, Operation};
 
@@ -564,7 +564,7 @@ impl AuthHandle {
     /// (`PATCH /admin/users/{id}`).
     pub async fn operate_account(&self, user_id: i64, change: AccountChange) -> ServiceResult<()> {
         if let Some(credits) = change.credits {
-            super::check_credit_change(credits)?;
+            check_credit_change(credits)?;
         }
         if let Some(Some(n)) = change.rate_limit_per_second {
             if n > MAX_RATE_LIMIT {
@@ -582,7 +582,10 @@ impl AuthHandle {
                     .into(),
             ));
         }
-        self.addr.send(OperateAccount { user_id, change }).await?
+        let res = operate(&self.db, user_id, change).await;
+        // The account's limits are cached with each of its keys: they re-read it on next use.
+        self.account_changed(user_id).await;
+        res
     }
 
     /// The caps of every account.
@@ -591,68 +594,42 @@ impl AuthHandle {
     }
 }
 
-#[derive(Message)]
-#[rtype(result = "ServiceResult<()>")]
-struct OperateAccount {
+async fn operate(
+    db: &DatabaseConnection,
     user_id: i64,
     change: AccountChange,
-}
-
-impl Handler<OperateAccount> for AuthActor {
-    type Result = ResponseActFuture<Self, ServiceResult<()>>;
-
-    fn handle(&mut self, msg: OperateAccount, _: &mut Self::Context) -> Self::Result {
-        // The account's limits are cached with each of its keys: they re-read it on next use.
-        self.forget_account(msg.user_id);
-        let db = self.db.clone();
-        let user_id = msg.user_id;
-        let work = async move {
-            let row = find_user(&db, msg.user_id).await?;
-            let mut update = user::Entity::update_many().filter(user::Column::Id.eq(row.id));
-            if let Some(change) = msg.change.credits {
-                update = super::apply_credit_change(
-                    update,
-                    user::Column::SettleCredits,
-                    row.settle_credits,
-                    change,
-                    "account",
-                )?;
-            }
-            if let Some(rate) = msg.change.rate_limit_per_second {
-                update = update.col_expr(
-                    user::Column::RateLimitPerSecond,
-                    Expr::value(rate.map(|n| n as i32)),
-                );
-            }
-            if let Some(budget) = msg.change.gas_budget_wei {
-                update = update.col_expr(
-                    user::Column::GasBudgetWei,
-                    Expr::value(budget.map(|b| b.to_string())),
-                );
-            }
-            // The change and the fleet's notice of it commit together (`key_changes`).
-            let txn = db.begin().await?;
-            if update.exec(&txn).await?.rows_affected != 1 {
-                return Err(super::credit_change_refused(msg.change.credits, "account"));
-            }
-            crate::key_changes::notify_account_changed(&txn, user_id).await?;
-            txn.commit().await?;
-            Ok(())
-        };
-        Box::pin(work.into_actor(self).map(move |res, act, _| {
-            act.forget_account(user_id);
-            res
-        }))
+) -> ServiceResult<()> {
+    let row = find_user(db, user_id).await?;
+    let mut update = user::Entity::update_many().filter(user::Column::Id.eq(row.id));
+    if let Some(credits) = change.credits {
+        update = apply_credit_change(
+            update,
+            user::Column::SettleCredits,
+            row.settle_credits,
+            credits,
+            "account",
+        )?;
     }
-}
-
-impl AuthActor {
-    /// An account's limits are about to change: drop its keys from the hot-path cache, and
-    /// make any cache fill in flight store nothing.
-    pub(super) fn forget_account(&mut self, user_id: i64) {
-        self.clients.retain(|_, c| c.account.user_id != user_id);
-        self.client_epoch += 1;
+    if let Some(rate) = change.rate_limit_per_second {
+        update = update.col_expr(
+            user::Column::RateLimitPerSecond,
+            Expr::value(rate.map(|n| n as i32)),
+        );
     }
+    if let Some(budget) = change.gas_budget_wei {
+        update = update.col_expr(
+            user::Column::GasBudgetWei,
+            Expr::value(budget.map(|b| b.to_string())),
+        );
+    }
+    // The change and the fleet's notice of it commit together (`key_changes`).
+    let txn = db.begin().await?;
+    if update.exec(&txn).await?.rows_affected != 1 {
+        return Err(credit_change_refused(change.credits, "account"));
+    }
+    crate::key_changes::notify_account_changed(&txn, user_id).await?;
+    txn.commit().await?;
+    Ok(())
 }
 
 #[cfg(test)]
