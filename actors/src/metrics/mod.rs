@@ -26,7 +26,9 @@ use alloy_primitives::U256;
 use chrono::NaiveDate;
 use sea_orm::DatabaseConnection;
 
-pub use events::*;
+pub use events::{
+    is_success, HttpEvent, Operation, X402Event, CONFIRMED, REVERTED, SUCCESS, SUCCESS_REPEAT,
+};
 pub use prometheus::{KeyGasToday, SignerGauge};
 pub use rollup::{http_rows, parse_sum, x402_rows, MetricsActor};
 pub use rpc::RpcMetrics;
