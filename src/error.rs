@@ -222,6 +222,12 @@ impl From<ServiceError> for ApiError {
                 tracing::error!(error = %cause, "internal error");
                 ApiError::internal()
             }
+            e @ (ServiceError::Database(_)
+            | ServiceError::Mailbox(_)
+            | ServiceError::Corrupt { .. }) => {
+                tracing::error!(error = %e, "internal error");
+                ApiError::internal()
+            }
         }
     }
 }

@@ -35,21 +35,19 @@ pub enum ServiceError {
         message: String,
         retry_after: std::time::Duration,
     },
-    /// Anything unexpected; the cause is logged, never shown.
+    /// The database failed; the cause is logged, never shown.
+    #[error("database: {0}")]
+    Database(#[from] sea_orm::DbErr),
+    /// An actor did not answer (stopped, or its mailbox closed); logged, never shown.
+    #[error("actor mailbox: {0}")]
+    Mailbox(#[from] actix::MailboxError),
+    /// A value this service stored cannot be read back (`what` names the column); logged,
+    /// never shown.
+    #[error("bad {what} in the database: {value}")]
+    Corrupt { what: &'static str, value: String },
+    /// Anything else unexpected; the cause is logged, never shown.
     #[error("internal: {0}")]
     Internal(String),
-}
-
-impl From<sea_orm::DbErr> for ServiceError {
-    fn from(e: sea_orm::DbErr) -> Self {
-        ServiceError::Internal(format!("database: {e}"))
-    }
-}
-
-impl From<actix::MailboxError> for ServiceError {
-    fn from(e: actix::MailboxError) -> Self {
-        ServiceError::Internal(format!("actor mailbox: {e}"))
-    }
 }
 
 pub type ServiceResult<T> = Result<T, ServiceError>;

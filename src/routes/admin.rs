@@ -9,7 +9,6 @@ use facilitator_actors::auth::{CreditChange, OperatorChange, MAX_RATE_LIMIT};
 use facilitator_actors::registry::AssetView;
 use facilitator_actors::registry::NewAsset;
 use serde::Deserialize;
-use serde_json::json;
 use utoipa::ToSchema;
 
 use super::docs::errors;
@@ -58,9 +57,10 @@ pub async fn create_user(
         .auth
         .signup(&body.email, &body.password, body.is_admin, None)
         .await?;
-    Ok(super::created(
-        json!({ "message": "User created", "user": user }),
-    ))
+    super::created_sorted(UserCreated {
+        message: "User created".to_owned(),
+        user,
+    })
 }
 
 /// List users
@@ -143,7 +143,7 @@ pub async fn operate_client(
             },
         )
         .await?;
-    Ok(super::data(json!({ "client": client })))
+    super::data_sorted(schema::ClientUpdated { client })
 }
 
 /// `settleCredits` (a number or `null`) or `addSettleCredits`, not both; `None`: neither.
@@ -268,9 +268,9 @@ pub async fn operate_account(
         gas_budget_wei: gas_budget(&body.gas_budget_wei_per_day)?,
     };
     state.auth.operate_account(*id, change).await?;
-    Ok(super::data(
-        json!({ "account": account(&state, *id).await? }),
-    ))
+    super::data_sorted(schema::AccountUpdated {
+        account: account(&state, *id).await?,
+    })
 }
 
 /// An account's limits and spend
@@ -380,7 +380,7 @@ pub async fn register_asset(
     Ok(super::created(view))
 }
 
-/// The answers the handlers above build with `json!`, described for the OpenAPI document.
+/// The answers of the handlers above that wrap a view.
 pub mod schema {
     use facilitator_actors::auth::ClientView;
     use serde::Serialize;

@@ -4,10 +4,10 @@
 
 use actix_web::{web, HttpResponse};
 use facilitator_actors::auth::accounts;
-use facilitator_actors::auth::{ClientChange, ClientStatus, ClientView};
-use secrecy::{ExposeSecret, SecretString};
+use facilitator_actors::auth::{ClientChange, ClientStatus};
+use secrecy::ExposeSecret;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::docs::errors;
@@ -15,15 +15,6 @@ use super::{present, Data, PageQuery, Paging};
 use crate::auth::{ClientCredentials, User};
 use crate::error::{ApiError, ApiResult};
 use crate::startup::AppState;
-
-/// `{"client": view}`, with the token when one was just issued (shown once).
-fn client_body(view: &ClientView, token: Option<&SecretString>) -> ApiResult<Value> {
-    let mut client = serde_json::to_value(view).map_err(|_| ApiError::internal())?;
-    if let Some(token) = token {
-        client["token"] = json!(token.expose_secret());
-    }
-    Ok(json!({ "client": client }))
-}
 
 #[derive(Deserialize, ToSchema)]
 #[schema(as = NewClientKey)]
@@ -75,7 +66,12 @@ pub async fn create(
             body.networks.as_deref(),
         )
         .await?;
-    Ok(super::data(client_body(&new.view, Some(&new.token))?))
+    super::data_sorted(schema::ClientCreated {
+        client: schema::IssuedClientKey {
+            key: new.view,
+            token: new.token.expose_secret().to_owned(),
+        },
+    })
 }
 
 /// List client keys
@@ -134,7 +130,9 @@ pub async fn revoke(
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     state.auth.revoke_client(&user, &id).await?;
-    Ok(super::data(json!({ "deleted": id.into_inner() })))
+    super::data_sorted(schema::ClientRevoked {
+        deleted: id.into_inner(),
+    })
 }
 
 /// The statuses a key can be given (`DELETE` revokes; expiry comes with time).
@@ -224,10 +222,12 @@ pub async fn update(
             },
         )
         .await?;
-    Ok(super::data(client_body(
-        &changed.view,
-        changed.token.as_ref(),
-    )?))
+    super::data_sorted(schema::ClientChanged {
+        client: schema::ChangedClientKey {
+            key: changed.view,
+            token: changed.token.map(|t| t.expose_secret().to_owned()),
+        },
+    })
 }
 
 /// A client key's own status
@@ -268,7 +268,7 @@ pub async fn status(
     }))
 }
 
-/// The answers the handlers above build with `json!`, described for the OpenAPI document.
+/// The answers of the handlers above that are more than a view.
 pub mod schema {
     use facilitator_actors::auth::accounts::{AccountAllowance, GasTodayView};
     use facilitator_actors::auth::ClientView;
@@ -317,6 +317,7 @@ pub mod schema {
         #[serde(flatten)]
         pub key: ClientView,
         /// The new secret for `X-Client-Token`, after `rotate: true`.
+        #[serde(skip_serializing_if = "Option::is_none")]
         pub token: Option<String>,
     }
 

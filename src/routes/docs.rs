@@ -33,10 +33,12 @@
 //!      lists its own tuple instead of it. Response headers go in the tuple:
 //!      `headers(("Retry-After" = u64, description = "..."))`; a set several operations share
 //!      (a 429, say) belongs in [`errors`].
-//! 3. **Bodies derive `ToSchema` beside the handler.** Use the type the handler really
-//!    deserializes or serializes (request structs here, the views of `facilitator-actors`);
-//!    where a handler builds its answer with `json!`, a `ToSchema` struct in the `schema`
-//!    module at the end of its file describes that answer field by field.
+//! 3. **Bodies derive `ToSchema`.** Use the type the handler really deserializes or
+//!    serializes (request structs here, the views and reports of `facilitator-actors`, the
+//!    x402 answers of `x402::proto`): one type per answer, so the document cannot drift from
+//!    what is sent. Only a body a handler reads as a raw `serde_json::Value` (the x402
+//!    requests, parsed by `x402::proto`) is described by a `ToSchema` struct of its own, in a
+//!    `schema` module beside the handler.
 //!    `#[schema(as = Name)]` gives a type its public name; `#[schema(value_type = ...)]`
 //!    documents a field read as a raw `serde_json::Value`; limits the server enforces
 //!    (`minimum`, `max_length`...) go on the field, and nothing it does not enforce.

@@ -1,22 +1,20 @@
 //! Metrics endpoints: HTTP request rollups (`/api/v1/metrics/*`), settlement rollups
 //! (`/api/v1/x402-metrics/*`), and the Prometheus exposition (`/metrics`).
 //!
-//! Every read first flushes what the `MetricsActor` holds in memory, so an answer includes
-//! every request and settlement acknowledged before it. Regular users see the x402 metrics of
+//! The reports are built by `facilitator_actors::metrics::reports`; a handler here reads the
+//! query, flushes what the `MetricsActor` holds in memory (so an answer includes every request
+//! and settlement acknowledged before it), and answers the report. Regular users see the x402 metrics of
 //! their own client keys (revoked ones included: that history is theirs); admins see all. The
 //! HTTP metrics are service-wide.
 
-use std::collections::BTreeMap;
-
 use actix_web::{web, HttpRequest, HttpResponse};
-use alloy_primitives::U256;
 use chrono::{DateTime, NaiveDate};
 use facilitator_actors::auth::accounts;
-use facilitator_actors::metrics::{self, is_success, parse_sum, Operation, SignerGauge};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
+use facilitator_actors::metrics::reports::{self, DayRange};
+use facilitator_actors::metrics::SignerGauge;
+use facilitator_actors::ServiceResult;
 use secrecy::ExposeSecret;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
 use super::docs::errors;
@@ -37,13 +35,6 @@ pub struct RangeQuery {
     /// Open when omitted.
     #[param(format = Date)]
     to: Option<String>,
-}
-
-/// A date range, inclusive; either end open.
-#[derive(Debug, Clone, Copy)]
-struct Range {
-    from: Option<NaiveDate>,
-    to: Option<NaiveDate>,
 }
 
 fn bad_query(details: String) -> ApiError {
@@ -72,7 +63,7 @@ fn parse_day(name: &str, value: &str) -> Result<NaiveDate, ApiError> {
 }
 
 impl RangeQuery {
-    fn resolve(&self) -> Result<Range, ApiError> {
+    fn resolve(&self) -> Result<DayRange, ApiError> {
         let from = self
             .from
             .as_deref()
@@ -84,15 +75,8 @@ impl RangeQuery {
                 return Err(bad_query(format!("from ({f}) is after to ({t})")));
             }
         }
-        Ok(Range { from, to })
+        Ok(DayRange { from, to })
     }
-}
-
-fn range_json(r: Range) -> (Value, Value) {
-    (
-        r.from.map(|d| json!(d.to_string())).unwrap_or(Value::Null),
-        r.to.map(|d| json!(d.to_string())).unwrap_or(Value::Null),
-    )
 }
 
 async fn flushed(state: &AppState) -> ApiResult<()> {
@@ -106,147 +90,9 @@ async fn flushed(state: &AppState) -> ApiResult<()> {
     })
 }
 
-/// How rows are grouped: per day, per month, or all together.
-#[derive(Clone, Copy)]
-enum Period {
-    Day,
-    Month,
-}
-
-impl Period {
-    /// The group's key for a day, its field name, and the name of the list of groups.
-    fn key(self, day: NaiveDate) -> String {
-        match self {
-            Period::Day => day.format("%Y-%m-%d").to_string(),
-            Period::Month => day.format("%Y-%m").to_string(),
-        }
-    }
-
-    fn label(self) -> &'static str {
-        match self {
-            Period::Day => "date",
-            Period::Month => "month",
-        }
-    }
-
-    fn list(self) -> &'static str {
-        match self {
-            Period::Day => "days",
-            Period::Month => "months",
-        }
-    }
-}
-
-/// Rows grouped by day or month (in date order), each group rendered with its label.
-fn grouped<R, A: Default>(
-    rows: &[R],
-    period: Period,
-    day: impl Fn(&R) -> NaiveDate,
-    mut add: impl FnMut(&mut A, &R) -> ApiResult<()>,
-    render: impl Fn(&A) -> Value,
-) -> ApiResult<Vec<Value>> {
-    let mut groups: BTreeMap<String, A> = BTreeMap::new();
-    for r in rows {
-        add(groups.entry(period.key(day(r))).or_default(), r)?;
-    }
-    Ok(groups
-        .iter()
-        .map(|(k, g)| {
-            let mut v = render(g);
-            v[period.label()] = json!(k);
-            v
-        })
-        .collect())
-}
-
-/// `{"data": {"from", "to", <days|months>: items}}`
-fn period_answer(range: Range, period: Period, items: Vec<Value>) -> HttpResponse {
-    let (from, to) = range_json(range);
-    super::data(json!({ "from": from, "to": to, period.list(): items }))
-}
-
-// ---- HTTP metrics ----------------------------------------------------------------------
-
-#[derive(Default)]
-struct HttpAgg {
-    requests: i64,
-    errors: i64,
-    total_latency_us: i64,
-    max_latency_us: i64,
-    by_status: BTreeMap<String, i64>,
-}
-
-impl HttpAgg {
-    fn add(&mut self, r: &entities::http_metrics_daily::Model) {
-        self.requests += r.count;
-        if r.status >= 400 {
-            self.errors += r.count;
-        }
-        self.total_latency_us += r.total_latency_us;
-        self.max_latency_us = self.max_latency_us.max(r.max_latency_us);
-        *self.by_status.entry(r.status.to_string()).or_default() += r.count;
-    }
-
-    fn json(&self) -> Value {
-        json!({
-            "requests": self.requests,
-            "errors": self.errors,
-            "avgLatencyMs": if self.requests > 0 {
-                self.total_latency_us as f64 / self.requests as f64 / 1000.0
-            } else { 0.0 },
-            "maxLatencyMs": self.max_latency_us as f64 / 1000.0,
-            "byStatus": self.by_status,
-        })
-    }
-}
-
-/// Totals plus a per-route breakdown.
-#[derive(Default)]
-struct HttpReport {
-    total: HttpAgg,
-    routes: BTreeMap<(String, String), HttpAgg>,
-}
-
-impl HttpReport {
-    fn add(&mut self, r: &entities::http_metrics_daily::Model) {
-        self.total.add(r);
-        self.routes
-            .entry((r.route.clone(), r.method.clone()))
-            .or_default()
-            .add(r);
-    }
-
-    fn json(&self) -> Value {
-        let mut v = self.total.json();
-        v["routes"] = self
-            .routes
-            .iter()
-            .map(|((route, method), agg)| {
-                let mut r = agg.json();
-                r["method"] = json!(method);
-                r["route"] = json!(route);
-                r
-            })
-            .collect();
-        v
-    }
-}
-
-async fn http_periods(state: &AppState, q: &RangeQuery, period: Period) -> ApiResult<HttpResponse> {
-    let range = q.resolve()?;
-    flushed(state).await?;
-    let rows = metrics::http_rows(&state.db, range.from, range.to).await?;
-    let items = grouped(
-        &rows,
-        period,
-        |r| r.day,
-        |g: &mut HttpReport, r| {
-            g.add(r);
-            Ok(())
-        },
-        HttpReport::json,
-    )?;
-    Ok(period_answer(range, period, items))
+/// A report as answered, `{"data": report}` (keys sorted, as they always were).
+fn answer<T: Serialize>(report: ServiceResult<T>) -> ApiResult<HttpResponse> {
+    super::data_sorted(report?)
 }
 
 /// HTTP metrics by day
@@ -259,7 +105,7 @@ async fn http_periods(state: &AppState, q: &RangeQuery, period: Period) -> ApiRe
     security(("bearerAuth" = [])),
     params(RangeQuery),
     responses(
-        (status = 200, description = "The metrics.", body = Data<schema::HttpMetricsDaily>),
+        (status = 200, description = "The metrics.", body = Data<reports::HttpMetricsDaily>),
         (status = 400, description = "`INVALID_REQUEST` (`Invalid query parameters`): a bad date, an unknown parameter, or `from` after `to`.", body = ApiError),
         (status = 503, description = "`SERVICE_UNAVAILABLE`: the metrics store cannot be read right now.", body = ApiError),
         errors::UserAuth,
@@ -271,7 +117,9 @@ pub async fn http_daily(
     _: User,
     q: web::Query<RangeQuery>,
 ) -> ApiResult<HttpResponse> {
-    http_periods(&state, &q, Period::Day).await
+    let range = q.resolve()?;
+    flushed(&state).await?;
+    answer(reports::http_daily(&state.db, range).await)
 }
 
 /// HTTP metrics by month
@@ -284,7 +132,7 @@ pub async fn http_daily(
     security(("bearerAuth" = [])),
     params(RangeQuery),
     responses(
-        (status = 200, description = "The metrics.", body = Data<schema::HttpMetricsMonthly>),
+        (status = 200, description = "The metrics.", body = Data<reports::HttpMetricsMonthly>),
         (status = 400, description = "`INVALID_REQUEST` (`Invalid query parameters`): a bad date, an unknown parameter, or `from` after `to`.", body = ApiError),
         (status = 503, description = "`SERVICE_UNAVAILABLE`: the metrics store cannot be read right now.", body = ApiError),
         errors::UserAuth,
@@ -296,7 +144,9 @@ pub async fn http_monthly(
     _: User,
     q: web::Query<RangeQuery>,
 ) -> ApiResult<HttpResponse> {
-    http_periods(&state, &q, Period::Month).await
+    let range = q.resolve()?;
+    flushed(&state).await?;
+    answer(reports::http_monthly(&state.db, range).await)
 }
 
 /// HTTP metrics totals
@@ -309,7 +159,7 @@ pub async fn http_monthly(
     security(("bearerAuth" = [])),
     params(RangeQuery),
     responses(
-        (status = 200, description = "The metrics.", body = Data<schema::HttpMetricsSummary>),
+        (status = 200, description = "The metrics.", body = Data<reports::HttpMetricsSummary>),
         (status = 400, description = "`INVALID_REQUEST` (`Invalid query parameters`): a bad date, an unknown parameter, or `from` after `to`.", body = ApiError),
         (status = 503, description = "`SERVICE_UNAVAILABLE`: the metrics store cannot be read right now.", body = ApiError),
         errors::UserAuth,
@@ -323,156 +173,10 @@ pub async fn http_summary(
 ) -> ApiResult<HttpResponse> {
     let range = q.resolve()?;
     flushed(&state).await?;
-    let rows = metrics::http_rows(&state.db, range.from, range.to).await?;
-    let mut report = HttpReport::default();
-    for r in &rows {
-        report.add(r);
-    }
-    let (from, to) = range_json(range);
-    Ok(super::data(json!({
-        "from": from,
-        "to": to,
-        "firstDay": rows.first().map(|r| r.day.to_string()),
-        "lastDay": rows.iter().map(|r| r.day).max().map(|d| d.to_string()),
-        "totals": report.json(),
-    })))
+    answer(reports::http_summary(&state.db, range).await)
 }
 
 // ---- x402 metrics ----------------------------------------------------------------------
-
-#[derive(Default)]
-struct OpAgg {
-    count: i64,
-    successes: i64,
-    reasons: BTreeMap<String, i64>,
-    total_latency_us: i64,
-}
-
-#[derive(Default)]
-struct X402Agg {
-    verify: OpAgg,
-    settle: OpAgg,
-    /// Settle successes answered from an earlier settle of the same authorization.
-    settle_repeats: i64,
-    /// (network, asset) -> (settled amount, on-chain transfers)
-    amounts: BTreeMap<(String, String), (U256, i64)>,
-    /// network -> (gas used, fee wei)
-    fees: BTreeMap<String, (i64, U256)>,
-}
-
-impl X402Agg {
-    fn add(&mut self, r: &entities::x402_metrics_daily::Model) -> ApiResult<()> {
-        // Money and gas come from mined transactions, counted once per ledger row however
-        // many requests asked about it.
-        if r.operation == Operation::Transfer.as_str() {
-            if r.outcome == metrics::CONFIRMED {
-                let e = self
-                    .amounts
-                    .entry((r.network.clone(), r.asset.clone()))
-                    .or_default();
-                e.0 = e.0.saturating_add(parse_sum(&r.amount_sum)?);
-                e.1 += r.count;
-            }
-            let e = self.fees.entry(r.network.clone()).or_default();
-            e.0 += r.gas_used_sum;
-            e.1 = e.1.saturating_add(parse_sum(&r.fee_wei_sum)?);
-            return Ok(());
-        }
-        let op = if r.operation == Operation::Verify.as_str() {
-            &mut self.verify
-        } else {
-            &mut self.settle
-        };
-        op.count += r.count;
-        op.total_latency_us += r.total_latency_us;
-        if is_success(&r.outcome) {
-            op.successes += r.count;
-        } else {
-            *op.reasons.entry(r.outcome.clone()).or_default() += r.count;
-        }
-        if r.outcome == metrics::SUCCESS_REPEAT {
-            self.settle_repeats += r.count;
-        }
-        Ok(())
-    }
-
-    fn json(&self) -> Value {
-        let avg = |o: &OpAgg| {
-            if o.count > 0 {
-                o.total_latency_us as f64 / o.count as f64 / 1000.0
-            } else {
-                0.0
-            }
-        };
-        json!({
-            "verify": {
-                "count": self.verify.count,
-                "valid": self.verify.successes,
-                "invalid": self.verify.count - self.verify.successes,
-                "invalidReasons": self.verify.reasons,
-                "avgLatencyMs": avg(&self.verify),
-            },
-            "settle": {
-                "count": self.settle.count,
-                "successes": self.settle.successes,
-                "repeats": self.settle_repeats,
-                "failures": self.settle.count - self.settle.successes,
-                "failureReasons": self.settle.reasons,
-                "avgLatencyMs": avg(&self.settle),
-            },
-            "amounts": self.amounts.iter().map(|((network, asset), (amount, n))| json!({
-                "network": network,
-                "asset": asset,
-                "amount": amount.to_string(),
-                "settlements": n,
-            })).collect::<Vec<_>>(),
-            "fees": self.fees.iter().map(|(network, (gas, wei))| json!({
-                "network": network,
-                "gasUsed": gas,
-                "feeWei": wei.to_string(),
-            })).collect::<Vec<_>>(),
-        })
-    }
-}
-
-/// Whose settlement metrics the caller may see: `None` = everyone's (admin).
-async fn visible_clients(state: &AppState, user: &User) -> ApiResult<Option<Vec<String>>> {
-    if user.0.is_admin {
-        return Ok(None);
-    }
-    let ids: Vec<String> = entities::client::Entity::find()
-        .select_only()
-        .column(entities::client::Column::ClientId)
-        .filter(entities::client::Column::UserId.eq(user.0.id))
-        .into_tuple()
-        .all(&state.db)
-        .await
-        .map_err(facilitator_actors::ServiceError::from)?;
-    Ok(Some(ids))
-}
-
-async fn x402_rows(
-    state: &AppState,
-    user: &User,
-    q: &RangeQuery,
-) -> ApiResult<(Range, Vec<entities::x402_metrics_daily::Model>)> {
-    let range = q.resolve()?;
-    let clients = visible_clients(state, user).await?;
-    flushed(state).await?;
-    let rows = metrics::x402_rows(&state.db, range.from, range.to, clients.as_deref()).await?;
-    Ok((range, rows))
-}
-
-async fn x402_periods(
-    state: &AppState,
-    user: &User,
-    q: &RangeQuery,
-    period: Period,
-) -> ApiResult<HttpResponse> {
-    let (range, rows) = x402_rows(state, user, q).await?;
-    let items = grouped(&rows, period, |r| r.day, X402Agg::add, X402Agg::json)?;
-    Ok(period_answer(range, period, items))
-}
 
 /// Settlement metrics by day
 ///
@@ -485,7 +189,7 @@ async fn x402_periods(
     security(("bearerAuth" = [])),
     params(RangeQuery),
     responses(
-        (status = 200, description = "The metrics.", body = Data<schema::X402MetricsDaily>),
+        (status = 200, description = "The metrics.", body = Data<reports::X402MetricsDaily>),
         (status = 400, description = "`INVALID_REQUEST` (`Invalid query parameters`): a bad date, an unknown parameter, or `from` after `to`.", body = ApiError),
         (status = 503, description = "`SERVICE_UNAVAILABLE`: the metrics store cannot be read right now.", body = ApiError),
         errors::UserAuth,
@@ -497,7 +201,10 @@ pub async fn x402_daily(
     user: User,
     q: web::Query<RangeQuery>,
 ) -> ApiResult<HttpResponse> {
-    x402_periods(&state, &user, &q, Period::Day).await
+    let range = q.resolve()?;
+    let clients = reports::visible_clients(&state.db, user.0.id, user.0.is_admin).await?;
+    flushed(&state).await?;
+    answer(reports::x402_daily(&state.db, range, clients.as_deref()).await)
 }
 
 /// Settlement metrics by month
@@ -510,7 +217,7 @@ pub async fn x402_daily(
     security(("bearerAuth" = [])),
     params(RangeQuery),
     responses(
-        (status = 200, description = "The metrics.", body = Data<schema::X402MetricsMonthly>),
+        (status = 200, description = "The metrics.", body = Data<reports::X402MetricsMonthly>),
         (status = 400, description = "`INVALID_REQUEST` (`Invalid query parameters`): a bad date, an unknown parameter, or `from` after `to`.", body = ApiError),
         (status = 503, description = "`SERVICE_UNAVAILABLE`: the metrics store cannot be read right now.", body = ApiError),
         errors::UserAuth,
@@ -522,7 +229,10 @@ pub async fn x402_monthly(
     user: User,
     q: web::Query<RangeQuery>,
 ) -> ApiResult<HttpResponse> {
-    x402_periods(&state, &user, &q, Period::Month).await
+    let range = q.resolve()?;
+    let clients = reports::visible_clients(&state.db, user.0.id, user.0.is_admin).await?;
+    flushed(&state).await?;
+    answer(reports::x402_monthly(&state.db, range, clients.as_deref()).await)
 }
 
 /// Settlement totals
@@ -536,7 +246,7 @@ pub async fn x402_monthly(
     security(("bearerAuth" = [])),
     params(RangeQuery),
     responses(
-        (status = 200, description = "The metrics.", body = Data<schema::X402MetricsSummary>),
+        (status = 200, description = "The metrics.", body = Data<reports::X402MetricsSummary>),
         (status = 400, description = "`INVALID_REQUEST` (`Invalid query parameters`): a bad date, an unknown parameter, or `from` after `to`.", body = ApiError),
         (status = 503, description = "`SERVICE_UNAVAILABLE`: the metrics store cannot be read right now.", body = ApiError),
         errors::UserAuth,
@@ -548,17 +258,10 @@ pub async fn x402_summary(
     user: User,
     q: web::Query<RangeQuery>,
 ) -> ApiResult<HttpResponse> {
-    let (range, rows) = x402_rows(&state, &user, &q).await?;
-    let mut agg = X402Agg::default();
-    for r in &rows {
-        agg.add(r)?;
-    }
-    let (from, to) = range_json(range);
-    Ok(super::data(json!({
-        "from": from,
-        "to": to,
-        "totals": agg.json(),
-    })))
+    let range = q.resolve()?;
+    let clients = reports::visible_clients(&state.db, user.0.id, user.0.is_admin).await?;
+    flushed(&state).await?;
+    answer(reports::x402_summary(&state.db, range, clients.as_deref()).await)
 }
 
 // ---- Prometheus ------------------------------------------------------------------------
@@ -628,204 +331,4 @@ pub async fn prometheus(state: web::Data<AppState>, req: HttpRequest) -> ApiResu
     Ok(HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
         .body(state.metrics.render(&signers)))
-}
-
-/// The answers the handlers above build with `json!`, described for the OpenAPI document.
-pub mod schema {
-    use std::collections::BTreeMap;
-
-    use chrono::NaiveDate;
-    use serde::Serialize;
-    use utoipa::ToSchema;
-
-    /// HTTP request counters.
-    #[derive(Serialize, ToSchema)]
-    #[serde(rename_all = "camelCase")]
-    pub struct HttpCounters {
-        pub requests: i64,
-        /// Requests answered 4xx or 5xx.
-        pub errors: i64,
-        pub avg_latency_ms: f64,
-        pub max_latency_ms: f64,
-        /// Requests by HTTP status.
-        #[schema(example = json!({"200": 12, "401": 1}))]
-        pub by_status: BTreeMap<String, i64>,
-    }
-
-    /// HTTP request counters of one route (its pattern, e.g. `/api/v1/clients/{id}`).
-    #[derive(Serialize, ToSchema)]
-    pub struct HttpRouteCounters {
-        #[schema(example = "GET")]
-        pub method: String,
-        #[schema(example = "/api/v1/clients/{id}")]
-        pub route: String,
-        #[serde(flatten)]
-        pub counters: HttpCounters,
-    }
-
-    /// HTTP counters of a period, in total and per route.
-    #[derive(Serialize, ToSchema)]
-    pub struct HttpTotals {
-        #[serde(flatten)]
-        pub counters: HttpCounters,
-        pub routes: Vec<HttpRouteCounters>,
-    }
-
-    #[derive(Serialize, ToSchema)]
-    pub struct HttpMetricsDay {
-        #[schema(example = "2026-01-31")]
-        pub date: NaiveDate,
-        #[serde(flatten)]
-        pub totals: HttpTotals,
-    }
-
-    #[derive(Serialize, ToSchema)]
-    pub struct HttpMetricsMonth {
-        #[schema(example = "2026-01")]
-        pub month: String,
-        #[serde(flatten)]
-        pub totals: HttpTotals,
-    }
-
-    /// `GET /api/v1/metrics/daily`: HTTP requests per day (service-wide). `from`/`to` echo the
-    /// query (`null` when open).
-    #[derive(Serialize, ToSchema)]
-    pub struct HttpMetricsDaily {
-        #[schema(required = true)]
-        pub from: Option<NaiveDate>,
-        #[schema(required = true)]
-        pub to: Option<NaiveDate>,
-        pub days: Vec<HttpMetricsDay>,
-    }
-
-    /// `GET /api/v1/metrics/monthly`: HTTP requests per month (service-wide).
-    #[derive(Serialize, ToSchema)]
-    pub struct HttpMetricsMonthly {
-        #[schema(required = true)]
-        pub from: Option<NaiveDate>,
-        #[schema(required = true)]
-        pub to: Option<NaiveDate>,
-        pub months: Vec<HttpMetricsMonth>,
-    }
-
-    /// `GET /api/v1/metrics/summary`: HTTP requests over the range (all time by default).
-    #[derive(Serialize, ToSchema)]
-    #[serde(rename_all = "camelCase")]
-    pub struct HttpMetricsSummary {
-        #[schema(required = true)]
-        pub from: Option<NaiveDate>,
-        #[schema(required = true)]
-        pub to: Option<NaiveDate>,
-        /// First day with data.
-        #[schema(required = true)]
-        pub first_day: Option<NaiveDate>,
-        /// Last day with data.
-        #[schema(required = true)]
-        pub last_day: Option<NaiveDate>,
-        pub totals: HttpTotals,
-    }
-
-    #[derive(Serialize, ToSchema)]
-    #[serde(rename_all = "camelCase")]
-    pub struct VerifyCounters {
-        pub count: i64,
-        pub valid: i64,
-        pub invalid: i64,
-        /// Invalid verifications by x402 reason.
-        pub invalid_reasons: BTreeMap<String, i64>,
-        pub avg_latency_ms: f64,
-    }
-
-    #[derive(Serialize, ToSchema)]
-    #[serde(rename_all = "camelCase")]
-    pub struct SettleCounters {
-        pub count: i64,
-        /// Successful answers, repeats included.
-        pub successes: i64,
-        /// Successes answered from an earlier settle of the same authorization (no second
-        /// transfer, no fee).
-        pub repeats: i64,
-        pub failures: i64,
-        /// Failed settlements by x402 reason.
-        pub failure_reasons: BTreeMap<String, i64>,
-        pub avg_latency_ms: f64,
-    }
-
-    /// Amount settled in one asset on one network.
-    #[derive(Serialize, ToSchema)]
-    pub struct SettledAmount {
-        pub network: String,
-        pub asset: String,
-        /// Atomic units, decimal string.
-        #[schema(example = "25000000")]
-        pub amount: String,
-        /// On-chain transfers (a repeated settle of one authorization counts once).
-        pub settlements: i64,
-    }
-
-    /// Gas spent settling on one network.
-    #[derive(Serialize, ToSchema)]
-    #[serde(rename_all = "camelCase")]
-    pub struct NetworkFees {
-        pub network: String,
-        pub gas_used: i64,
-        /// Wei, decimal string.
-        pub fee_wei: String,
-    }
-
-    /// x402 counters of a period.
-    #[derive(Serialize, ToSchema)]
-    pub struct X402Counters {
-        pub verify: VerifyCounters,
-        pub settle: SettleCounters,
-        pub amounts: Vec<SettledAmount>,
-        pub fees: Vec<NetworkFees>,
-    }
-
-    #[derive(Serialize, ToSchema)]
-    pub struct X402MetricsDay {
-        #[schema(example = "2026-01-31")]
-        pub date: NaiveDate,
-        #[serde(flatten)]
-        pub counters: X402Counters,
-    }
-
-    #[derive(Serialize, ToSchema)]
-    pub struct X402MetricsMonth {
-        #[schema(example = "2026-01")]
-        pub month: String,
-        #[serde(flatten)]
-        pub counters: X402Counters,
-    }
-
-    /// `GET /api/v1/x402-metrics/daily`: verifications and settlements per day (your client
-    /// keys; an admin sees all).
-    #[derive(Serialize, ToSchema)]
-    pub struct X402MetricsDaily {
-        #[schema(required = true)]
-        pub from: Option<NaiveDate>,
-        #[schema(required = true)]
-        pub to: Option<NaiveDate>,
-        pub days: Vec<X402MetricsDay>,
-    }
-
-    /// `GET /api/v1/x402-metrics/monthly`.
-    #[derive(Serialize, ToSchema)]
-    pub struct X402MetricsMonthly {
-        #[schema(required = true)]
-        pub from: Option<NaiveDate>,
-        #[schema(required = true)]
-        pub to: Option<NaiveDate>,
-        pub months: Vec<X402MetricsMonth>,
-    }
-
-    /// `GET /api/v1/x402-metrics/summary`: totals over the range (all time by default).
-    #[derive(Serialize, ToSchema)]
-    pub struct X402MetricsSummary {
-        #[schema(required = true)]
-        pub from: Option<NaiveDate>,
-        #[schema(required = true)]
-        pub to: Option<NaiveDate>,
-        pub totals: X402Counters,
-    }
 }

@@ -54,6 +54,26 @@ pub fn created<T: Serialize>(value: T) -> HttpResponse {
     HttpResponse::Created().json(Data { data: value })
 }
 
+/// `{"data": value}` with the keys of every object in alphabetical order. The answers first
+/// built as `serde_json` maps (which sort their keys) have always been sent so; going through a
+/// `Value` keeps that order for their types, for clients that compare bodies byte for byte.
+pub fn data_sorted<T: Serialize>(value: T) -> crate::error::ApiResult<HttpResponse> {
+    Ok(data(sorted(value)?))
+}
+
+/// `data_sorted` with 201 Created.
+pub fn created_sorted<T: Serialize>(value: T) -> crate::error::ApiResult<HttpResponse> {
+    Ok(created(sorted(value)?))
+}
+
+/// `value` as a `Value`: its objects' keys sorted (see `data_sorted`).
+pub fn sorted<T: Serialize>(value: T) -> crate::error::ApiResult<serde_json::Value> {
+    serde_json::to_value(value).map_err(|e| {
+        tracing::error!(error = %e, "an answer did not serialize");
+        ApiError::internal()
+    })
+}
+
 /// A resource routing the methods in `allowed`: any other method answers 405 in our envelope,
 /// with `Allow` naming those (RFC 9110, section 15.5.6).
 pub fn resource(path: &str, allowed: &[Method]) -> actix_web::Resource {

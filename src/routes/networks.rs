@@ -145,7 +145,9 @@ pub struct Supported {
     pub signers: BTreeMap<String, Vec<String>>,
 }
 
-fn supported(registry: &RegistryHandle) -> Supported {
+/// The body of `/networks` and `/supported`: the seed's `kinds`, plus the x402 spec's
+/// `extensions` and `signers`.
+pub fn supported(registry: &RegistryHandle) -> Supported {
     let mut signers: Vec<String> = registry
         .networks()
         .iter()
@@ -158,12 +160,6 @@ fn supported(registry: &RegistryHandle) -> Supported {
         extensions: vec![json!(x402::permit2::EIP2612_GAS_SPONSORING)],
         signers: BTreeMap::from([("eip155:*".to_owned(), signers)]),
     }
-}
-
-/// The body of `/networks` and `/supported`: the seed's `kinds`, plus the x402 spec's
-/// `extensions` and `signers`.
-pub fn supported_body(registry: &RegistryHandle) -> Value {
-    json!(supported(registry))
 }
 
 /// List served networks

@@ -3,7 +3,6 @@
 use actix_web::{web, HttpResponse};
 use facilitator_actors::auth::accounts::{self, AccountView};
 use serde::Deserialize;
-use serde_json::json;
 use utoipa::ToSchema;
 
 use super::docs::errors;
@@ -47,9 +46,10 @@ pub async fn signup(
         .auth
         .signup(&body.email, &body.password, false, Some(&ip))
         .await?;
-    Ok(super::data(
-        json!({ "message": "Account created", "user": user }),
-    ))
+    super::data_sorted(schema::UserCreated {
+        message: "Account created".to_owned(),
+        user,
+    })
 }
 
 /// Log in
@@ -77,12 +77,12 @@ pub async fn login(
     body: web::Json<Credentials>,
 ) -> ApiResult<HttpResponse> {
     let pair = state.auth.login(&body.email, &body.password, &ip).await?;
-    Ok(super::data(json!({
-        "message": "Login successful",
-        "access_token": pair.access_token,
-        "refresh_token": pair.refresh_token,
-        "id": pair.user_id,
-    })))
+    super::data_sorted(schema::LoginResponse {
+        message: "Login successful".to_owned(),
+        access_token: pair.access_token,
+        refresh_token: pair.refresh_token,
+        id: pair.user_id,
+    })
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -116,10 +116,10 @@ pub async fn refresh(
     body: web::Json<RefreshBody>,
 ) -> ApiResult<HttpResponse> {
     let pair = state.auth.refresh(&body.refresh_token, &ip).await?;
-    Ok(super::data(json!({
-        "access_token": pair.access_token,
-        "refresh_token": pair.refresh_token,
-    })))
+    super::data_sorted(schema::TokenPair {
+        access_token: pair.access_token,
+        refresh_token: pair.refresh_token,
+    })
 }
 
 /// Your account
@@ -144,7 +144,7 @@ pub async fn me(state: web::Data<AppState>, User(user): User) -> ApiResult<HttpR
     Ok(super::data(view))
 }
 
-/// The answers the handlers above build with `json!`, described for the OpenAPI document.
+/// The answers of the handlers above.
 pub mod schema {
     use facilitator_actors::auth::UserView;
     use serde::Serialize;

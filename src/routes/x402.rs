@@ -13,23 +13,30 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use alloy_primitives::{Address, B256};
+use chrono::{DateTime, Utc};
 use facilitator_actors::facilitator::{Caller, SettleAnswer, SettlementRow, VerifyAnswer};
 use facilitator_actors::idempotency::{self, Begin, IdempotencyKey, Stored};
 use facilitator_actors::ServiceError;
-use serde::Deserialize;
-use serde_json::{json, Value};
-use x402::proto::{parse_facilitator_request, PaymentRequest, RequestError};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+use x402::proto::{
+    parse_facilitator_request, PaymentRequest, ReasonCode, RequestError, SettleResponse,
+    VerifyResponse,
+};
 use x402::Reason;
 
 use facilitator_actors::metrics::{Operation, X402Event, SUCCESS, SUCCESS_REPEAT};
 
 use super::docs::errors;
-use super::networks::{supported_body, Supported};
+use super::networks::Supported;
 use super::Data;
 use crate::auth::Client;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::rate_limit::{Allowance, Subject};
 use crate::startup::AppState;
+
+pub mod schema;
 
 /// The response header that marks an answer replayed for an idempotency key.
 pub const IDEMPOTENT_REPLAYED: &str = "Idempotent-Replayed";
@@ -73,14 +80,10 @@ async fn rate_limited(state: &AppState, client: &Client) -> ApiResult<Option<All
 )]
 pub async fn supported(state: web::Data<AppState>, client: Client) -> ApiResult<HttpResponse> {
     let allowance = rate_limited(&state, &client).await?;
-    let mut body = supported_body(&state.registry);
-    if let Some(kinds) = body["kinds"].as_array_mut() {
-        kinds.retain(|k| {
-            k["network"]
-                .as_str()
-                .is_some_and(|n| client.0.allows_network(n))
-        });
-    }
+    let mut body = super::networks::supported(&state.registry);
+    body.kinds.retain(|k| client.0.allows_network(k.network));
+    // Keys sorted, as this answer has always had them (see `data_sorted`).
+    let body = super::sorted(body)?;
     Ok(Allowance::apply(allowance, HttpResponse::Ok().json(body)))
 }
 
@@ -99,35 +102,32 @@ fn parse(body: &Value) -> ApiResult<Result<PaymentRequest, Reason>> {
     }
 }
 
-fn verify_body(a: &VerifyAnswer) -> Value {
-    let mut body = json!({
-        "isValid": a.is_valid,
-        "invalidReason": a.invalid_reason.map(|r| r.as_str()).unwrap_or(""),
-        "payer": a.payer.map(|p| p.to_checksum(None)).unwrap_or_default(),
-        "timestamp": chrono::Utc::now().timestamp(),
-        "cachedResult": a.cached,
-    });
-    if let Some(r) = a.invalid_reason {
-        body["invalidMessage"] = json!(r.message());
+fn verify_body(a: &VerifyAnswer) -> VerifyResponse {
+    VerifyResponse {
+        cached_result: a.cached,
+        invalid_message: a.invalid_reason.map(|r| r.message().to_owned()),
+        invalid_reason: ReasonCode(a.invalid_reason),
+        is_valid: a.is_valid,
+        payer: a.payer.map(|p| p.to_checksum(None)).unwrap_or_default(),
+        timestamp: chrono::Utc::now().timestamp(),
     }
-    body
 }
 
-fn settle_body(network: &str, a: &SettleAnswer) -> Value {
-    let mut body = json!({
-        "success": a.success,
-        "transaction": a.transaction.map(|h| h.to_string()).unwrap_or_default(),
-        "errorReason": a.error_reason.map(|r| r.as_str()).unwrap_or(""),
-        "network": network,
-        "payer": a.payer.map(|p| p.to_checksum(None)).unwrap_or_default(),
-        "blockNumber": a.block_number.unwrap_or(0),
-        "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        "amount": a.amount.to_string(),
-    });
-    if let Some(r) = a.error_reason {
-        body["errorMessage"] = json!(r.message());
-    }
-    body
+/// The settle answer as sent (and as stored for an idempotency key); `network` is echoed as the
+/// request gave it (a v1 name or a CAIP-2 id).
+fn settle_body(network: &str, a: &SettleAnswer) -> String {
+    let body = SettleResponse {
+        amount: a.amount.to_string(),
+        block_number: a.block_number.unwrap_or(0),
+        error_message: a.error_reason.map(|r| r.message().to_owned()),
+        error_reason: ReasonCode(a.error_reason),
+        network: network.to_owned(),
+        payer: a.payer.map(|p| p.to_checksum(None)).unwrap_or_default(),
+        success: a.success,
+        timestamp: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        transaction: a.transaction.map(|h| h.to_string()).unwrap_or_default(),
+    };
+    serde_json::to_string(&body).expect("strings, numbers and booleans serialize")
 }
 
 /// A protocol outcome for the metrics: what was asked (as far as it could be read) and how it
@@ -201,7 +201,7 @@ fn record(state: &AppState, o: Outcome<'_>) {
     security(("clientId" = [], "clientToken" = [])),
     request_body = schema::PaymentRequest,
     responses(
-        (status = 200, description = "The verdict.", body = schema::VerifyResponse),
+        (status = 200, description = "The verdict.", body = VerifyResponse),
         (status = 400, description = "`INVALID_REQUEST`: malformed request; `INVALID_PAYLOAD`: the payment payload cannot be decoded.", body = ApiError),
         (status = 403, description = "`FORBIDDEN`: the key's scope does not include `verify`, or the payment's network is outside the key's `networks`.", body = ApiError),
         (status = 500, description = "`VERIFICATION_FAILED`: verification could not complete; when the network's RPC does not answer in time, `details` says so and `Retry-After` is set.", body = ApiError,
@@ -312,7 +312,7 @@ fn settle_response(allowance: Option<Allowance>, body: String, replayed: bool) -
     ),
     request_body = schema::PaymentRequest,
     responses(
-        (status = 200, description = "The outcome. Exactly one settle of an authorization ever answers `success: true`; a copy (concurrent or later, from any key) answers `invalid_exact_evm_nonce_already_used` with no transaction.", body = schema::SettleResponse,
+        (status = 200, description = "The outcome. Exactly one settle of an authorization ever answers `success: true`; a copy (concurrent or later, from any key) answers `invalid_exact_evm_nonce_already_used` with no transaction.", body = SettleResponse,
             headers(("Idempotent-Replayed" = String, description = "`true` on an answer replayed for an idempotency key."))),
         (status = 400, description = "`INVALID_REQUEST`: malformed request or `Idempotency-Key`; `INVALID_PAYLOAD`: the payment payload cannot be decoded.", body = ApiError),
         (status = 403, description = "`FORBIDDEN`: the key's scope does not include `settle`, the payment's network is outside the key's `networks`, the key or its account has no settle credits left, or the account's gas budget for today (UTC) is spent.", body = ApiError),
@@ -355,7 +355,7 @@ pub async fn settle(
                 .unwrap_or_default();
             return Ok(settle_response(
                 allowance,
-                settle_body(network, &answer).to_string(),
+                settle_body(network, &answer),
                 false,
             ));
         }
@@ -422,7 +422,7 @@ pub async fn settle(
             }
         })?;
     record(&state, outcome(Some(&req), &answer));
-    let mut body = settle_body(&req.network, &answer).to_string();
+    let mut body = settle_body(&req.network, &answer);
     if let Some(key) = &key {
         // Every repeat answers what the first final answer said. `settlement_pending` is not
         // final: a repeat settles again and learns how it ended.
@@ -471,23 +471,54 @@ fn record_replay(
     });
 }
 
-fn settlement_body(row: SettlementRow) -> Value {
-    json!({
-        "transaction": row.tx_hash,
-        "status": row.status,
-        "success": facilitator_actors::ledger::is_success(&row.status),
-        "errorReason": row.error_reason.unwrap_or_default(),
-        "network": row.network,
-        "asset": row.asset,
-        "payer": row.payer,
-        "payTo": row.pay_to,
-        "amount": row.amount,
-        "nonce": row.auth_nonce,
-        "blockNumber": row.block_number.unwrap_or(0),
-        "gasUsed": row.gas_used,
-        "createdAt": row.created_at,
-        "confirmedAt": row.confirmed_at,
-    })
+/// A settlement of this client key, by transaction (`GET /api/v1/settlements/{tx}`).
+// Fields in alphabetical order of their wire names, the order this answer has always had.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Settlement {
+    pub amount: String,
+    pub asset: String,
+    pub block_number: i64,
+    #[schema(required = true)]
+    pub confirmed_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub error_reason: String,
+    #[schema(required = true)]
+    pub gas_used: Option<i64>,
+    pub network: String,
+    /// The EIP-3009 authorization nonce.
+    pub nonce: String,
+    pub pay_to: String,
+    pub payer: String,
+    /// `pending` or `submitted` (not mined yet: ask again), `mined` (paid; not yet
+    /// `confirmations` blocks deep), `confirmed` (paid, deep enough) or `failed`.
+    #[schema(example = "confirmed")]
+    pub status: String,
+    /// `mined` or `confirmed`: the payment moved.
+    pub success: bool,
+    #[schema(required = true)]
+    pub transaction: Option<String>,
+}
+
+impl From<SettlementRow> for Settlement {
+    fn from(row: SettlementRow) -> Self {
+        Self {
+            amount: row.amount,
+            asset: row.asset,
+            block_number: row.block_number.unwrap_or(0),
+            confirmed_at: row.confirmed_at,
+            created_at: row.created_at,
+            error_reason: row.error_reason.unwrap_or_default(),
+            gas_used: row.gas_used,
+            network: row.network,
+            nonce: row.auth_nonce,
+            pay_to: row.pay_to,
+            payer: row.payer,
+            success: facilitator_actors::ledger::is_success(&row.status),
+            status: row.status,
+            transaction: row.tx_hash,
+        }
+    }
 }
 
 /// Get a settlement
@@ -502,7 +533,7 @@ fn settlement_body(row: SettlementRow) -> Value {
         ("tx" = String, Path, description = "Transaction hash, 0x-prefixed 32 bytes.", pattern = "^0x[0-9a-fA-F]{64}$"),
     ),
     responses(
-        (status = 200, description = "The settlement.", body = Data<schema::Settlement>),
+        (status = 200, description = "The settlement.", body = Data<Settlement>),
         (status = 404, description = "`NOT_FOUND`: no settlement of this key has that transaction.", body = ApiError),
         errors::BadRequest,
         errors::ClientAuth,
@@ -525,7 +556,7 @@ pub async fn settlement(
         .facilitator
         .settlement_by_tx(hash, &client.0.client_id)
         .await?;
-    Ok(super::data(settlement_body(row)))
+    Ok(super::data(Settlement::from(row)))
 }
 
 /// `GET /settlements?network=&payer=&nonce=[&asset=]`.
@@ -559,7 +590,7 @@ pub struct AuthorizationQuery {
     security(("clientId" = [], "clientToken" = [])),
     params(AuthorizationQuery),
     responses(
-        (status = 200, description = "The settlement.", body = Data<schema::Settlement>),
+        (status = 200, description = "The settlement.", body = Data<Settlement>),
         (status = 404, description = "`NOT_FOUND`: this key made no settlement of that authorization, or the network is not served here.", body = ApiError),
         errors::BadRequest,
         errors::ClientAuth,
@@ -606,224 +637,5 @@ pub async fn settlement_by_authorization(
         .facilitator
         .settlement_by_authorization(network, payer, nonce, asset, &client.0.client_id)
         .await?;
-    Ok(super::data(settlement_body(row)))
-}
-
-/// The bodies the handlers above read and write as `serde_json::Value`, described for the
-/// OpenAPI document (the handlers parse them with `x402::proto` and build them with `json!`).
-pub mod schema {
-    use chrono::{DateTime, Utc};
-    use serde::Serialize;
-    use serde_json::Value;
-    use utoipa::openapi::schema::{Object, ObjectBuilder, SchemaType, Type};
-    use utoipa::openapi::{RefOr, Schema};
-    use utoipa::{PartialSchema, ToSchema};
-
-    /// A whole number the server reads as `u64`: no `int64` format, which would bound it at
-    /// `i64::MAX`.
-    fn unsigned() -> Object {
-        ObjectBuilder::new()
-            .schema_type(Type::Integer)
-            .minimum(Some(0))
-            .build()
-    }
-
-    fn unsigned_or_null() -> Object {
-        ObjectBuilder::new()
-            .schema_type(SchemaType::from_iter([Type::Integer, Type::Null]))
-            .minimum(Some(0))
-            .build()
-    }
-
-    /// `extra` of the exact EVM scheme: the token's EIP-712 domain.
-    #[derive(Serialize, ToSchema)]
-    pub struct RequirementsExtra {
-        #[schema(example = "USDC")]
-        pub name: Option<String>,
-        #[schema(example = "2")]
-        pub version: Option<String>,
-    }
-
-    /// What a resource server asks to be paid. x402 v1 states the amount as
-    /// `maxAmountRequired`, v2 as `amount` (atomic units, decimal strings).
-    #[derive(Serialize, ToSchema)]
-    #[serde(rename_all = "camelCase")]
-    pub struct PaymentRequirements {
-        #[schema(example = "exact")]
-        pub scheme: String,
-        #[schema(example = "base-sepolia")]
-        pub network: String,
-        /// x402 v1: the amount required.
-        #[schema(example = "1000000")]
-        pub max_amount_required: Option<String>,
-        /// x402 v2: the amount required.
-        pub amount: Option<String>,
-        #[schema(example = "/api/protected")]
-        pub resource: Option<String>,
-        pub description: Option<String>,
-        #[schema(example = "application/json")]
-        pub mime_type: Option<String>,
-        #[schema(example = "0x2222222222222222222222222222222222222222")]
-        pub pay_to: String,
-        #[schema(example = 60, schema_with = unsigned_or_null)]
-        pub max_timeout_seconds: Option<u64>,
-        #[schema(example = "0x036CbD53842c5426634e7929541eC2318f3dCF7e")]
-        pub asset: String,
-        pub extra: Option<RequirementsExtra>,
-        /// The resource's input and output schemas (x402 v1), if advertised.
-        pub output_schema: Option<Value>,
-    }
-
-    /// The EIP-3009 `transferWithAuthorization` the payer signed.
-    #[derive(Serialize, ToSchema)]
-    #[serde(rename_all = "camelCase")]
-    pub struct TransferAuthorization {
-        pub from: String,
-        pub to: String,
-        /// Atomic units, decimal string.
-        #[schema(example = "1000000")]
-        pub value: String,
-        /// Unix seconds, decimal string.
-        pub valid_after: String,
-        /// Unix seconds, decimal string.
-        pub valid_before: String,
-        /// 32 bytes, 0x-hex.
-        pub nonce: String,
-    }
-
-    /// The signed payload of the exact EVM scheme.
-    #[derive(Serialize, ToSchema)]
-    pub struct ExactEvmPayload {
-        /// 0x-hex signature (65 bytes, or ERC-1271 / ERC-6492 wrapped).
-        pub signature: String,
-        pub authorization: TransferAuthorization,
-    }
-
-    /// `paymentPayload.payload`: the signed payload as a JSON object, or base64 of it.
-    #[derive(Serialize, ToSchema)]
-    #[serde(untagged)]
-    pub enum SignedPayload {
-        Base64(String),
-        Object(ExactEvmPayload),
-    }
-
-    /// The payer's signed payment. x402 v1 carries `scheme` and `network`; v2 carries
-    /// `accepted` (the requirements it pays) and may carry `extensions`.
-    #[derive(Serialize, ToSchema)]
-    #[serde(rename_all = "camelCase")]
-    pub struct PaymentPayload {
-        /// The protocol version (when the body has no `x402Version`).
-        #[schema(schema_with = unsigned)]
-        pub x402_version: Option<u64>,
-        /// x402 v1.
-        #[schema(example = "exact")]
-        pub scheme: Option<String>,
-        /// x402 v1.
-        #[schema(example = "base-sepolia")]
-        pub network: Option<String>,
-        /// x402 v2.
-        pub accepted: Option<PaymentRequirements>,
-        pub payload: SignedPayload,
-        /// x402 v2 extensions (e.g. `payment-identifier`).
-        pub extensions: Option<Value>,
-    }
-
-    /// The body of `POST /api/v1/verify` and `POST /api/v1/settle`.
-    #[derive(Serialize, ToSchema)]
-    #[serde(rename_all = "camelCase")]
-    pub struct PaymentRequest {
-        /// 1 or 2 (another version is answered `invalid_x402_version`); defaults to
-        /// `paymentPayload.x402Version`.
-        #[schema(schema_with = unsigned)]
-        pub x402_version: Option<u64>,
-        pub payment_payload: PaymentPayload,
-        pub payment_requirements: PaymentRequirements,
-    }
-
-    /// Why a payment was refused (x402 reason codes); empty when it was not.
-    #[derive(Serialize)]
-    pub struct Reason(pub String);
-
-    impl PartialSchema for Reason {
-        fn schema() -> RefOr<Schema> {
-            let reasons = std::iter::once("").chain(x402::Reason::ALL.iter().map(|r| r.as_str()));
-            ObjectBuilder::new()
-                .schema_type(Type::String)
-                .description(Some(
-                    "An x402 reason code, or the empty string when there is none.",
-                ))
-                .enum_values(Some(reasons))
-                .into()
-        }
-    }
-
-    impl ToSchema for Reason {}
-
-    /// The answer of `/verify` (bare). An invalid payment is a 200 with `isValid: false`.
-    #[derive(Serialize, ToSchema)]
-    #[serde(rename_all = "camelCase")]
-    pub struct VerifyResponse {
-        pub is_valid: bool,
-        pub invalid_reason: Reason,
-        /// A human explanation of `invalidReason`, when there is one.
-        pub invalid_message: Option<String>,
-        /// The payer's address, when known; else empty.
-        pub payer: String,
-        /// Unix seconds.
-        #[schema(example = 1712345678)]
-        pub timestamp: i64,
-        /// True when this exact request was verified before and the answer is replayed.
-        pub cached_result: bool,
-    }
-
-    /// The answer of `/settle` (bare). A refused or reverted settlement is a 200 with
-    /// `success: false`.
-    #[derive(Serialize, ToSchema)]
-    #[serde(rename_all = "camelCase")]
-    pub struct SettleResponse {
-        pub success: bool,
-        /// Transaction hash; empty when nothing was sent.
-        pub transaction: String,
-        pub error_reason: Reason,
-        /// A human explanation of `errorReason`, when there is one.
-        pub error_message: Option<String>,
-        #[schema(example = "base-sepolia")]
-        pub network: String,
-        pub payer: String,
-        pub block_number: u64,
-        /// RFC 3339.
-        #[schema(example = "2025-04-07T12:00:00Z")]
-        pub timestamp: DateTime<Utc>,
-        /// Amount transferred, atomic units.
-        #[schema(example = "1000000")]
-        pub amount: String,
-    }
-
-    /// A settlement of this client key, by transaction (`GET /api/v1/settlements/{tx}`).
-    #[derive(Serialize, ToSchema)]
-    #[serde(rename_all = "camelCase")]
-    pub struct Settlement {
-        #[schema(required = true)]
-        pub transaction: Option<String>,
-        /// `pending` or `submitted` (not mined yet: ask again), `mined` (paid; not yet
-        /// `confirmations` blocks deep), `confirmed` (paid, deep enough) or `failed`.
-        #[schema(example = "confirmed")]
-        pub status: String,
-        /// `mined` or `confirmed`: the payment moved.
-        pub success: bool,
-        pub error_reason: String,
-        pub network: String,
-        pub asset: String,
-        pub payer: String,
-        pub pay_to: String,
-        pub amount: String,
-        /// The EIP-3009 authorization nonce.
-        pub nonce: String,
-        pub block_number: i64,
-        #[schema(required = true)]
-        pub gas_used: Option<i64>,
-        pub created_at: DateTime<Utc>,
-        #[schema(required = true)]
-        pub confirmed_at: Option<DateTime<Utc>>,
-    }
+    Ok(super::data(Settlement::from(row)))
 }

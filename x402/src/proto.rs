@@ -13,6 +13,9 @@ use serde_json::Value;
 use crate::permit2::{Kind as Permit2Kind, Permit2Payload, Permit2Request};
 use crate::Reason;
 
+mod responses;
+pub use responses::{ReasonCode, SettleResponse, VerifyResponse};
+
 /// The EIP-3009 authorization a buyer signed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -142,32 +145,6 @@ pub mod v2 {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub extensions: Option<Value>,
     }
-}
-
-/// `VerifyResponse` of the x402 spec.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct VerifyResponse {
-    pub is_valid: bool,
-    pub invalid_reason: String,
-    pub payer: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub invalid_message: Option<String>,
-}
-
-/// `SettleResponse` of the x402 spec.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SettleResponse {
-    pub success: bool,
-    pub error_reason: String,
-    pub transaction: String,
-    pub network: String,
-    pub payer: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub amount: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error_message: Option<String>,
 }
 
 /// v1: the authorized value must be at least the requirement; v2: exactly it.
