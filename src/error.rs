@@ -1,9 +1,16 @@
 //! The one API error type and its envelope `{"code","message","details"}` (API reference,
 //! "Error Codes"). Every failure of every route ends here; `details` never carries internals
 //! (SQL, stack traces, RPC errors): those go to the log with the request id.
+//!
+//! Also the envelope handlers the server installs, so that what actix itself refuses (a body
+//! that is not JSON or too large, a bad query or path parameter, an unrouted path, any plain-text
+//! error) reaches the client in the same envelope.
 
-use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, ResponseError};
+use actix_web::dev::ServiceResponse;
+use actix_web::error::{JsonPayloadError, PathError, PayloadError, QueryPayloadError};
+use actix_web::http::{header, StatusCode};
+use actix_web::middleware::ErrorHandlerResponse;
+use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use facilitator_actors::error::ServiceError;
 use serde::Serialize;
 
@@ -239,3 +246,109 @@ pub fn retry_after_secs(d: std::time::Duration) -> u64 {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+/// The envelope for a body that could not be read: over the limit (413), not complete in time
+/// (408), or broken (400).
+pub fn payload_error(err: &PayloadError, limit: Option<usize>) -> ApiError {
+    match err {
+        PayloadError::Overflow => ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            "Request body too large",
+            limit
+                .map(|l| format!("limit is {l} bytes"))
+                .unwrap_or_default(),
+        ),
+        PayloadError::Io(e) if e.kind() == std::io::ErrorKind::TimedOut => ApiError::new(
+            ErrorCode::RequestTimeout,
+            "Request body not received in time",
+            "",
+        ),
+        _ => ApiError::invalid_request("the body could not be read"),
+    }
+}
+
+/// The JSON extractor's error handler (`web::JsonConfig::error_handler`) for bodies of at
+/// most `limit` bytes.
+pub fn json_error(
+    limit: usize,
+) -> impl Fn(JsonPayloadError, &HttpRequest) -> actix_web::Error + Send + Sync + 'static {
+    move |err, _| {
+        let api = match &err {
+            JsonPayloadError::ContentType => ApiError::new(
+                ErrorCode::UnsupportedMediaType,
+                "Content-Type must be application/json",
+                "",
+            ),
+            JsonPayloadError::Overflow { limit }
+            | JsonPayloadError::OverflowKnownLength { limit, .. } => ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                "Request body too large",
+                format!("limit is {limit} bytes"),
+            ),
+            JsonPayloadError::Payload(e) => payload_error(e, Some(limit)),
+            JsonPayloadError::Deserialize(e) => ApiError::invalid_request(e.to_string()),
+            _ => ApiError::invalid_request("the body could not be read as JSON"),
+        };
+        api.into()
+    }
+}
+
+/// The query extractor's error handler (`web::QueryConfig::error_handler`).
+pub fn query_error(err: QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
+    ApiError::new(
+        ErrorCode::InvalidRequest,
+        "Invalid query parameters",
+        err.to_string(),
+    )
+    .into()
+}
+
+/// The path extractor's error handler (`web::PathConfig::error_handler`).
+pub fn path_error(err: PathError, _: &HttpRequest) -> actix_web::Error {
+    ApiError::new(
+        ErrorCode::InvalidRequest,
+        "Invalid path parameter",
+        err.to_string(),
+    )
+    .into()
+}
+
+/// Any error response not already in our envelope (actix's own plain-text errors) is
+/// rewritten into it, so clients never see a non-JSON error body.
+pub fn envelope_fallback<B: 'static>(
+    res: ServiceResponse<B>,
+) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let is_json = res
+        .response()
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json {
+        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+    }
+    let status = res.status();
+    let code = match status.as_u16() {
+        400 => ErrorCode::InvalidRequest,
+        401 => ErrorCode::Unauthorized,
+        403 => ErrorCode::Forbidden,
+        404 => ErrorCode::NotFound,
+        405 => ErrorCode::MethodNotAllowed,
+        409 => ErrorCode::Conflict,
+        413 => ErrorCode::PayloadTooLarge,
+        415 => ErrorCode::UnsupportedMediaType,
+        429 => ErrorCode::TooManyRequests,
+        503 => ErrorCode::ServiceUnavailable,
+        s if s < 500 => ErrorCode::InvalidRequest,
+        _ => ErrorCode::InternalError,
+    };
+    let message = status.canonical_reason().unwrap_or("Error").to_owned();
+    let (req, _) = res.into_parts();
+    let body = serde_json::to_string(&ApiError::new(code, message, "")).unwrap_or_default();
+    let response = HttpResponse::build(status)
+        .content_type("application/json")
+        .body(body);
+    Ok(ErrorHandlerResponse::Response(
+        ServiceResponse::new(req, response).map_into_right_body(),
+    ))
+}

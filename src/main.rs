@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use x402_facilitator::config::Settings;
-use x402_facilitator::startup::{connect_and_migrate, Application};
-use x402_facilitator::telemetry;
+use x402_facilitator::startup::Application;
+use x402_facilitator::{db, telemetry};
 
 #[derive(Parser)]
 #[command(name = "x402-facilitator", version, about = "x402 payment facilitator")]
@@ -41,7 +41,7 @@ fn main() -> anyhow::Result<()> {
                     .await?
             }
             Command::Migrate => {
-                connect_and_migrate(&settings).await?;
+                db::connect_and_migrate(&settings).await?;
                 tracing::info!("migrations applied");
             }
         }

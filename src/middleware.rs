@@ -21,7 +21,7 @@ use futures::Stream;
 use tracing::Instrument as _;
 
 use crate::error::{ApiError, ErrorCode};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -140,26 +140,6 @@ fn too_large(limit: usize) -> ApiError {
         "Request body too large",
         format!("limit is {limit} bytes"),
     )
-}
-
-/// The envelope for a body that could not be read: over the limit (413), not complete in time
-/// (408), or broken (400).
-pub fn payload_error(err: &PayloadError, limit: Option<usize>) -> ApiError {
-    match err {
-        PayloadError::Overflow => ApiError::new(
-            ErrorCode::PayloadTooLarge,
-            "Request body too large",
-            limit
-                .map(|l| format!("limit is {l} bytes"))
-                .unwrap_or_default(),
-        ),
-        PayloadError::Io(e) if e.kind() == std::io::ErrorKind::TimedOut => ApiError::new(
-            ErrorCode::RequestTimeout,
-            "Request body not received in time",
-            "",
-        ),
-        _ => ApiError::invalid_request("the body could not be read"),
-    }
 }
 
 /// A request body that ends in an error past `limit` bytes or at `deadline`.

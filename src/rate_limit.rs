@@ -26,6 +26,7 @@ use governor::{Quota, RateLimiter};
 use facilitator_actors::ServiceError;
 use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, Statement};
 
+use crate::config::LimitSettings;
 use crate::error::{retry_after_secs, ApiError};
 
 type Bucket = RateLimiter<NotKeyed, InMemoryState, DefaultClock, StateInformationMiddleware>;
@@ -138,6 +139,17 @@ SELECT (SELECT now_us FROM clock) AS now_us, (SELECT tat FROM taken) AS taken, \
     (SELECT tat FROM rate_limit_states WHERE subject = $1) AS refused_by";
 
 impl ClientRateLimits {
+    /// The buckets of `limits`: in `shared` when a fleet shares that database (a key's rate
+    /// limit is held together), else in this instance's memory.
+    pub fn for_limits(limits: &LimitSettings, shared: Option<DatabaseConnection>) -> Self {
+        let key_default = limits.client_rate_limit_per_second;
+        match shared {
+            Some(db) => Self::shared(key_default, db),
+            None => Self::in_memory(key_default),
+        }
+        .with_account_default(limits.account_rate_limit_per_second)
+    }
+
     /// Buckets in this instance's memory: one instance (SQLite).
     pub fn in_memory(default_per_second: u32) -> Self {
         Self {

@@ -16,7 +16,7 @@ use super::users::schema::UserCreated;
 use super::{present, Data, PageQuery, Paging};
 use crate::auth::Admin;
 use crate::error::{ApiError, ApiResult};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// An account to create, admin or not.
 #[derive(Deserialize, ToSchema)]

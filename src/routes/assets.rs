@@ -6,7 +6,7 @@ use facilitator_actors::registry::AssetView;
 use super::docs::errors;
 use super::Data;
 use crate::error::ApiResult;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// List active assets
 ///

@@ -14,7 +14,7 @@ use super::docs::errors;
 use super::{present, Data, PageQuery, Paging};
 use crate::auth::{ClientCredentials, User};
 use crate::error::{ApiError, ApiResult};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Deserialize, ToSchema)]
 #[schema(as = NewClientKey)]

@@ -14,7 +14,7 @@ use super::networks::{network_kinds, NetworkKind, SignerState};
 use super::Data;
 use crate::config::ReadyNetworks;
 use crate::error::{ApiError, ErrorCode};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// A readiness or status check never waits longer than this on the database.
 const DB_PING_TIMEOUT: Duration = Duration::from_secs(2);

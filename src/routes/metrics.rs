@@ -21,7 +21,7 @@ use super::docs::errors;
 use super::Data;
 use crate::auth::User;
 use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]

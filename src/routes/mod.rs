@@ -139,7 +139,7 @@ async fn json_objects_only(
                     let limit = req
                         .app_data::<crate::middleware::BodyBounds>()
                         .map(|b| b.limit);
-                    let err = crate::middleware::payload_error(&e, limit);
+                    let err = crate::error::payload_error(&e, limit);
                     return Ok(req.error_response(err).map_into_right_body());
                 }
             };

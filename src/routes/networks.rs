@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 
 use super::docs::errors;
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]

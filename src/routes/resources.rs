@@ -13,7 +13,7 @@ use super::x402::schema::PaymentRequirements;
 use super::{Data, PageQuery, Paging};
 use crate::auth::User;
 use crate::error::{ApiError, ApiResult};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// A paid resource and how to pay for it.
 #[derive(Deserialize, ToSchema)]

@@ -9,7 +9,7 @@ use super::docs::errors;
 use super::Data;
 use crate::auth::{ClientIp, User};
 use crate::error::{ApiError, ApiResult};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// An email and a password.
 #[derive(Deserialize, ToSchema)]

@@ -34,7 +34,7 @@ use super::Data;
 use crate::auth::Client;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::rate_limit::{Allowance, Subject};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub mod schema;
 
