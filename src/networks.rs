@@ -38,11 +38,11 @@ pub struct Networks {
 }
 
 /// What every network's runtime is built with.
-pub struct RuntimeParts<'a> {
-    pub settings: &'a Settings,
-    pub db: &'a DatabaseConnection,
-    pub fleet: &'a Fleet,
-    pub metrics: &'a MetricsHandle,
+struct RuntimeParts<'a> {
+    settings: &'a Settings,
+    db: &'a DatabaseConnection,
+    fleet: &'a Fleet,
+    metrics: &'a MetricsHandle,
 }
 
 /// A configuration entry to serve, resolved (`crate::chains`).
@@ -54,10 +54,18 @@ struct Served {
 
 /// Start every served network, the registry listing them, and their endpoints' probing.
 pub async fn start(
-    parts: &RuntimeParts<'_>,
+    settings: &Settings,
+    db: &DatabaseConnection,
+    fleet: &Fleet,
+    metrics: &MetricsHandle,
     mut signer_keys: SignerKeys,
 ) -> anyhow::Result<Networks> {
-    let settings = parts.settings;
+    let parts = RuntimeParts {
+        settings,
+        db,
+        fleet,
+        metrics,
+    };
     let (served, assets) = served_networks(settings)?;
     let ready = ready_networks(settings, &served)?;
     if settings.verify.mirror
@@ -79,12 +87,12 @@ pub async fn start(
             .filter(|a| a.network == v1 && a.active)
             .map(|a| a.address)
             .collect();
-        let (runtime, chain) = network_runtime(parts, network, keys, followed)?;
+        let (runtime, chain) = network_runtime(&parts, network, keys, followed)?;
         runtimes.push(runtime);
         chains.push(chain);
     }
     let registry = RegistryHandle::start(
-        parts.db.clone(),
+        db.clone(),
         runtimes.iter().map(|r| r.entry.clone()).collect(),
         assets,
         settings.limits.max_resources_per_account,

@@ -18,7 +18,7 @@ use sea_orm::DatabaseConnection;
 
 use crate::config::{Secrets, ServerSettings, Settings};
 use crate::middleware::BodyBounds;
-use crate::networks::{Networks, RuntimeParts, SignerKeys};
+use crate::networks::SignerKeys;
 use crate::rate_limit::ClientRateLimits;
 use crate::state::AppState;
 use crate::{db, error, housekeeping, middleware, networks, routes};
@@ -53,27 +53,14 @@ impl Application {
         let db = db::connect_and_migrate(&settings).await?;
         let shared = db::is_shared(&db);
         let fleet = join_fleet(&db, &settings).await?;
-        let metrics = MetricsHandle::start(
-            db::connect_for_metrics(&settings).await?,
-            Duration::from_secs(settings.metrics.flush_interval_secs.max(1)),
-        );
+        let metrics = start_metrics(&settings).await?;
         let auth = start_auth(&settings, &secrets, &db).await?;
-        let parts = RuntimeParts {
-            settings: &settings,
-            db: &db,
-            fleet: &fleet,
-            metrics: &metrics,
-        };
-        let Networks {
-            runtimes,
-            registry,
-            ready,
-        } = networks::start(&parts, options.signer_keys).await?;
+        let served = networks::start(&settings, &db, &fleet, &metrics, options.signer_keys).await?;
         let facilitator = Facilitator::new(
             db.clone(),
             fleet,
-            registry.clone(),
-            runtimes,
+            served.registry.clone(),
+            served.runtimes,
             options.clock.unwrap_or_else(system_clock),
             settings.facilitator_config(shared),
             metrics.clone(),
@@ -83,12 +70,12 @@ impl Application {
             rate_limits: ClientRateLimits::for_limits(&settings.limits, shared.then(|| db.clone())),
             db,
             auth,
-            registry,
+            registry: served.registry,
             facilitator,
             admin_token: secrets.admin_token,
             metrics,
             prometheus_token: settings.metrics.prometheus_token.clone(),
-            ready_networks: ready,
+            ready_networks: served.ready,
             started: Instant::now(),
             idempotency_ttl: Duration::from_secs(
                 settings.settlement.idempotency_ttl_hours.max(24) * 3600,
@@ -163,6 +150,14 @@ async fn join_fleet(db: &DatabaseConnection, settings: &Settings) -> anyhow::Res
         db::release_all_leases(db).await?;
     }
     Ok(fleet)
+}
+
+/// The metrics actor, writing through its own small pool.
+async fn start_metrics(settings: &Settings) -> anyhow::Result<MetricsHandle> {
+    Ok(MetricsHandle::start(
+        db::connect_for_metrics(settings).await?,
+        Duration::from_secs(settings.metrics.flush_interval_secs.max(1)),
+    ))
 }
 
 /// The accounts actor; on a shared database, changes to keys made through other instances
