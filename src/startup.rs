@@ -303,6 +303,8 @@ pub struct BuildOptions {
     /// Signer keys per v1 network name; wins over the environment/file.
     pub signer_keys: HashMap<String, Vec<PrivateKeySigner>>,
     pub clock: Option<Clock>,
+    /// Payment methods served besides the built-in ones.
+    pub methods: Vec<std::sync::Arc<dyn facilitator_actors::methods::PaymentMethod>>,
 }
 
 impl Application {
@@ -536,6 +538,7 @@ impl Application {
                     settings.settlement.batch_mirror_precheck,
                 ),
                 max_signature_bytes: settings.verify.max_signature_bytes,
+                methods: std::mem::take(&mut options.methods),
                 ..FacilitatorConfig::default()
             },
             metrics.clone(),

@@ -1,8 +1,9 @@
-//! The settlement ledger: queries and mutations of `settlements` (DESIGN.md "The ledger").
+//! The settlement ledger: queries and mutations of `settlements`.
 //!
-//! One row per EIP-3009 authorization, unique on (network, asset, payer, auth_nonce): the
-//! insert is the idempotency point across requests and instances. Status moves
-//! `pending -> submitted(tx hash) -> confirmed | failed`.
+//! One row per payment (its method's ledger key), unique on (network, asset, payer,
+//! auth_nonce): the insert is the idempotency point across requests and instances, so that one
+//! payment is settled at most once and answered `success` once. Status moves
+//! `pending -> submitted(tx hash) -> mined -> confirmed`, or to `failed`.
 
 use alloy::primitives::{Address, B256};
 use chrono::{DateTime, Utc};
@@ -219,8 +220,8 @@ pub async fn reclaim_abandoned(
 }
 
 /// The lease a write is made under: it counts only while `holder` still holds the lease of
-/// (`network`, `signer`) at `epoch` (DESIGN.md "Scale beyond one machine": the epoch fences a
-/// paused old holder off the ledger, and so off the chain). Expiry alone does not fence: a
+/// (`network`, `signer`) at `epoch` (the epoch fences a paused old holder off the ledger, and so
+/// off the chain). Expiry alone does not fence: a
 /// lease is only lost once another instance takes it over, which bumps the epoch; until then
 /// a late renewal still drives the key alone.
 #[derive(Debug, Clone, Copy)]
