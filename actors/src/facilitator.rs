@@ -49,7 +49,7 @@ use x402::Reason;
 use crate::auth::accounts::{self, AccountLimits};
 use crate::error::{ServiceError, ServiceResult};
 use crate::fleet::Fleet;
-use crate::ledger::{self, Claim, Key};
+use crate::ledger::{self, Claim, Key, Status};
 use crate::methods::{MethodContext, MethodRegistry, PaymentMethod, Resolved};
 use crate::metrics::MetricsHandle;
 use crate::registry::{NetworkEntry, RegistryHandle};
@@ -507,7 +507,7 @@ impl Facilitator {
             Claim::Existing(row) => {
                 // Nothing was ever sent for it: a failed row, or one whose process died
                 // between claiming and sending, may be settled again by whoever asks.
-                let again = if row.status == ledger::FAILED && row.tx_hash.is_none() {
+                let again = if row.status == Status::Failed && row.tx_hash.is_none() {
                     ledger::reclaim_unsent(&self.inner.db, row.id, &new).await?
                 } else if ledger::abandoned(&row) {
                     ledger::reclaim_abandoned(&self.inner.db, &row, &new).await?

@@ -12,7 +12,7 @@ use x402::Reason;
 
 use super::{batched, Facilitator, NetworkRuntime, SettleAnswer, Transfer};
 use crate::error::{ServiceError, ServiceResult};
-use crate::ledger::{self, Key, Mined};
+use crate::ledger::{self, Key, Mined, Status};
 use crate::metrics::{self, Operation, X402Event};
 use crate::settlement::batch;
 use crate::settlement::{Broadcast, Broadcasted};
@@ -282,11 +282,11 @@ impl Facilitator {
             .ok_or(ServiceError::Internal("ledger row disappeared".into()))?;
             let tx_hash = row.tx_hash.as_deref().and_then(|h| h.parse::<B256>().ok());
             let block = row.block_number.map(|b| b as u64);
-            match (row.status.as_str(), tx_hash) {
-                (status, Some(h)) if ledger::is_success(status) => {
+            match (Status::parse(&row.status), tx_hash) {
+                (Some(status), Some(h)) if status.is_success() => {
                     return Ok(answer(true, None, Some(h), block))
                 }
-                (ledger::FAILED, h) => {
+                (Some(Status::Failed), h) => {
                     let reason = row
                         .error_reason
                         .as_deref()
@@ -294,7 +294,7 @@ impl Facilitator {
                         .unwrap_or(Reason::UnexpectedSettleError);
                     return Ok(answer(false, Some(reason), h, block));
                 }
-                (ledger::SUBMITTED, Some(h)) => {
+                (Some(Status::Submitted), Some(h)) => {
                     // Another process broadcast it: watch the chain ourselves.
                     let left = deadline.saturating_duration_since(Instant::now());
                     if let Some(receipt) = rt.watcher.wait(h, left).await {

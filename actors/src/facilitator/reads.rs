@@ -7,7 +7,7 @@ use x402::Reason;
 
 use super::{Facilitator, SettlementRow, Transfer};
 use crate::error::{ServiceError, ServiceResult};
-use crate::ledger;
+use crate::ledger::{self, Status};
 
 impl Facilitator {
     /// A client's own settlement by transaction hash.
@@ -48,7 +48,7 @@ impl Facilitator {
     /// on the way.
     pub(super) async fn fresh(&self, row: SettlementRow) -> ServiceResult<SettlementRow> {
         let tx_hash = row.tx_hash.as_deref().and_then(|h| h.parse::<B256>().ok());
-        let (ledger::SUBMITTED, Some(tx_hash)) = (row.status.as_str(), tx_hash) else {
+        let (Some(Status::Submitted), Some(tx_hash)) = (Status::parse(&row.status), tx_hash) else {
             return Ok(row);
         };
         let Some(rt) = x402::network::by_v1_name(&row.network)

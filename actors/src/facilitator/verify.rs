@@ -11,7 +11,7 @@ use x402::Reason;
 
 use super::{default_sender, Facilitator, NetworkRuntime, VerifyAnswer};
 use crate::error::ServiceResult;
-use crate::ledger;
+use crate::ledger::{self, Status};
 use crate::methods::Resolved;
 
 /// `verify_cache` drops its expired answers every this many inserts.
@@ -127,6 +127,6 @@ impl Facilitator {
         }
         Ok(ledger::find(&self.inner.db, &key)
             .await?
-            .is_some_and(|row| row.status != ledger::FAILED || row.tx_hash.is_some()))
+            .is_some_and(|row| row.status != Status::Failed || row.tx_hash.is_some()))
     }
 }
