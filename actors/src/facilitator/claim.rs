@@ -119,3 +119,121 @@ pub(crate) async fn refund(db: &DatabaseConnection, charge: Option<&Charge>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use alloy::primitives::{Address, B256};
+    use sea_orm::{ConnectionTrait, Database, EntityTrait, Schema};
+
+    use super::*;
+    use crate::ledger::{Claim, Key, NewSettlement, Status};
+
+    /// A ledger (the settlements table, in memory) with one claimed row.
+    async fn claimed() -> (DatabaseConnection, Row) {
+        let db = Database::connect("sqlite::memory:").await.unwrap();
+        let backend = db.get_database_backend();
+        let table = Schema::new(backend).create_table_from_entity(entities::settlement::Entity);
+        db.execute(backend.build(&table)).await.unwrap();
+        // The ledger's unique key (the migration's), which a claim's insert conflicts on.
+        use entities::settlement::Column;
+        let unique = sea_orm::sea_query::Index::create()
+            .name("settlements_key")
+            .table(entities::settlement::Entity)
+            .col(Column::Network)
+            .col(Column::Asset)
+            .col(Column::Payer)
+            .col(Column::AuthNonce)
+            .unique()
+            .to_owned();
+        db.execute(backend.build(&unique)).await.unwrap();
+        let new = NewSettlement {
+            key: Key::new(
+                "base-sepolia",
+                Address::ZERO,
+                Address::repeat_byte(1),
+                B256::ZERO,
+            ),
+            pay_to: Address::repeat_byte(2),
+            amount: "1000".into(),
+            valid_after: 0,
+            valid_before: i64::MAX,
+            x402_version: 2,
+            request_hash: B256::ZERO,
+            payment_id: None,
+            payload: serde_json::json!({}),
+            client_id: None,
+            idempotency_key: None,
+            instance_id: "test".into(),
+        };
+        match ledger::claim(&db, &new).await.unwrap() {
+            Claim::New(row) => (db, row),
+            Claim::Existing(_) => panic!("a fresh ledger"),
+        }
+    }
+
+    async fn status(db: &DatabaseConnection, id: i64) -> Option<String> {
+        entities::settlement::Entity::find_by_id(id)
+            .one(db)
+            .await
+            .unwrap()
+            .map(|row| row.status)
+    }
+
+    #[tokio::test]
+    async fn a_dropped_claim_releases_its_row() {
+        let (db, row) = claimed().await;
+        drop(ClaimedPayment::new(db.clone(), row.clone(), false));
+        // The release runs on the runtime: it is done once the row says so.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while status(&db, row.id).await.as_deref() != Some(Status::Failed.as_str()) {
+            assert!(
+                Instant::now() < deadline,
+                "the dropped claim was not released"
+            );
+            tokio::task::yield_now().await;
+        }
+        let released = ledger::find_by_id(&db, row.id).await.unwrap().unwrap();
+        assert_eq!(
+            released.error_reason.as_deref(),
+            Some(Reason::UnexpectedSettleError.as_str())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_committed_claim_keeps_its_row_and_a_refused_one_leaves_nothing() {
+        let (db, row) = claimed().await;
+        ClaimedPayment::new(db.clone(), row.clone(), false).commit();
+        tokio::task::yield_now().await;
+        assert_eq!(status(&db, row.id).await.as_deref(), Some("pending"));
+
+        ClaimedPayment::new(db.clone(), row.clone(), false)
+            .refuse(Reason::InsufficientFunds.as_str())
+            .await
+            .unwrap();
+        assert_eq!(status(&db, row.id).await, None, "deleted");
+    }
+
+    #[tokio::test]
+    async fn an_idempotent_refusal_stays_readable_and_an_abandoned_claim_fails() {
+        let (db, row) = claimed().await;
+        ClaimedPayment::new(db.clone(), row.clone(), true)
+            .refuse(Reason::InsufficientFunds.as_str())
+            .await
+            .unwrap();
+        let kept = ledger::find_by_id(&db, row.id).await.unwrap().unwrap();
+        assert_eq!(kept.status, Status::Failed);
+        assert_eq!(
+            kept.error_reason.as_deref(),
+            Some(Reason::InsufficientFunds.as_str())
+        );
+
+        let (db, row) = claimed().await;
+        ClaimedPayment::new(db.clone(), row.clone(), false)
+            .abandon()
+            .await
+            .unwrap();
+        assert_eq!(status(&db, row.id).await.as_deref(), Some("failed"));
+    }
+}
