@@ -11,7 +11,7 @@ use actix_web::middleware::{from_fn, ErrorHandlers};
 use actix_web::{web, App, HttpServer};
 use anyhow::Context as _;
 use facilitator_actors::auth::AuthHandle;
-use facilitator_actors::facilitator::{system_clock, Clock, Facilitator};
+use facilitator_actors::facilitator::{system_clock, Clock, Facilitator, FacilitatorConfig};
 use facilitator_actors::fleet::Fleet;
 use facilitator_actors::metrics::MetricsHandle;
 use sea_orm::DatabaseConnection;
@@ -39,6 +39,8 @@ pub struct BuildOptions {
     /// Signer keys per v1 network name; wins over the environment/file.
     pub signer_keys: SignerKeys,
     pub clock: Option<Clock>,
+    /// Payment methods served besides the built-in ones.
+    pub methods: Vec<std::sync::Arc<dyn facilitator_actors::methods::PaymentMethod>>,
 }
 
 impl Application {
@@ -62,7 +64,10 @@ impl Application {
             served.registry.clone(),
             served.runtimes,
             options.clock.unwrap_or_else(system_clock),
-            settings.facilitator_config(shared),
+            FacilitatorConfig {
+                methods: options.methods,
+                ..settings.facilitator_config(shared)
+            },
             metrics.clone(),
         );
         housekeeping::start(&facilitator, &db, &settings, shared).await;

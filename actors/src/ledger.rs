@@ -1,8 +1,9 @@
-//! The settlement ledger: queries and mutations of `settlements` (DESIGN.md "The ledger").
+//! The settlement ledger: queries and mutations of `settlements`.
 //!
-//! One row per EIP-3009 authorization, unique on (network, asset, payer, auth_nonce): the
-//! insert is the idempotency point across requests and instances. Status moves
-//! `pending -> submitted(tx hash) -> confirmed | failed`.
+//! One row per payment (its method's ledger key), unique on (network, asset, payer,
+//! auth_nonce): the insert is the idempotency point across requests and instances, so that one
+//! payment is settled at most once and answered `success` once. Status moves
+//! `pending -> submitted(tx hash) -> mined -> confirmed`, or to `failed`.
 
 use alloy::primitives::{Address, B256};
 use chrono::{DateTime, Utc};
@@ -14,20 +15,9 @@ use sea_orm::{
 };
 
 mod group;
+mod status;
 pub use group::GroupWriter;
-
-pub const PENDING: &str = "pending";
-pub const SUBMITTED: &str = "submitted";
-/// Mined and successful, but not yet `confirmations` blocks deep: a reorg may still take it
-/// out of the chain (the finality watch re-sends it, or resolves it from the chain).
-pub const MINED: &str = "mined";
-pub const CONFIRMED: &str = "confirmed";
-pub const FAILED: &str = "failed";
-
-/// The outcome of a settlement as its client sees it: mined counts (the money moved).
-pub fn is_success(status: &str) -> bool {
-    status == CONFIRMED || status == MINED
-}
+pub use status::{is_success, Status, CONFIRMED, FAILED, MINED, PENDING, SUBMITTED};
 
 /// The identity of an authorization.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -103,7 +93,7 @@ pub async fn claim(db: &impl ConnectionTrait, new: &NewSettlement) -> Result<Cla
         request_hash: Set(new.request_hash.to_string()),
         payment_id: Set(new.payment_id.clone()),
         payload: Set(new.payload.clone()),
-        status: Set(PENDING.to_owned()),
+        status: Set(Status::Pending.as_str().to_owned()),
         client_id: Set(new.client_id.clone()),
         idempotency_key: Set(new.idempotency_key.clone()),
         instance_id: Set(Some(new.instance_id.clone())),
@@ -152,7 +142,7 @@ fn claimed_by(
     new: &NewSettlement,
 ) -> sea_orm::UpdateMany<Entity> {
     update
-        .col_expr(Column::Status, Expr::value(PENDING))
+        .col_expr(Column::Status, Expr::value(Status::Pending))
         .col_expr(Column::ErrorReason, Expr::value(Option::<String>::None))
         .col_expr(Column::PayTo, Expr::value(new.pay_to.to_checksum(None)))
         .col_expr(Column::Amount, Expr::value(new.amount.clone()))
@@ -184,7 +174,7 @@ pub async fn reclaim_unsent(
 ) -> Result<bool, DbErr> {
     let res = claimed_by(Entity::update_many(), new)
         .filter(Column::Id.eq(id))
-        .filter(Column::Status.eq(FAILED))
+        .filter(Column::Status.eq(Status::Failed))
         .filter(Column::TxHash.is_null())
         .exec(db)
         .await?;
@@ -198,7 +188,9 @@ pub const ABANDONED_AFTER: chrono::Duration = chrono::Duration::seconds(60);
 
 /// Pending, no transaction, untouched for `ABANDONED_AFTER`.
 pub fn abandoned(row: &Model) -> bool {
-    row.status == PENDING && row.tx_hash.is_none() && Utc::now() - row.updated_at > ABANDONED_AFTER
+    row.status == Status::Pending
+        && row.tx_hash.is_none()
+        && Utc::now() - row.updated_at > ABANDONED_AFTER
 }
 
 /// Take over an abandoned row for `new`, if nobody else did since it was read (optimistic: the
@@ -210,7 +202,7 @@ pub async fn reclaim_abandoned(
 ) -> Result<bool, DbErr> {
     let res = claimed_by(Entity::update_many(), new)
         .filter(Column::Id.eq(row.id))
-        .filter(Column::Status.eq(PENDING))
+        .filter(Column::Status.eq(Status::Pending))
         .filter(Column::TxHash.is_null())
         .filter(Column::UpdatedAt.eq(row.updated_at))
         .exec(db)
@@ -219,8 +211,8 @@ pub async fn reclaim_abandoned(
 }
 
 /// The lease a write is made under: it counts only while `holder` still holds the lease of
-/// (`network`, `signer`) at `epoch` (DESIGN.md "Scale beyond one machine": the epoch fences a
-/// paused old holder off the ledger, and so off the chain). Expiry alone does not fence: a
+/// (`network`, `signer`) at `epoch` (the epoch fences a paused old holder off the ledger, and so
+/// off the chain). Expiry alone does not fence: a
 /// lease is only lost once another instance takes it over, which bumps the epoch; until then
 /// a late renewal still drives the key alone.
 #[derive(Debug, Clone, Copy)]
@@ -260,7 +252,7 @@ pub async fn mark_submitted(
     fence: &Fence<'_>,
 ) -> Result<bool, DbErr> {
     let res = Entity::update_many()
-        .col_expr(Column::Status, Expr::value(SUBMITTED))
+        .col_expr(Column::Status, Expr::value(Status::Submitted))
         .col_expr(Column::TxHash, Expr::value(tx_hash.to_string()))
         .col_expr(Column::Signer, Expr::value(fence.signer.to_checksum(None)))
         .col_expr(Column::SignerNonce, Expr::value(nonce as i64))
@@ -282,7 +274,7 @@ pub async fn unmark_submitted(
     tx_hash: B256,
 ) -> Result<(), DbErr> {
     Entity::update_many()
-        .col_expr(Column::Status, Expr::value(PENDING))
+        .col_expr(Column::Status, Expr::value(Status::Pending))
         .col_expr(Column::TxHash, Expr::value(Option::<String>::None))
         .col_expr(Column::RawTx, Expr::value(Option::<String>::None))
         .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
@@ -317,9 +309,9 @@ pub async fn mark_mined(
         .col_expr(
             Column::Status,
             Expr::value(match (mined.success, mined.final_at_once) {
-                (false, _) => FAILED,
-                (true, true) => CONFIRMED,
-                (true, false) => MINED,
+                (false, _) => Status::Failed,
+                (true, true) => Status::Confirmed,
+                (true, false) => Status::Mined,
             }),
         )
         .col_expr(Column::TxHash, Expr::value(tx_hash.to_string()))
@@ -333,7 +325,7 @@ pub async fn mark_mined(
     }
     let done = update
         .filter(Column::Id.eq(id))
-        .filter(Column::Status.is_in([PENDING, SUBMITTED]))
+        .filter(Column::Status.is_in([Status::Pending, Status::Submitted]))
         .exec(db)
         .await?;
     Ok(done.rows_affected == 1)
@@ -357,7 +349,7 @@ pub async fn mark_failed_unsent(
     reason: &str,
 ) -> Result<(), DbErr> {
     without_payload(Entity::update_many())
-        .col_expr(Column::Status, Expr::value(FAILED))
+        .col_expr(Column::Status, Expr::value(Status::Failed))
         .col_expr(Column::ErrorReason, Expr::value(reason))
         .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(Column::Id.eq(id))
@@ -373,7 +365,7 @@ pub async fn mark_failed_unsent(
 pub async fn forget_unsent(db: &DatabaseConnection, id: i64) -> Result<(), DbErr> {
     Entity::delete_many()
         .filter(Column::Id.eq(id))
-        .filter(Column::Status.eq(PENDING))
+        .filter(Column::Status.eq(Status::Pending))
         .filter(Column::TxHash.is_null())
         .filter(Column::QueuedAt.is_null())
         .exec(db)
@@ -391,7 +383,7 @@ pub const UNSENT_KEPT_FOR: chrono::Duration = chrono::Duration::minutes(10);
 pub async fn purge_unsent(db: &DatabaseConnection, now: u64) -> Result<u64, DbErr> {
     use sea_orm::sea_query::Condition;
     let res = Entity::delete_many()
-        .filter(Column::Status.eq(FAILED))
+        .filter(Column::Status.eq(Status::Failed))
         .filter(Column::TxHash.is_null())
         .filter(
             Condition::any()
@@ -498,7 +490,7 @@ pub async fn queue(
         )
         .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(Column::Id.eq(id))
-        .filter(Column::Status.eq(PENDING))
+        .filter(Column::Status.eq(Status::Pending))
         .filter(Column::TxHash.is_null())
         .exec(db)
         .await?;
@@ -509,12 +501,12 @@ pub async fn queue(
 /// meanwhile (`false`).
 pub async fn unqueue(db: &DatabaseConnection, id: i64, reason: &str) -> Result<bool, DbErr> {
     let res = without_payload(Entity::update_many())
-        .col_expr(Column::Status, Expr::value(FAILED))
+        .col_expr(Column::Status, Expr::value(Status::Failed))
         .col_expr(Column::ErrorReason, Expr::value(reason))
         .col_expr(Column::QueuedAt, Expr::value(Option::<DateTime<Utc>>::None))
         .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(Column::Id.eq(id))
-        .filter(Column::Status.eq(PENDING))
+        .filter(Column::Status.eq(Status::Pending))
         .filter(Column::QueuedAt.is_not_null())
         .filter(Column::TxHash.is_null())
         .exec(db)
@@ -537,7 +529,7 @@ pub async fn take_queued(
     pick.column(Column::Id)
         .from(Entity)
         .and_where(Column::Network.eq(network))
-        .and_where(Column::Status.eq(PENDING))
+        .and_where(Column::Status.eq(Status::Pending))
         .and_where(Column::QueuedAt.is_not_null())
         .and_where(Column::TxHash.is_null())
         .order_by(Column::Id, sea_orm::Order::Asc)
@@ -568,7 +560,7 @@ pub async fn orphans(
 ) -> Result<Vec<Model>, DbErr> {
     Entity::find()
         .filter(Column::Network.eq(network))
-        .filter(Column::Status.is_in([PENDING, SUBMITTED]))
+        .filter(Column::Status.is_in([Status::Pending, Status::Submitted]))
         .filter(Column::InstanceId.is_not_null())
         .filter(Column::InstanceId.is_not_in(live.iter().cloned()))
         .order_by_asc(Column::Id)
@@ -588,7 +580,7 @@ pub async fn adopt(
         .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(Column::Id.eq(id))
         .filter(Column::InstanceId.eq(from))
-        .filter(Column::Status.is_in([PENDING, SUBMITTED]))
+        .filter(Column::Status.is_in([Status::Pending, Status::Submitted]))
         .exec(db)
         .await?;
     Ok(res.rows_affected == 1)
@@ -603,7 +595,7 @@ pub async fn in_flight_of(
     Entity::find()
         .filter(Column::Network.eq(network))
         .filter(Column::Signer.eq(signer.to_checksum(None)))
-        .filter(Column::Status.eq(SUBMITTED))
+        .filter(Column::Status.eq(Status::Submitted))
         .order_by_asc(Column::SignerNonce)
         .all(db)
         .await
@@ -614,7 +606,7 @@ pub async fn in_flight_of(
 pub async fn mined_rows(db: &DatabaseConnection, network: &str) -> Result<Vec<Model>, DbErr> {
     Entity::find()
         .filter(Column::Network.eq(network))
-        .filter(Column::Status.eq(MINED))
+        .filter(Column::Status.eq(Status::Mined))
         .order_by_asc(Column::Signer)
         .order_by_asc(Column::SignerNonce)
         .all(db)
@@ -624,10 +616,10 @@ pub async fn mined_rows(db: &DatabaseConnection, network: &str) -> Result<Vec<Mo
 /// A mined row is deep enough: confirmed.
 pub async fn confirm(db: &DatabaseConnection, id: i64, block_number: u64) -> Result<bool, DbErr> {
     let res = Entity::update_many()
-        .col_expr(Column::Status, Expr::value(CONFIRMED))
+        .col_expr(Column::Status, Expr::value(Status::Confirmed))
         .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(Column::Id.eq(id))
-        .filter(Column::Status.eq(MINED))
+        .filter(Column::Status.eq(Status::Mined))
         .filter(Column::BlockNumber.eq(block_number as i64))
         .exec(db)
         .await?;
@@ -647,7 +639,7 @@ pub async fn remined(
         .col_expr(Column::BlockNumber, Expr::value(block_number as i64))
         .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(Column::Id.eq(id))
-        .filter(Column::Status.eq(MINED))
+        .filter(Column::Status.eq(Status::Mined))
         .exec(db)
         .await?;
     Ok(())
@@ -657,11 +649,11 @@ pub async fn remined(
 /// authorization is unused): failed after all.
 pub async fn unmined(db: &DatabaseConnection, id: i64, reason: &str) -> Result<(), DbErr> {
     Entity::update_many()
-        .col_expr(Column::Status, Expr::value(FAILED))
+        .col_expr(Column::Status, Expr::value(Status::Failed))
         .col_expr(Column::ErrorReason, Expr::value(reason))
         .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(Column::Id.eq(id))
-        .filter(Column::Status.eq(MINED))
+        .filter(Column::Status.eq(Status::Mined))
         .exec(db)
         .await?;
     Ok(())
@@ -671,7 +663,7 @@ pub async fn unmined(db: &DatabaseConnection, id: i64, reason: &str) -> Result<(
 pub async fn unresolved(db: &DatabaseConnection, network: &str) -> Result<Vec<Model>, DbErr> {
     Entity::find()
         .filter(Column::Network.eq(network))
-        .filter(Column::Status.is_in([PENDING, SUBMITTED]))
+        .filter(Column::Status.is_in([Status::Pending, Status::Submitted]))
         .order_by_asc(Column::Id)
         .all(db)
         .await

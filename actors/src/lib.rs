@@ -17,6 +17,7 @@ pub mod fleet;
 pub mod idempotency;
 pub mod key_changes;
 pub mod ledger;
+pub mod methods;
 pub mod metrics;
 pub mod mirror;
 pub mod registry;

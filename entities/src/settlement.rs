@@ -1,6 +1,9 @@
-//! The settlement ledger: one row per EIP-3009 authorization, unique on
-//! (network, asset, payer, auth_nonce). Status moves
-//! `pending -> submitted -> confirmed | failed`.
+//! The settlement ledger: one row per payment (an EIP-3009 authorization, a Permit2 permit,
+//! or another method's payment, by its ledger key), unique on (network, asset, payer,
+//! auth_nonce). Status moves `pending -> submitted -> mined -> confirmed`, or to `failed`
+//! from any of them: `mined` is on chain but not yet `confirmations` blocks deep (a reorg may
+//! still take it out); a `failed` row without a transaction sent nothing and may be claimed
+//! again.
 
 use sea_orm::entity::prelude::*;
 

@@ -40,5 +40,6 @@ mod rpc_faults;
 mod settle_faults;
 mod smart_wallet;
 mod throttle;
+mod toy_method;
 mod verify_fast;
 mod x402;

@@ -2,17 +2,12 @@
 //! `settlement.batch_max` ≥ 2: the claimed, simulated payment joins the next batch, and its
 //! answer is read from the batch's receipt (its own `AuthorizationUsed` log).
 
-use std::sync::Arc;
-
-use alloy::primitives::Bytes;
 use alloy::rpc::types::TransactionReceipt;
 use dashmap::DashMap;
-use x402::proto::PaymentRequest;
 use x402::Reason;
 
-use super::{mined, Facilitator, NetworkRuntime, SettleAnswer, SettlementRow as Row, Transfer};
-use crate::auth::accounts::Charge;
-use crate::error::{ServiceError, ServiceResult};
+use super::{mined, ClaimedPayment, Facilitator, NetworkRuntime, Outgoing, SettleAnswer, Transfer};
+use crate::error::ServiceResult;
 use crate::ledger::Mined;
 use crate::settlement::batch::{self, BatchConfig, BatchOutcome, Batcher, Payment};
 
@@ -79,53 +74,49 @@ impl Facilitator {
 
     /// Settle a claimed payment, simulated or cleared by the mirror, in the network's next
     /// batch.
-    #[allow(clippy::too_many_arguments)]
     pub(super) async fn settle_batched(
         &self,
-        rt: &Arc<NetworkRuntime>,
+        out: &Outgoing<'_>,
         batcher: &Batcher,
-        row: &Row,
-        req: &PaymentRequest,
-        calldata: Bytes,
-        simulated: bool,
-        gas_limit: u64,
-        credit: Option<&Charge>,
-        client_id: Option<&str>,
+        claim: ClaimedPayment,
     ) -> ServiceResult<SettleAnswer> {
+        let (rt, req) = (out.rt, out.req);
         let auth = &req.payload.authorization;
-        let (payer, amount) = (Some(auth.from), auth.value);
+        let row = claim.row();
         let mut transfer = Transfer {
-            client_id: client_id.map(str::to_owned),
+            client_id: out.client_id.map(str::to_owned),
             payer: auth.from,
             nonce: auth.nonce,
             ..Transfer::of(row)
         };
+        let id = row.id;
         let outcome = batcher
             .settle(Payment {
-                settlement_id: row.id,
+                settlement_id: id,
                 asset: req.asset,
                 payer: auth.from,
                 nonce: auth.nonce,
-                calldata: calldata.clone(),
-                simulated,
-                gas_limit,
+                calldata: out.data.clone(),
+                simulated: out.simulated,
+                gas_limit: out.gas_limit,
             })
             .await;
         let answer = |success: bool, reason, transaction, block_number| SettleAnswer {
             success,
             error_reason: reason,
             transaction,
-            payer,
+            payer: out.payer(),
             block_number,
-            amount,
+            amount: auth.value,
             mined_here: success,
         };
         match outcome {
             BatchOutcome::Mined(receipt, calls) => {
+                claim.commit();
                 transfer.calls = Some(calls);
                 let tx_hash = receipt.transaction_hash;
                 let mined = mined(&receipt, rt.confirmations, &transfer);
-                self.record_mined(row.id, tx_hash, mined.clone(), transfer)
+                self.record_mined(id, tx_hash, mined.clone(), transfer)
                     .await;
                 let reason = (!mined.success).then_some(Reason::InvalidTransactionState);
                 Ok(answer(
@@ -136,26 +127,22 @@ impl Facilitator {
                 ))
             }
             BatchOutcome::Pending(hashes) => {
+                claim.commit();
                 let last = hashes.last().copied();
-                self.watch_in_background(rt, row.id, hashes, transfer);
+                self.watch_in_background(rt, id, hashes, transfer);
                 Ok(answer(false, Some(Reason::SettlementPending), last, None))
             }
             BatchOutcome::NoSigner(why) if self.inner.config.fleet => {
                 tracing::debug!(%why, "no signer here for the batch; queueing for the fleet");
-                self.settle_through_the_fleet(rt, row, req.asset, &calldata, credit, payer, amount)
-                    .await
+                self.settle_through_the_fleet(out, claim).await
             }
             BatchOutcome::NoSigner(why) => {
-                self.release_unsent(row.id).await?;
-                self.refund_credit(credit).await;
-                Err(ServiceError::NoSigner(self.cannot_send(rt).unwrap_or_else(
-                    || format!("network {}: {why}", rt.entry.info.v1_name),
-                )))
+                claim.abandon().await?;
+                Err(out.no_signer(self, why))
             }
             BatchOutcome::NotSent(error) => {
                 tracing::error!(network = rt.entry.info.v1_name, %error, "batch not broadcast");
-                self.release_unsent(row.id).await?;
-                self.refund_credit(credit).await;
+                claim.abandon().await?;
                 Ok(answer(
                     false,
                     Some(Reason::UnexpectedSettleError),

@@ -15,11 +15,14 @@ use alloy::primitives::{Address, Bytes, U256};
 use alloy::providers::Provider;
 
 use super::SettlementRow as Row;
-use super::{Facilitator, NetworkRuntime, RowRef, Sent, SettleAnswer, Transfer};
-use crate::auth::accounts::Charge;
+use super::{
+    claim, ClaimedPayment, Facilitator, NetworkRuntime, Outgoing, RowRef, Sent, SettleAnswer,
+    Transfer,
+};
 use crate::error::{ServiceError, ServiceResult};
 use crate::fleet::share;
 use crate::ledger;
+use crate::methods::eip3009::{self, smart_wallet::PaymentCall};
 use crate::settlement::{Broadcast, BroadcastError};
 
 /// How often a lease holder looks for queued settles while none come.
@@ -51,33 +54,30 @@ impl Facilitator {
     }
 
     /// Hand a claimed, simulated settle to a lease holder of the network and answer when its
-    /// row resolves.
-    #[allow(clippy::too_many_arguments)]
+    /// row resolves. The queued row is the fleet's from here: whoever unqueues it unsent gives
+    /// the credit back.
     pub(super) async fn settle_through_the_fleet(
         &self,
-        rt: &Arc<NetworkRuntime>,
-        row: &Row,
-        to: Address,
-        calldata: &Bytes,
-        credit: Option<&Charge>,
-        payer: Option<Address>,
-        amount: U256,
+        out: &Outgoing<'_>,
+        claim: ClaimedPayment,
     ) -> ServiceResult<SettleAnswer> {
         let db = &self.inner.db;
-        ledger::queue(db, row.id, to, calldata).await?;
+        let rt = out.rt;
+        let id = claim.row().id;
+        ledger::queue(db, id, out.to, &out.data).await?;
+        let credit = claim.into_charge();
         let network = rt.entry.info.v1_name;
         let pickup = Instant::now() + self.inner.config.queue_pickup;
         loop {
-            let now = ledger::find_by_id(db, row.id)
+            let now = ledger::find_by_id(db, id)
                 .await?
                 .ok_or(ServiceError::Internal("ledger row disappeared".into()))?;
             if now.queued_at.is_none() {
                 break;
             }
             if Instant::now() >= pickup {
-                if ledger::unqueue(db, row.id, x402::Reason::UnexpectedSettleError.as_str()).await?
-                {
-                    self.refund_credit(credit).await;
+                if ledger::unqueue(db, id, x402::Reason::UnexpectedSettleError.as_str()).await? {
+                    claim::refund(db, credit.as_ref()).await;
                     return Err(ServiceError::NoSigner(format!(
                         "network {network}: no instance holding a signer lease took the settlement"
                     )));
@@ -86,11 +86,12 @@ impl Facilitator {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        let amount = out.req.payload.authorization.value;
         let answer = self
             .answer_from_row(
                 rt,
-                RowRef::Id(row.id),
-                payer,
+                RowRef::Id(id),
+                out.payer(),
                 amount,
                 true,
                 Instant::now() + rt.receipt_timeout,
@@ -100,7 +101,7 @@ impl Facilitator {
             && answer.transaction.is_none()
             && answer.error_reason != Some(x402::Reason::SettlementPending)
         {
-            self.refund_credit(credit).await;
+            claim::refund(db, credit.as_ref()).await;
         }
         Ok(answer)
     }
@@ -187,13 +188,13 @@ impl Facilitator {
         to: Address,
         calldata: &Bytes,
     ) -> ServiceResult<Result<u64, x402::Reason>> {
-        let call = super::PaymentCall::direct(to, calldata.clone());
-        let (_, estimate) = super::smart_wallet::estimate_as_sent(rt, sender, &call).await?;
+        let call = PaymentCall::direct(to, calldata.clone());
+        let (_, estimate) = eip3009::smart_wallet::estimate_as_sent(rt, sender, &call).await?;
         Ok(match estimate {
             Ok(gas) => rt
                 .fees
                 .gas_limit_for(gas)
-                .ok_or_else(|| super::fast::over_cap(rt, &call, gas)),
+                .ok_or_else(|| eip3009::over_cap(rt, &call, gas)),
             Err(_) => Err(x402::Reason::InvalidTransactionState),
         })
     }

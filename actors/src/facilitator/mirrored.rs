@@ -4,39 +4,25 @@
 
 use std::sync::Arc;
 
-use alloy::primitives::{Address, Bytes};
-use x402::exact::evm as exact;
 use x402::permit2::Phase;
 use x402::proto::PaymentRequest;
 use x402::Reason;
 
-use super::permit2::Verified;
-use super::{
-    ledger_key, transfer_calldata, Facilitator, NetworkRuntime, SettleAnswer, VerifyAnswer,
-};
+use super::{Facilitator, NetworkRuntime, SettleAnswer, VerifyAnswer};
 use crate::error::ServiceResult;
+use crate::methods::{Checked, PaymentMethod, Resolved, SettleCall};
 use crate::mirror::{self, Fallback, Judged, Mirror};
+use crate::settlement::batch;
 
-/// The mirror of an EIP-3009 payment's network, and the payment as it judges it (`None`:
-/// no mirror, or a Permit2 payment: those are left to the simulation).
+/// The mirror of the payment's network, and the payment as it counts it (`None`: no mirror,
+/// or a method the mirror does not follow: those are left to the simulation).
 fn mirrored<'a>(
     rt: &'a NetworkRuntime,
+    method: &dyn PaymentMethod,
     req: &PaymentRequest,
 ) -> Option<(&'a Arc<Mirror>, mirror::Payment)> {
-    if req.permit2.is_some() {
-        return None;
-    }
-    let auth = &req.payload.authorization;
-    Some((
-        rt.mirror.as_ref()?,
-        mirror::Payment {
-            asset: req.asset,
-            payer: auth.from,
-            pay_to: auth.to,
-            value: auth.value,
-            nonce: auth.nonce,
-        },
-    ))
+    let payment = method.mirror_payment(req)?;
+    Some((rt.mirror.as_ref()?, payment))
 }
 
 impl Facilitator {
@@ -48,24 +34,23 @@ impl Facilitator {
         now: u64,
     ) -> Option<VerifyAnswer> {
         let rt = self.runtime_for(req)?;
-        let (mirror, payment) = mirrored(rt, req)?;
+        let first = self.inner.methods.candidates(req).first()?.clone();
+        let (mirror, payment) = mirrored(rt, first.as_ref(), req)?;
         let answer = |reason: Option<Reason>| VerifyAnswer {
             is_valid: reason.is_none(),
             invalid_reason: reason,
             payer: Some(payment.payer),
             cached: false,
         };
-        let verified = match self.verify_offchain(req, now, Phase::Verify) {
-            Ok(Verified::Eip3009(v)) => v,
-            Ok(Verified::Permit2(_)) => return None,
+        let Resolved { method, checked } = match self.resolve(req, Phase::Verify) {
+            Ok(r) => r,
             Err(reason) => return Some(answer(Some(reason))),
         };
-        if !is_eoa_signature(&verified) {
-            return None;
-        }
+        // Only a payment whose call the mirror can judge (an EOA's own signature).
+        method.unsimulated_call(req, &checked)?;
         // Ours first: settled or settling here. Not known here (another instance may have
         // it): the ledger must be read, so the usual path answers.
-        match self.taken_here(&ledger_key(rt, req)) {
+        match self.taken_here(&method.ledger_key(rt.entry.info.v1_name, req)) {
             Some(true) => return Some(answer(Some(Reason::InvalidExactEvmNonceAlreadyUsed))),
             Some(false) => {}
             None => return None,
@@ -91,22 +76,27 @@ impl Facilitator {
     pub(super) fn cleared_by_mirror(
         &self,
         rt: &NetworkRuntime,
+        method: &dyn PaymentMethod,
         req: &PaymentRequest,
-        verified: &Verified,
-    ) -> Option<(Address, Bytes)> {
+        checked: &Checked,
+    ) -> Option<SettleCall> {
         if !self.mirror_precheck() || !rt.router.has_available() {
             return None;
         }
-        let Verified::Eip3009(v) = verified else {
-            return None;
-        };
-        if !is_eoa_signature(v) || super::permit2::required_sender(req).is_some() {
+        if method.required_sender(req).is_some() {
             return None;
         }
-        let (mirror, payment) = mirrored(rt, req)?;
+        let call = method.unsimulated_call(req, checked)?;
+        if !method.batchable(req, &call) {
+            return None;
+        }
+        let (mirror, payment) = mirrored(rt, method, req)?;
         let now = (self.inner.clock)();
         match mirror.reserve(&payment, now, valid_before(req)) {
-            Judged::Valid => Some((req.asset, transfer_calldata(req, v))),
+            Judged::Valid => Some(SettleCall {
+                gas_limit: Some(batch::MIRRORED_GAS_LIMIT),
+                ..call
+            }),
             Judged::Fallback(Fallback::UnknownAccount) => {
                 seed_in_background(mirror, &payment);
                 None
@@ -116,8 +106,13 @@ impl Facilitator {
     }
 
     /// A settle is about to send `req`: its amount is pending against the payer.
-    pub(super) fn mirror_settling(&self, rt: &NetworkRuntime, req: &PaymentRequest) {
-        if let Some((mirror, payment)) = mirrored(rt, req) {
+    pub(super) fn mirror_settling(
+        &self,
+        rt: &NetworkRuntime,
+        method: &dyn PaymentMethod,
+        req: &PaymentRequest,
+    ) {
+        if let Some((mirror, payment)) = mirrored(rt, method, req) {
             mirror.settling(&payment, valid_before(req));
         }
     }
@@ -127,10 +122,11 @@ impl Facilitator {
     pub(super) fn mirror_settled(
         &self,
         rt: &NetworkRuntime,
+        method: &dyn PaymentMethod,
         req: &PaymentRequest,
         result: &ServiceResult<SettleAnswer>,
     ) {
-        let Some((mirror, payment)) = mirrored(rt, req) else {
+        let Some((mirror, payment)) = mirrored(rt, method, req) else {
             return;
         };
         match result {
@@ -155,9 +151,4 @@ fn seed_in_background(mirror: &Arc<Mirror>, payment: &mirror::Payment) {
 /// The authorization's `validBefore`, in Unix seconds.
 fn valid_before(req: &PaymentRequest) -> u64 {
     u64::try_from(req.payload.authorization.valid_before).unwrap_or(u64::MAX)
-}
-
-/// The payer's own 65-byte ECDSA signature: what the token checks without calling a wallet.
-fn is_eoa_signature(verified: &exact::OffchainVerified) -> bool {
-    !verified.needs_onchain_signature_check
 }

@@ -1,4 +1,5 @@
-//! Smart-wallet payers: which call moves the money when the payer is a contract.
+//! EIP-3009 from a smart wallet (ERC-1271, ERC-6492): which call moves the money when the
+//! payer is a contract, and how it is judged.
 //!
 //! - An EOA signature that recovers to `from`: the `(v, r, s)` overload, nothing to ask.
 //! - A deployed wallet (ERC-1271): FiatTokenV2_2's `bytes signature` overload, which checks the
@@ -22,13 +23,15 @@ use alloy::providers::Provider;
 use alloy::sol;
 use alloy::sol_types::{SolCall, SolError};
 use x402::exact::evm::{self as exact, SignatureKind, IEIP3009};
+use x402::permit2::Phase;
 use x402::proto::{Authorization, PaymentRequest};
 use x402::Reason;
 
-use super::fast::Run;
-use super::NetworkRuntime;
+use super::{Run, Shared};
 use crate::error::{ServiceError, ServiceResult};
-use crate::settlement;
+use crate::facilitator::NetworkRuntime;
+use crate::methods::{Checked, MethodContext, MethodFuture, MethodKey, PaymentMethod, SettleCall};
+use crate::{mirror, settlement};
 
 sol! {
     interface IMulticall3 {
@@ -215,7 +218,7 @@ pub(crate) async fn payment_call(
 /// signed with now `(maxFeePerGas, maxPriorityFeePerGas)`, and the estimate of the very call
 /// with them (`eth_estimateGas` from `from`); `Err(message)`: the estimate failed, as the
 /// transaction would.
-pub(super) async fn estimate_as_sent(
+pub(crate) async fn estimate_as_sent(
     rt: &NetworkRuntime,
     from: Address,
     call: &PaymentCall,
@@ -232,6 +235,97 @@ pub(super) async fn estimate_as_sent(
         Ok(gas) => Ok((fees, Ok(gas))),
         Err(alloy::transports::RpcError::ErrorResp(e)) => Ok((fees, Err(e.message.to_string()))),
         Err(e) => Err(ServiceError::Unavailable(format!("rpc: {e}"))),
+    }
+}
+
+/// The EIP-3009 method of smart-wallet payers: a signature that is not `from`'s own ECDSA one.
+/// Simulated at verify and settle alike as its transaction will run (`estimate_as_sent`: the
+/// fees, then the estimate, then the `eth_call` with that gas limit and those fees), and sent
+/// alone, from the signer it was simulated as.
+pub struct SmartWallet {
+    shared: Shared,
+}
+
+impl SmartWallet {
+    pub fn new(shared: Shared) -> Self {
+        Self { shared }
+    }
+}
+
+impl PaymentMethod for SmartWallet {
+    fn name(&self) -> &'static str {
+        "eip3009-smart-wallet"
+    }
+
+    fn keys(&self) -> Vec<MethodKey> {
+        super::keys()
+    }
+
+    fn check(
+        &self,
+        ctx: &MethodContext<'_>,
+        req: &PaymentRequest,
+        _phase: Phase,
+    ) -> Result<Checked, Reason> {
+        super::check(ctx, req)
+    }
+
+    fn judge<'a>(
+        &'a self,
+        ctx: &'a MethodContext<'a>,
+        req: &'a PaymentRequest,
+        checked: &'a Checked,
+        from: Address,
+        _phase: Phase,
+    ) -> MethodFuture<'a, Result<SettleCall, Reason>> {
+        Box::pin(async move {
+            let (Some(rt), Ok(v)) = (ctx.runtime, super::verified(checked)) else {
+                return Ok(Err(Reason::InvalidNetwork));
+            };
+            let direct = super::transfer_calldata(req, v);
+            let call = match payment_call(rt, req, v, direct).await? {
+                Ok(call) => call,
+                Err(reason) => return Ok(Err(reason)),
+            };
+            let ((max_fee_per_gas, max_priority_fee_per_gas), estimate) =
+                estimate_as_sent(rt, from, &call).await?;
+            let as_sent = |gas_limit| Run::AsSent {
+                gas_limit,
+                max_fee_per_gas,
+                max_priority_fee_per_gas,
+            };
+            let simulate = |run| {
+                self.shared
+                    .simulate_then_diagnose(ctx, rt, req, from, call.clone(), run)
+            };
+            let view = match estimate {
+                Ok(gas) => match rt.fees.gas_limit_for(gas) {
+                    Some(limit) => simulate(as_sent(limit)).await?,
+                    None => return Ok(Err(super::over_cap(rt, &call, gas))),
+                },
+                // The token's time checks in a stale latest block: judged at our clock by the
+                // simulation, as sent under the network's bound.
+                Err(message) if super::time_refusal(&message) => {
+                    simulate(as_sent(rt.fees.max_gas_per_settlement)).await?
+                }
+                // The estimate fails as the transaction would: refused. A simulation with the
+                // node's defaults names the failure (a deployment's inner transfer's revert
+                // shows only with the gas to deploy); if it passes, the estimate's revert is
+                // the name.
+                Err(message) => {
+                    let mut view = simulate(Run::Call).await?;
+                    if view.simulation.is_ok() {
+                        view.simulation = Err(message);
+                    }
+                    view
+                }
+            };
+            Ok(view.judged(req))
+        })
+    }
+
+    fn mirror_payment(&self, req: &PaymentRequest) -> Option<mirror::Payment> {
+        Some(super::mirror_payment(req))
     }
 }
 
