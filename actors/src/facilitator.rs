@@ -26,7 +26,7 @@ mod reads;
 mod send;
 mod verify;
 
-pub use crate::methods::eip3009::{SmartWalletPolicy, MULTICALL3};
+pub use crate::methods::eip3009::SmartWalletPolicy;
 pub use crate::methods::SettleCall;
 use claim::ClaimedPayment;
 use outcome::{mined, RowRef, Sent};

@@ -440,5 +440,78 @@ async fn without_multicall3_batching_falls_back_to_one_transaction_per_payment()
 }
 
 fn batch_address() -> alloy::primitives::Address {
-    facilitator_actors::settlement::batch::MULTICALL3
+    facilitator_actors::chain::multicall::MULTICALL3
+}
+
+/// `networks.<id>.multicall3_address`: a chain whose Multicall3 lives elsewhere than the
+/// canonical address (nothing there) is batched through the configured one.
+#[actix_web::test]
+async fn batches_go_to_the_networks_own_multicall3() {
+    let devnet = Devnet::start(chain()).await.expect("devnet");
+    let own: alloy::primitives::Address = "0x000000000000000000000000000000000000ca11"
+        .parse()
+        .unwrap();
+    let code = devnet
+        .provider()
+        .get_code_at(batch_address())
+        .await
+        .unwrap();
+    assert!(!code.is_empty());
+    for (at, code) in [(own, code), (batch_address(), Default::default())] {
+        devnet
+            .provider()
+            .raw_request::<_, ()>("anvil_setCode".into(), (at, code))
+            .await
+            .unwrap();
+    }
+    let app = ChainApp::with_merchant(
+        ChainApp::start_app_full(
+            TestDb::create(Db::Sqlite).await,
+            &devnet,
+            vec![devnet.facilitator_keys[0].clone()],
+            json!({ "multicall3_address": own.to_string() }),
+            batching(50),
+        )
+        .await,
+        devnet.clone_handle(),
+    )
+    .await;
+    let n = 12;
+    let bodies: Vec<Value> = (0..n).map(|i| payment(&app, i, 100 + i as u64)).collect();
+    let answers = futures::future::join_all(bodies.iter().map(|b| app.settle(b))).await;
+    let mut txs = HashSet::new();
+    for a in &answers {
+        assert_eq!(a["success"], true, "{a}");
+        txs.insert(a["transaction"].as_str().unwrap().to_owned());
+    }
+    // Batched (fewer transactions than payments), every batch sent to the configured address.
+    assert!(txs.len() < n, "{} transactions for {n} payments", txs.len());
+    for tx in &txs {
+        let receipt = devnet.receipt(tx.parse().unwrap()).await.unwrap().unwrap();
+        assert!(receipt.status());
+        if receipt.to != Some(devnet.usdc) {
+            assert_eq!(receipt.to, Some(own));
+        }
+    }
+    let total: u64 = (0..n as u64).map(|i| 100 + i).sum();
+    assert_eq!(
+        devnet.usdc_balance(PAY_TO).await.unwrap(),
+        U256::from(total)
+    );
+    // Read as a batch: each row's gas is an equal share of its transaction's.
+    let rows = rows(&app).await;
+    for row in &rows {
+        assert_eq!(row.status, "confirmed", "{row:?}");
+        let tx = row.tx_hash.clone().unwrap();
+        let carried = rows
+            .iter()
+            .filter(|r| r.tx_hash.as_ref() == Some(&tx))
+            .count() as u64;
+        let receipt = devnet.receipt(tx.parse().unwrap()).await.unwrap().unwrap();
+        assert_eq!(
+            row.gas_used,
+            Some((receipt.gas_used / carried) as i64),
+            "{row:?}"
+        );
+    }
 }

@@ -2,6 +2,7 @@
 //! `settlement.batch_max` ≥ 2: the claimed, simulated payment joins the next batch, and its
 //! answer is read from the batch's receipt (its own `AuthorizationUsed` log).
 
+use alloy::primitives::Address;
 use alloy::rpc::types::TransactionReceipt;
 use dashmap::DashMap;
 use x402::Reason;
@@ -9,7 +10,7 @@ use x402::Reason;
 use super::{mined, ClaimedPayment, Facilitator, NetworkRuntime, Outgoing, SettleAnswer, Transfer};
 use crate::error::ServiceResult;
 use crate::ledger::Mined;
-use crate::settlement::batch::{self, BatchConfig, BatchOutcome, Batcher, Payment};
+use crate::settlement::batch::{self, BatchConfig, BatchNetwork, BatchOutcome, Batcher, Payment};
 
 /// The batching configuration and the networks' batchers (started on first use).
 pub(super) struct Batching {
@@ -28,14 +29,26 @@ impl Batching {
 
 /// One payment's view of a mined receipt: in a batch, it succeeded only if its own
 /// authorization was used, and its gas and fee are its share (`batch::share`).
-pub(super) fn of_batch(receipt: &TransactionReceipt, transfer: &Transfer, mut m: Mined) -> Mined {
-    if !batch::is_batch(receipt) {
+pub(super) fn of_batch(
+    receipt: &TransactionReceipt,
+    multicall3: Address,
+    transfer: &Transfer,
+    mut m: Mined,
+) -> Mined {
+    if !batch::is_batch(receipt, multicall3) {
         return m;
     }
     let asset = transfer.asset.parse().unwrap_or_default();
     let used = batch::carried(receipt, asset, transfer.payer, transfer.nonce);
     m.success = used;
-    (m.gas_used, m.fee_wei) = batch::share(receipt, m.gas_used, m.fee_wei, used, transfer.calls);
+    (m.gas_used, m.fee_wei) = batch::share(
+        receipt,
+        multicall3,
+        m.gas_used,
+        m.fee_wei,
+        used,
+        transfer.calls,
+    );
     m
 }
 
@@ -52,12 +65,15 @@ impl Facilitator {
             .or_insert_with(|| {
                 Batcher::start(
                     config,
-                    rt.router.clone(),
-                    rt.watcher.clone(),
-                    rt.provider.clone(),
-                    rt.receipt_timeout,
-                    rt.replace_after,
-                    rt.fees.max_gas_per_settlement,
+                    BatchNetwork {
+                        router: rt.router.clone(),
+                        watcher: rt.watcher.clone(),
+                        provider: rt.provider.clone(),
+                        receipt_timeout: rt.receipt_timeout,
+                        replace_after: rt.replace_after,
+                        max_gas_per_call: rt.fees.max_gas_per_settlement,
+                        multicall3: rt.smart_wallets.multicall3,
+                    },
                 )
             })
             .clone();
@@ -115,7 +131,7 @@ impl Facilitator {
                 claim.commit();
                 transfer.calls = Some(calls);
                 let tx_hash = receipt.transaction_hash;
-                let mined = mined(&receipt, rt.confirmations, &transfer);
+                let mined = mined(&receipt, rt, &transfer);
                 self.record_mined(id, tx_hash, mined.clone(), transfer)
                     .await;
                 let reason = (!mined.success).then_some(Reason::InvalidTransactionState);

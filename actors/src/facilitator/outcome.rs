@@ -69,13 +69,13 @@ impl Facilitator {
         receipt: &TransactionReceipt,
         mut transfer: Transfer,
     ) -> (Mined, Transfer) {
-        if transfer.calls.is_none() && batch::is_batch(receipt) {
+        if transfer.calls.is_none() && batch::is_batch(receipt, rt.smart_wallets.multicall3) {
             match ledger::payments_of_transaction(&self.inner.db, id).await {
                 Ok(n) => transfer.calls = Some(n),
                 Err(e) => tracing::warn!(id, error = %e, "payments of a batch not counted"),
             }
         }
-        (mined(receipt, rt.confirmations, &transfer), transfer)
+        (mined(receipt, rt, &transfer), transfer)
     }
 
     /// `resolve_mined`, retried in the background if the database refuses it now: a mined
@@ -181,7 +181,7 @@ impl Facilitator {
             };
             if let Some(receipt) = rt.watcher.wait_any(&hashes, slice).await {
                 let tx_hash = receipt.transaction_hash;
-                let mined = mined(&receipt, rt.confirmations, &transfer);
+                let mined = mined(&receipt, rt, &transfer);
                 // The chain has spoken: the answer follows it even if the ledger write fails
                 // now (it is retried, and reconciliation would find it anyway).
                 self.record_mined(id, tx_hash, mined.clone(), transfer)
@@ -348,11 +348,13 @@ pub(super) enum Sent {
 /// deep enough. A batch transaction is read per payment (`batched::of_batch`).
 pub(super) fn mined(
     receipt: &TransactionReceipt,
-    confirmations: u64,
+    rt: &NetworkRuntime,
     transfer: &Transfer,
 ) -> Mined {
+    let confirmations = rt.confirmations;
     batched::of_batch(
         receipt,
+        rt.smart_wallets.multicall3,
         transfer,
         Mined {
             success: receipt.status(),

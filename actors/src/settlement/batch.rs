@@ -14,6 +14,8 @@
 //! - A batch of one is sent as the plain call, as without batching.
 //! - A batch whose worst-case gas limit would pass 1/6 of the block's (`BLOCK_SHARE`, read
 //!   once from the head) goes out as several even ones, side by side: blocks fill better.
+//! - Multicall3's address is the network's (`networks.<id>.multicall3_address`, by default the
+//!   canonical one in `chain::multicall`).
 //! - A chain with no code at Multicall3's address (a call there would "succeed" and transfer
 //!   nothing) gets no batches: each payment goes out as its own plain call, and a warning
 //!   says why. The code is read once, before the first batch.
@@ -22,7 +24,7 @@ use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use alloy::primitives::{address, Address, Bytes, B256};
+use alloy::primitives::{Address, Bytes, B256};
 use alloy::providers::Provider;
 use alloy::rpc::types::{
     BlockNumberOrTag, TransactionInput, TransactionReceipt, TransactionRequest,
@@ -35,22 +37,10 @@ use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Broadcast, BroadcastError, Broadcasted, ReceiptWatcher, SettlementRouter};
+use crate::chain::multicall::IMulticall3::{aggregate3Call, Call3};
 use crate::ledger;
 
-/// Multicall3, at the address it has on every chain that has it.
-pub const MULTICALL3: Address = address!("0xcA11bde05977b3631167028862bE2a173976CA11");
-
 sol! {
-    struct Call3 {
-        address target;
-        bool allowFailure;
-        bytes callData;
-    }
-    struct Result3 {
-        bool success;
-        bytes returnData;
-    }
-    function aggregate3(Call3[] calls) external payable returns (Result3[] returnData);
     /// EIP-3009: logged by the token when an authorization is used.
     event AuthorizationUsed(address indexed authorizer, bytes32 indexed nonce);
 }
@@ -220,9 +210,10 @@ pub fn authorizations_used(receipt: &TransactionReceipt) -> u64 {
         .count() as u64
 }
 
-/// Whether a receipt is one of a batch (or any multicall) rather than a direct token call.
-pub fn is_batch(receipt: &TransactionReceipt) -> bool {
-    receipt.to == Some(MULTICALL3)
+/// Whether a receipt is one of a batch (or any multicall) rather than a direct token call:
+/// a transaction to the network's Multicall3 (`multicall3`).
+pub fn is_batch(receipt: &TransactionReceipt, multicall3: Address) -> bool {
+    receipt.to == Some(multicall3)
 }
 
 type Queued = (Payment, oneshot::Sender<BatchOutcome>);
@@ -233,19 +224,33 @@ pub struct Batcher {
     queue: mpsc::UnboundedSender<Queued>,
 }
 
+/// The network a batcher sends on: its signers, receipts, node and bounds.
+pub struct BatchNetwork {
+    pub router: SettlementRouter,
+    pub watcher: ReceiptWatcher,
+    pub provider: alloy::providers::RootProvider,
+    pub receipt_timeout: Duration,
+    pub replace_after: Duration,
+    /// `max_gas_per_settlement`: a batch's gas limit is at most this per call it carries.
+    pub max_gas_per_call: u64,
+    /// The network's Multicall3 (`networks.<id>.multicall3_address`).
+    pub multicall3: Address,
+}
+
 /// What a batch's task needs.
 struct Sender {
-    router: SettlementRouter,
-    watcher: ReceiptWatcher,
-    provider: alloy::providers::RootProvider,
-    receipt_timeout: Duration,
-    replace_after: Duration,
-    /// `max_gas_per_settlement`: a batch's gas limit is at most this per call it carries.
-    max_gas_per_call: u64,
-    /// Multicall3 on this chain: `UNKNOWN` until read, then `PRESENT` or `ABSENT`.
-    multicall3: AtomicU8,
+    network: BatchNetwork,
+    /// Code at `network.multicall3`: `UNKNOWN` until read, then `PRESENT` or `ABSENT`.
+    multicall3_code: AtomicU8,
     /// The chain's block gas limit: 0 until read.
     block_gas_limit: AtomicU64,
+}
+
+impl std::ops::Deref for Sender {
+    type Target = BatchNetwork;
+    fn deref(&self) -> &BatchNetwork {
+        &self.network
+    }
 }
 
 const UNKNOWN: u8 = 0;
@@ -253,26 +258,12 @@ const PRESENT: u8 = 1;
 const ABSENT: u8 = 2;
 
 impl Batcher {
-    /// Start the collector on the current runtime. `max_gas_per_call`: the network's
-    /// `max_gas_per_settlement`.
-    pub fn start(
-        config: BatchConfig,
-        router: SettlementRouter,
-        watcher: ReceiptWatcher,
-        provider: alloy::providers::RootProvider,
-        receipt_timeout: Duration,
-        replace_after: Duration,
-        max_gas_per_call: u64,
-    ) -> Self {
+    /// Start the collector on the current runtime.
+    pub fn start(config: BatchConfig, network: BatchNetwork) -> Self {
         let (queue, mut rx) = mpsc::unbounded_channel::<Queued>();
         let sender = Arc::new(Sender {
-            router,
-            watcher,
-            provider,
-            receipt_timeout,
-            replace_after,
-            max_gas_per_call,
-            multicall3: AtomicU8::new(UNKNOWN),
+            network,
+            multicall3_code: AtomicU8::new(UNKNOWN),
             block_gas_limit: AtomicU64::new(0),
         });
         tokio::spawn(async move {
@@ -363,20 +354,20 @@ impl Sender {
     /// Is there code at Multicall3's address? Read once; a failed read is asked again next
     /// time (and sends no batch meanwhile).
     async fn multicall3_present(&self) -> bool {
-        match self.multicall3.load(Ordering::Relaxed) {
+        match self.multicall3_code.load(Ordering::Relaxed) {
             PRESENT => return true,
             ABSENT => return false,
             _ => {}
         }
-        match self.provider.get_code_at(MULTICALL3).await {
+        match self.provider.get_code_at(self.multicall3).await {
             Ok(code) if !code.is_empty() => {
-                self.multicall3.store(PRESENT, Ordering::Relaxed);
+                self.multicall3_code.store(PRESENT, Ordering::Relaxed);
                 true
             }
             Ok(_) => {
-                if self.multicall3.swap(ABSENT, Ordering::Relaxed) != ABSENT {
+                if self.multicall3_code.swap(ABSENT, Ordering::Relaxed) != ABSENT {
                     tracing::warn!(
-                        multicall3 = %MULTICALL3,
+                        multicall3 = %self.multicall3,
                         "settlement.batch_max is set but this chain has no Multicall3: settling one transaction per payment"
                     );
                 }
@@ -414,7 +405,7 @@ impl Sender {
         if payments.iter().all(|p| !p.simulated) {
             // Under the cap: the mirror clears a payment only when `MIRRORED_GAS_LIMIT` is.
             let gas_limit = (FALLBACK_GAS_BASE + n * MIRRORED_GAS_PER_CALL).min(cap);
-            return (MULTICALL3, calldata, batch, gas_limit);
+            return (self.multicall3, calldata, batch, gas_limit);
         }
         // Estimated with every call required to pass (each was simulated, or cleared by the
         // state mirror, just before): with `allowFailure` an estimate could be too low for the
@@ -430,7 +421,7 @@ impl Sender {
             .estimate_gas(
                 TransactionRequest::default()
                     .from(from)
-                    .to(MULTICALL3)
+                    .to(self.multicall3)
                     .input(TransactionInput::new(strict)),
             )
             .await;
@@ -442,7 +433,7 @@ impl Sender {
             }
         };
         // Each call was estimated under the cap alone: a batch above it is not their sum.
-        (MULTICALL3, calldata, batch, gas_limit.min(cap))
+        (self.multicall3, calldata, batch, gas_limit.min(cap))
     }
 
     async fn run(&self, payments: &[Payment]) -> BatchOutcome {
@@ -532,12 +523,13 @@ fn split<T>(mut batch: Vec<T>, cap: usize) -> Vec<Vec<T>> {
 /// unknown: the successful payments share it, and a failed one costs nothing.
 pub fn share(
     receipt: &TransactionReceipt,
+    multicall3: Address,
     gas_used: u64,
     fee_wei: u128,
     used: bool,
     calls: Option<u64>,
 ) -> (u64, u128) {
-    if !is_batch(receipt) {
+    if !is_batch(receipt, multicall3) {
         return (gas_used, fee_wei);
     }
     let n = match calls {

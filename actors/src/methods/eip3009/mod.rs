@@ -14,7 +14,7 @@ mod eoa;
 pub mod smart_wallet;
 
 pub use eoa::Eoa;
-pub use smart_wallet::{SmartWallet, SmartWalletPolicy, MULTICALL3};
+pub use smart_wallet::{SmartWallet, SmartWalletPolicy};
 
 use std::sync::Arc;
 

@@ -18,9 +18,8 @@
 //! limit estimated for it. An `eth_call` with the node's defaults (gas price 0, the block's gas)
 //! would pass a wallet that then reverts on chain, at our cost.
 
-use alloy::primitives::{address, Address, Bytes};
+use alloy::primitives::{Address, Bytes};
 use alloy::providers::Provider;
-use alloy::sol;
 use alloy::sol_types::{SolCall, SolError};
 use x402::exact::evm::{self as exact, SignatureKind, IEIP3009};
 use x402::permit2::Phase;
@@ -28,28 +27,11 @@ use x402::proto::{Authorization, PaymentRequest};
 use x402::Reason;
 
 use super::{Run, Shared};
+use crate::chain::multicall::{IMulticall3, MULTICALL3};
 use crate::error::{ServiceError, ServiceResult};
 use crate::facilitator::NetworkRuntime;
 use crate::methods::{Checked, MethodContext, MethodFuture, MethodKey, PaymentMethod, SettleCall};
 use crate::{mirror, settlement};
-
-sol! {
-    interface IMulticall3 {
-        struct Call3 {
-            address target;
-            bool allowFailure;
-            bytes callData;
-        }
-        struct Result {
-            bool success;
-            bytes returnData;
-        }
-        function aggregate3(Call3[] calldata calls) external payable returns (Result[] memory returnData);
-    }
-}
-
-/// Multicall3's address, the same on every chain that has it.
-pub const MULTICALL3: Address = address!("0xcA11bde05977b3631167028862bE2a173976CA11");
 
 /// What a network does for smart-wallet payers.
 #[derive(Debug, Clone)]
