@@ -225,13 +225,14 @@ impl From<ServiceError> for ApiError {
                 message,
                 retry_after,
             } => ApiError::too_many_requests(message, retry_after),
-            ServiceError::Internal(cause) => {
-                tracing::error!(error = %cause, "internal error");
-                ApiError::internal()
-            }
             e @ (ServiceError::Database(_)
             | ServiceError::Mailbox(_)
-            | ServiceError::Corrupt { .. }) => {
+            | ServiceError::Corrupt { .. }
+            | ServiceError::Task(_)
+            | ServiceError::Jwt(_)
+            | ServiceError::TokenLifetime(_)
+            | ServiceError::PasswordHash(_)
+            | ServiceError::LedgerRowGone(_)) => {
                 tracing::error!(error = %e, "internal error");
                 ApiError::internal()
             }

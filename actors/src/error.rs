@@ -45,9 +45,22 @@ pub enum ServiceError {
     /// never shown.
     #[error("bad {what} in the database: {value}")]
     Corrupt { what: &'static str, value: String },
-    /// Anything else unexpected; the cause is logged, never shown.
-    #[error("internal: {0}")]
-    Internal(String),
+    /// A task we spawned panicked or was cancelled (a settle's leader, the blocking pool);
+    /// logged, never shown.
+    #[error("task: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    /// A token could not be signed; logged, never shown.
+    #[error("jwt: {0}")]
+    Jwt(#[from] jsonwebtoken::errors::Error),
+    /// A token lifetime out of range for a timestamp; logged, never shown.
+    #[error("token lifetime: {0}")]
+    TokenLifetime(#[from] chrono::OutOfRangeError),
+    /// argon2 could not hash, or a stored hash cannot be parsed; logged, never shown.
+    #[error("argon2: {0}")]
+    PasswordHash(argon2::password_hash::Error),
+    /// A ledger row this settle claimed is gone (deleted under it); logged, never shown.
+    #[error("ledger row {0} disappeared")]
+    LedgerRowGone(String),
 }
 
 pub type ServiceResult<T> = Result<T, ServiceError>;

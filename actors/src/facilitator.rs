@@ -337,6 +337,21 @@ impl Facilitator {
         self.inner.networks.values()
     }
 
+    /// The (x402 version, scheme) pairs of methods registered besides the built-in ones
+    /// (whose kinds `/supported` lists network by network as it always has), in a stable order.
+    pub fn added_schemes(&self) -> Vec<(u8, String)> {
+        let mut schemes: Vec<(u8, String)> = self
+            .inner
+            .methods
+            .keys()
+            .into_iter()
+            .filter(|k| !crate::methods::BUILTIN_SCHEMES.contains(&k.scheme.as_str()))
+            .map(|k| (k.x402_version, k.scheme.clone()))
+            .collect();
+        schemes.dedup();
+        schemes
+    }
+
     fn runtime_for(&self, req: &PaymentRequest) -> Option<&Arc<NetworkRuntime>> {
         let info = x402::network::parse_network(&req.network)?;
         self.inner.networks.get(&info.chain_id)
@@ -472,9 +487,7 @@ impl Facilitator {
             }
             result
         });
-        leader
-            .await
-            .map_err(|e| ServiceError::Internal(format!("settle task: {e}")))?
+        leader.await?
     }
 
     /// Claim the payment's ledger row. `Err(answer)`: it is another settle's (a copy is

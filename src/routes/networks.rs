@@ -60,7 +60,7 @@ pub struct NetworkKind {
     pub x402_version: u8,
     /// `exact` (v1 and v2; v2 by EIP-3009 or Permit2) or `upto` (v2, Permit2).
     #[schema(example = "exact")]
-    pub scheme: &'static str,
+    pub scheme: String,
     /// `base-sepolia` (x402 v1) or `eip155:84532` (x402 v2).
     #[schema(example = "base-sepolia")]
     pub network: &'static str,
@@ -86,7 +86,7 @@ pub(super) fn kind(registry: &RegistryHandle, n: &NetworkEntry, version: u8) -> 
     let now = u64::try_from(chrono::Utc::now().timestamp()).unwrap_or(0);
     NetworkKind {
         x402_version: version,
-        scheme: "exact",
+        scheme: "exact".to_owned(),
         network: if version == 1 {
             n.info.v1_name
         } else {
@@ -110,7 +110,7 @@ pub(super) fn kind(registry: &RegistryHandle, n: &NetworkEntry, version: u8) -> 
 /// The v2 `upto` kind of a network: Permit2 through the upto proxy, sent by the fee payer.
 fn upto_kind(registry: &RegistryHandle, n: &NetworkEntry) -> NetworkKind {
     let mut kind = kind(registry, n, 2);
-    kind.scheme = "upto";
+    kind.scheme = "upto".to_owned();
     kind.extra.asset_transfer_methods = None;
     kind.extra.facilitator_address = Some(kind.fee_payer.clone());
     kind
@@ -145,9 +145,20 @@ pub struct Supported {
     pub signers: BTreeMap<String, Vec<String>>,
 }
 
-/// The body of `/networks` and `/supported`: the seed's `kinds`, plus the x402 spec's
-/// `extensions` and `signers`.
-pub fn supported(registry: &RegistryHandle) -> Supported {
+/// The kind of a method registered besides the built-in ones (`added`: its x402 version and
+/// scheme) on a network: its fee payer, nothing scheme-specific in `extra`.
+fn added_kind(registry: &RegistryHandle, n: &NetworkEntry, added: &(u8, String)) -> NetworkKind {
+    let mut kind = kind(registry, n, added.0);
+    kind.scheme = added.1.clone();
+    kind.extra.asset_transfer_methods = None;
+    kind.extra.extensions = None;
+    kind
+}
+
+/// The body of `/networks` and `/supported`: the seed's `kinds` (then those of methods
+/// registered besides the built-in ones, `added`), plus the x402 spec's `extensions` and
+/// `signers`.
+pub fn supported(registry: &RegistryHandle, added: &[(u8, String)]) -> Supported {
     let mut signers: Vec<String> = registry
         .networks()
         .iter()
@@ -155,8 +166,17 @@ pub fn supported(registry: &RegistryHandle) -> Supported {
         .collect();
     signers.sort();
     signers.dedup();
+    let mut kinds = network_kinds(registry, true);
+    for scheme in added {
+        kinds.extend(
+            registry
+                .networks()
+                .iter()
+                .map(|n| added_kind(registry, n, scheme)),
+        );
+    }
     Supported {
-        kinds: network_kinds(registry, true),
+        kinds,
         extensions: vec![json!(x402::permit2::EIP2612_GAS_SPONSORING)],
         signers: BTreeMap::from([("eip155:*".to_owned(), signers)]),
     }
@@ -176,7 +196,10 @@ pub fn supported(registry: &RegistryHandle) -> Supported {
     ),
 )]
 pub async fn list(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().json(supported(&state.registry))
+    HttpResponse::Ok().json(supported(
+        &state.registry,
+        &state.facilitator.added_schemes(),
+    ))
 }
 
 /// Get one network

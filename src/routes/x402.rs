@@ -80,7 +80,7 @@ async fn rate_limited(state: &AppState, client: &Client) -> ApiResult<Option<All
 )]
 pub async fn supported(state: web::Data<AppState>, client: Client) -> ApiResult<HttpResponse> {
     let allowance = rate_limited(&state, &client).await?;
-    let mut body = super::networks::supported(&state.registry);
+    let mut body = super::networks::supported(&state.registry, &state.facilitator.added_schemes());
     body.kinds.retain(|k| client.0.allows_network(k.network));
     // Keys sorted, as this answer has always had them (see `data_sorted`).
     let body = super::sorted(body)?;

@@ -294,6 +294,25 @@ async fn a_toy_method_registered_in_the_test_crate_is_paid_once(kind: Db) {
     let value = 25_000u64;
     let body = toy_request(&app, &payer, value);
 
+    // Advertised beside the built-in kinds: one `toy` kind per network, x402 v2.
+    let supported: Value = app
+        .app
+        .get_as_client("/api/v1/supported", &app.client_id, &app.client_token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let kinds = supported["kinds"].as_array().unwrap();
+    let toy: Vec<&Value> = kinds.iter().filter(|k| k["scheme"] == "toy").collect();
+    assert_eq!(toy.len(), 1, "{supported}");
+    assert_eq!(toy[0]["x402Version"], 2);
+    assert_eq!(toy[0]["network"], "eip155:84532");
+    assert_eq!(
+        kinds.last().unwrap()["scheme"],
+        "toy",
+        "after the built-in kinds: {supported}"
+    );
+
     // Not approved yet: the method's own judgement refuses it.
     let verify = app.verify(&body).await;
     assert_eq!(verify["isValid"], false, "{verify}");

@@ -206,8 +206,7 @@ fn issue_token(
     ttl: Duration,
 ) -> ServiceResult<(String, DateTime<Utc>)> {
     let now = Utc::now();
-    let exp =
-        now + chrono::Duration::from_std(ttl).map_err(|e| ServiceError::Internal(e.to_string()))?;
+    let exp = now + chrono::Duration::from_std(ttl)?;
     let claims = Claims {
         sub: user_id.to_string(),
         adm: is_admin,
@@ -216,8 +215,7 @@ fn issue_token(
         iat: now.timestamp(),
         exp: exp.timestamp(),
     };
-    let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &keys.jwt_encoding)
-        .map_err(|e| ServiceError::Internal(format!("jwt: {e}")))?;
+    let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &keys.jwt_encoding)?;
     Ok((token, exp))
 }
 

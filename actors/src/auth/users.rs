@@ -142,22 +142,19 @@ pub(super) async fn hash_password(password: String) -> ServiceResult<String> {
         Argon2::default()
             .hash_password(password.as_bytes(), &salt)
             .map(|h| h.to_string())
-            .map_err(|e| ServiceError::Internal(format!("argon2: {e}")))
+            .map_err(ServiceError::PasswordHash)
     })
-    .await
-    .map_err(|e| ServiceError::Internal(format!("blocking pool: {e}")))?
+    .await?
 }
 
 pub(super) async fn verify_password(hash: String, password: String) -> ServiceResult<bool> {
     tokio::task::spawn_blocking(move || {
-        let parsed =
-            PasswordHash::new(&hash).map_err(|e| ServiceError::Internal(format!("argon2: {e}")))?;
+        let parsed = PasswordHash::new(&hash).map_err(ServiceError::PasswordHash)?;
         Ok(Argon2::default()
             .verify_password(password.as_bytes(), &parsed)
             .is_ok())
     })
-    .await
-    .map_err(|e| ServiceError::Internal(format!("blocking pool: {e}")))?
+    .await?
 }
 
 #[cfg(test)]

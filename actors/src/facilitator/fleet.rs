@@ -71,7 +71,7 @@ impl Facilitator {
         loop {
             let now = ledger::find_by_id(db, id)
                 .await?
-                .ok_or(ServiceError::Internal("ledger row disappeared".into()))?;
+                .ok_or_else(|| ServiceError::LedgerRowGone(format!("id {id}")))?;
             if now.queued_at.is_none() {
                 break;
             }

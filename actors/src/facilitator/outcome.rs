@@ -279,7 +279,7 @@ impl Facilitator {
                 RowRef::Key(key) => ledger::find(&self.inner.db, key).await?,
                 RowRef::Id(id) => ledger::find_by_id(&self.inner.db, id).await?,
             }
-            .ok_or(ServiceError::Internal("ledger row disappeared".into()))?;
+            .ok_or_else(|| ServiceError::LedgerRowGone(format!("{which:?}")))?;
             let tx_hash = row.tx_hash.as_deref().and_then(|h| h.parse::<B256>().ok());
             let block = row.block_number.map(|b| b as u64);
             match (Status::parse(&row.status), tx_hash) {
@@ -330,7 +330,7 @@ impl Facilitator {
 }
 
 /// A ledger row, by the authorization or by its id.
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 pub(super) enum RowRef<'a> {
     Key(&'a Key),
     Id(i64),

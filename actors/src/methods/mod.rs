@@ -33,6 +33,9 @@ use crate::ledger::Key;
 use crate::mirror;
 use crate::registry::{AssetView, RegistryHandle};
 
+/// The schemes of the built-in methods: `exact` (EIP-3009, Permit2) and `upto` (Permit2).
+pub const BUILTIN_SCHEMES: [&str; 2] = ["exact", "upto"];
+
 /// A future a method returns (the trait is used as `dyn PaymentMethod`).
 pub type MethodFuture<'a, T> = BoxFuture<'a, ServiceResult<T>>;
 
