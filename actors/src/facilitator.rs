@@ -325,7 +325,9 @@ impl Facilitator {
 
     /// Nothing was sent for this row after all: it fails, and a later settle may claim it.
     async fn release_unsent(&self, id: i64) -> Result<(), sea_orm::DbErr> {
-        ledger::mark_failed_unsent(&self.inner.db, id, Reason::UnexpectedSettleError.as_str()).await
+        ledger::mark_failed_unsent(&self.inner.db, id, Reason::UnexpectedSettleError.as_str())
+            .await
+            .map(|_| ())
     }
 
     /// Unix seconds by the facilitator's clock.

@@ -342,13 +342,14 @@ fn without_payload(update: sea_orm::UpdateMany<Entity>) -> sea_orm::UpdateMany<E
 
 /// A failure with nothing on chain (before or instead of a broadcast). The row stays, small,
 /// for whoever waits on it (a retry of the same idempotent request, the instance that queued
-/// it), until `purge_unsent`; a later settle may claim it again.
+/// it), until `purge_unsent`; a later settle may claim it again. `false` when the row has a
+/// transaction (nothing was released).
 pub async fn mark_failed_unsent(
     db: &DatabaseConnection,
     id: i64,
     reason: &str,
-) -> Result<(), DbErr> {
-    without_payload(Entity::update_many())
+) -> Result<bool, DbErr> {
+    let done = without_payload(Entity::update_many())
         .col_expr(Column::Status, Expr::value(Status::Failed))
         .col_expr(Column::ErrorReason, Expr::value(reason))
         .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
@@ -356,7 +357,7 @@ pub async fn mark_failed_unsent(
         .filter(Column::TxHash.is_null())
         .exec(db)
         .await?;
-    Ok(())
+    Ok(done.rows_affected == 1)
 }
 
 /// A claimed row refused before anything was sent, that nobody can be waiting on: deleted,

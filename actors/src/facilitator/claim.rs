@@ -103,10 +103,13 @@ impl Drop for ClaimedPayment {
     }
 }
 
-/// The row fails unsent (a later settle may claim it again), then the credit goes back.
+/// The row fails unsent (a later settle may claim it again), then the credit goes back. A row
+/// that has a transaction hash by now (the settlement actor wrote it before broadcasting) is
+/// not released, and its credit stays spent: the payment may be on its way.
 async fn release(db: &DatabaseConnection, id: i64, charge: Option<Charge>) -> ServiceResult<()> {
-    ledger::mark_failed_unsent(db, id, Reason::UnexpectedSettleError.as_str()).await?;
-    refund(db, charge.as_ref()).await;
+    if ledger::mark_failed_unsent(db, id, Reason::UnexpectedSettleError.as_str()).await? {
+        refund(db, charge.as_ref()).await;
+    }
     Ok(())
 }
 
@@ -235,5 +238,29 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(status(&db, row.id).await.as_deref(), Some("failed"));
+    }
+
+    #[tokio::test]
+    async fn a_claim_whose_row_has_a_transaction_is_not_released() {
+        let (db, row) = claimed().await;
+        // The settlement actor writes the hash before it broadcasts: from then on the payment
+        // may be on its way, whatever happens to the claim.
+        use entities::settlement::Column;
+        use sea_orm::{ColumnTrait, QueryFilter};
+        entities::settlement::Entity::update_many()
+            .col_expr(
+                Column::TxHash,
+                sea_orm::sea_query::Expr::value(B256::repeat_byte(7).to_string()),
+            )
+            .filter(Column::Id.eq(row.id))
+            .exec(&db)
+            .await
+            .unwrap();
+        ClaimedPayment::new(db.clone(), row.clone(), false)
+            .abandon()
+            .await
+            .unwrap();
+        assert_eq!(status(&db, row.id).await.as_deref(), Some("pending"));
+        assert!(!ledger::mark_failed_unsent(&db, row.id, "x").await.unwrap());
     }
 }
