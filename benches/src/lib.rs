@@ -15,6 +15,7 @@ mod args;
 mod binary;
 mod chain;
 mod charts;
+mod console;
 pub mod dev;
 mod engine;
 mod local;
@@ -543,7 +544,7 @@ async fn bench(
             count,
             args.mode,
             args.x402_version,
-            describe_loop(workload.looping)
+            console::describe_loop(workload.looping)
         );
         let payee = PrivateKeySigner::random().address();
         let payee_before = chain.balance(payee).await?;
@@ -594,7 +595,7 @@ async fn bench(
                 });
             }
         }
-        print_run(&run);
+        console::print_run(&run);
         runs.push(run);
     }
     // Once every run is done: what each child holds idle, the run's burst behind it.
@@ -604,7 +605,7 @@ async fn bench(
         }
     }
     if runs.len() >= 2 {
-        print_comparison(&runs);
+        console::print_comparison(&runs);
     }
     let report = Report {
         tool: "x402-bench".into(),
@@ -662,142 +663,5 @@ async fn bench(
     Ok(report)
 }
 
-fn describe_loop(l: Loop) -> String {
-    match l {
-        Loop::Closed { concurrency } => format!("closed loop, concurrency {concurrency}"),
-        Loop::Open { rate } => format!("open loop, {rate} requests/s"),
-    }
-}
-
-fn print_run(r: &RunReport) {
-    let l = &r.latency_ms;
-    let c = &r.onchain;
-    println!(
-        "  {} sent, {} ok, {} errors in {:.2} s: {:.1} ok/s\n  latency ms: p50 {:.1}  p90 {:.1}  p99 {:.1}  max {:.1}",
-        r.count, r.ok, r.errors, r.wall_secs, r.throughput_rps, l.p50, l.p90, l.p99, l.max
-    );
-    if r.mode == Mode::Verify {
-        println!(
-            "  chain: {}; no nonce used, payee {} received {}",
-            if c.consistent { "agrees" } else { "DISAGREES" },
-            c.payee,
-            c.payee_delta
-        );
-    } else {
-        println!(
-        "  chain: {}; payee {} received {} (expected {}); {} transactions, {:.0} gas and {:.1} gwei per settlement, {} blocks, {:.1} settlements per block (max {})",
-        if c.consistent { "agrees" } else { "DISAGREES" },
-        c.payee,
-        c.payee_delta,
-        c.expected_delta,
-        c.transactions,
-        c.gas_per_settlement,
-        c.fee_per_settlement_wei / 1e9,
-        c.blocks,
-        c.settlements_per_block_mean,
-        c.settlements_per_block_max
-    );
-    }
-    if let Some(m) = &r.memory {
-        println!(
-            "  memory: its process RSS {:.1} MB at the end of the run, peak {:.1} MB, settled {}",
-            m.rss_mb,
-            m.peak_mb,
-            m.rss_mb_settled
-                .map_or("-".into(), |v| format!("{v:.1} MB"))
-        );
-    }
-    for p in &c.problems {
-        println!("  chain: {p}");
-    }
-    for e in &r.error_reasons {
-        println!("  error: {} x {}  e.g. {}", e.count, e.reason, e.sample);
-    }
-}
-
-fn print_comparison(runs: &[RunReport]) {
-    let rows = report::rows(runs);
-    let width = rows.iter().map(|r| r.label.len()).max().unwrap_or(10);
-    let col = runs
-        .iter()
-        .map(|r| r.name.len())
-        .chain(rows.iter().flat_map(|r| r.values.iter().map(String::len)))
-        .max()
-        .unwrap_or(10)
-        .max(12);
-    let ratio_heads: Vec<String> = report::ratio_heads(runs);
-    let rcol = ratio_heads
-        .iter()
-        .map(String::len)
-        .max()
-        .unwrap_or(10)
-        .max(10);
-    println!();
-    let mut head = format!("{:width$}", "");
-    for r in runs {
-        head.push_str(&format!("  {:>col$}", r.name));
-    }
-    for h in &ratio_heads {
-        head.push_str(&format!("  {h:>rcol$}"));
-    }
-    println!("{head}");
-    for row in rows {
-        let mut line = format!("{:width$}", row.label);
-        for v in &row.values {
-            line.push_str(&format!("  {v:>col$}"));
-        }
-        for r in &row.ratios {
-            line.push_str(&format!("  {:>rcol$}", r.clone().unwrap_or_default()));
-        }
-        println!("{line}");
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn header_values_never_reach_the_recorded_command_line() {
-        let argv = [
-            "x402-bench",
-            "--header",
-            "X-Client-Token: x402sk_secret",
-            "-H",
-            "Authorization: Bearer secret2",
-            "--compare-header=X-Key: secret3",
-            "--count",
-            "5",
-        ]
-        .map(String::from);
-        let shown = redacted_argv(argv).join(" ");
-        for secret in ["x402sk_secret", "secret2", "secret3"] {
-            assert!(!shown.contains(secret), "{shown}");
-        }
-        assert!(shown.contains("X-Client-Token: <redacted>"), "{shown}");
-        assert!(
-            shown.contains("--compare-header=X-Key: <redacted>"),
-            "{shown}"
-        );
-        assert!(shown.ends_with("--count 5"), "{shown}");
-    }
-
-    #[test]
-    fn networks_are_named_for_both_versions() {
-        let n = network_names("base-sepolia").unwrap();
-        assert_eq!(
-            (n.v1.as_deref(), n.caip2.as_str(), n.chain_id),
-            (Some("base-sepolia"), "eip155:84532", 84532)
-        );
-        let custom = network_names("eip155:31337").unwrap();
-        assert_eq!((custom.v1, custom.chain_id), (None, 31337));
-        assert!(network_names("moon").is_err());
-    }
-
-    #[test]
-    fn headers_parse_and_bad_ones_are_refused() {
-        let h = parse_headers(&["X-Client-ID: cl_1".into()], "--header").unwrap();
-        assert_eq!(h["x-client-id"], "cl_1");
-        assert!(parse_headers(&["no colon".into()], "--header").is_err());
-    }
-}
+mod tests;
