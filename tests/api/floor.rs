@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 use crate::chain_helpers::*;
 use crate::helpers::*;
-use crate::permit2::{deploy_fixtures, Permit2App, Permit2Payment};
+use crate::permit2_helpers::{deploy_fixtures, Permit2App, Permit2Payment};
 use crate::tcp_proxy::TcpProxy;
 
 /// The floor configured for the network's USDC in these tests (atomic units).
