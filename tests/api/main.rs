@@ -29,6 +29,7 @@ mod ledger_group;
 mod logs;
 mod metrics;
 mod mirror;
+mod mirror_helpers;
 mod ownership;
 mod permit2;
 mod permit2_helpers;
