@@ -267,7 +267,13 @@ impl MethodRegistry {
     /// The keys served, in a stable order.
     pub fn keys(&self) -> Vec<&MethodKey> {
         let mut keys: Vec<_> = self.by_key.keys().collect();
-        keys.sort_by_key(|k| (k.x402_version, k.scheme.clone(), k.transfer as u8));
+        keys.sort_by(|a, b| {
+            (a.x402_version, &a.scheme, a.transfer as u8).cmp(&(
+                b.x402_version,
+                &b.scheme,
+                b.transfer as u8,
+            ))
+        });
         keys
     }
 
