@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Install the npm tooling in tools/ (anvil, Circle's USDC artifacts, the official x402 clients)
-# from the committed lockfile. Idempotent: does nothing when node_modules is newer than the lock.
+# from the committed lockfile, and build the local Solana cluster runner (scripts/build-surfnet.sh).
+# Idempotent: does nothing when node_modules is newer than the lock and the runner is built.
 set -euo pipefail
-cd "$(dirname "$0")/../tools"
+scripts="$(cd "$(dirname "$0")" && pwd)"
+cd "$scripts/../tools"
 marker=node_modules/.package-lock.json
 if [ -L node_modules ]; then
   # Another checkout's install (a git worktree): `npm ci` would empty it through the link.
@@ -15,3 +17,4 @@ fi
 anvil=node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
 [ -x "$anvil" ] || { echo "anvil missing at tools/$anvil" >&2; exit 1; }
 echo "anvil: tools/$anvil ($("$anvil" --version | head -1))"
+"$scripts/build-surfnet.sh"

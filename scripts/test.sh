@@ -17,7 +17,8 @@ if ! pg_isready -q -h 127.0.0.1 -p 5432; then
   for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
 fi
 
-# Headless Chromium renders /docs in tests/api/docs.rs (Debian's package; fails without it).
+# Headless Chromium renders /docs (tests/api/docs.rs) and drives the console (tests/api/console.rs)
+# (Debian's package; fails without it).
 if ! command -v chromium >/dev/null; then
   echo "installing chromium (apt)"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null

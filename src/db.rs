@@ -116,8 +116,11 @@ fn create_parent_dir(path: &str) -> anyhow::Result<()> {
 }
 
 /// An exclusive lock on `<file>.lock` beside a SQLite database: one instance per file. The
-/// lock goes with the process (even a killed one); `None` on PostgreSQL.
-pub fn lock_sqlite(settings: &Settings) -> anyhow::Result<Option<std::fs::File>> {
+/// lock goes with the process (even a killed one); `None` on PostgreSQL. A lock found held is
+/// tried again for up to `LOCK_PATIENCE` before refusing: a previous instance may still be
+/// exiting, and a child process some thread was starting holds a copy of every open
+/// descriptor (the lock's too) between its fork and its exec.
+pub async fn lock_sqlite(settings: &Settings) -> anyhow::Result<Option<std::fs::File>> {
     let Some(path) = sqlite_file(settings.database_url()) else {
         return Ok(None);
     };
@@ -129,17 +132,26 @@ pub fn lock_sqlite(settings: &Settings) -> anyhow::Result<Option<std::fs::File>>
         .write(true)
         .open(&lock_path)
         .with_context(|| format!("cannot open {lock_path}"))?;
-    match file.try_lock() {
-        Ok(()) => Ok(Some(file)),
-        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
-            "another instance is running on the SQLite database {path}: SQLite serves one \
-             instance only; run a fleet on PostgreSQL (APP__DATABASE__URL=postgres://…)"
-        ),
-        Err(std::fs::TryLockError::Error(e)) => {
-            Err(e).with_context(|| format!("cannot lock {lock_path}"))
+    let deadline = tokio::time::Instant::now() + LOCK_PATIENCE;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(Some(file)),
+            Err(std::fs::TryLockError::WouldBlock) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+                "another instance is running on the SQLite database {path}: SQLite serves one \
+                 instance only; run a fleet on PostgreSQL (APP__DATABASE__URL=postgres://…)"
+            ),
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("cannot lock {lock_path}"))
+            }
         }
     }
 }
+
+/// How long a held SQLite lock is waited for before a second instance is refused.
+const LOCK_PATIENCE: Duration = Duration::from_secs(3);
 
 /// Expire every signer lease (SQLite: this is the only instance, so whatever leases a previous
 /// run left are ours).

@@ -130,6 +130,8 @@ impl ApiError {
                 )
                 .retry_after(UNAVAILABLE_RETRY_AFTER_SECS)
             }
+            e if database_unavailable(e) => Self::new(code, message, DATABASE_UNAVAILABLE)
+                .retry_after(UNAVAILABLE_RETRY_AFTER_SECS),
             _ => Self::new(code, message, ""),
         }
     }
@@ -225,6 +227,15 @@ impl From<ServiceError> for ApiError {
                 message,
                 retry_after,
             } => ApiError::too_many_requests(message, retry_after),
+            e if database_unavailable(&e) => {
+                tracing::warn!(error = %e, "database unavailable");
+                ApiError::new(
+                    ErrorCode::ServiceUnavailable,
+                    "Service temporarily unavailable",
+                    DATABASE_UNAVAILABLE,
+                )
+                .retry_after(UNAVAILABLE_RETRY_AFTER_SECS)
+            }
             e @ (ServiceError::Database(_)
             | ServiceError::Mailbox(_)
             | ServiceError::Corrupt { .. }
@@ -238,6 +249,18 @@ impl From<ServiceError> for ApiError {
             }
         }
     }
+}
+
+const DATABASE_UNAVAILABLE: &str =
+    "the database did not answer in time; retry later (a settle with the same Idempotency-Key)";
+
+/// A database that does not answer (no connection within the pool's bound, or the connection
+/// broke), as opposed to a query it refused.
+fn database_unavailable(e: &ServiceError) -> bool {
+    matches!(
+        e,
+        ServiceError::Database(sea_orm::DbErr::ConnectionAcquire(_) | sea_orm::DbErr::Conn(_))
+    )
 }
 
 /// `Retry-After` seconds: rounded up, never 0 (a client told "0" would retry at once).

@@ -2,7 +2,8 @@
 //! sane token, else a new UUID), a tracing span carrying it around every log line of the
 //! request, one log line per request (route pattern, never the raw path or any header), and
 //! the request's metrics event (method, route pattern, status, latency) for the
-//! `MetricsActor`; and the bound on every request body ([`bounded_body`]).
+//! `MetricsActor`; the bound on every request body ([`bounded_body`]) and on every answer
+//! ([`bounded_answer`]).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -24,6 +25,10 @@ use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The request's id, for layers that answer without a response to add the header to.
+#[derive(Clone)]
+struct RequestId(String);
 
 /// A caller's request id is kept only if it cannot break a log line or a header.
 fn acceptable(id: &str) -> bool {
@@ -59,6 +64,7 @@ pub async fn observe(
         .map(|s| s.metrics.clone());
     let span =
         tracing::info_span!("request", request_id = %request_id, method = %method, route = %route);
+    req.extensions_mut().insert(RequestId(request_id.clone()));
     let result = next.call(req).instrument(span.clone()).await;
     let status = match &result {
         Ok(res) => res.status(),
@@ -132,6 +138,58 @@ pub async fn bounded_body(
     next.call(req)
         .await
         .map(ServiceResponse::map_into_left_body)
+}
+
+/// How long any request may wait for its answer (`server.answer_timeout_secs`).
+#[derive(Debug, Clone, Copy)]
+pub struct AnswerBound(pub Duration);
+
+/// Every request is answered within its [`AnswerBound`]: the handler runs as a task of this
+/// worker and, if it has not answered in time (a frozen database, an actor that does not
+/// reply), the caller gets 503 `SERVICE_UNAVAILABLE` with `Retry-After` while the task goes
+/// on to its end. Nothing is cut off halfway: a settle that was under way finishes and records
+/// its outcome, which a retry with the same idempotency key then gets.
+pub async fn bounded_answer(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let Some(AnswerBound(limit)) = req.app_data::<AnswerBound>().copied() else {
+        return next.call(req).await;
+    };
+    let request_id = req.extensions().get::<RequestId>().map(|id| id.0.clone());
+    let work = next.call(req);
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    actix_web::rt::spawn(async move {
+        let _ = tx.send(work.await);
+    });
+    // The late answer is an error the outer layers render in the envelope (the request itself
+    // went with the task).
+    match tokio::time::timeout(limit, rx).await {
+        Ok(Ok(answer)) => answer,
+        // The task was dropped: the worker is stopping.
+        Ok(Err(_)) => Err(ApiError::internal().into()),
+        Err(_) => {
+            tracing::warn!(
+                bound_secs = limit.as_secs(),
+                "request not answered in time: answered 503, its work goes on"
+            );
+            let err = ApiError::new(
+                ErrorCode::ServiceUnavailable,
+                "Service temporarily unavailable",
+                format!(
+                    "not answered within {} s (the database or a node did not answer in time); \
+                     its work goes on: retry later, a settle with the same Idempotency-Key",
+                    limit.as_secs()
+                ),
+            )
+            .retry_after(crate::error::UNAVAILABLE_RETRY_AFTER_SECS);
+            Err(match request_id {
+                Some(id) => err.with_header("x-request-id", id),
+                None => err,
+            }
+            .into())
+        }
+    }
 }
 
 fn too_large(limit: usize) -> ApiError {

@@ -3,7 +3,7 @@
 //! signers and their settlement actors, its receipt watcher and state mirror. Then the
 //! registry that lists them, and the first health probe of every endpoint.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +19,7 @@ use facilitator_actors::registry::{NetworkEntry, NewAsset, RegistryHandle};
 use facilitator_actors::settlement::{
     parse_signer_keys, NetworkSide, ReceiptWatcher, SettlementActor, SettlementRouter, SignerStats,
 };
+use facilitator_actors::svm::{FeePayer, SvmRuntime};
 use sea_orm::DatabaseConnection;
 use secrecy::ExposeSecret;
 
@@ -35,6 +36,8 @@ pub struct Networks {
     pub registry: RegistryHandle,
     /// `ready.networks`, checked against the served networks.
     pub ready: ReadyNetworks,
+    /// Block explorers' base URLs by v1 name (`explorer_url`), for the console's links.
+    pub explorers: BTreeMap<String, String>,
 }
 
 /// What every network's runtime is built with.
@@ -78,8 +81,16 @@ pub async fn start(
     }
     let mut runtimes = Vec::new();
     let mut chains = Vec::new();
+    let mut explorers = BTreeMap::new();
     for network in served {
         let v1 = network.entry.info.v1_name;
+        if let Some(url) = network
+            .settings
+            .explorer()
+            .map_err(|message| anyhow::anyhow!("networks.{v1}: {message}"))?
+        {
+            explorers.insert(v1.to_owned(), url);
+        }
         let keys = signer_keys_of(v1, &network.settings, &mut signer_keys)?;
         // The state mirror follows the network's active tokens.
         let followed = assets
@@ -109,6 +120,7 @@ pub async fn start(
         runtimes,
         registry,
         ready,
+        explorers,
     })
 }
 
@@ -261,12 +273,25 @@ fn ready_networks(settings: &Settings, served: &[Served]) -> Result<ReadyNetwork
     let ReadyNetworks::Only(names) = &settings.ready.networks else {
         return Ok(settings.ready.networks.clone());
     };
+    // The served SVM clusters, by v1 name and CAIP-2 id.
+    let mut svm = Vec::new();
+    for (key, ns) in &settings.svm_networks {
+        if ns.rpc_url.as_ref().is_some_and(|u| !u.expose().is_empty()) {
+            svm.push(ns.network(key)?);
+        }
+    }
     names
         .iter()
         .map(|name| {
             x402::network::parse_network(&name.replace('_', "-"))
                 .filter(|n| served.iter().any(|s| s.entry.info.chain_id == n.chain_id))
                 .map(|n| n.v1_name.to_owned())
+                .or_else(|| {
+                    let name = name.replace('_', "-");
+                    svm.iter()
+                        .find(|n| n.v1_name == name || n.caip2 == name)
+                        .map(|n| n.v1_name.to_owned())
+                })
                 .ok_or_else(|| {
                     ConfigError::UnknownNetwork(format!(
                         "ready.networks: {name} is not a served network (it needs an rpc_url)"
@@ -275,4 +300,86 @@ fn ready_networks(settings: &Settings, served: &[Served]) -> Result<ReadyNetwork
         })
         .collect::<Result<_, _>>()
         .map(ReadyNetworks::Only)
+}
+
+/// Fee payer keys per SVM v1 network name, handed over by the caller (the dev command, tests);
+/// they win over the environment and files the configuration names.
+pub type SvmFeePayers = HashMap<String, Vec<FeePayer>>;
+
+/// Start every served SVM network (an `svm_networks` entry with an RPC URL): its chain access
+/// (bounded, failing over, probed with `getBlockHeight`), fee payers and tokens. A network
+/// with no fee payer cannot be served (every payment needs one). When the network asks it,
+/// the RPC's genesis hash must be the network's: a node of another cluster is refused at
+/// start-up; an RPC that does not answer then is only warned about (it may come up later).
+pub async fn start_svm(
+    settings: &Settings,
+    metrics: &MetricsHandle,
+    mut given: SvmFeePayers,
+) -> anyhow::Result<Vec<Arc<SvmRuntime>>> {
+    let mut runtimes = Vec::new();
+    for (key, ns) in &settings.svm_networks {
+        let urls = ns.rpc_url.as_ref().map(RpcUrls::expose).unwrap_or_default();
+        if urls.is_empty() {
+            continue;
+        }
+        let network = ns.network(key)?;
+        let v1 = network.v1_name;
+        let fee_payers = match given.remove(v1) {
+            Some(keys) => keys,
+            None => ns.fee_payers(key)?,
+        };
+        if fee_payers.is_empty() {
+            return Err(ConfigError::Signers {
+                network: v1.to_owned(),
+                message: "no fee payer key (fee_payer_keys_env or fee_payer_keys_file)".into(),
+            }
+            .into());
+        }
+        let chain = ChainAccess::new(
+            v1,
+            &urls,
+            settings.svm_chain_config(ns),
+            Some(metrics.rpc()),
+        )
+        .map_err(|e| ConfigError::Rpc {
+            network: v1.to_owned(),
+            message: e.to_string(),
+        })?;
+        let runtime = SvmRuntime::new(
+            network,
+            chain,
+            fee_payers,
+            ns.assets(key, network)?,
+            ns.limits(),
+            ns.confirm_timeout(),
+        );
+        if let (true, Some(expected)) = (ns.checks_genesis(network), network.genesis_hash) {
+            match runtime.rpc.genesis_hash().await {
+                Ok(hash) if hash == expected => {}
+                Ok(hash) => {
+                    return Err(ConfigError::Rpc {
+                        network: v1.to_owned(),
+                        message: format!(
+                            "the RPC serves the cluster with genesis hash {hash}, not {expected}"
+                        ),
+                    }
+                    .into())
+                }
+                Err(e) => {
+                    tracing::warn!(network = v1, error = %e, "SVM genesis hash not checked: the RPC does not answer")
+                }
+            }
+        }
+        tracing::info!(
+            network = v1,
+            fee_payers = ?runtime.fee_payer_keys().iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "serving SVM network"
+        );
+        runtimes.push(Arc::new(runtime));
+    }
+    futures::future::join_all(runtimes.iter().map(|rt| rt.chain.probe())).await;
+    for rt in &runtimes {
+        rt.chain.start_probing();
+    }
+    Ok(runtimes)
 }

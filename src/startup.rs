@@ -14,10 +14,12 @@ use facilitator_actors::auth::AuthHandle;
 use facilitator_actors::facilitator::{system_clock, Clock, Facilitator, FacilitatorConfig};
 use facilitator_actors::fleet::Fleet;
 use facilitator_actors::metrics::MetricsHandle;
+use facilitator_actors::webhooks::ssrf::AllowList;
+use facilitator_actors::webhooks::subscriptions::UrlRules;
 use sea_orm::DatabaseConnection;
 
 use crate::config::{Secrets, ServerSettings, Settings};
-use crate::middleware::BodyBounds;
+use crate::middleware::{AnswerBound, BodyBounds};
 use crate::networks::SignerKeys;
 use crate::rate_limit::ClientRateLimits;
 use crate::state::AppState;
@@ -41,6 +43,10 @@ pub struct BuildOptions {
     pub clock: Option<Clock>,
     /// Payment methods served besides the built-in ones.
     pub methods: Vec<std::sync::Arc<dyn facilitator_actors::methods::PaymentMethod>>,
+    /// Fee payer keys per SVM v1 network name; win over the environment/file.
+    pub svm_fee_payers: networks::SvmFeePayers,
+    /// The channels' delegated authorizer key; wins over the environment/file.
+    pub channels_authorizer: Option<alloy::signers::local::PrivateKeySigner>,
 }
 
 impl Application {
@@ -51,13 +57,14 @@ impl Application {
     pub async fn build_with(settings: Settings, options: BuildOptions) -> anyhow::Result<Self> {
         let secrets = resolve_secrets(&settings)?;
         // SQLite serves one instance: a second one on the same file is refused.
-        let sqlite_lock = db::lock_sqlite(&settings)?;
+        let sqlite_lock = db::lock_sqlite(&settings).await?;
         let db = db::connect_and_migrate(&settings).await?;
         let shared = db::is_shared(&db);
         let fleet = join_fleet(&db, &settings).await?;
         let metrics = start_metrics(&settings).await?;
         let auth = start_auth(&settings, &secrets, &db).await?;
         let served = networks::start(&settings, &db, &fleet, &metrics, options.signer_keys).await?;
+        let svm = networks::start_svm(&settings, &metrics, options.svm_fee_payers).await?;
         let facilitator = Facilitator::new(
             db.clone(),
             fleet,
@@ -66,6 +73,11 @@ impl Application {
             options.clock.unwrap_or_else(system_clock),
             FacilitatorConfig {
                 methods: options.methods,
+                svm,
+                channels_authorizer: match options.channels_authorizer {
+                    Some(key) => Some(key),
+                    None => settings.settlement.channels_authorizer()?,
+                },
                 ..settings.facilitator_config(shared)
             },
             metrics.clone(),
@@ -81,11 +93,16 @@ impl Application {
             metrics,
             prometheus_token: settings.metrics.prometheus_token.clone(),
             ready_networks: served.ready,
+            explorers: served.explorers,
             started: Instant::now(),
             idempotency_ttl: Duration::from_secs(
                 settings.settlement.idempotency_ttl_hours.max(24) * 3600,
             ),
             trust_forwarded_for: settings.server.trust_forwarded_for,
+            webhook_urls: UrlRules {
+                require_https: settings.environment == crate::config::Environment::Production,
+                allow: AllowList::new(&settings.webhooks.allow_hosts),
+            },
         });
         let (server, port) = serve(&settings.server, state.clone())?;
         Ok(Self {
@@ -195,10 +212,12 @@ fn serve(server: &ServerSettings, state: web::Data<AppState>) -> anyhow::Result<
         limit: body_limit,
         timeout: Duration::from_secs(server.body_timeout_secs.max(1)),
     };
+    let answer_bound = AnswerBound(Duration::from_secs(server.answer_timeout_secs.max(1)));
     let http = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
             .app_data(body_bounds)
+            .app_data(answer_bound)
             .app_data(
                 web::JsonConfig::default()
                     .limit(body_limit)
@@ -206,6 +225,7 @@ fn serve(server: &ServerSettings, state: web::Data<AppState>) -> anyhow::Result<
             )
             .app_data(web::QueryConfig::default().error_handler(error::query_error))
             .app_data(web::PathConfig::default().error_handler(error::path_error))
+            .wrap(from_fn(middleware::bounded_answer))
             .wrap(from_fn(middleware::bounded_body))
             .wrap(ErrorHandlers::new().default_handler(error::envelope_fallback))
             // Outermost: sees the final status of every response, envelope included.

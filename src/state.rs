@@ -8,6 +8,7 @@ use facilitator_actors::auth::AuthHandle;
 use facilitator_actors::facilitator::Facilitator;
 use facilitator_actors::metrics::MetricsHandle;
 use facilitator_actors::registry::RegistryHandle;
+use facilitator_actors::webhooks::subscriptions::UrlRules;
 use sea_orm::DatabaseConnection;
 use secrecy::SecretString;
 
@@ -26,6 +27,8 @@ pub struct AppState {
     pub prometheus_token: Option<SecretString>,
     /// The networks `GET /ready` requires up (v1 names when `Only`).
     pub ready_networks: ReadyNetworks,
+    /// Block explorers' base URLs by v1 name (`networks.<id>.explorer_url`).
+    pub explorers: std::collections::BTreeMap<String, String>,
     pub started: Instant,
     /// Token buckets of client keys on `/verify`, `/settle`, `/supported`.
     pub rate_limits: ClientRateLimits,
@@ -33,4 +36,6 @@ pub struct AppState {
     pub idempotency_ttl: Duration,
     /// Client IPs come from `X-Forwarded-For` (behind a trusted proxy) or the socket.
     pub trust_forwarded_for: bool,
+    /// What a webhook URL must be (https in production, the address rule's allow-list).
+    pub webhook_urls: UrlRules,
 }

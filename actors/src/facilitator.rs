@@ -16,6 +16,7 @@
 //! waits for the first's answer); across processes they meet at the ledger's unique key.
 
 mod batched;
+mod channel_claimer;
 mod claim;
 mod fast;
 mod finality;
@@ -24,13 +25,16 @@ mod mirrored;
 mod outcome;
 mod reads;
 mod send;
+mod svm;
 mod verify;
 
 pub use crate::methods::eip3009::SmartWalletPolicy;
 pub use crate::methods::SettleCall;
+pub use channel_claimer::ClaimPass;
 use claim::ClaimedPayment;
 use outcome::{mined, RowRef, Sent};
 use send::{Outgoing, SendPath};
+pub use svm::{SvmSettleAnswer, SvmVerifyAnswer};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -46,14 +50,14 @@ use x402::permit2::Phase;
 use x402::proto::PaymentRequest;
 use x402::Reason;
 
-use crate::auth::accounts::{self, AccountLimits};
+use crate::auth::accounts::AccountLimits;
 use crate::error::{ServiceError, ServiceResult};
 use crate::fleet::Fleet;
-use crate::ledger::{self, Claim, Key, Status};
+use crate::ledger::{self, Key};
 use crate::methods::{MethodContext, MethodRegistry, PaymentMethod, Resolved};
 use crate::metrics::MetricsHandle;
 use crate::registry::{NetworkEntry, RegistryHandle};
-use crate::settlement::batch::{self, BatchConfig};
+use crate::settlement::batch::{self, Approach, BatchConfig};
 use crate::settlement::{FeePolicy, ReceiptWatcher, SettlementRouter};
 
 /// Seconds since the Unix epoch; injectable so tests can move time.
@@ -105,6 +109,8 @@ pub struct VerifyAnswer {
     pub invalid_reason: Option<Reason>,
     pub payer: Option<Address>,
     pub cached: bool,
+    /// The answer's `extra` (a payment channel's snapshot), when the method gives one.
+    pub extra: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone)]
@@ -118,6 +124,11 @@ pub struct SettleAnswer {
     /// This call mined the transaction; `false` for a repeated or concurrent settle of the
     /// same authorization answered with another call's outcome (and when nothing was mined).
     pub mined_here: bool,
+    /// The answer's `extra` (a payment channel's `channelState`), when the method gives one.
+    pub extra: Option<serde_json::Value>,
+    /// The answer's `amount` is empty: the mined transaction moved no funds by its nature (a
+    /// channel claim, which only updates accounting).
+    pub amount_empty: bool,
 }
 
 impl VerifyAnswer {
@@ -127,6 +138,7 @@ impl VerifyAnswer {
             invalid_reason: Some(reason),
             payer: None,
             cached: false,
+            extra: None,
         }
     }
 }
@@ -145,8 +157,20 @@ impl SettleAnswer {
             block_number: None,
             amount,
             mined_here: false,
+            extra: None,
+            amount_empty: false,
         }
     }
+}
+
+/// A scheme served besides the built-in ones, as `/supported` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddedScheme {
+    pub x402_version: u8,
+    pub scheme: String,
+    /// The address its method signs for as a merchant's delegated authorizer
+    /// (`extra.receiverAuthorizer`).
+    pub receiver_authorizer: Option<Address>,
 }
 
 /// A settlement outcome as others can read it back (`GET /settlements/{tx}`).
@@ -170,6 +194,13 @@ pub struct FacilitatorConfig {
     pub max_signature_bytes: usize,
     /// Payment methods served besides the built-in ones (`MethodRegistry::builtin`).
     pub methods: Vec<Arc<dyn PaymentMethod>>,
+    /// The SVM (Solana) networks served (`crate::svm`).
+    pub svm: Vec<Arc<crate::svm::SvmRuntime>>,
+    /// Serve the `batch-settlement` scheme (`settlement.channels`; a preview, off by default).
+    pub channels: bool,
+    /// The key the facilitator signs claims and refunds with for merchants who delegate their
+    /// channels' `receiverAuthorizer` to it (`settlement.channels_authorizer_key_*`).
+    pub channels_authorizer: Option<alloy::signers::local::PrivateKeySigner>,
 }
 
 impl Default for FacilitatorConfig {
@@ -183,6 +214,9 @@ impl Default for FacilitatorConfig {
             batch: None,
             max_signature_bytes: exact::DEFAULT_MAX_SIGNATURE_BYTES,
             methods: Vec::new(),
+            svm: Vec::new(),
+            channels: false,
+            channels_authorizer: None,
         }
     }
 }
@@ -296,6 +330,12 @@ impl Facilitator {
         metrics: MetricsHandle,
     ) -> Self {
         let mut methods = MethodRegistry::builtin();
+        if config.channels {
+            methods.register(Arc::new(crate::methods::channels::BatchSettlement {
+                authorizer: config.channels_authorizer.clone(),
+                ..Default::default()
+            }));
+        }
         for method in &config.methods {
             methods.register(method.clone());
         }
@@ -330,6 +370,11 @@ impl Facilitator {
             .map(|_| ())
     }
 
+    /// This instance's id in the fleet (written on the rows it is responsible for).
+    pub fn instance_id(&self) -> &str {
+        self.inner.fleet.id()
+    }
+
     /// Unix seconds by the facilitator's clock.
     pub fn now(&self) -> u64 {
         (self.inner.clock)()
@@ -339,16 +384,24 @@ impl Facilitator {
         self.inner.networks.values()
     }
 
-    /// The (x402 version, scheme) pairs of methods registered besides the built-in ones
-    /// (whose kinds `/supported` lists network by network as it always has), in a stable order.
-    pub fn added_schemes(&self) -> Vec<(u8, String)> {
-        let mut schemes: Vec<(u8, String)> = self
-            .inner
-            .methods
+    /// This instance's membership of the fleet (the operator's view of instances and leases).
+    pub fn fleet(&self) -> &Fleet {
+        &self.inner.fleet
+    }
+
+    /// The schemes of methods registered besides the built-in ones (whose kinds `/supported`
+    /// lists network by network as it always has), in a stable order.
+    pub fn added_schemes(&self) -> Vec<AddedScheme> {
+        let methods = &self.inner.methods;
+        let mut schemes: Vec<AddedScheme> = methods
             .keys()
             .into_iter()
             .filter(|k| !crate::methods::BUILTIN_SCHEMES.contains(&k.scheme.as_str()))
-            .map(|k| (k.x402_version, k.scheme.clone()))
+            .map(|k| AddedScheme {
+                x402_version: k.x402_version,
+                scheme: k.scheme.clone(),
+                receiver_authorizer: methods.receiver_authorizer(k),
+            })
             .collect();
         schemes.dedup();
         schemes
@@ -363,6 +416,7 @@ impl Facilitator {
     fn method_context<'a>(&'a self, rt: Option<&'a NetworkRuntime>) -> MethodContext<'a> {
         MethodContext {
             runtime: rt,
+            db: &self.inner.db,
             registry: &self.inner.registry,
             clock: &self.inner.clock,
             max_signature_bytes: self.inner.config.max_signature_bytes,
@@ -413,7 +467,12 @@ impl Facilitator {
         let Some(rt) = self.runtime_for(req).cloned() else {
             return Ok(SettleAnswer::failed(Reason::InvalidNetwork, payer, amount));
         };
-        let key = resolved.method.ledger_key(rt.entry.info.v1_name, req);
+        let network = rt.entry.info.v1_name;
+        let ctx = self.method_context(Some(&rt));
+        let key = match resolved.method.settle_key(&ctx, req, network).await? {
+            Some(key) => key,
+            None => resolved.method.ledger_key(network, req),
+        };
         let caller = caller.unwrap_or_default();
         // No signer can pay for gas anywhere: fail before any work, with a clear reason.
         if let Some(why) = self.cannot_send(&rt) {
@@ -465,6 +524,14 @@ impl Facilitator {
             };
         }
         let tx = tx.expect("leader has a sender");
+        // A settle that may join the network's batch is counted as on its way from here, so
+        // that an open batch window waits for it (and closes at once when nothing is coming).
+        let approach = resolved
+            .method
+            .required_sender(req)
+            .is_none()
+            .then(|| self.batcher(&rt).map(|b| b.approach()))
+            .flatten();
         let guard = InFlightGuard {
             inner: self.inner.clone(),
             key: key.clone(),
@@ -477,77 +544,46 @@ impl Facilitator {
         let req = req.clone();
         let leader = tokio::spawn(async move {
             let _guard = guard;
-            let result = this
-                .settle_as_leader(&rt, &req, &resolved, key.clone(), &caller)
+            let mut result = this
+                .settle_as_leader(&rt, &req, &resolved, key.clone(), &caller, approach)
                 .await;
+            if let Some(answer) = result.as_mut().ok().filter(|a| a.success && a.mined_here) {
+                // The method's own bookkeeping of a mined payment (a channel's new balance).
+                let ctx = this.method_context(Some(&rt));
+                let tx = answer.transaction.unwrap_or_default();
+                match resolved
+                    .method
+                    .settled(&ctx, &req, &resolved.checked, tx)
+                    .await
+                {
+                    Ok(settled) => {
+                        answer.extra = settled.extra;
+                        answer.amount = settled.amount.unwrap_or(answer.amount);
+                        answer.amount_empty = settled.amount_empty;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "after a mined settlement"),
+                }
+            }
             let valid_before = req.payload.authorization.valid_before;
             let now = (this.inner.clock)();
             this.inner.fast.settled(&key, valid_before, &result, now);
             this.mirror_settled(&rt, resolved.method.as_ref(), &req, &result);
             if let Ok(answer) = &result {
+                if answer.error_reason == Some(Reason::SettlementPending) {
+                    // Endpoints that want it hear that the outcome is not known yet; the
+                    // background watch's ledger change tells them the rest.
+                    if let Err(e) =
+                        crate::webhooks::announce_pending(&this.inner.db, &key, answer.transaction)
+                            .await
+                    {
+                        tracing::warn!(error = %e, "settlement.pending event not recorded");
+                    }
+                }
                 let _ = tx.send(Some(answer.clone()));
             }
             result
         });
         leader.await?
-    }
-
-    /// Claim the payment's ledger row. `Err(answer)`: it is another settle's (a copy is
-    /// refused; a retry of the same idempotent request gets the first one's outcome).
-    async fn claim(
-        &self,
-        rt: &Arc<NetworkRuntime>,
-        req: &PaymentRequest,
-        key: &Key,
-        caller: &Caller,
-    ) -> ServiceResult<Result<ClaimedPayment, SettleAnswer>> {
-        let client_id = (!caller.client_id.is_empty()).then_some(caller.client_id.as_str());
-        let auth = &req.payload.authorization;
-        let new = ledger::NewSettlement {
-            key: key.clone(),
-            pay_to: req.pay_to,
-            amount: auth.value.to_string(),
-            valid_after: u256_to_i64(auth.valid_after),
-            valid_before: u256_to_i64(auth.valid_before),
-            x402_version: req.x402_version as i16,
-            request_hash: req.request_hash,
-            payment_id: req.payment_id.clone(),
-            payload: serde_json::to_value(&req.payload).unwrap_or_default(),
-            client_id: client_id.map(str::to_owned),
-            idempotency_key: caller.idempotency_key.clone(),
-            instance_id: self.inner.fleet.id().to_owned(),
-        };
-        let row = match self.inner.writer.claim(&new).await? {
-            Claim::New(row) => row,
-            Claim::Existing(row) => {
-                // Nothing was ever sent for it: a failed row, or one whose process died
-                // between claiming and sending, may be settled again by whoever asks.
-                let again = if row.status == Status::Failed && row.tx_hash.is_none() {
-                    ledger::reclaim_unsent(&self.inner.db, row.id, &new).await?
-                } else if ledger::abandoned(&row) {
-                    ledger::reclaim_abandoned(&self.inner.db, &row, &new).await?
-                } else {
-                    false
-                };
-                if !again {
-                    if caller.resumes(row.client_id.as_deref(), row.idempotency_key.as_deref()) {
-                        return self.answer_from_ledger(rt, key, req).await.map(Err);
-                    }
-                    return Ok(Err(SettleAnswer::failed(
-                        Reason::InvalidExactEvmNonceAlreadyUsed,
-                        Some(auth.from),
-                        auth.value,
-                    )));
-                }
-                row
-            }
-        };
-        let idempotent = caller.idempotency_key.is_some();
-        Ok(Ok(ClaimedPayment::new(
-            self.inner.db.clone(),
-            row,
-            idempotent,
-        )))
     }
 
     async fn settle_as_leader(
@@ -557,6 +593,7 @@ impl Facilitator {
         resolved: &Resolved,
         key: Key,
         caller: &Caller,
+        mut approach: Option<Approach>,
     ) -> ServiceResult<SettleAnswer> {
         let Resolved { method, checked } = resolved;
         let client_id = (!caller.client_id.is_empty()).then_some(caller.client_id.as_str());
@@ -564,31 +601,15 @@ impl Facilitator {
             Some(req.payload.authorization.from),
             req.payload.authorization.value,
         );
-        let mut claim = match self.claim(rt, req, &key, caller).await? {
+        let started = std::time::Instant::now();
+        let claim = match self.claim(rt, req, &key, caller).await? {
             Ok(claim) => claim,
             Err(answer) => return Ok(answer),
         };
-
         // A new settlement (a repeat of the same authorization never reaches here) is admitted
-        // by its key's and its account's limits: a key or an account with a credit balance
-        // pays one credit, given back if nothing is sent.
-        if let Some(c) = client_id {
-            let admitted = accounts::charge_settle(
-                &self.inner.db,
-                &self.inner.metrics,
-                c,
-                caller.credits_limited,
-                &caller.account,
-            )
-            .await?;
-            match admitted {
-                Ok(charge) => claim.charged(charge),
-                Err(refusal) => {
-                    claim.refuse(refusal.ledger_reason()).await?;
-                    return Err(ServiceError::Forbidden(refusal.message().into()));
-                }
-            }
-        }
+        // by its key's and its account's limits.
+        let claim = self.admit(claim, caller).await?;
+        let claim_ms = started.elapsed().as_secs_f64() * 1e3;
 
         // Simulate right before sending, as the signer that will send: never spend gas on a
         // payment that would revert, nor more than its estimate. In a batch, a payment the state
@@ -607,6 +628,16 @@ impl Facilitator {
                 let judged = method.judge(&ctx, req, checked, from, Phase::Settle).await;
                 (judged, true)
             }
+        };
+        let judged = match judged {
+            Ok(Ok(call)) => {
+                // The method's bookkeeping that stands or falls with the row, before sending.
+                let ctx = self.method_context(Some(rt));
+                let row = claim.row().id;
+                let reserved = method.reserve(&ctx, req, checked, row).await;
+                reserved.map(|r| r.map(|()| call))
+            }
+            other => other,
         };
         let call = match judged {
             Ok(Ok(call)) => {
@@ -633,10 +664,16 @@ impl Facilitator {
             // Another instance holds this network's signer leases: it sends, we answer.
             SendPath::Fleet
         } else if let Some(batcher) = self.batcher(rt).filter(|_| batchable) {
-            SendPath::Batched(batcher)
+            SendPath::Batched(batcher, approach.take())
         } else {
             SendPath::Direct { sender, queueable }
         };
+        tracing::debug!(
+            claim_ms,
+            judge_ms = started.elapsed().as_secs_f64() * 1e3 - claim_ms,
+            simulated,
+            "settle judged"
+        );
         let outgoing = Outgoing {
             rt,
             req,

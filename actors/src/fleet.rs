@@ -182,6 +182,22 @@ impl Fleet {
         Ok(())
     }
 
+    /// Every instance row and every signer lease, as the database has them (the operator's
+    /// view: `GET /admin/fleet`).
+    pub async fn roster(&self) -> Result<(Vec<instance::Model>, Vec<signer_lease::Model>), DbErr> {
+        use sea_orm::QueryOrder;
+        let instances = instance::Entity::find()
+            .order_by_asc(instance::Column::StartedAt)
+            .all(&self.db)
+            .await?;
+        let leases = signer_lease::Entity::find()
+            .order_by_asc(signer_lease::Column::Network)
+            .order_by_asc(signer_lease::Column::Signer)
+            .all(&self.db)
+            .await?;
+        Ok((instances, leases))
+    }
+
     /// Instances dead for long: forgotten (their rows in the ledger stay theirs to adopt).
     pub async fn forget_dead(&self) -> Result<(), DbErr> {
         instance::Entity::delete_many()

@@ -11,12 +11,19 @@ use entities::settlement::{self, Column, Entity, Model};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder,
+    FromQueryResult, PaginatorTrait, QueryFilter, QueryOrder, QueryTrait, TransactionTrait,
 };
 
+use crate::webhooks::{self, EventType, SettlementRef};
+
 mod group;
+mod lists;
+mod many;
 mod status;
 pub use group::GroupWriter;
+pub use lists::{age_secs, of_clients, unresolved_oldest, ListFilter, NextStep};
+pub(crate) use many::id_lists;
+pub use many::mark_mined_many;
 pub use status::{is_success, Status, CONFIRMED, FAILED, MINED, PENDING, SUBMITTED};
 
 /// The identity of an authorization.
@@ -42,7 +49,8 @@ impl Key {
 #[derive(Debug, Clone)]
 pub struct NewSettlement {
     pub key: Key,
-    pub pay_to: Address,
+    /// The payee as its network writes it (EVM: checksummed hex; SVM: base58).
+    pub pay_to: String,
     pub amount: String,
     pub valid_after: i64,
     pub valid_before: i64,
@@ -85,7 +93,7 @@ pub async fn claim(db: &impl ConnectionTrait, new: &NewSettlement) -> Result<Cla
         asset: Set(key.asset.clone()),
         payer: Set(key.payer.clone()),
         auth_nonce: Set(key.auth_nonce.clone()),
-        pay_to: Set(new.pay_to.to_checksum(None)),
+        pay_to: Set(new.pay_to.clone()),
         amount: Set(new.amount.clone()),
         valid_after: Set(new.valid_after),
         valid_before: Set(new.valid_before),
@@ -103,33 +111,29 @@ pub async fn claim(db: &impl ConnectionTrait, new: &NewSettlement) -> Result<Cla
     };
     // Two rounds at most: a row refused and forgotten (`forget_unsent`) between our insert and
     // our read is gone, and the authorization is free again.
+    // The insert returns the row it made (one statement: no read after it); none when the
+    // authorization has one, which is read.
+    let mut insert = Entity::insert(row)
+        .on_conflict(
+            OnConflict::columns([
+                Column::Network,
+                Column::Asset,
+                Column::Payer,
+                Column::AuthNonce,
+            ])
+            .do_nothing()
+            .to_owned(),
+        )
+        .into_query();
+    insert.returning_all();
+    let insert = db.get_database_backend().build(&insert);
     for _ in 0..2 {
-        let inserted = Entity::insert(row.clone())
-            .on_conflict(
-                OnConflict::columns([
-                    Column::Network,
-                    Column::Asset,
-                    Column::Payer,
-                    Column::AuthNonce,
-                ])
-                .do_nothing()
-                .to_owned(),
-            )
-            .exec(db)
-            .await;
-        match inserted {
-            Ok(_) | Err(DbErr::RecordNotInserted) => {}
-            Err(e) => return Err(e),
+        if let Some(model) = Model::find_by_statement(insert.clone()).one(db).await? {
+            return Ok(Claim::New(model));
         }
-        let Some(model) = find(db, key).await? else {
-            continue;
-        };
-        // Ours if nobody has touched it and it carries our request (same authorization, same
-        // body).
-        return Ok(match inserted {
-            Ok(_) => Claim::New(model),
-            Err(_) => Claim::Existing(model),
-        });
+        if let Some(model) = find(db, key).await? {
+            return Ok(Claim::Existing(model));
+        }
     }
     Err(DbErr::RecordNotFound(
         "settlement row vanished after insert".into(),
@@ -144,7 +148,7 @@ fn claimed_by(
     update
         .col_expr(Column::Status, Expr::value(Status::Pending))
         .col_expr(Column::ErrorReason, Expr::value(Option::<String>::None))
-        .col_expr(Column::PayTo, Expr::value(new.pay_to.to_checksum(None)))
+        .col_expr(Column::PayTo, Expr::value(new.pay_to.clone()))
         .col_expr(Column::Amount, Expr::value(new.amount.clone()))
         .col_expr(Column::ValidAfter, Expr::value(new.valid_after))
         .col_expr(Column::ValidBefore, Expr::value(new.valid_before))
@@ -285,7 +289,7 @@ pub async fn unmark_submitted(
     Ok(())
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mined {
     pub success: bool,
     pub block_number: u64,
@@ -304,8 +308,30 @@ pub async fn mark_mined(
     mined: &Mined,
     reason_if_failed: &str,
 ) -> Result<bool, DbErr> {
+    let done = mined_update(tx_hash, mined, reason_if_failed)
+        .filter(Column::Id.eq(id))
+        .filter(Column::Status.is_in([Status::Pending, Status::Submitted]))
+        .exec(db)
+        .await?;
+    let moved = done.rows_affected == 1;
+    if moved {
+        // The webhook events, in the caller's transaction (the group commit's, or one of its
+        // own): the settlement as it is now.
+        for event in mined_events(mined) {
+            webhooks::settlement_event(db, SettlementRef::Id(id), *event, None, false).await?;
+        }
+    }
+    Ok(moved)
+}
+
+/// The change `mark_mined` makes to an unresolved row (the caller says which).
+fn mined_update(
+    tx_hash: B256,
+    mined: &Mined,
+    reason_if_failed: &str,
+) -> sea_orm::UpdateMany<Entity> {
     let now = Utc::now();
-    let mut update = Entity::update_many()
+    let update = Entity::update_many()
         .col_expr(
             Column::Status,
             Expr::value(match (mined.success, mined.final_at_once) {
@@ -320,15 +346,20 @@ pub async fn mark_mined(
         .col_expr(Column::FeeWei, Expr::value(mined.fee_wei.to_string()))
         .col_expr(Column::UpdatedAt, Expr::value(now))
         .col_expr(Column::ConfirmedAt, Expr::value(now));
-    if !mined.success {
-        update = update.col_expr(Column::ErrorReason, Expr::value(reason_if_failed));
+    if mined.success {
+        update
+    } else {
+        update.col_expr(Column::ErrorReason, Expr::value(reason_if_failed))
     }
-    let done = update
-        .filter(Column::Id.eq(id))
-        .filter(Column::Status.is_in([Status::Pending, Status::Submitted]))
-        .exec(db)
-        .await?;
-    Ok(done.rows_affected == 1)
+}
+
+/// The webhook events of a row that `mark_mined` moved.
+fn mined_events(mined: &Mined) -> &'static [EventType] {
+    match (mined.success, mined.final_at_once) {
+        (false, _) => &[EventType::SettlementFailed],
+        (true, true) => &[EventType::SettlementMined, EventType::SettlementConfirmed],
+        (true, false) => &[EventType::SettlementMined],
+    }
 }
 
 /// What a row keeps of its payload once nothing will be sent for it: nothing. The signed
@@ -349,15 +380,34 @@ pub async fn mark_failed_unsent(
     id: i64,
     reason: &str,
 ) -> Result<bool, DbErr> {
+    let txn = db.begin().await?;
     let done = without_payload(Entity::update_many())
         .col_expr(Column::Status, Expr::value(Status::Failed))
         .col_expr(Column::ErrorReason, Expr::value(reason))
         .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(Column::Id.eq(id))
         .filter(Column::TxHash.is_null())
-        .exec(db)
+        .exec(&txn)
         .await?;
-    Ok(done.rows_affected == 1)
+    let moved = done.rows_affected == 1;
+    if moved {
+        failed_after_pending(&txn, id).await?;
+    }
+    txn.commit().await?;
+    Ok(moved)
+}
+
+/// A row failed with nothing sent: news (`settlement.failed`) only to an endpoint that was
+/// told it was pending.
+async fn failed_after_pending(db: &impl ConnectionTrait, id: i64) -> Result<(), DbErr> {
+    webhooks::settlement_event(
+        db,
+        SettlementRef::Id(id),
+        EventType::SettlementFailed,
+        None,
+        true,
+    )
+    .await
 }
 
 /// A claimed row refused before anything was sent, that nobody can be waiting on: deleted,
@@ -415,16 +465,17 @@ pub async fn raw_tx_of(
     Ok(raw.and_then(|r| r.parse().ok()))
 }
 
-/// A client's own settlement in transaction `tx_hash` (`GET /settlements/{tx}`). The owner is
+/// A client's own settlement in transaction `tx_hash` (`GET /settlements/{tx}`), written as the
+/// ledger writes it (an EVM hash in lowercase 0x hex, a Solana signature in base58). The owner is
 /// part of the query: a batch transaction carries the settlements of many keys, and another
 /// key's row must neither hide this key's nor be shown to it.
 pub async fn find_by_tx_hash(
     db: &DatabaseConnection,
-    tx_hash: B256,
+    tx_hash: &str,
     client_id: &str,
 ) -> Result<Option<Model>, DbErr> {
     Entity::find()
-        .filter(Column::TxHash.eq(tx_hash.to_string()))
+        .filter(Column::TxHash.eq(tx_hash))
         .filter(Column::ClientId.eq(client_id))
         .order_by_desc(Column::Id)
         .one(db)
@@ -501,6 +552,7 @@ pub async fn queue(
 /// Nobody took a queued row in time: it fails with nothing sent, unless a holder took it
 /// meanwhile (`false`).
 pub async fn unqueue(db: &DatabaseConnection, id: i64, reason: &str) -> Result<bool, DbErr> {
+    let txn = db.begin().await?;
     let res = without_payload(Entity::update_many())
         .col_expr(Column::Status, Expr::value(Status::Failed))
         .col_expr(Column::ErrorReason, Expr::value(reason))
@@ -510,9 +562,14 @@ pub async fn unqueue(db: &DatabaseConnection, id: i64, reason: &str) -> Result<b
         .filter(Column::Status.eq(Status::Pending))
         .filter(Column::QueuedAt.is_not_null())
         .filter(Column::TxHash.is_null())
-        .exec(db)
+        .exec(&txn)
         .await?;
-    Ok(res.rows_affected == 1)
+    let moved = res.rows_affected == 1;
+    if moved {
+        failed_after_pending(&txn, id).await?;
+    }
+    txn.commit().await?;
+    Ok(moved)
 }
 
 /// Take up to `limit` queued rows of `network` for `holder` to send: each goes to exactly one
@@ -616,15 +673,28 @@ pub async fn mined_rows(db: &DatabaseConnection, network: &str) -> Result<Vec<Mo
 
 /// A mined row is deep enough: confirmed.
 pub async fn confirm(db: &DatabaseConnection, id: i64, block_number: u64) -> Result<bool, DbErr> {
+    let txn = db.begin().await?;
     let res = Entity::update_many()
         .col_expr(Column::Status, Expr::value(Status::Confirmed))
         .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(Column::Id.eq(id))
         .filter(Column::Status.eq(Status::Mined))
         .filter(Column::BlockNumber.eq(block_number as i64))
-        .exec(db)
+        .exec(&txn)
         .await?;
-    Ok(res.rows_affected == 1)
+    let moved = res.rows_affected == 1;
+    if moved {
+        webhooks::settlement_event(
+            &txn,
+            SettlementRef::Id(id),
+            EventType::SettlementConfirmed,
+            None,
+            false,
+        )
+        .await?;
+    }
+    txn.commit().await?;
+    Ok(moved)
 }
 
 /// A mined row's payment now sits in another block, or in another transaction (a reorg
@@ -635,29 +705,53 @@ pub async fn remined(
     tx_hash: B256,
     block_number: u64,
 ) -> Result<(), DbErr> {
-    Entity::update_many()
+    use sea_orm::sea_query::Condition;
+    let txn = db.begin().await?;
+    let res = Entity::update_many()
         .col_expr(Column::TxHash, Expr::value(tx_hash.to_string()))
         .col_expr(Column::BlockNumber, Expr::value(block_number as i64))
         .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(Column::Id.eq(id))
         .filter(Column::Status.eq(Status::Mined))
-        .exec(db)
+        .filter(
+            Condition::any()
+                .add(Column::TxHash.ne(tx_hash.to_string()))
+                .add(Column::BlockNumber.ne(block_number as i64))
+                .add(Column::BlockNumber.is_null()),
+        )
+        .exec(&txn)
         .await?;
-    Ok(())
+    if res.rows_affected == 1 {
+        webhooks::settlement_event(
+            &txn,
+            SettlementRef::Id(id),
+            EventType::SettlementReorged,
+            None,
+            false,
+        )
+        .await?;
+    }
+    txn.commit().await
 }
 
 /// A mined row whose payment a reorg undid for good (re-sent, it reverted, and the
 /// authorization is unused): failed after all.
 pub async fn unmined(db: &DatabaseConnection, id: i64, reason: &str) -> Result<(), DbErr> {
-    Entity::update_many()
+    let txn = db.begin().await?;
+    let res = Entity::update_many()
         .col_expr(Column::Status, Expr::value(Status::Failed))
         .col_expr(Column::ErrorReason, Expr::value(reason))
         .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(Column::Id.eq(id))
         .filter(Column::Status.eq(Status::Mined))
-        .exec(db)
+        .exec(&txn)
         .await?;
-    Ok(())
+    if res.rows_affected == 1 {
+        for event in [EventType::SettlementReorged, EventType::SettlementFailed] {
+            webhooks::settlement_event(&txn, SettlementRef::Id(id), event, None, false).await?;
+        }
+    }
+    txn.commit().await
 }
 
 /// Rows of a network whose outcome is not known yet (for start-up reconciliation).
@@ -668,4 +762,80 @@ pub async fn unresolved(db: &DatabaseConnection, network: &str) -> Result<Vec<Mo
         .order_by_asc(Column::Id)
         .all(db)
         .await
+}
+
+/// An SVM settlement about to be sent: its signature (the transaction's id, base58), the fee
+/// payer, the signed transaction (base64) and the fee it costs if it lands (lamports), written before the send so that a crash after
+/// it always leaves a row naming the transaction.
+pub async fn mark_svm_submitted(
+    db: &DatabaseConnection,
+    id: i64,
+    signature: &str,
+    fee_payer: &str,
+    signed_base64: &str,
+    fee_lamports: u64,
+) -> Result<(), DbErr> {
+    Entity::update_many()
+        .col_expr(Column::Status, Expr::value(Status::Submitted))
+        .col_expr(Column::FeeWei, Expr::value(fee_lamports.to_string()))
+        .col_expr(Column::TxHash, Expr::value(signature))
+        .col_expr(Column::Signer, Expr::value(fee_payer))
+        .col_expr(Column::RawTx, Expr::value(signed_base64))
+        .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(Column::Id.eq(id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// An SVM settlement the node refused before broadcasting it (its preflight failed): nothing
+/// was sent, so the row fails without a transaction and may be claimed again.
+pub async fn unmark_svm_submitted(
+    db: &DatabaseConnection,
+    id: i64,
+    reason: &str,
+) -> Result<(), DbErr> {
+    without_payload(Entity::update_many())
+        .col_expr(Column::Status, Expr::value(Status::Failed))
+        .col_expr(Column::TxHash, Expr::value(Option::<String>::None))
+        .col_expr(Column::RawTx, Expr::value(Option::<String>::None))
+        .col_expr(Column::ErrorReason, Expr::value(reason))
+        .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(Column::Id.eq(id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// An SVM settlement's outcome: landed (`confirmed`, at `slot`, its fee in lamports) or failed
+/// (landed with an error, or its blockhash expired unlanded). Only an unresolved row moves:
+/// `true` when this call moved it.
+pub async fn resolve_svm(
+    db: &DatabaseConnection,
+    id: i64,
+    landed: Option<(u64, u64)>,
+    error: Option<&str>,
+) -> Result<bool, DbErr> {
+    let now = Utc::now();
+    let mut update = Entity::update_many().col_expr(Column::UpdatedAt, Expr::value(now));
+    update = match (landed, error) {
+        (Some((slot, fee)), None) => update
+            .col_expr(Column::Status, Expr::value(Status::Confirmed))
+            .col_expr(Column::BlockNumber, Expr::value(slot as i64))
+            .col_expr(Column::FeeWei, Expr::value(fee.to_string()))
+            .col_expr(Column::ConfirmedAt, Expr::value(now)),
+        (landed, error) => update
+            .col_expr(Column::Status, Expr::value(Status::Failed))
+            .col_expr(Column::BlockNumber, Expr::value(landed.map(|l| l.0 as i64)))
+            .col_expr(
+                Column::ErrorReason,
+                Expr::value(error.unwrap_or("transaction_failed")),
+            ),
+    };
+    let done = update
+        .filter(Column::Id.eq(id))
+        .filter(Column::Status.is_in([Status::Pending, Status::Submitted]))
+        .exec(db)
+        .await?;
+    Ok(done.rows_affected == 1)
 }

@@ -25,6 +25,8 @@ pub mod metrics;
 pub mod mirror;
 pub mod registry;
 pub mod settlement;
+pub mod svm;
 pub mod throttle;
+pub mod webhooks;
 
 pub use error::{ServiceError, ServiceResult};

@@ -22,13 +22,25 @@ impl Mode {
     }
 }
 
+/// The chain family a run pays on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    /// EIP-3009 USDC on an EVM chain.
+    #[default]
+    Evm,
+    /// SPL Token USDC on Solana (`exact` on SVM): self-contained only, on a local cluster
+    /// (the `surfnet` runner) served as solana-devnet.
+    Svm,
+}
+
 /// Our facilitator's state mirror (`verify.mirror`) in self-contained mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MirrorMode {
-    /// Off (the configuration's default).
+    /// Off.
     Off,
-    /// On.
+    /// On (the configuration's default).
     On,
     /// Two of ours on one chain, one run: with the mirror ("ours+mirror"), then without
     /// ("ours"). Verify only.
@@ -37,6 +49,11 @@ pub enum MirrorMode {
 
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
+    /// Chain family: `svm` benchmarks Solana payments (self-contained: a local cluster, ours
+    /// with a fee payer of its own, and with --compare-reference the TypeScript reference
+    /// facilitator with `@x402/svm`'s facilitator scheme and its own fee payer).
+    #[arg(long, value_enum, default_value_t = Family::Evm)]
+    pub family: Family,
     /// Facilitator to measure: its base URL, under which `/verify`, `/settle` and `/supported`
     /// live (ours: `http://host:port/api/v1`); several instances of one facilitator,
     /// comma-separated, share the load round robin. Without it (and without --state) the bench is
@@ -125,12 +142,17 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=4))]
     pub signers: u64,
     /// Self-contained only: our facilitator's `settlement.batch_max` (up to this many settles
-    /// per Multicall3 transaction; 0 = off, the default).
-    #[arg(long, default_value_t = 0)]
-    pub batch_max: usize,
-    /// Self-contained only: our facilitator's `settlement.batch_window_ms`.
-    #[arg(long, default_value_t = 50)]
-    pub batch_window_ms: u64,
+    /// per Multicall3 transaction; 0 = off). Default: the configuration's (100).
+    #[arg(long)]
+    pub batch_max: Option<usize>,
+    /// Self-contained only: our facilitator's `settlement.batch_window_ms`. Default: the
+    /// configuration's.
+    #[arg(long)]
+    pub batch_window_ms: Option<u64>,
+    /// Self-contained, settling modes: also measure ours with batching off
+    /// (`settlement.batch_max: 0`, everything else alike) in the same run, as "ours-unbatched".
+    #[arg(long)]
+    pub compare_unbatched: bool,
     /// Self-contained only: the local chain's block gas limit. The default leaves room for
     /// ~3000 settlements a block (the chain is not what is measured); 30000000 is a real L2's,
     /// where blocks bound settle throughput.
@@ -138,9 +160,9 @@ pub struct BenchArgs {
           value_parser = clap::value_parser!(u64).range(1_000_000..))]
     pub block_gas_limit: u64,
     /// Self-contained only: our facilitator's state mirror (`verify.mirror`); `both` measures
-    /// ours with and without it in one run (verify mode).
-    #[arg(long, value_enum, default_value_t = MirrorMode::Off)]
-    pub mirror: MirrorMode,
+    /// ours with and without it in one run (verify mode). Default: the configuration's (on).
+    #[arg(long, value_enum)]
+    pub mirror: Option<MirrorMode>,
     /// Self-contained only: also start another build of this facilitator, `NAME=PATH` (e.g.
     /// `base=../v1/x402-facilitator`; at most 3), as a child process on the same chain
     /// (`PATH serve`, a fresh SQLite file, --signers keys of its own) and measure it after

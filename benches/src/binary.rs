@@ -44,9 +44,10 @@ pub struct ChildOptions<'a> {
     pub rpc_url: &'a str,
     pub usdc: Address,
     pub keys: &'a [PrivateKeySigner],
-    pub batch_max: usize,
-    pub batch_window_ms: u64,
-    pub mirror: bool,
+    /// `None`: the build's own default.
+    pub batch_max: Option<usize>,
+    pub batch_window_ms: Option<u64>,
+    pub mirror: Option<bool>,
 }
 
 pub struct ChildFacilitator {
@@ -73,7 +74,14 @@ impl ChildFacilitator {
             .map(|k| format!("0x{}", alloy::hex::encode(k.to_bytes())))
             .collect();
         crate::dev::write_private(&keys_file, (keys.join("\n") + "\n").as_bytes())?;
-        let config = json!({
+        let mut settlement = serde_json::Map::new();
+        if let Some(max) = opts.batch_max {
+            settlement.insert("batch_max".into(), max.into());
+        }
+        if let Some(ms) = opts.batch_window_ms {
+            settlement.insert("batch_window_ms".into(), ms.into());
+        }
+        let mut config = json!({
             "environment": "development",
             "server": { "host": "127.0.0.1", "port": port },
             "database": {
@@ -81,8 +89,7 @@ impl ChildFacilitator {
                 "durable_commits": true,
             },
             "log": { "level": "warn", "format": "json" },
-            "settlement": { "batch_max": opts.batch_max, "batch_window_ms": opts.batch_window_ms },
-            "verify": { "mirror": opts.mirror },
+            "settlement": settlement,
             "networks": { "base_sepolia": {
                 "rpc_url": opts.rpc_url,
                 "usdc_address": opts.usdc.to_checksum(None),
@@ -92,6 +99,9 @@ impl ChildFacilitator {
                 "replace_after_secs": 3,
             } },
         });
+        if let Some(on) = opts.mirror {
+            config["verify"] = json!({ "mirror": on });
+        }
         // JSON is YAML: the child reads it as its config.yaml.
         let config_file = dir.join(format!("{name}.yaml"));
         std::fs::write(&config_file, serde_json::to_string_pretty(&config)?)

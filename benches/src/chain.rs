@@ -11,7 +11,8 @@ use anyhow::{bail, Context as _};
 use futures::{stream, StreamExt, TryStreamExt};
 use serde::Serialize;
 
-use super::engine::{Outcome, Record};
+use super::args::Family;
+use super::engine::{Outcome, PaymentId, Record};
 
 sol! {
     #[sol(rpc)]
@@ -33,12 +34,14 @@ pub struct Chain {
     pub asset: Address,
 }
 
-/// What the chain says about one run.
+/// What the chain says about one run. On Solana (`family` svm): gas is compute units, wei
+/// are lamports, blocks are slots, and a settlement's "nonce" is the buyer's signature.
 #[derive(Debug, Clone, Serialize)]
 pub struct OnChain {
+    pub family: Family,
     /// Every check below held.
     pub consistent: bool,
-    pub payee: Address,
+    pub payee: String,
     /// ok x amount (settling modes) or 0 (verify).
     pub expected_delta: String,
     pub payee_delta: String,
@@ -52,6 +55,9 @@ pub struct OnChain {
     pub blocks: usize,
     pub settlements_per_block_mean: f64,
     pub settlements_per_block_max: usize,
+    /// Blocks the chain made while a successful settle waited for its answer, mean (from the
+    /// bench's own view of the head, polled every 20 ms; settling modes).
+    pub latency_blocks_mean: Option<f64>,
     /// Successful answers whose nonce the token does not mark used.
     pub settled_but_unused: usize,
     /// Failed answers (or verify-only requests) whose nonce the token marks used.
@@ -60,11 +66,78 @@ pub struct OnChain {
     pub problems: Vec<String>,
 }
 
+/// The instants at which the bench saw each new block (`Chain::watch_heads`).
+pub struct Heads {
+    seen: std::sync::Arc<std::sync::Mutex<Vec<std::time::Instant>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Heads {
+    /// Stop watching; the instants, in order.
+    pub fn stop(self) -> Vec<std::time::Instant> {
+        self.task.abort();
+        std::mem::take(&mut *self.seen.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// Mean blocks seen while each successful request waited (`t0`: the records' time origin).
+pub fn latency_blocks(
+    records: &[Record],
+    t0: std::time::Instant,
+    heads: &[std::time::Instant],
+) -> Option<f64> {
+    let waited: Vec<usize> = records
+        .iter()
+        .filter(|r| r.outcome.is_ok())
+        .map(|r| {
+            let (from, to) = (t0 + r.started, t0 + r.finished);
+            heads.iter().filter(|h| **h > from && **h <= to).count()
+        })
+        .collect();
+    (!waited.is_empty()).then(|| waited.iter().sum::<usize>() as f64 / waited.len() as f64)
+}
+
+/// The transaction hash a successful answer named (`None` for a failure, or no 0x hash).
+fn tx_hash(r: &Record) -> Option<B256> {
+    match &r.outcome {
+        Outcome::Ok { transaction } => transaction.as_deref().and_then(|t| t.parse().ok()),
+        Outcome::Failed { .. } => None,
+    }
+}
+
 fn rpc_context(url: &str) -> String {
     format!("cannot read the chain at {url}")
 }
 
 impl Chain {
+    /// Watch the head (every 5 ms) until `Heads::stop`. Finer than any facilitator's own
+    /// reading of new blocks, so a settle answered right after its block is not counted as
+    /// having waited none (at 20 ms, one answer in a hundred came before the bench saw its
+    /// block).
+    pub fn watch_heads(&self) -> Heads {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (provider, out) = (self.provider.clone(), seen.clone());
+        let task = tokio::spawn(async move {
+            let mut last = None;
+            let mut every = tokio::time::interval(std::time::Duration::from_millis(5));
+            loop {
+                every.tick().await;
+                let Ok(n) = provider.get_block_number().await else {
+                    continue;
+                };
+                let now = std::time::Instant::now();
+                if let Some(prev) = last.filter(|p| n > *p) {
+                    let mut seen = out.lock().unwrap_or_else(|e| e.into_inner());
+                    seen.extend(std::iter::repeat_n(now, (n - prev) as usize));
+                }
+                if last.is_none_or(|p| n > p) {
+                    last = Some(n);
+                }
+            }
+        });
+        Heads { seen, task }
+    }
+
     pub async fn connect(rpc_url: &str, asset: Address) -> anyhow::Result<Self> {
         let url = rpc_url
             .parse()
@@ -193,7 +266,14 @@ impl Chain {
 
         // authorizationState: true exactly for the settled nonces.
         let states: Vec<bool> = stream::iter(records.iter())
-            .map(|r| self.authorization_state(r.payer, r.nonce))
+            .map(|r| async move {
+                match &r.id {
+                    PaymentId::Evm { payer, nonce } => {
+                        self.authorization_state(*payer, *nonce).await
+                    }
+                    PaymentId::Svm { .. } => bail!("a Solana payment in an EVM run"),
+                }
+            })
             .buffered(READS_IN_FLIGHT)
             .try_collect()
             .await?;
@@ -220,28 +300,17 @@ impl Chain {
         }
 
         // Receipts of the transactions the successes named.
+        let named: Vec<Option<B256>> = records.iter().map(tx_hash).collect();
         let hashes: Vec<B256> = {
             let mut seen = HashSet::new();
-            records
+            named
                 .iter()
-                .filter_map(|r| match &r.outcome {
-                    Outcome::Ok { transaction } => *transaction,
-                    Outcome::Failed { .. } => None,
-                })
+                .flatten()
+                .copied()
                 .filter(|h| seen.insert(*h))
                 .collect()
         };
-        let with_tx = records
-            .iter()
-            .filter(|r| {
-                matches!(
-                    r.outcome,
-                    Outcome::Ok {
-                        transaction: Some(_)
-                    }
-                )
-            })
-            .count();
+        let with_tx = named.iter().flatten().count();
         if settles && with_tx < ok {
             problems.push(format!(
                 "{} successful settlements named no transaction",
@@ -282,21 +351,17 @@ impl Chain {
             ));
         }
         let mut per_block: BTreeMap<u64, usize> = BTreeMap::new();
-        for r in records {
-            if let Outcome::Ok {
-                transaction: Some(h),
-            } = &r.outcome
-            {
-                if let Some(b) = per_tx_block.get(h) {
-                    *per_block.entry(*b).or_default() += 1;
-                }
+        for h in named.iter().flatten() {
+            if let Some(b) = per_tx_block.get(h) {
+                *per_block.entry(*b).or_default() += 1;
             }
         }
         let settled = ok.max(1) as f64;
         let blocks = per_block.len();
         Ok(OnChain {
+            family: Family::Evm,
             consistent: problems.is_empty(),
-            payee,
+            payee: payee.to_checksum(None),
             expected_delta: expected.to_string(),
             payee_delta: delta.to_string(),
             transactions: hashes.len(),
@@ -310,6 +375,7 @@ impl Chain {
                 0.0
             },
             settlements_per_block_max: per_block.values().copied().max().unwrap_or(0),
+            latency_blocks_mean: None,
             settled_but_unused,
             failed_but_used,
             problems,

@@ -1,7 +1,7 @@
 //! The bench's terminal output: one run's figures and the chain's verdict, and the side-by-side
 //! table of every target with its ratios (the same rows `report.json` holds).
 
-use crate::args::Mode;
+use crate::args::{Family, Mode};
 use crate::engine::Loop;
 use crate::report::{self, RunReport};
 
@@ -27,19 +27,34 @@ pub(crate) fn print_run(r: &RunReport) {
             c.payee_delta
         );
     } else {
+        if let Some(b) = c.latency_blocks_mean {
+            println!("  latency in blocks (mean, blocks made while a settle waited): {b:.2}");
+        }
+        let costs = match c.family {
+            Family::Evm => format!(
+                "{:.0} gas and {:.1} gwei per settlement, {} blocks, {:.1} settlements per block",
+                c.gas_per_settlement,
+                c.fee_per_settlement_wei / 1e9,
+                c.blocks,
+                c.settlements_per_block_mean,
+            ),
+            Family::Svm => format!(
+                "{:.0} compute units and {:.0} lamports per settlement, {} slots, {:.1} settlements per slot",
+                c.gas_per_settlement,
+                c.fee_per_settlement_wei,
+                c.blocks,
+                c.settlements_per_block_mean,
+            ),
+        };
         println!(
-        "  chain: {}; payee {} received {} (expected {}); {} transactions, {:.0} gas and {:.1} gwei per settlement, {} blocks, {:.1} settlements per block (max {})",
-        if c.consistent { "agrees" } else { "DISAGREES" },
-        c.payee,
-        c.payee_delta,
-        c.expected_delta,
-        c.transactions,
-        c.gas_per_settlement,
-        c.fee_per_settlement_wei / 1e9,
-        c.blocks,
-        c.settlements_per_block_mean,
-        c.settlements_per_block_max
-    );
+            "  chain: {}; payee {} received {} (expected {}); {} transactions, {costs} (max {})",
+            if c.consistent { "agrees" } else { "DISAGREES" },
+            c.payee,
+            c.payee_delta,
+            c.expected_delta,
+            c.transactions,
+            c.settlements_per_block_max
+        );
     }
     if let Some(m) = &r.memory {
         println!(

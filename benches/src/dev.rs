@@ -3,16 +3,23 @@
 //! (chain id 84532), deploys Circle's real USDC (FiatTokenV2_2, EIP-712 name "USDC", version
 //! "2"), funds demo payers, serves on a fresh SQLite file with a dev user and client key, and
 //! writes everything a client needs to `--state-file`.
+//!
+//! Beside it, a local Solana cluster (`devnet::solana`, the `surfnet` runner) served as Solana
+//! devnet, with a USDC-like mint, funded demo payers and a payee with a token account: the
+//! `solana` section of the state file. Without the runner (`scripts/build-surfnet.sh`) dev
+//! serves EVM only and says so.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
+use devnet::solana::{Keypair, Signer as _, SolanaCluster, SolanaClusterOptions};
 use devnet::{Devnet, DevnetOptions};
 use figment::providers::Serialized;
 use secrecy::ExposeSecret;
 use serde_json::json;
 
-use x402_facilitator::config::Settings;
+use facilitator_actors::svm::FeePayer;
+use x402_facilitator::config::{Settings, SvmAssetSettings, SvmNetworkSettings};
 use x402_facilitator::startup::{Application, BuildOptions};
 
 pub const DEV_EMAIL: &str = "dev@x402.local";
@@ -32,9 +39,42 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
     })
     .await
     .context("cannot start the local chain (run scripts/install-tools.sh first)")?;
-    let result = serve(&devnet, opts).await;
+    let solana = match start_solana().await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            eprintln!("Solana: not served: {e:#}");
+            None
+        }
+    };
+    let result = serve(&devnet, solana.as_ref(), opts).await;
     devnet.stop().await;
+    if let Some(s) = solana {
+        s.cluster.stop().await;
+    }
     result
+}
+
+/// The local Solana cluster of `dev`, and a payee (a resource server's `payTo`) whose token
+/// account exists: the official buyer does not create it.
+pub struct DevSolana {
+    pub cluster: SolanaCluster,
+    pub pay_to: Keypair,
+}
+
+pub async fn start_solana() -> anyhow::Result<DevSolana> {
+    let cluster = SolanaCluster::start_with(SolanaClusterOptions::default()).await?;
+    let pay_to = Keypair::new();
+    cluster.create_token_accounts(&pay_to.pubkey()).await?;
+    Ok(DevSolana { cluster, pay_to })
+}
+
+impl DevSolana {
+    /// The `solana` section of `dev-state.json` (see `SolanaCluster::dev_state`) with `payTo`.
+    pub fn state(&self) -> serde_json::Value {
+        let mut state = self.cluster.dev_state();
+        state["payTo"] = json!(self.pay_to.pubkey().to_string());
+        state
+    }
 }
 
 /// Our facilitator as `dev` and `bench` run it: a fresh SQLite file in `dir`, only
@@ -55,6 +95,56 @@ pub async fn local_facilitator(
     usdc: alloy::primitives::Address,
     signers: Vec<alloy::signers::local::PrivateKeySigner>,
 ) -> anyhow::Result<LocalFacilitator> {
+    local_facilitator_with_solana(config, overrides, dir, rpc_url, usdc, signers, None).await
+}
+
+/// [`local_facilitator`], also serving `solana` (when given) as `solana-devnet`: its RPC, both
+/// its mints, its fee payers; nothing else of `svm_networks` is.
+pub async fn local_facilitator_with_solana(
+    config: &Path,
+    overrides: serde_json::Value,
+    dir: &Path,
+    rpc_url: &str,
+    usdc: alloy::primitives::Address,
+    signers: Vec<alloy::signers::local::PrivateKeySigner>,
+    solana: Option<&SolanaCluster>,
+) -> anyhow::Result<LocalFacilitator> {
+    let evm = LocalEvm {
+        rpc_url,
+        usdc,
+        signers,
+    };
+    let svm = solana.map(|cluster| LocalSvm {
+        cluster,
+        fee_payers: &cluster.fee_payers,
+    });
+    local_facilitator_on(config, overrides, dir, Some(evm), svm).await
+}
+
+/// The EVM chain a local facilitator serves as `base-sepolia`: its node, its USDC, the keys
+/// it settles with.
+pub struct LocalEvm<'a> {
+    pub rpc_url: &'a str,
+    pub usdc: alloy::primitives::Address,
+    pub signers: Vec<alloy::signers::local::PrivateKeySigner>,
+}
+
+/// The Solana cluster a local facilitator serves as `solana-devnet` (its RPC, both its mints),
+/// paying fees with `fee_payers`.
+pub struct LocalSvm<'a> {
+    pub cluster: &'a SolanaCluster,
+    pub fee_payers: &'a [Keypair],
+}
+
+/// Our facilitator on a fresh SQLite file in `dir`, serving the chains given and no other,
+/// with a dev user (admin) and one `verify,settle` client key.
+pub async fn local_facilitator_on(
+    config: &Path,
+    overrides: serde_json::Value,
+    dir: &Path,
+    evm: Option<LocalEvm<'_>>,
+    svm: Option<LocalSvm<'_>>,
+) -> anyhow::Result<LocalFacilitator> {
     let db_path = dir.join("dev.sqlite");
     let settings: Settings = Settings::figment(config)
         .merge(Serialized::defaults(json!({
@@ -63,20 +153,59 @@ pub async fn local_facilitator(
         .merge(Serialized::defaults(overrides))
         .extract()
         .context("configuration")?;
-    // Only the local chain is served.
+    // Only the local chains are served.
     let mut settings = settings;
     settings.networks.retain(|k, _| k == "base_sepolia");
-    let base = settings.networks.entry("base_sepolia".into()).or_default();
-    base.rpc_url = Some(rpc_url.to_owned().into());
-    base.usdc_address = Some(usdc.to_checksum(None));
-    base.receipt_timeout_secs = Some(20);
-    // Blocks come every second: a settlement still unmined after three of them is replaced
-    // (anvil can leave a ready transaction out of its blocks, foundry-rs/foundry#10122, and
-    // every later nonce of that signer would wait behind it).
-    base.replace_after_secs.get_or_insert(3);
-
     let mut options = BuildOptions::default();
-    options.signer_keys.insert("base-sepolia".into(), signers);
+    match evm {
+        Some(evm) => {
+            let base = settings.networks.entry("base_sepolia".into()).or_default();
+            base.rpc_url = Some(evm.rpc_url.to_owned().into());
+            base.usdc_address = Some(evm.usdc.to_checksum(None));
+            base.receipt_timeout_secs = Some(20);
+            // Blocks come every second: a settlement still unmined after three of them is
+            // replaced (anvil can leave a ready transaction out of its blocks,
+            // foundry-rs/foundry#10122, and every later nonce of that signer would wait
+            // behind it).
+            base.replace_after_secs.get_or_insert(3);
+            options
+                .signer_keys
+                .insert("base-sepolia".into(), evm.signers);
+        }
+        None => settings.networks.clear(),
+    }
+    settings.svm_networks.clear();
+    if let Some(LocalSvm {
+        cluster,
+        fee_payers,
+    }) = svm
+    {
+        let asset = |m: &devnet::solana::Mint| SvmAssetSettings {
+            mint: m.address.to_string(),
+            symbol: Some("USDC".into()),
+            decimals: m.decimals,
+            token_program: Some(m.token_program.to_string()),
+            min_amount: None,
+        };
+        settings.svm_networks.insert(
+            "solana_devnet".into(),
+            SvmNetworkSettings {
+                rpc_url: Some(cluster.rpc_url.clone().into()),
+                // The local cluster has its own genesis hash, not devnet's.
+                check_genesis: Some(false),
+                assets: vec![asset(&cluster.usdc), asset(&cluster.usdc_2022)],
+                confirm_timeout_secs: Some(20),
+                ..SvmNetworkSettings::default()
+            },
+        );
+        options.svm_fee_payers.insert(
+            "solana-devnet".into(),
+            fee_payers
+                .iter()
+                .map(|k| FeePayer::new(k.insecure_clone()))
+                .collect(),
+        );
+    }
     let app = Application::build_with(settings, options).await?;
     let state = app.state();
     let user = state
@@ -103,20 +232,25 @@ pub async fn local_facilitator(
     })
 }
 
-async fn serve(devnet: &Devnet, opts: DevOptions) -> anyhow::Result<()> {
+async fn serve(
+    devnet: &Devnet,
+    solana: Option<&DevSolana>,
+    opts: DevOptions,
+) -> anyhow::Result<()> {
     // A fresh database per run: the chain is fresh too, and an old ledger would not match it.
     let dir = tempfile::tempdir().context("temp dir")?;
     let LocalFacilitator {
         app,
         client_id,
         client_token,
-    } = local_facilitator(
+    } = local_facilitator_with_solana(
         &opts.config,
         json!({}),
         dir.path(),
         &devnet.rpc_url,
         devnet.usdc,
         devnet.facilitator_keys.clone(),
+        solana.map(|s| &s.cluster),
     )
     .await?;
     let state = app.state();
@@ -126,7 +260,7 @@ async fn serve(devnet: &Devnet, opts: DevOptions) -> anyhow::Result<()> {
         .iter()
         .map(|p| format!("0x{}", alloy::hex::encode(p.to_bytes())))
         .collect();
-    let dev_state = json!({
+    let mut dev_state = json!({
         "facilitatorUrl": facilitator_url,
         "clientId": client_id,
         "clientToken": client_token.expose_secret(),
@@ -140,14 +274,26 @@ async fn serve(devnet: &Devnet, opts: DevOptions) -> anyhow::Result<()> {
         "payers": devnet.payers.iter().map(|p| p.address().to_checksum(None)).collect::<Vec<_>>(),
         "devUser": { "email": DEV_EMAIL, "password": DEV_PASSWORD },
     });
+    if let Some(s) = solana {
+        dev_state["solana"] = s.state();
+    }
     if let Some(path) = &opts.state_file {
         write_private(path, &serde_json::to_vec_pretty(&dev_state)?)?;
     }
     println!(
-        "\nx402 facilitator (dev) ready\n  facilitator: {facilitator_url}\n  chain:       {} (chain id {}, served as base-sepolia / eip155:84532)\n  USDC:        {}\n  client key:  X-Client-ID: {}\n{}",
+        "\nx402 facilitator (dev) ready\n  facilitator: {facilitator_url}\n  chain:       {} (chain id {}, served as base-sepolia / eip155:84532)\n  USDC:        {}\n  solana:      {}\n  client key:  X-Client-ID: {}\n{}",
         devnet.rpc_url,
         devnet.chain_id,
         devnet.usdc,
+        match solana {
+            Some(s) => format!(
+                "{} (served as {}), mint {}",
+                s.cluster.rpc_url,
+                devnet::solana::DEVNET_NETWORK,
+                s.cluster.usdc.address
+            ),
+            None => "not served (scripts/build-surfnet.sh builds its runner)".into(),
+        },
         client_id,
         match &opts.state_file {
             Some(p) => format!(

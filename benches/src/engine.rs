@@ -45,10 +45,38 @@ pub struct Workload {
     pub timeout: Duration,
 }
 
+/// Who pays and what makes one payment unique, as the chain's verdict reads them back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PaymentId {
+    /// EIP-3009: the buyer and its authorization's nonce.
+    Evm { payer: Address, nonce: B256 },
+    /// Solana: the buyer and its own signature of the transaction (base58; the transaction's
+    /// id is the fee payer's, which only the facilitator makes).
+    Svm { payer: String, signature: String },
+}
+
+impl PaymentId {
+    pub fn payer(&self) -> String {
+        match self {
+            PaymentId::Evm { payer, .. } => payer.to_checksum(None),
+            PaymentId::Svm { payer, .. } => payer.clone(),
+        }
+    }
+
+    /// The EIP-3009 nonce, or the buyer's signature.
+    pub fn nonce(&self) -> String {
+        match self {
+            PaymentId::Evm { nonce, .. } => nonce.to_string(),
+            PaymentId::Svm { signature, .. } => signature.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum Outcome {
     Ok {
-        transaction: Option<B256>,
+        /// The transaction the answer named, as given (a 0x hash, a base58 signature).
+        transaction: Option<String>,
     },
     Failed {
         reason: String,
@@ -66,8 +94,7 @@ impl Outcome {
 /// One payment as sent: times are offsets from the start of the run.
 #[derive(Debug, Clone)]
 pub struct Record {
-    pub payer: Address,
-    pub nonce: B256,
+    pub id: PaymentId,
     /// When it was due (closed loop: when a worker took it).
     pub scheduled: Duration,
     pub started: Duration,
@@ -105,13 +132,14 @@ struct Shared {
     live: Live,
 }
 
-/// Run `payments` against `target`; returns one record per payment sent, in payment order.
+/// Run `payments` against `target`; returns one record per payment sent, in payment order,
+/// and the instant the records' times count from.
 pub async fn run(
     target: &Target,
     workload: Workload,
     payments: Vec<Payment>,
     progress_label: String,
-) -> anyhow::Result<Vec<Record>> {
+) -> anyhow::Result<(Vec<Record>, std::time::Instant)> {
     let client = reqwest::Client::builder()
         .no_proxy()
         .default_headers(target.headers.clone())
@@ -141,13 +169,13 @@ async fn drive(
     workload: Workload,
     payments: Vec<Payment>,
     progress_label: String,
-) -> Vec<Record> {
+) -> (Vec<Record>, std::time::Instant) {
     let n = payments.len();
     // Serialised before the clock starts, like the signatures.
-    let bodies: Arc<Vec<(Address, B256, String)>> = Arc::new(
+    let bodies: Arc<Vec<(PaymentId, String)>> = Arc::new(
         payments
             .into_iter()
-            .map(|p| (p.payer, p.nonce, p.body.to_string()))
+            .map(|p| (p.id, p.body.to_string()))
             .collect(),
     );
     let shared = Arc::new(Shared {
@@ -224,7 +252,7 @@ async fn drive(
     update_bar(&bar, &shared.live);
     bar.finish();
     records.sort_by_key(|(i, _)| *i);
-    records.into_iter().map(|(_, r)| r).collect()
+    (records.into_iter().map(|(_, r)| r).collect(), t0.into_std())
 }
 
 fn progress_bar(len: u64, label: String) -> ProgressBar {
@@ -256,15 +284,15 @@ fn update_bar(bar: &ProgressBar, live: &Live) {
     ));
 }
 
-async fn send(shared: &Shared, body: &(Address, B256, String), scheduled: Duration) -> Record {
+async fn send(shared: &Shared, body: &(PaymentId, String), scheduled: Duration) -> Record {
     let live = &shared.live;
     live.in_flight.fetch_add(1, Ordering::Relaxed);
     let started = shared.t0.elapsed();
     let outcome = match shared.mode {
-        Mode::Verify => verify(shared, &body.2).await,
-        Mode::Settle => settle(shared, &body.2).await,
-        Mode::Pay => match verify(shared, &body.2).await {
-            Outcome::Ok { .. } => settle(shared, &body.2).await,
+        Mode::Verify => verify(shared, &body.1).await,
+        Mode::Settle => settle(shared, &body.1).await,
+        Mode::Pay => match verify(shared, &body.1).await {
+            Outcome::Ok { .. } => settle(shared, &body.1).await,
             Outcome::Failed { reason, sample } => Outcome::Failed {
                 reason: format!("verify: {reason}"),
                 sample,
@@ -283,8 +311,7 @@ async fn send(shared: &Shared, body: &(Address, B256, String), scheduled: Durati
         .expect("latency lock")
         .saturating_record(micros.max(1));
     Record {
-        payer: body.0,
-        nonce: body.1,
+        id: body.0.clone(),
         scheduled,
         started,
         finished,
@@ -379,7 +406,10 @@ async fn verify(shared: &Shared, body: &str) -> Outcome {
 async fn settle(shared: &Shared, body: &str) -> Outcome {
     match post(shared, "/settle", body).await {
         Ok(v) if v["success"] == true => Outcome::Ok {
-            transaction: v["transaction"].as_str().and_then(|t| t.parse().ok()),
+            transaction: v["transaction"]
+                .as_str()
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned),
         },
         Ok(v) => Outcome::Failed {
             reason: v["errorReason"]

@@ -25,6 +25,9 @@ mod proxy;
 pub mod reference;
 mod report;
 mod stats;
+mod supported;
+mod svm;
+mod svm_chain;
 
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -35,19 +38,23 @@ use anyhow::{bail, Context as _};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 
-pub use args::{BenchArgs, MirrorMode, Mode};
+pub use args::{BenchArgs, Family, MirrorMode, Mode};
 pub use local::Local;
 pub use report::{Report, RunReport};
+pub use svm::SvmLocal;
 
 use chain::Chain;
 use engine::{Loop, Target, Workload};
 use payments::Terms;
+use supported::probe;
 
 /// What a bench did. `local` (self-contained mode) still runs: read its chain, then
 /// [`Outcome::shutdown`].
 pub struct Outcome {
     pub report: Report,
     pub local: Option<Local>,
+    /// `--family svm`: the local cluster and the facilitators on it.
+    pub svm: Option<SvmLocal>,
 }
 
 impl Outcome {
@@ -59,6 +66,9 @@ impl Outcome {
     pub async fn shutdown(self) {
         if let Some(local) = self.local {
             local.stop().await;
+        }
+        if let Some(svm) = self.svm {
+            svm.stop().await;
         }
     }
 }
@@ -165,76 +175,6 @@ fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
-}
-
-/// GET `/supported`: the facilitator answers, and serves `exact` on this network and version.
-async fn probe(target: &Target, network: &str, version: u8) -> anyhow::Result<()> {
-    for base in engine::base_urls(&target.url) {
-        let one = Target {
-            name: target.name.clone(),
-            url: base,
-            headers: target.headers.clone(),
-        };
-        probe_one(&one, network, version).await?;
-    }
-    Ok(())
-}
-
-async fn probe_one(target: &Target, network: &str, version: u8) -> anyhow::Result<()> {
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(10))
-        .default_headers(target.headers.clone())
-        .build()?;
-    let url = format!("{}/supported", target.url.trim_end_matches('/'));
-    let res = http.get(&url).send().await.map_err(|e| {
-        let mut cause = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(s) = source {
-            cause = format!("{cause}: {s}");
-            source = s.source();
-        }
-        anyhow::anyhow!("cannot reach the facilitator at {}: {cause}", target.url)
-    })?;
-    let status = res.status();
-    let text = res.text().await.unwrap_or_default();
-    if !status.is_success() {
-        bail!(
-            "the facilitator at {} answered GET /supported with HTTP {}{}: {}",
-            target.url,
-            status.as_u16(),
-            if status.as_u16() == 401 {
-                " (does it need --header, e.g. a client key?)"
-            } else {
-                ""
-            },
-            text.chars().take(300).collect::<String>()
-        );
-    }
-    let body: Value = serde_json::from_str(&text).with_context(|| {
-        format!(
-            "{url} did not answer JSON: is {} an x402 facilitator?",
-            target.url
-        )
-    })?;
-    let kinds = body["kinds"].as_array().cloned().unwrap_or_default();
-    let served = kinds.iter().any(|k| {
-        k["x402Version"] == u64::from(version) && k["scheme"] == "exact" && k["network"] == network
-    });
-    if !served {
-        let listed: Vec<String> = kinds
-            .iter()
-            .map(|k| {
-                format!("v{} {} {}", k["x402Version"], k["scheme"], k["network"]).replace('"', "")
-            })
-            .collect();
-        bail!(
-            "the facilitator at {} does not serve exact on {network} for x402 v{version} (its /supported lists: {})",
-            target.url,
-            if listed.is_empty() { "nothing".into() } else { listed.join(", ") }
-        );
-    }
-    Ok(())
 }
 
 /// Everything a run needs that does not change between targets.
@@ -400,6 +340,9 @@ fn workload(args: &BenchArgs) -> anyhow::Result<(Workload, usize)> {
 
 /// Run the bench. `config` is the configuration our facilitator uses in self-contained mode.
 pub async fn run(args: BenchArgs, config: &Path) -> anyhow::Result<Outcome> {
+    if args.family == Family::Svm {
+        return svm::run(args, config).await;
+    }
     let (workload, count) = workload(&args)?;
     let self_contained = args.self_contained();
     if !self_contained {
@@ -408,7 +351,9 @@ pub async fn run(args: BenchArgs, config: &Path) -> anyhow::Result<Outcome> {
             (args.compare_reference, "--compare-reference"),
             (args.database_url.is_some(), "--database-url"),
             (args.block_gas_limit != 300_000_000, "--block-gas-limit"),
-            (args.mirror != MirrorMode::Off, "--mirror"),
+            (args.mirror.is_some(), "--mirror"),
+            (args.batch_max.is_some(), "--batch-max"),
+            (args.compare_unbatched, "--compare-unbatched"),
             (!args.binaries.is_empty(), "--binary"),
         ] {
             if set {
@@ -425,7 +370,7 @@ pub async fn run(args: BenchArgs, config: &Path) -> anyhow::Result<Outcome> {
     }
     let runs = 1
         + usize::from(args.compare.is_some() || args.compare_reference)
-        + usize::from(args.mirror == MirrorMode::Both)
+        + usize::from(args.mirror == Some(MirrorMode::Both) || args.compare_unbatched)
         + args.binaries.len();
     let amount = U256::from(args.amount);
     let per_payer = |payers: usize| -> U256 {
@@ -443,7 +388,7 @@ pub async fn run(args: BenchArgs, config: &Path) -> anyhow::Result<Outcome> {
         if let Some((t, _)) = &local.reference {
             targets.push(t.clone());
         }
-        targets.extend(local.without_mirror.clone());
+        targets.extend(local.variants.iter().cloned());
         targets.extend(local.children.iter().map(|c| c.target.clone()));
         let pids = local
             .children
@@ -481,7 +426,11 @@ pub async fn run(args: BenchArgs, config: &Path) -> anyhow::Result<Outcome> {
         }
     }
     match result {
-        Ok(report) => Ok(Outcome { report, local }),
+        Ok(report) => Ok(Outcome {
+            report,
+            local,
+            svm: None,
+        }),
         Err(e) => {
             if let Some(local) = local {
                 local.stop().await;
@@ -565,9 +514,12 @@ async fn bench(
         let payers = setup.payers.clone();
         let payments =
             actix_web::rt::task::spawn_blocking(move || terms.sign_all(&payers, count)).await??;
-        let records = engine::run(target, workload, payments, target.name.clone()).await?;
+        let heads = args.mode.settles().then(|| chain.watch_heads());
+        let run = engine::run(target, workload, payments, target.name.clone()).await;
+        let heads = heads.map(chain::Heads::stop);
+        let (records, t0) = run?;
         let summary = stats::summarize(&records);
-        let onchain = chain
+        let mut onchain = chain
             .verdict(
                 payee,
                 payee_before,
@@ -576,6 +528,7 @@ async fn bench(
                 &records,
             )
             .await?;
+        onchain.latency_blocks_mean = heads.and_then(|h| chain::latency_blocks(&records, t0, &h));
         let mut run = RunReport::new(
             target.name.clone(),
             target.url.clone(),
@@ -604,6 +557,27 @@ async fn bench(
             m.rss_mb_at_bench_end = crate::memory::resident_of(pid).map(|(rss, _)| mb(rss));
         }
     }
+    conclude(
+        args,
+        workload,
+        network,
+        chain.asset.to_checksum(None),
+        setup.payers.len(),
+        count,
+        runs,
+    )
+}
+
+/// After the runs: the comparison table, the report (written with --out) and the verdict line.
+fn conclude(
+    args: &BenchArgs,
+    workload: Workload,
+    network: String,
+    asset: String,
+    payers: usize,
+    count: usize,
+    runs: Vec<RunReport>,
+) -> anyhow::Result<Report> {
     if runs.len() >= 2 {
         console::print_comparison(&runs);
     }
@@ -614,12 +588,13 @@ async fn bench(
         command: redacted_argv(std::env::args()),
         machine: report::Machine::this(),
         workload: report::WorkloadInfo {
+            family: args.family,
             mode: args.mode,
             x402_version: args.x402_version,
             network,
-            asset: chain.asset.to_checksum(None),
+            asset,
             amount: args.amount.to_string(),
-            payers: setup.payers.len(),
+            payers,
             r#loop: match workload.looping {
                 Loop::Closed { .. } => "closed".into(),
                 Loop::Open { .. } => "open".into(),
@@ -633,7 +608,8 @@ async fn bench(
             count,
             self_contained: args.self_contained(),
             rpc_latency_ms: args.rpc_latency,
-            block_gas_limit: args.self_contained().then_some(args.block_gas_limit),
+            block_gas_limit: (args.self_contained() && args.family == Family::Evm)
+                .then_some(args.block_gas_limit),
         },
         passed: runs.iter().all(|r| r.passed),
         runs,

@@ -19,24 +19,39 @@ use super::reference::ReferenceFacilitator;
 use super::{BenchArgs, MirrorMode};
 use crate::dev::{local_facilitator, LocalFacilitator};
 
-/// Loopback, any free port (never a fixed one), and the database asked for; the state
-/// mirror on or off.
-fn overrides(args: &BenchArgs, mirror: bool) -> serde_json::Value {
+/// Loopback, any free port (never a fixed one), and the database asked for; the state mirror
+/// and batching as given (`None`: the configuration's).
+pub(crate) fn overrides(
+    args: &BenchArgs,
+    mirror: Option<bool>,
+    batch_max: Option<usize>,
+) -> serde_json::Value {
     let mut v = serde_json::json!({ "server": { "host": "127.0.0.1", "port": 0 } });
     if let Some(url) = &args.database_url {
         v["database"] = serde_json::json!({ "url": url });
     }
-    v["settlement"] = serde_json::json!({
-        "batch_max": args.batch_max,
-        "batch_window_ms": args.batch_window_ms,
-    });
-    v["verify"] = serde_json::json!({ "mirror": mirror });
+    let mut settlement = serde_json::Map::new();
+    if let Some(max) = batch_max {
+        settlement.insert("batch_max".into(), max.into());
+    }
+    if let Some(ms) = args.batch_window_ms {
+        settlement.insert("batch_window_ms".into(), ms.into());
+    }
+    v["settlement"] = settlement.into();
+    if let Some(on) = mirror {
+        v["verify"] = serde_json::json!({ "mirror": on });
+    }
     v
 }
 
+/// `--mirror` as the configuration key (`None`: not given, the configuration's).
+fn mirror_of(args: &BenchArgs) -> Option<bool> {
+    args.mirror.map(|m| m != MirrorMode::Off)
+}
+
 /// One of our facilitators, serving in this process.
-struct Ours {
-    target: Target,
+pub(crate) struct Ours {
+    pub target: Target,
     server: actix_web::dev::ServerHandle,
     task: actix_web::rt::task::JoinHandle<std::io::Result<()>>,
 }
@@ -51,11 +66,18 @@ impl Ours {
         devnet: &Devnet,
         signers: Vec<alloy::signers::local::PrivateKeySigner>,
     ) -> anyhow::Result<Self> {
+        let facilitator =
+            local_facilitator(config, overrides, dir, rpc_url, devnet.usdc, signers).await?;
+        Self::serve(name, facilitator)
+    }
+
+    /// Serve `facilitator` in this process, measured as `name` with its client key.
+    pub(crate) fn serve(name: &str, facilitator: LocalFacilitator) -> anyhow::Result<Self> {
         let LocalFacilitator {
             app,
             client_id,
             client_token,
-        } = local_facilitator(config, overrides, dir, rpc_url, devnet.usdc, signers).await?;
+        } = facilitator;
         let mut headers = HeaderMap::new();
         headers.insert("X-Client-ID", HeaderValue::from_str(&client_id)?);
         let mut token = HeaderValue::from_str(client_token.expose_secret())?;
@@ -75,7 +97,7 @@ impl Ours {
         })
     }
 
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.server.stop(true).await;
         let _ = self.task.await;
     }
@@ -85,8 +107,9 @@ pub struct Local {
     pub devnet: Devnet,
     pub ours: Target,
     pub reference: Option<(Target, ReferenceFacilitator)>,
-    /// `--mirror both`: ours without the mirror (`ours` has it).
-    pub without_mirror: Option<Target>,
+    /// `--mirror both`: ours without the mirror (`ours` has it); `--compare-unbatched`: ours
+    /// with batching off.
+    pub variants: Vec<Target>,
     /// `--binary`: other builds, as child processes.
     pub children: Vec<ChildFacilitator>,
     /// The URL the facilitators use for the node (the proxy's, with --rpc-latency).
@@ -117,7 +140,8 @@ impl Local {
             payer_balance: needed_each.max(DevnetOptions::default().payer_balance),
             block_time: Some(1),
             gas_limit: Some(args.block_gas_limit),
-            multicall3: args.compare_reference || args.batch_max >= 2,
+            // As on real chains (batching is on by default).
+            multicall3: true,
             facilitator_keys: 4 * (3 + binaries.len()),
             ..DevnetOptions::default()
         })
@@ -139,15 +163,18 @@ impl Local {
             .map_or_else(|| devnet.rpc_url.clone(), |p| p.url.clone());
 
         let dir = tempfile::tempdir().context("temp dir")?;
-        let both = args.mirror == MirrorMode::Both;
+        let both = args.mirror == Some(MirrorMode::Both);
         if both && args.mode.settles() {
             bail!("--mirror both measures verify only: use --mode verify");
+        }
+        if args.compare_unbatched && !args.mode.settles() {
+            bail!("--compare-unbatched measures settles: use --mode settle or pay");
         }
         let mut servers = vec![
             Ours::start(
                 if both { "ours+mirror" } else { "ours" },
                 config,
-                overrides(args, args.mirror != MirrorMode::Off),
+                overrides(args, mirror_of(args), args.batch_max),
                 dir.path(),
                 &facilitator_rpc_url,
                 &devnet,
@@ -162,7 +189,22 @@ impl Local {
                 Ours::start(
                     "ours",
                     config,
-                    overrides(args, false),
+                    overrides(args, Some(false), args.batch_max),
+                    &second,
+                    &facilitator_rpc_url,
+                    &devnet,
+                    devnet.facilitator_keys[slot(1)].to_vec(),
+                )
+                .await?,
+            );
+        } else if args.compare_unbatched {
+            let second = dir.path().join("unbatched");
+            std::fs::create_dir_all(&second).context("temp dir")?;
+            servers.push(
+                Ours::start(
+                    "ours-unbatched",
+                    config,
+                    overrides(args, mirror_of(args), Some(0)),
                     &second,
                     &facilitator_rpc_url,
                     &devnet,
@@ -172,28 +214,24 @@ impl Local {
             );
         }
         let ours = servers[0].target.clone();
-        let without_mirror = servers.get(1).map(|s| s.target.clone());
+        let variants: Vec<Target> = servers[1..].iter().map(|s| s.target.clone()).collect();
 
         let reference = if args.compare_reference {
             let key = devnet.facilitator_keys[slot(2).start].clone();
             let (url, chain_id) = (facilitator_rpc_url.clone(), devnet.chain_id);
-            let process = actix_web::rt::task::spawn_blocking(move || {
-                ReferenceFacilitator::start(&url, chain_id, &key)
-            })
-            .await??;
-            let target = Target {
-                name: "reference".into(),
-                url: process.url.clone(),
-                headers: HeaderMap::new(),
-            };
-            Some((target, process))
+            Some(
+                ReferenceFacilitator::target(move || {
+                    ReferenceFacilitator::start(&url, chain_id, &key)
+                })
+                .await?,
+            )
         } else {
             None
         };
         let mut children = Vec::new();
         for (i, (name, path)) in binaries.iter().enumerate() {
             if [ours.name.as_str(), "reference"].contains(&name.as_str())
-                || without_mirror.as_ref().is_some_and(|t| &t.name == name)
+                || variants.iter().any(|t| &t.name == name)
                 || children
                     .iter()
                     .any(|c: &ChildFacilitator| &c.target.name == name)
@@ -213,7 +251,7 @@ impl Local {
                         keys: &devnet.facilitator_keys[slot(3 + i)],
                         batch_max: args.batch_max,
                         batch_window_ms: args.batch_window_ms,
-                        mirror: args.mirror == MirrorMode::On,
+                        mirror: args.mirror.map(|m| m == MirrorMode::On),
                     },
                 )
                 .await?,
@@ -223,7 +261,7 @@ impl Local {
             devnet,
             ours,
             reference,
-            without_mirror,
+            variants,
             children,
             facilitator_rpc_url,
             servers,

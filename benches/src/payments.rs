@@ -10,6 +10,8 @@ use serde_json::{json, Value};
 // EIP-3009's typed message, from the protocol crate (usable by clients, no I/O).
 use x402::exact::evm::TransferWithAuthorization;
 
+use super::engine::PaymentId;
+
 /// Where the money goes and in what: fixed for a run.
 #[derive(Debug, Clone)]
 pub struct Terms {
@@ -29,8 +31,7 @@ pub struct Terms {
 /// One signed payment and the body that carries it.
 #[derive(Debug, Clone)]
 pub struct Payment {
-    pub payer: Address,
-    pub nonce: B256,
+    pub id: PaymentId,
     pub body: Value,
 }
 
@@ -107,16 +108,7 @@ impl Terms {
                     "maxTimeoutSeconds": 60,
                     "extra": extra,
                 });
-                json!({
-                    "x402Version": 2,
-                    "paymentPayload": {
-                        "x402Version": 2,
-                        "resource": { "url": "http://127.0.0.1/bench", "description": "x402-bench", "mimeType": "application/json" },
-                        "accepted": requirements,
-                        "payload": payload,
-                    },
-                    "paymentRequirements": requirements,
-                })
+                v2_body(requirements, payload)
             }
         })
     }
@@ -133,11 +125,28 @@ impl Terms {
                 let nonce = B256::from(rand::random::<[u8; 32]>());
                 let signature = self.sign(signer, nonce)?;
                 Ok(Payment {
-                    payer: signer.address(),
-                    nonce,
+                    id: PaymentId::Evm {
+                        payer: signer.address(),
+                        nonce,
+                    },
                     body: self.body(signer.address(), nonce, signature)?,
                 })
             })
             .collect()
     }
+}
+
+/// An x402 v2 `/verify` and `/settle` body: `payload` accepting `requirements`, as a resource
+/// server sends it.
+pub fn v2_body(requirements: Value, payload: Value) -> Value {
+    json!({
+        "x402Version": 2,
+        "paymentPayload": {
+            "x402Version": 2,
+            "resource": { "url": "http://127.0.0.1/bench", "description": "x402-bench", "mimeType": "application/json" },
+            "accepted": requirements,
+            "payload": payload,
+        },
+        "paymentRequirements": requirements,
+    })
 }

@@ -1,7 +1,7 @@
 //! The official TypeScript facilitator (`tools/bench/reference-facilitator.mjs`: `@x402/core`'s
-//! `x402Facilitator` with `@x402/evm`'s `ExactEvmScheme`, v1 and v2) as a child process, for
-//! `bench --compare-reference` and the tests. It needs Multicall3 on its chain
-//! (`DevnetOptions::multicall3`).
+//! `x402Facilitator` with `@x402/evm`'s `ExactEvmScheme`, v1 and v2, or `@x402/svm`'s
+//! `ExactSvmScheme`) as a child process, for `bench --compare-reference` and the tests. On EVM
+//! it needs Multicall3 on its chain (`DevnetOptions::multicall3`).
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
@@ -21,17 +21,48 @@ impl ReferenceFacilitator {
     /// Start it on `rpc_url` (chain `chain_id`, served as `eip155:<chain_id>` and v1
     /// `base-sepolia`), settling with `key`; returns once it listens.
     pub fn start(rpc_url: &str, chain_id: u64, key: &PrivateKeySigner) -> anyhow::Result<Self> {
+        Self::spawn(&[
+            ("REFERENCE_RPC_URL", rpc_url.to_owned()),
+            (
+                "REFERENCE_PRIVATE_KEY",
+                format!("0x{}", alloy::hex::encode(key.to_bytes())),
+            ),
+            ("REFERENCE_CHAIN_ID", chain_id.to_string()),
+        ])
+    }
+
+    /// Start it serving Solana only: `@x402/svm`'s `ExactSvmScheme` (x402 v2, on
+    /// `solana-devnet`'s CAIP-2 id) on the cluster at `rpc_url`, paying fees with `fee_payer`;
+    /// returns once it listens.
+    pub fn start_svm(rpc_url: &str, fee_payer: &devnet::solana::Keypair) -> anyhow::Result<Self> {
+        Self::spawn(&[
+            ("REFERENCE_SVM_RPC_URL", rpc_url.to_owned()),
+            ("REFERENCE_SVM_FEE_PAYER_KEY", fee_payer.to_base58_string()),
+        ])
+    }
+
+    /// Start it with `start` (off the async threads: it waits for the process) and name it
+    /// "reference", as the bench measures it.
+    pub(crate) async fn target(
+        start: impl FnOnce() -> anyhow::Result<Self> + Send + 'static,
+    ) -> anyhow::Result<(super::engine::Target, Self)> {
+        let process = actix_web::rt::task::spawn_blocking(start).await??;
+        let target = super::engine::Target {
+            name: "reference".into(),
+            url: process.url.clone(),
+            headers: reqwest::header::HeaderMap::new(),
+        };
+        Ok((target, process))
+    }
+
+    /// The script with `env` (keys travel there, never on a command line).
+    fn spawn(env: &[(&str, String)]) -> anyhow::Result<Self> {
         let tools = devnet::tools_dir()?;
         let script = tools.join("bench/reference-facilitator.mjs");
         let mut child = Command::new("node")
             .arg(&script)
             .current_dir(&tools)
-            .env("REFERENCE_RPC_URL", rpc_url)
-            .env(
-                "REFERENCE_PRIVATE_KEY",
-                format!("0x{}", alloy::hex::encode(key.to_bytes())),
-            )
-            .env("REFERENCE_CHAIN_ID", chain_id.to_string())
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

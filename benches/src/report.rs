@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::Context as _;
 use serde::Serialize;
 
-use super::args::Mode;
+use super::args::{Family, Mode};
 use super::chain::OnChain;
 use super::charts::{line_chart, Series, PALETTE};
 use super::engine::{Outcome, Record};
@@ -38,6 +38,7 @@ impl Machine {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct WorkloadInfo {
+    pub family: Family,
     pub mode: Mode,
     pub x402_version: u8,
     pub network: String,
@@ -117,12 +118,12 @@ impl RunReport {
             .iter()
             .map(|r| {
                 let (ok, transaction, reason) = match &r.outcome {
-                    Outcome::Ok { transaction } => (true, transaction.map(|t| t.to_string()), None),
+                    Outcome::Ok { transaction } => (true, transaction.clone(), None),
                     Outcome::Failed { reason, .. } => (false, None, Some(reason.clone())),
                 };
                 PaymentReport {
-                    payer: r.payer.to_checksum(None),
-                    nonce: r.nonce.to_string(),
+                    payer: r.id.payer(),
+                    nonce: r.id.nonce(),
                     ok,
                     transaction,
                     reason,
@@ -413,6 +414,9 @@ fn ratio(a: f64, b: f64) -> Option<String> {
 
 /// The comparison table, for the terminal and the page.
 pub fn rows(runs: &[RunReport]) -> Vec<Row> {
+    let svm = runs
+        .first()
+        .is_some_and(|r| r.onchain.family == Family::Svm);
     let num = |label: &str, f: &dyn Fn(&RunReport) -> f64, digits: usize| -> Row {
         let values: Vec<f64> = runs.iter().map(f).collect();
         Row {
@@ -446,6 +450,11 @@ pub fn rows(runs: &[RunReport]) -> Vec<Row> {
         num("latency p90 (ms)", &|r| r.latency_ms.p90, 1),
         num("latency p99 (ms)", &|r| r.latency_ms.p99, 1),
         num("latency max (ms)", &|r| r.latency_ms.max, 1),
+        text("latency mean (blocks)", &|r| {
+            r.onchain
+                .latency_blocks_mean
+                .map_or("-".into(), |b| format!("{b:.2}"))
+        }),
         text("chain agrees", &|r| {
             if r.onchain.consistent {
                 "yes".into()
@@ -460,13 +469,33 @@ pub fn rows(runs: &[RunReport]) -> Vec<Row> {
             )
         }),
         num("transactions", &|r| r.onchain.transactions as f64, 0),
-        num("gas per settlement", &|r| r.onchain.gas_per_settlement, 0),
         num(
-            "fee per settlement (gwei)",
-            &|r| r.onchain.fee_per_settlement_wei / 1e9,
-            1,
+            if svm {
+                "compute units per settlement"
+            } else {
+                "gas per settlement"
+            },
+            &|r| r.onchain.gas_per_settlement,
+            0,
         ),
-        num("blocks", &|r| r.onchain.blocks as f64, 0),
+        if svm {
+            num(
+                "fee per settlement (lamports)",
+                &|r| r.onchain.fee_per_settlement_wei,
+                0,
+            )
+        } else {
+            num(
+                "fee per settlement (gwei)",
+                &|r| r.onchain.fee_per_settlement_wei / 1e9,
+                1,
+            )
+        },
+        num(
+            if svm { "slots" } else { "blocks" },
+            &|r| r.onchain.blocks as f64,
+            0,
+        ),
         text("process RSS after its run (MB)", &|r| {
             r.memory
                 .as_ref()
@@ -490,12 +519,20 @@ pub fn rows(runs: &[RunReport]) -> Vec<Row> {
                 .map_or("-".into(), |m| format!("{:.1}", m.peak_mb))
         }),
         num(
-            "settlements per block (mean)",
+            if svm {
+                "settlements per slot (mean)"
+            } else {
+                "settlements per block (mean)"
+            },
             &|r| r.onchain.settlements_per_block_mean,
             1,
         ),
         num(
-            "settlements per block (max)",
+            if svm {
+                "settlements per slot (max)"
+            } else {
+                "settlements per block (max)"
+            },
             &|r| r.onchain.settlements_per_block_max as f64,
             0,
         ),

@@ -169,12 +169,15 @@ pub fn summarize(records: &[Record]) -> Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::PaymentId;
     use alloy::primitives::{Address, B256};
 
     fn record(scheduled_ms: u64, started_ms: u64, finished_ms: u64, ok: bool) -> Record {
         Record {
-            payer: Address::ZERO,
-            nonce: B256::ZERO,
+            id: PaymentId::Evm {
+                payer: Address::ZERO,
+                nonce: B256::ZERO,
+            },
             scheduled: Duration::from_millis(scheduled_ms),
             started: Duration::from_millis(started_ms),
             finished: Duration::from_millis(finished_ms),

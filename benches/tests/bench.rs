@@ -52,6 +52,8 @@ async fn assert_run_matches_chain(devnet: &Devnet, run: &Value, amount: u64) {
     let payments = run["payments"].as_array().unwrap();
     assert_eq!(payments.len() as u64, run["count"].as_u64().unwrap());
     let mut transactions = BTreeSet::new();
+    // Settled payments by transaction: a batched transaction carries several.
+    let mut settled_in = BTreeMap::<B256, usize>::new();
     for p in payments {
         let payer: Address = p["payer"].as_str().unwrap().parse().unwrap();
         let nonce: B256 = p["nonce"].as_str().unwrap().parse().unwrap();
@@ -62,7 +64,11 @@ async fn assert_run_matches_chain(devnet: &Devnet, run: &Value, amount: u64) {
             "authorizationState of {p}"
         );
         if let Some(tx) = p["transaction"].as_str() {
-            transactions.insert(tx.parse::<B256>().unwrap());
+            let tx = tx.parse::<B256>().unwrap();
+            transactions.insert(tx);
+            if p["ok"] == true {
+                *settled_in.entry(tx).or_default() += 1;
+            }
         }
     }
     assert_eq!(
@@ -74,7 +80,8 @@ async fn assert_run_matches_chain(devnet: &Devnet, run: &Value, amount: u64) {
         let receipt = devnet.receipt(*tx).await.unwrap().expect("mined");
         assert!(receipt.status(), "{tx} succeeded");
         gas += receipt.gas_used;
-        *blocks.entry(receipt.block_number.unwrap()).or_default() += 1;
+        *blocks.entry(receipt.block_number.unwrap()).or_default() +=
+            settled_in.get(tx).copied().unwrap_or(0);
     }
     let per_settlement = onchain["gas_per_settlement"].as_f64().unwrap();
     let settled = if settles { ok.max(1) } else { 1 };

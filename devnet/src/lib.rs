@@ -27,7 +27,9 @@ use alloy::signers::local::PrivateKeySigner;
 use alloy::sol;
 use alloy::sol_types::{SolCall, SolValue};
 
+pub mod batch_settlement;
 pub mod safe;
+pub mod solana;
 pub use safe::{SafeContracts, SafeWallet};
 
 sol! {
@@ -95,6 +97,9 @@ pub struct DevnetOptions {
     pub multicall3: bool,
     /// Facilitator signer keys made and funded with ETH (`Devnet::facilitator_keys`).
     pub facilitator_keys: usize,
+    /// Place the `batch-settlement` contracts (and Permit2) at their canonical addresses
+    /// ([`Devnet::install_batch_settlement`]).
+    pub batch_settlement: bool,
 }
 
 impl Default for DevnetOptions {
@@ -110,6 +115,7 @@ impl Default for DevnetOptions {
             artifacts_dir: None,
             multicall3: false,
             facilitator_keys: 4,
+            batch_settlement: false,
         }
     }
 }
@@ -283,7 +289,7 @@ fn spawn_anvil(opts: &DevnetOptions) -> Result<(Child, u16), DevnetError> {
     }
 }
 
-fn stop_child(child: &mut Child) {
+pub(crate) fn stop_child(child: &mut Child) {
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .stderr(Stdio::null())
@@ -371,6 +377,9 @@ impl Devnet {
         }
         if opts.multicall3 {
             devnet.deploy_multicall3().await?;
+        }
+        if opts.batch_settlement {
+            devnet.install_batch_settlement().await?;
         }
         if let Some(secs) = opts.block_time {
             devnet.set_interval_mining(secs).await?;

@@ -4,6 +4,7 @@
 //! `migration` crate define the schema these mirror.
 
 pub mod asset;
+pub mod channel;
 pub mod client;
 pub mod http_metrics_daily;
 pub mod idempotency_key;
@@ -14,4 +15,7 @@ pub mod settlement;
 pub mod signer_lease;
 pub mod throttle;
 pub mod user;
+pub mod webhook;
+pub mod webhook_delivery;
+pub mod webhook_event;
 pub mod x402_metrics_daily;

@@ -14,6 +14,10 @@ mod m20261201_000003_throttles;
 mod m20261201_000004_fleet;
 mod m20261207_000003_account_limits;
 mod m20261207_000004_rate_limit_states;
+mod m20261207_000005_webhooks;
+mod m20261207_000007_channels;
+mod m20261207_000025_svm_addresses;
+mod m20261207_000030_channel_deposits;
 
 pub struct Migrator;
 
@@ -30,6 +34,10 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000004_fleet::Migration),
             Box::new(m20261207_000003_account_limits::Migration),
             Box::new(m20261207_000004_rate_limit_states::Migration),
+            Box::new(m20261207_000005_webhooks::Migration),
+            Box::new(m20261207_000007_channels::Migration),
+            Box::new(m20261207_000025_svm_addresses::Migration),
+            Box::new(m20261207_000030_channel_deposits::Migration),
         ]
     }
 }

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use facilitator_actors::auth::AuthConfig;
-use facilitator_actors::chain::ChainConfig;
+use facilitator_actors::chain::{ChainConfig, ProbeFamily};
 use facilitator_actors::facilitator::FacilitatorConfig;
 use facilitator_actors::settlement::batch::BatchConfig;
 use figment::providers::{Env, Format, Yaml};
@@ -27,6 +27,8 @@ mod database;
 mod networks;
 mod server;
 mod settlement;
+mod svm;
+mod webhooks;
 
 pub use auth::{AuthSettings, LimitSettings};
 pub use database::DatabaseSettings;
@@ -37,6 +39,8 @@ pub use server::{LogFormat, LogSettings, MemorySettings, MetricsSettings, Server
 pub use settlement::{
     FleetSettings, ReadyNetworks, ReadySettings, RpcSettings, SettlementSettings, VerifySettings,
 };
+pub use svm::{SvmAssetSettings, SvmNetworkSettings};
+pub use webhooks::WebhookSettings;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -66,9 +70,14 @@ pub struct Settings {
     pub rpc: RpcSettings,
     /// What `GET /ready` requires besides the database.
     pub ready: ReadySettings,
+    /// Delivery of webhook events to merchants' endpoints.
+    pub webhooks: WebhookSettings,
     /// Keyed by network id with `_` for `-` (`base_sepolia`), so that the key can be set from
     /// the environment: `APP__NETWORKS__BASE_SEPOLIA__RPC_URL`.
     pub networks: BTreeMap<String, NetworkSettings>,
+    /// SVM (Solana) clusters, keyed by v1 name with `_` for `-` (`solana_devnet`):
+    /// `APP__SVM_NETWORKS__SOLANA_DEVNET__RPC_URL`.
+    pub svm_networks: BTreeMap<String, SvmNetworkSettings>,
 }
 
 /// A YAML list, or one string with comma-separated items (how an environment variable says
@@ -210,7 +219,19 @@ impl Settings {
                 self.settlement.batch_mirror_precheck,
             ),
             max_signature_bytes: self.verify.max_signature_bytes,
+            channels: self.settlement.channels,
             ..FacilitatorConfig::default()
+        }
+    }
+
+    /// How an SVM network's RPC endpoints are used: as an EVM network's, probed with
+    /// `getBlockHeight`.
+    pub fn svm_chain_config(&self, network: &SvmNetworkSettings) -> ChainConfig {
+        ChainConfig {
+            timeout: network.rpc_timeout(&self.rpc),
+            probe_interval: Duration::from_millis(self.rpc.probe_interval_ms.max(100)),
+            max_head_lag: Duration::from_secs(self.rpc.max_head_lag_secs),
+            family: ProbeFamily::Svm,
         }
     }
 
@@ -220,6 +241,7 @@ impl Settings {
             timeout: network.rpc_timeout(&self.rpc),
             probe_interval: Duration::from_millis(self.rpc.probe_interval_ms.max(100)),
             max_head_lag: Duration::from_secs(self.rpc.max_head_lag_secs),
+            family: ProbeFamily::Evm,
         }
     }
 }
@@ -242,6 +264,36 @@ mod tests {
             .merge(Serialized::defaults(extra))
             .extract()
             .unwrap()
+    }
+
+    #[test]
+    fn an_explorer_url_is_an_http_link_or_refused() {
+        let explorer = |v: serde_json::Value| {
+            settings(serde_json::json!({ "networks": { "base": { "explorer_url": v } } })).networks
+                ["base"]
+                .explorer()
+        };
+        assert_eq!(
+            explorer("https://basescan.org/".into()),
+            Ok(Some("https://basescan.org".to_owned()))
+        );
+        assert_eq!(
+            explorer(" http://127.0.0.1:4000/explorer ".into()),
+            Ok(Some("http://127.0.0.1:4000/explorer".to_owned()))
+        );
+        assert_eq!(explorer("".into()), Ok(None));
+        for bad in [
+            "javascript:alert(1)",
+            "data:text/html,<b>x</b>",
+            "//basescan.org",
+            "https://",
+            "https:///tx",
+            "https://basescan.org/\"><script>",
+            "https://basescan.org/<script>",
+            "ftp://basescan.org",
+        ] {
+            assert!(explorer(bad.into()).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -70,6 +70,9 @@ pub struct NetworkSettings {
     /// A mined settlement counts as `confirmed` once its block is this deep (1 = at once);
     /// until then a reorg is watched for. Default: by chain (see [`default_confirmations`]).
     pub confirmations: Option<u64>,
+    /// A block explorer's base URL (`https://sepolia.basescan.org`): the console links a
+    /// settlement's transaction to `<explorer_url>/tx/<hash>`. `http(s)` only; unset, no link.
+    pub explorer_url: Option<String>,
 }
 
 impl NetworkSettings {
@@ -80,6 +83,31 @@ impl NetworkSettings {
             .unwrap_or(MIN_SIGNER_BALANCE_ETH)
             .max(0.0);
         U256::from((eth * 1e18) as u128)
+    }
+
+    /// The explorer's base URL without a trailing `/`; refused unless `http(s)://host...`
+    /// (the console puts it in a link).
+    pub fn explorer(&self) -> Result<Option<String>, String> {
+        let Some(url) = self.explorer_url.as_deref().map(str::trim) else {
+            return Ok(None);
+        };
+        if url.is_empty() {
+            return Ok(None);
+        }
+        let lower = url.to_ascii_lowercase();
+        let rest = lower
+            .strip_prefix("https://")
+            .or_else(|| lower.strip_prefix("http://"))
+            .ok_or_else(|| format!("explorer_url must start with https:// or http://: {url}"))?;
+        if rest.is_empty()
+            || rest.starts_with('/')
+            || url
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || "\"'<>\\`".contains(c))
+        {
+            return Err(format!("explorer_url is not a URL: {url}"));
+        }
+        Ok(Some(url.trim_end_matches('/').to_owned()))
     }
 
     /// How long a settle waits for its receipt before answering `settlement_pending`.
@@ -121,22 +149,39 @@ impl NetworkSettings {
     /// The network's signer keys, from the environment variable named by `signer_keys_env`
     /// and/or the file `signer_keys_file`. Errors never echo key material.
     pub fn signer_keys(&self, network: &str) -> Result<Option<SecretString>, ConfigError> {
-        let mut raw = String::new();
-        if let Some(var) = &self.signer_keys_env {
-            if let Ok(v) = std::env::var(var) {
-                raw.push_str(&v);
-                raw.push('\n');
-            }
-        }
-        if let Some(path) = &self.signer_keys_file {
-            let content = std::fs::read_to_string(path).map_err(|e| ConfigError::Signers {
-                network: network.to_owned(),
-                message: format!("cannot read signer_keys_file {}: {e}", path.display()),
-            })?;
-            raw.push_str(&content);
-        }
+        let raw = read_keys(
+            network,
+            self.signer_keys_env.as_deref(),
+            self.signer_keys_file.as_deref(),
+            "signer_keys_file",
+        )?;
         Ok((!raw.trim().is_empty()).then(|| SecretString::from(raw)))
     }
+}
+
+/// Key material from the environment variable `env` and/or the file `file` (`what` names the
+/// file's key in errors, which never echo key material).
+pub(super) fn read_keys(
+    network: &str,
+    env: Option<&str>,
+    file: Option<&std::path::Path>,
+    what: &str,
+) -> Result<String, ConfigError> {
+    let mut raw = String::new();
+    if let Some(var) = env {
+        if let Ok(v) = std::env::var(var) {
+            raw.push_str(&v);
+            raw.push('\n');
+        }
+    }
+    if let Some(path) = file {
+        let content = std::fs::read_to_string(path).map_err(|e| ConfigError::Signers {
+            network: network.to_owned(),
+            message: format!("cannot read {what} {}: {e}", path.display()),
+        })?;
+        raw.push_str(&content);
+    }
+    Ok(raw)
 }
 
 /// How deep a settlement's block must be before the ledger calls it confirmed, when the

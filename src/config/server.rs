@@ -19,6 +19,10 @@ pub struct ServerSettings {
     pub body_timeout_secs: u64,
     /// A request's headers must arrive within this many seconds of its connection (else 408).
     pub header_timeout_secs: u64,
+    /// Every request is answered within this many seconds (else 503, its work going on): a
+    /// frozen database or actor holds no caller longer. Above the longest settle wait
+    /// (`receipt_timeout_secs`, RPC bounds).
+    pub answer_timeout_secs: u64,
     /// Open connections at most, all workers together; past it new ones wait in the backlog.
     pub max_connections: usize,
 }
@@ -33,6 +37,7 @@ impl Default for ServerSettings {
             trust_forwarded_for: false,
             body_timeout_secs: 10,
             header_timeout_secs: 5,
+            answer_timeout_secs: 60,
             max_connections: 4096,
         }
     }

@@ -228,7 +228,7 @@ fn gas_budget(value: &Option<serde_json::Value>) -> ApiResult<Option<Option<U256
 }
 
 /// An account, with its limits and today's spend: `{"data": account}`.
-async fn account(state: &AppState, user_id: i64) -> ApiResult<AccountView> {
+pub(super) async fn account(state: &AppState, user_id: i64) -> ApiResult<AccountView> {
     Ok(accounts::account_view(&state.db, &state.metrics, state.auth.caps(), user_id).await?)
 }
 

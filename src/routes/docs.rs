@@ -130,6 +130,10 @@ pub const TAGS: &[(&str, &str)] = &[
         "Client keys for the x402 endpoints (access token).",
     ),
     ("Resources", "The registry of paid resources."),
+    (
+        "Webhooks",
+        "Signed event deliveries to your endpoints (access token).",
+    ),
     ("Networks", "Served networks and assets."),
     ("Metrics", "Usage and settlement metrics (access token)."),
     ("Admin", "Operator endpoints (admin token)."),

@@ -100,6 +100,7 @@ fn with_signers(state: &AppState, mut kinds: Vec<NetworkKind>) -> Vec<NetworkKin
                     funded: s.funded,
                     balance: s.balance_wei.map(ether),
                     below_floor: s.balance_wei.is_some_and(|b| b < rt.min_signer_balance),
+                    floor: ether(rt.min_signer_balance),
                     in_flight: s.in_flight,
                 })
                 .collect(),
@@ -137,7 +138,12 @@ pub async fn status(state: web::Data<AppState>) -> HttpResponse {
         .registry
         .networks()
         .iter()
-        .all(|n| state.registry.chain_health(n.info.v1_name).status == NetworkStatus::Active);
+        .all(|n| state.registry.chain_health(n.info.v1_name).status == NetworkStatus::Active)
+        && state
+            .facilitator
+            .svm_runtimes()
+            .iter()
+            .all(|rt| rt.chain.health().status == NetworkStatus::Active);
     super::data(SystemStatus {
         status: if db_healthy && all_active {
             "healthy"
@@ -146,7 +152,10 @@ pub async fn status(state: web::Data<AppState>) -> HttpResponse {
         },
         version: env!("CARGO_PKG_VERSION"),
         uptime: state.started.elapsed().as_secs(),
-        networks: with_signers(&state, network_kinds(&state.registry, false)),
+        networks: with_signers(
+            &state,
+            network_kinds(&state.registry, state.facilitator.svm_runtimes(), false),
+        ),
         database: DatabaseStatus {
             status: if db_healthy { "healthy" } else { "unhealthy" },
             backend: match state.db.get_database_backend() {
@@ -193,9 +202,19 @@ pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
     }
     let mut networks = BTreeMap::new();
     let mut up = Vec::new();
-    for n in state.registry.networks() {
-        let name = n.info.v1_name;
-        let status = state.registry.chain_health(name).status;
+    // Every served network, EVM and SVM, with its status.
+    let evm = state.registry.networks().iter().map(|n| {
+        (
+            n.info.v1_name,
+            state.registry.chain_health(n.info.v1_name).status,
+        )
+    });
+    let svm = state
+        .facilitator
+        .svm_runtimes()
+        .iter()
+        .map(|rt| (rt.network.v1_name, rt.chain.health().status));
+    for (name, status) in evm.chain(svm) {
         networks.insert(name.to_owned(), status);
         if status != NetworkStatus::Down {
             up.push(name);

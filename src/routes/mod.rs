@@ -30,12 +30,15 @@ use crate::error::{ApiError, ErrorCode};
 pub mod admin;
 pub mod assets;
 pub mod clients;
+pub mod console;
 pub mod docs;
 pub mod health;
 pub mod metrics;
 pub mod networks;
+pub mod overview;
 pub mod resources;
 pub mod users;
+pub mod webhooks;
 pub mod x402;
 
 /// The success envelope, `{"data": ...}`.
@@ -93,6 +96,11 @@ async fn method_not_allowed(allow: String) -> HttpResponse {
 }
 
 pub async fn not_found() -> HttpResponse {
+    not_found_response()
+}
+
+/// 404 `No such route`, in the envelope.
+pub fn not_found_response() -> HttpResponse {
     use actix_web::ResponseError;
     ApiError::not_found("No such route").error_response()
 }
@@ -322,7 +330,16 @@ pub fn table() -> Vec<Endpoint> {
         endpoint!(resources::list_all),
         endpoint!(resources::update),
         endpoint!(resources::list_own),
+        endpoint!(overview::account_settlements),
         endpoint!(resources::discovery),
+        endpoint!(webhooks::create),
+        endpoint!(webhooks::list),
+        endpoint!(webhooks::get),
+        endpoint!(webhooks::update),
+        endpoint!(webhooks::delete),
+        endpoint!(webhooks::rotate_secret),
+        endpoint!(webhooks::deliveries),
+        endpoint!(webhooks::redeliver),
         endpoint!(metrics::http_daily),
         endpoint!(metrics::http_monthly),
         endpoint!(metrics::http_summary),
@@ -331,10 +348,14 @@ pub fn table() -> Vec<Endpoint> {
         endpoint!(metrics::x402_summary),
         endpoint!(admin::create_user),
         endpoint!(admin::list_users),
+        // Before `/admin/users/{id}`.
+        endpoint!(overview::user_clients),
         endpoint!(admin::get_account),
         endpoint!(admin::operate_account),
         endpoint!(admin::register_asset),
         endpoint!(admin::operate_client),
+        endpoint!(overview::fleet),
+        endpoint!(overview::unresolved),
         endpoint!(docs::openapi_json),
     ]
 }
@@ -372,4 +393,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     }
     // The interactive docs (Swagger UI, served from this binary).
     docs::configure(cfg);
+    // The console (its pages and scripts, served from this binary).
+    console::configure(cfg);
 }

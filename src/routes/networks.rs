@@ -2,10 +2,13 @@
 //! `/api/v1/supported`), with each network's live chain health.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use actix_web::{web, HttpResponse};
 use facilitator_actors::chain::{EndpointHealth, NetworkStatus};
+use facilitator_actors::facilitator::AddedScheme;
 use facilitator_actors::registry::{NetworkEntry, RegistryHandle};
+use facilitator_actors::svm::SvmRuntime;
 use serde::Serialize;
 use serde_json::{json, Value};
 use utoipa::ToSchema;
@@ -30,6 +33,10 @@ pub struct FeePayerExtra {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(example = json!(["eip2612GasSponsoring"]))]
     pub extensions: Option<Vec<&'static str>>,
+    /// v2 `batch-settlement`: the address this facilitator signs claims and refunds for, as a
+    /// merchant's delegated `receiverAuthorizer` (absent: none configured).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receiver_authorizer: Option<String>,
 }
 
 /// A settlement signer of a network, as one instance sees it (`/api/v1/status` only).
@@ -47,6 +54,9 @@ pub struct SignerState {
     pub balance: Option<String>,
     /// Below the network's `min_signer_balance_eth`.
     pub below_floor: bool,
+    /// That floor (`min_signer_balance_eth`), in ether units.
+    #[schema(example = "0.010000")]
+    pub floor: String,
     /// Transactions of this signer awaiting their receipt here.
     pub in_flight: i64,
 }
@@ -100,6 +110,7 @@ pub(super) fn kind(registry: &RegistryHandle, n: &NetworkEntry, version: u8) -> 
             facilitator_address: None,
             asset_transfer_methods: (version == 2).then(|| vec!["eip3009", "permit2"]),
             extensions: (version == 2).then(|| vec![x402::permit2::EIP2612_GAS_SPONSORING]),
+            receiver_authorizer: None,
         },
         block_age_seconds: health.block_age_secs(now),
         rpc: health.endpoints.clone(),
@@ -116,16 +127,55 @@ fn upto_kind(registry: &RegistryHandle, n: &NetworkEntry) -> NetworkKind {
     kind
 }
 
+/// The `exact` kind of an SVM network: its fee payer (`extra.feePayer`, the account a buyer
+/// makes pay the transaction's fees) and its chain access's health, like an EVM network's.
+pub(super) fn svm_kind(rt: &SvmRuntime, version: u8) -> NetworkKind {
+    let health = rt.chain.health();
+    let fee_payer = rt
+        .advertised_fee_payer()
+        .map(|k| k.to_string())
+        .unwrap_or_default();
+    NetworkKind {
+        x402_version: version,
+        scheme: "exact".to_owned(),
+        network: if version == 1 {
+            rt.network.v1_name
+        } else {
+            rt.network.caip2
+        },
+        status: health.status,
+        block: health.block.unwrap_or(0),
+        fee_payer: fee_payer.clone(),
+        extra: FeePayerExtra {
+            fee_payer,
+            facilitator_address: None,
+            asset_transfer_methods: None,
+            extensions: None,
+            receiver_authorizer: None,
+        },
+        // The probe stamps an SVM head with our clock: no block age to tell.
+        block_age_seconds: None,
+        rpc: health.endpoints.clone(),
+        signers: None,
+    }
+}
+
 /// One kind per served network and x402 version (v1 names, then CAIP-2 for v2), then v2
-/// `upto` per network.
-pub fn network_kinds(registry: &RegistryHandle, both_versions: bool) -> Vec<NetworkKind> {
+/// `upto` per network; SVM networks' after the EVM ones of each version.
+pub fn network_kinds(
+    registry: &RegistryHandle,
+    svm: &[Arc<SvmRuntime>],
+    both_versions: bool,
+) -> Vec<NetworkKind> {
     let mut kinds: Vec<NetworkKind> = registry
         .networks()
         .iter()
         .map(|n| kind(registry, n, 1))
         .collect();
+    kinds.extend(svm.iter().map(|rt| svm_kind(rt, 1)));
     if both_versions {
         kinds.extend(registry.networks().iter().map(|n| kind(registry, n, 2)));
+        kinds.extend(svm.iter().map(|rt| svm_kind(rt, 2)));
         kinds.extend(registry.networks().iter().map(|n| upto_kind(registry, n)));
     }
     kinds
@@ -146,19 +196,25 @@ pub struct Supported {
 }
 
 /// The kind of a method registered besides the built-in ones (`added`: its x402 version and
-/// scheme) on a network: its fee payer, nothing scheme-specific in `extra`.
-fn added_kind(registry: &RegistryHandle, n: &NetworkEntry, added: &(u8, String)) -> NetworkKind {
-    let mut kind = kind(registry, n, added.0);
-    kind.scheme = added.1.clone();
+/// scheme) on a network: its fee payer and, for `batch-settlement`, the delegated
+/// `receiverAuthorizer` it signs for.
+fn added_kind(registry: &RegistryHandle, n: &NetworkEntry, added: &AddedScheme) -> NetworkKind {
+    let mut kind = kind(registry, n, added.x402_version);
+    kind.scheme = added.scheme.clone();
     kind.extra.asset_transfer_methods = None;
     kind.extra.extensions = None;
+    kind.extra.receiver_authorizer = added.receiver_authorizer.map(|a| a.to_checksum(None));
     kind
 }
 
 /// The body of `/networks` and `/supported`: the seed's `kinds` (then those of methods
 /// registered besides the built-in ones, `added`), plus the x402 spec's `extensions` and
 /// `signers`.
-pub fn supported(registry: &RegistryHandle, added: &[(u8, String)]) -> Supported {
+pub fn supported(
+    registry: &RegistryHandle,
+    svm: &[Arc<SvmRuntime>],
+    added: &[AddedScheme],
+) -> Supported {
     let mut signers: Vec<String> = registry
         .networks()
         .iter()
@@ -166,7 +222,14 @@ pub fn supported(registry: &RegistryHandle, added: &[(u8, String)]) -> Supported
         .collect();
     signers.sort();
     signers.dedup();
-    let mut kinds = network_kinds(registry, true);
+    let mut svm_signers: Vec<String> = svm
+        .iter()
+        .flat_map(|rt| rt.fee_payer_keys())
+        .map(|k| k.to_string())
+        .collect();
+    svm_signers.sort();
+    svm_signers.dedup();
+    let mut kinds = network_kinds(registry, svm, true);
     for scheme in added {
         kinds.extend(
             registry
@@ -178,7 +241,9 @@ pub fn supported(registry: &RegistryHandle, added: &[(u8, String)]) -> Supported
     Supported {
         kinds,
         extensions: vec![json!(x402::permit2::EIP2612_GAS_SPONSORING)],
-        signers: BTreeMap::from([("eip155:*".to_owned(), signers)]),
+        signers: std::iter::once(("eip155:*".to_owned(), signers))
+            .chain((!svm_signers.is_empty()).then(|| ("solana:*".to_owned(), svm_signers)))
+            .collect(),
     }
 }
 
@@ -198,6 +263,7 @@ pub fn supported(registry: &RegistryHandle, added: &[(u8, String)]) -> Supported
 pub async fn list(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(supported(
         &state.registry,
+        state.facilitator.svm_runtimes(),
         &state.facilitator.added_schemes(),
     ))
 }
@@ -222,6 +288,10 @@ pub async fn get_one(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    if let Some(rt) = state.facilitator.svm_runtime(&id) {
+        let version = if id.starts_with("solana:") { 2 } else { 1 };
+        return Ok(HttpResponse::Ok().json(svm_kind(rt, version)));
+    }
     let network = state.registry.network(&id).ok_or_else(|| {
         ApiError::new(
             crate::error::ErrorCode::InvalidRequest,

@@ -13,13 +13,11 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use alloy_primitives::{Address, B256};
-use chrono::{DateTime, Utc};
-use facilitator_actors::facilitator::{Caller, SettleAnswer, SettlementRow, VerifyAnswer};
+use facilitator_actors::facilitator::{Caller, SettleAnswer, SvmSettleAnswer, VerifyAnswer};
 use facilitator_actors::idempotency::{self, Begin, IdempotencyKey, Stored};
 use facilitator_actors::ServiceError;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
-use utoipa::ToSchema;
 use x402::proto::{
     parse_facilitator_request, PaymentRequest, ReasonCode, RequestError, SettleResponse,
     VerifyResponse,
@@ -80,7 +78,11 @@ async fn rate_limited(state: &AppState, client: &Client) -> ApiResult<Option<All
 )]
 pub async fn supported(state: web::Data<AppState>, client: Client) -> ApiResult<HttpResponse> {
     let allowance = rate_limited(&state, &client).await?;
-    let mut body = super::networks::supported(&state.registry, &state.facilitator.added_schemes());
+    let mut body = super::networks::supported(
+        &state.registry,
+        state.facilitator.svm_runtimes(),
+        &state.facilitator.added_schemes(),
+    );
     body.kinds.retain(|k| client.0.allows_network(k.network));
     // Keys sorted, as this answer has always had them (see `data_sorted`).
     let body = super::sorted(body)?;
@@ -105,6 +107,7 @@ fn parse(body: &Value) -> ApiResult<Result<PaymentRequest, Reason>> {
 fn verify_body(a: &VerifyAnswer) -> VerifyResponse {
     VerifyResponse {
         cached_result: a.cached,
+        extra: a.extra.clone(),
         invalid_message: a.invalid_reason.map(|r| r.message().to_owned()),
         invalid_reason: ReasonCode(a.invalid_reason),
         is_valid: a.is_valid,
@@ -117,15 +120,41 @@ fn verify_body(a: &VerifyAnswer) -> VerifyResponse {
 /// request gave it (a v1 name or a CAIP-2 id).
 fn settle_body(network: &str, a: &SettleAnswer) -> String {
     let body = SettleResponse {
-        amount: a.amount.to_string(),
+        amount: if a.amount_empty {
+            String::new()
+        } else {
+            a.amount.to_string()
+        },
         block_number: a.block_number.unwrap_or(0),
         error_message: a.error_reason.map(|r| r.message().to_owned()),
         error_reason: ReasonCode(a.error_reason),
+        extra: a.extra.clone(),
         network: network.to_owned(),
         payer: a.payer.map(|p| p.to_checksum(None)).unwrap_or_default(),
         success: a.success,
         timestamp: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         transaction: a.transaction.map(|h| h.to_string()).unwrap_or_default(),
+    };
+    serde_json::to_string(&body).expect("strings, numbers and booleans serialize")
+}
+
+/// An SVM settle answer as sent: the transaction is its signature (base58), the block its
+/// slot.
+fn svm_settle_body(network: &str, a: &SvmSettleAnswer) -> String {
+    let body = SettleResponse {
+        amount: a.amount.to_string(),
+        block_number: a.slot.unwrap_or(0),
+        error_message: a
+            .error_message
+            .clone()
+            .or_else(|| a.error_reason.map(|r| r.message().to_owned())),
+        error_reason: ReasonCode(a.error_reason),
+        extra: None,
+        network: network.to_owned(),
+        payer: a.payer.clone().unwrap_or_default(),
+        success: a.success,
+        timestamp: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        transaction: a.transaction.clone().unwrap_or_default(),
     };
     serde_json::to_string(&body).expect("strings, numbers and booleans serialize")
 }
@@ -147,9 +176,14 @@ fn record(state: &AppState, o: Outcome<'_>) {
     let (network, asset) = match o.req {
         Some(r) => (
             x402::network::parse_network(&r.network)
-                .map(|n| n.v1_name.to_owned())
+                .map(|n| n.v1_name)
+                .or_else(|| x402::svm::parse_svm_network(&r.network).map(|n| n.v1_name))
+                .map(str::to_owned)
                 .unwrap_or_else(|| r.network.clone()),
-            r.asset.to_checksum(None),
+            match &r.svm {
+                Some(svm) => svm.asset.clone(),
+                None => r.asset.to_checksum(None),
+            },
         ),
         // Unreadable as a payment of a version we take: keep what the body says.
         None => (
@@ -241,7 +275,7 @@ pub async fn verify(
             ));
         }
     };
-    let answer = state.facilitator.verify(&req).await.map_err(|e| {
+    let failed = |e: ServiceError| {
         tracing::error!(error = %e, "verify failed");
         ApiError::x402_failure(
             &e,
@@ -249,7 +283,25 @@ pub async fn verify(
             "Payment verification failed",
             &req.network,
         )
-    })?;
+    };
+    if req.svm.is_some() {
+        let answer = state.facilitator.verify_svm(&req).await.map_err(failed)?;
+        record(&state, outcome(Some(&req), answer.invalid_reason));
+        let body = VerifyResponse {
+            cached_result: false,
+            invalid_message: answer
+                .invalid_message
+                .clone()
+                .or_else(|| answer.invalid_reason.map(|r| r.message().to_owned())),
+            extra: None,
+            invalid_reason: ReasonCode(answer.invalid_reason),
+            is_valid: answer.is_valid,
+            payer: answer.payer.clone().unwrap_or_default(),
+            timestamp: chrono::Utc::now().timestamp(),
+        };
+        return Ok(Allowance::apply(allowance, HttpResponse::Ok().json(body)));
+    }
+    let answer = state.facilitator.verify(&req).await.map_err(failed)?;
     record(&state, outcome(Some(&req), answer.invalid_reason));
     Ok(Allowance::apply(
         allowance,
@@ -333,13 +385,13 @@ pub async fn settle(
     let started = std::time::Instant::now();
     client.require("settle")?;
     let allowance = rate_limited(&state, &client).await?;
-    let outcome = |req, answer: &SettleAnswer| Outcome {
+    let outcome = |req, reason: Option<Reason>, mined_here: bool| Outcome {
         client: &client,
         operation: Operation::Settle,
         req,
         body: &body,
-        reason: answer.error_reason,
-        mined_here: answer.mined_here,
+        reason,
+        mined_here,
         started,
     };
     let req = match parse(&body)? {
@@ -349,7 +401,10 @@ pub async fn settle(
         }
         Err(reason) => {
             let answer = SettleAnswer::rejected(reason);
-            record(&state, outcome(None, &answer));
+            record(
+                &state,
+                outcome(None, answer.error_reason, answer.mined_here),
+            );
             let network = body["paymentRequirements"]["network"]
                 .as_str()
                 .unwrap_or_default();
@@ -389,44 +444,56 @@ pub async fn settle(
             }
         }
     }
-    let answer = state
-        .facilitator
-        .settle(
-            &req,
-            Some(Caller {
-                client_id: client_id.clone(),
-                credits_limited: client.0.credits_limited,
-                account: client.0.account.clone(),
-                idempotency_key: key.as_ref().map(IdempotencyKey::stored),
-            }),
+    let caller = Caller {
+        client_id: client_id.clone(),
+        credits_limited: client.0.credits_limited,
+        account: client.0.account.clone(),
+        idempotency_key: key.as_ref().map(IdempotencyKey::stored),
+    };
+    let failed = |e: ServiceError| match e {
+        // No settle credits or gas budget left: the key's or the account's problem, not
+        // the service's.
+        ServiceError::Forbidden(_) => ApiError::from(e),
+        // Nothing could be sent (no signer can pay, none is leased anywhere): say why;
+        // nothing was settled, so a retry later is safe.
+        ServiceError::NoSigner(ref why) => {
+            tracing::warn!(reason = %why, "settle refused: no signer available");
+            ApiError::from(e)
+        }
+        e => {
+            tracing::error!(error = %e, "settle failed");
+            ApiError::x402_failure(
+                &e,
+                ErrorCode::SettlementFailed,
+                "Payment settlement failed",
+                &req.network,
+            )
+        }
+    };
+    let (reason, mined_here, mut body) = if req.svm.is_some() {
+        let a = state
+            .facilitator
+            .settle_svm(&req, Some(caller))
+            .await
+            .map_err(failed)?;
+        (
+            a.error_reason,
+            a.mined_here,
+            svm_settle_body(&req.network, &a),
         )
-        .await
-        .map_err(|e| match e {
-            // No settle credits or gas budget left: the key's or the account's problem, not
-            // the service's.
-            ServiceError::Forbidden(_) => ApiError::from(e),
-            // Nothing could be sent (no signer can pay, none is leased anywhere): say why;
-            // nothing was settled, so a retry later is safe.
-            ServiceError::NoSigner(ref why) => {
-                tracing::warn!(reason = %why, "settle refused: no signer available");
-                ApiError::from(e)
-            }
-            e => {
-                tracing::error!(error = %e, "settle failed");
-                ApiError::x402_failure(
-                    &e,
-                    ErrorCode::SettlementFailed,
-                    "Payment settlement failed",
-                    &req.network,
-                )
-            }
-        })?;
-    record(&state, outcome(Some(&req), &answer));
-    let mut body = settle_body(&req.network, &answer);
+    } else {
+        let a = state
+            .facilitator
+            .settle(&req, Some(caller))
+            .await
+            .map_err(failed)?;
+        (a.error_reason, a.mined_here, settle_body(&req.network, &a))
+    };
+    record(&state, outcome(Some(&req), reason, mined_here));
     if let Some(key) = &key {
         // Every repeat answers what the first final answer said. `settlement_pending` is not
         // final: a repeat settles again and learns how it ended.
-        let is_final = answer.error_reason != Some(Reason::SettlementPending);
+        let is_final = reason != Some(Reason::SettlementPending);
         body = idempotency::complete(
             &state.db,
             client_id,
@@ -438,6 +505,10 @@ pub async fn settle(
         .map_err(ServiceError::from)?
         .body;
     }
+    tracing::debug!(
+        handler_ms = started.elapsed().as_secs_f64() * 1e3,
+        "settle answered"
+    );
     Ok(settle_response(allowance, body, replayed))
 }
 
@@ -471,66 +542,19 @@ fn record_replay(
     });
 }
 
-/// A settlement of this client key, by transaction (`GET /api/v1/settlements/{tx}`).
-// Fields in alphabetical order of their wire names, the order this answer has always had.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Settlement {
-    pub amount: String,
-    pub asset: String,
-    pub block_number: i64,
-    #[schema(required = true)]
-    pub confirmed_at: Option<DateTime<Utc>>,
-    pub created_at: DateTime<Utc>,
-    pub error_reason: String,
-    #[schema(required = true)]
-    pub gas_used: Option<i64>,
-    pub network: String,
-    /// The EIP-3009 authorization nonce.
-    pub nonce: String,
-    pub pay_to: String,
-    pub payer: String,
-    /// `pending` or `submitted` (not mined yet: ask again), `mined` (paid; not yet
-    /// `confirmations` blocks deep), `confirmed` (paid, deep enough) or `failed`.
-    #[schema(example = "confirmed")]
-    pub status: String,
-    /// `mined` or `confirmed`: the payment moved.
-    pub success: bool,
-    #[schema(required = true)]
-    pub transaction: Option<String>,
-}
-
-impl From<SettlementRow> for Settlement {
-    fn from(row: SettlementRow) -> Self {
-        Self {
-            amount: row.amount,
-            asset: row.asset,
-            block_number: row.block_number.unwrap_or(0),
-            confirmed_at: row.confirmed_at,
-            created_at: row.created_at,
-            error_reason: row.error_reason.unwrap_or_default(),
-            gas_used: row.gas_used,
-            network: row.network,
-            nonce: row.auth_nonce,
-            pay_to: row.pay_to,
-            payer: row.payer,
-            success: facilitator_actors::ledger::is_success(&row.status),
-            status: row.status,
-            transaction: row.tx_hash,
-        }
-    }
-}
+pub use facilitator_actors::webhooks::Settlement;
 
 /// Get a settlement
 ///
-/// A settlement made with this client key, by transaction hash.
+/// A settlement made with this client key, by its transaction: an EVM transaction hash, or a
+/// Solana transaction signature (base58).
 #[utoipa::path(
     get,
     path = "/api/v1/settlements/{tx}",
     tag = "x402",
     security(("clientId" = [], "clientToken" = [])),
     params(
-        ("tx" = String, Path, description = "Transaction hash, 0x-prefixed 32 bytes.", pattern = "^0x[0-9a-fA-F]{64}$"),
+        ("tx" = String, Path, description = "Transaction hash, 0x-prefixed 32 bytes; or a Solana transaction signature, base58 of 64 bytes.", pattern = "^(0x[0-9a-fA-F]{64}|[1-9A-HJ-NP-Za-km-z]{64,88})$"),
     ),
     responses(
         (status = 200, description = "The settlement.", body = Data<Settlement>),
@@ -545,16 +569,22 @@ pub async fn settlement(
     client: Client,
     tx: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let hash: B256 = tx.parse().map_err(|_| {
-        ApiError::new(
-            ErrorCode::InvalidRequest,
-            "Invalid path parameter",
-            "expected a 0x-prefixed 32-byte transaction hash",
-        )
-    })?;
+    // The ledger's form: lowercase 0x hex for EVM, base58 for Solana.
+    let tx = match tx.parse::<B256>() {
+        Ok(hash) => hash.to_string(),
+        Err(_) => x402::svm::parse_signature(&tx)
+            .map(|sig| sig.to_string())
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::InvalidRequest,
+                    "Invalid path parameter",
+                    "expected a 0x-prefixed 32-byte transaction hash or a base58 Solana transaction signature",
+                )
+            })?,
+    };
     let row = state
         .facilitator
-        .settlement_by_tx(hash, &client.0.client_id)
+        .settlement_by_tx(&tx, &client.0.client_id)
         .await?;
     Ok(super::data(Settlement::from(row)))
 }

@@ -222,8 +222,9 @@ async fn one_bad_authorization_in_a_batch_fails_alone_postgres() {
 #[actix_web::test]
 async fn batched_gas_per_settlement_is_at_most_three_quarters_of_unbatched() {
     let devnet = Devnet::start(chain()).await.expect("devnet");
+    // Batching off, explicitly (it is on by default).
     let plain = ChainApp::with_merchant(
-        app_on(Db::Sqlite, &devnet, 0, json!({})).await,
+        app_on(Db::Sqlite, &devnet, 0, batching(0)).await,
         devnet.clone_handle(),
     )
     .await;
@@ -265,6 +266,47 @@ async fn batched_gas_per_settlement_is_at_most_three_quarters_of_unbatched() {
         (shares as f64 - total).abs() <= n as f64,
         "{shares} vs {total}"
     );
+}
+
+/// Light load pays nothing for batching: the window stays open only while other settles are
+/// on their way, so a lone settle goes out at once. With a 10 s window and 1 s blocks, each of
+/// a few settles in a row (the defaults otherwise: mirror on, batching on) is mined in the
+/// block after the one it was sent in, at worst, and answers long before the window would end.
+#[actix_web::test]
+async fn a_lone_settle_does_not_wait_for_the_batch_window() {
+    let devnet = Devnet::start(chain()).await.expect("devnet");
+    let app = ChainApp::with_merchant(
+        app_on(
+            Db::Sqlite,
+            &devnet,
+            0,
+            json!({ "settlement": { "batch_max": 100, "batch_window_ms": 10_000 } }),
+        )
+        .await,
+        devnet.clone_handle(),
+    )
+    .await;
+    for i in 0..4 {
+        let head = devnet.provider().get_block_number().await.unwrap();
+        let started = std::time::Instant::now();
+        let answer = app.settle(&payment(&app, i, 100 + i as u64)).await;
+        let took = started.elapsed();
+        assert_eq!(answer["success"], true, "{answer}");
+        assert!(
+            took < std::time::Duration::from_secs(5),
+            "settle {i} took {took:?}: it waited for the 10 s window"
+        );
+        let receipt = devnet
+            .receipt(answer["transaction"].as_str().unwrap().parse().unwrap())
+            .await
+            .unwrap()
+            .expect("mined");
+        let mined = receipt.block_number.unwrap();
+        assert!(
+            mined <= head + 2,
+            "settle {i}: sent at head {head}, mined in {mined}"
+        );
+    }
 }
 
 /// On the production pool size (`database.max_connections` 16; the tests' 5 starve at 300 in

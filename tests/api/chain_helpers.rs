@@ -91,6 +91,19 @@ impl ChainApp {
         network: Value,
         top: Value,
     ) -> TestApp {
+        let mut options = BuildOptions::default();
+        options.signer_keys.insert("base-sepolia".into(), signers);
+        Self::start_app_options(db, devnet, network, top, options).await
+    }
+
+    /// As [`ChainApp::start_app_full`], with the build options given (signer keys included).
+    pub async fn start_app_options(
+        db: TestDb,
+        devnet: &Devnet,
+        network: Value,
+        top: Value,
+        options: BuildOptions,
+    ) -> TestApp {
         let mut base = json!({
             "rpc_url": devnet.rpc_url,
             "usdc_address": devnet.usdc.to_checksum(None),
@@ -104,8 +117,6 @@ impl ChainApp {
             extra[k] = v.clone();
         }
         let settings = test_settings(&db.url, extra);
-        let mut options = BuildOptions::default();
-        options.signer_keys.insert("base-sepolia".into(), signers);
         let app = Application::build_with(settings, options)
             .await
             .expect("build app");
@@ -293,15 +304,20 @@ impl Payment {
             "maxTimeoutSeconds": 60,
             "extra": { "name": self.domain_name, "version": self.domain_version },
         });
-        json!({
-            "x402Version": 2,
-            "paymentPayload": {
-                "x402Version": 2,
-                "resource": { "url": "http://127.0.0.1/paid" },
-                "accepted": requirements,
-                "payload": self.payload(signature),
-            },
-            "paymentRequirements": requirements,
-        })
+        v2_body(requirements, self.payload(signature))
     }
+}
+
+/// A v2 facilitator request: `payload` under `requirements` (also its `accepted`).
+pub fn v2_body(requirements: Value, payload: Value) -> Value {
+    json!({
+        "x402Version": 2,
+        "paymentPayload": {
+            "x402Version": 2,
+            "resource": { "url": "http://127.0.0.1/paid" },
+            "accepted": requirements,
+            "payload": payload,
+        },
+        "paymentRequirements": requirements,
+    })
 }

@@ -26,6 +26,26 @@ pub fn chromium() -> PathBuf {
     );
 }
 
+/// The flags every run of the browser takes: headless, no sandbox (containers), nothing of
+/// its own on the network.
+pub const FLAGS: &[&str] = &[
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-quic",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-extensions",
+    "--hide-scrollbars",
+    // Offline: every host but ours fails to resolve, so a page that needed a CDN would not
+    // render.
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+];
+
 /// Run the browser with `args` on `url`, killing it after `limit`. Returns (status, stdout,
 /// stderr). Output goes to files, so a large DOM cannot block the browser on a full pipe.
 fn run_chromium(args: &[String], url: &str, limit: Duration) -> (bool, String, String) {
@@ -35,23 +55,7 @@ fn run_chromium(args: &[String], url: &str, limit: Duration) -> (bool, String, S
     let err_path = profile.path().join("stderr");
     let user_data = profile.path().join("profile");
     let mut child = Command::new(&browser)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--disable-quic",
-            "--no-first-run",
-            "--no-default-browser-check",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-extensions",
-            "--hide-scrollbars",
-            // Offline: every host but ours fails to resolve, so a page that needed a CDN
-            // would not render.
-            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-        ])
+        .args(FLAGS)
         .arg(format!("--user-data-dir={}", user_data.display()))
         .args(args)
         .arg(url)

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use crate::chain_helpers::*;
 use crate::helpers::*;
 
-async fn patch_credits(
+pub async fn patch_credits(
     app: &TestApp,
     id: &str,
     token: Option<&str>,

@@ -15,10 +15,10 @@ use serde_json::{json, Value};
 
 use crate::chain_helpers::*;
 use crate::helpers::*;
-use crate::process::{post_json, Facilitator};
+use crate::process::{post_json, Facilitator, Starting};
 use crate::workspace_bin::workspace_bin;
 
-const LEASE_TTL_SECS: u64 = 6;
+pub const LEASE_TTL_SECS: u64 = 6;
 
 fn keys_env(keys: &[PrivateKeySigner]) -> String {
     keys.iter()
@@ -29,18 +29,26 @@ fn keys_env(keys: &[PrivateKeySigner]) -> String {
 
 /// An instance of the real binary on `db_url` with all four signer keys.
 fn instance(db_url: &str, devnet: &Devnet) -> Facilitator {
+    instance_with(db_url, devnet, &[])
+}
+
+/// `instance`, with more environment variables.
+pub fn instance_with(db_url: &str, devnet: &Devnet, extra: &[(&str, &str)]) -> Facilitator {
+    spawn_instance_with(db_url, devnet, extra).wait()
+}
+
+/// `instance_with`, not waiting for it to listen.
+pub fn spawn_instance_with(db_url: &str, devnet: &Devnet, extra: &[(&str, &str)]) -> Starting {
     let keys = keys_env(&devnet.facilitator_keys);
     let ttl = LEASE_TTL_SECS.to_string();
-    Facilitator::start_with(
-        db_url,
-        devnet,
-        &[
-            ("SIGNER_KEYS_BASE_SEPOLIA", keys.as_str()),
-            ("APP__FLEET__LEASE_TTL_SECS", ttl.as_str()),
-            ("APP__SERVER__WORKERS", "2"),
-            ("APP__NETWORKS__BASE_SEPOLIA__RECEIPT_TIMEOUT_SECS", "25"),
-        ],
-    )
+    let mut env = vec![
+        ("SIGNER_KEYS_BASE_SEPOLIA", keys.as_str()),
+        ("APP__FLEET__LEASE_TTL_SECS", ttl.as_str()),
+        ("APP__SERVER__WORKERS", "2"),
+        ("APP__NETWORKS__BASE_SEPOLIA__RECEIPT_TIMEOUT_SECS", "25"),
+    ];
+    env.extend_from_slice(extra);
+    Facilitator::spawn_with(db_url, devnet, &env)
 }
 
 /// Unexpired leases: holder -> signers.
@@ -58,7 +66,7 @@ async fn leases(db: &DatabaseConnection) -> HashMap<String, HashSet<String>> {
 }
 
 /// Wait until the live leases are split as `sizes` (sorted), or panic after `within`.
-async fn wait_for_split(
+pub async fn wait_for_split(
     db: &DatabaseConnection,
     sizes: &[usize],
     within: Duration,
@@ -80,7 +88,7 @@ async fn wait_for_split(
 }
 
 /// A merchant's client key, made through one instance's API.
-async fn merchant(http: &reqwest::Client, base: &str) -> (String, String) {
+pub async fn merchant(http: &reqwest::Client, base: &str) -> (String, String) {
     let creds = json!({ "email": "fleet@example.com", "password": PASSWORD });
     http.post(format!("{base}/api/v1/signup"))
         .json(&creds)
@@ -106,7 +114,7 @@ async fn merchant(http: &reqwest::Client, base: &str) -> (String, String) {
 }
 
 /// `n` signed v1 payments of `value` each to `PAY_TO`, over the payers.
-fn payments(devnet: &Devnet, n: usize, value: u64) -> Vec<Value> {
+pub fn payments(devnet: &Devnet, n: usize, value: u64) -> Vec<Value> {
     (0..n)
         .map(|i| {
             let payer = &devnet.payers[i % devnet.payers.len()];
@@ -117,29 +125,37 @@ fn payments(devnet: &Devnet, n: usize, value: u64) -> Vec<Value> {
 }
 
 /// Settle every body at `base` at once; `Err` for a request that got no answer.
-async fn settle_all(
+pub async fn settle_all(
     http: &reqwest::Client,
     base: &str,
     key: &(String, String),
     bodies: &[Value],
 ) -> Vec<Result<Value, String>> {
-    futures::future::join_all(bodies.iter().map(|b| async move {
-        let res = http
-            .post(format!("{base}/api/v1/settle"))
-            .header("X-Client-ID", &key.0)
-            .header("X-Client-Token", &key.1)
-            .json(b)
-            .send()
-            .await
-            .map_err(|e| format!("send: {e:?}"))?;
-        let status = res.status();
-        let text = res.text().await.map_err(|e| format!("body: {e:?}"))?;
-        serde_json::from_str(&text).map_err(|_| format!("{status}: {text}"))
-    }))
-    .await
+    futures::future::join_all(bodies.iter().map(|b| post_as(http, base, "settle", key, b))).await
 }
 
-async fn all_rows(db: &DatabaseConnection) -> Vec<entities::settlement::Model> {
+/// POST `body` to `/api/v1/{path}` as the client `key`; `Err` when no JSON answer came.
+pub async fn post_as(
+    http: &reqwest::Client,
+    base: &str,
+    path: &str,
+    key: &(String, String),
+    body: &Value,
+) -> Result<Value, String> {
+    let res = http
+        .post(format!("{base}/api/v1/{path}"))
+        .header("X-Client-ID", &key.0)
+        .header("X-Client-Token", &key.1)
+        .json(body)
+        .send()
+        .await
+        .map_err(|e| format!("send: {e:?}"))?;
+    let status = res.status();
+    let text = res.text().await.map_err(|e| format!("body: {e:?}"))?;
+    serde_json::from_str(&text).map_err(|_| format!("{status}: {text}"))
+}
+
+pub async fn all_rows(db: &DatabaseConnection) -> Vec<entities::settlement::Model> {
     entities::settlement::Entity::find().all(db).await.unwrap()
 }
 

@@ -90,10 +90,19 @@ both_dbs!(networks_list_and_get_by_name_and_caip2, |app| {
         .iter()
         .map(|k| k["network"].as_str().unwrap())
         .collect();
-    // v1 exact, v2 exact (EIP-3009 or Permit2), v2 upto.
-    assert_eq!(names, ["base-sepolia", "eip155:84532", "eip155:84532"]);
+    // v1 exact, v2 exact (EIP-3009 or Permit2), v2 upto, v2 batch-settlement.
+    assert_eq!(
+        names,
+        [
+            "base-sepolia",
+            "eip155:84532",
+            "eip155:84532",
+            "eip155:84532"
+        ]
+    );
     assert_eq!(kinds[1]["x402Version"], 2);
     assert_eq!(kinds[2]["scheme"], "upto");
+    assert_eq!(kinds[3]["scheme"], "batch-settlement");
     assert_eq!(
         body["extensions"],
         serde_json::json!(["eip2612GasSponsoring"])
@@ -139,3 +148,31 @@ both_dbs!(assets_list_configured_usdc, |app| {
     assert_eq!(a["decimals"], 6);
     assert_eq!(a["active"], true);
 });
+
+/// The payment-channel preview is off unless configured: `/supported` then offers no
+/// `batch-settlement` kind, and a voucher is not a scheme the facilitator serves.
+#[actix_web::test]
+async fn channels_are_off_by_default() {
+    assert!(!x402_facilitator::config::SettlementSettings::default().channels);
+    let db = TestDb::create(Db::Sqlite).await;
+    let app = TestApp::spawn_on(
+        db,
+        serde_json::json!({ "settlement": { "channels": false } }),
+    )
+    .await;
+    let body: Value = app
+        .get("/api/v1/networks", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let schemes: Vec<&str> = body["kinds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["scheme"].as_str().unwrap())
+        .collect();
+    assert!(!schemes.is_empty());
+    assert!(!schemes.contains(&"batch-settlement"), "{schemes:?}");
+    app.stop().await;
+}

@@ -137,6 +137,9 @@ pub fn test_settings(db_url: &str, extra: Value) -> Settings {
                 "client_token_key": CLIENT_KEY,
             },
             "networks": { "base_sepolia": { "rpc_url": "http://127.0.0.1:9" } },
+            // The payment-channel preview (off by default) is served in tests, so its kind is
+            // in every `/supported`; `health::channels_are_off_by_default` checks the default.
+            "settlement": { "channels": true },
         })),
     );
     figment = figment.merge(Serialized::defaults(extra));
@@ -179,6 +182,24 @@ impl TestApp {
         self.server.stop(true).await;
         self.task.await.expect("run loop").expect("server error");
         self.db
+    }
+
+    /// Poll `/ready` (bounded, 15 s) until it answers `status`; its body.
+    pub async fn ready_until(&self, status: u16) -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            let res = self.get("/ready", None).await;
+            let got = res.status().as_u16();
+            let body: Value = res.json().await.unwrap();
+            if got == status {
+                return body;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "/ready still {got}: {body}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -1,21 +1,32 @@
 //! The ledger's group commit (`ledger::GroupWriter`): claims and mined outcomes queued
 //! together are committed in one transaction (a few multi-row statements), and each still gets
 //! its own answer: of two claims of one authorization, exactly one is `New`; of mined outcomes
-//! of different transactions in one group, each row gets its own; on SQLite and PostgreSQL.
+//! of different transactions in one group, each row gets its own (the rows one transaction
+//! carried alike are written by one statement), with the webhook events of the rows whose
+//! account wants them and none for the others; on SQLite and PostgreSQL.
 
 use std::collections::HashMap;
 
 use alloy::primitives::{Address, B256};
 use facilitator_actors::ledger::{self, Claim, GroupWriter, Key, Mined, NewSettlement};
 use migration::MigratorTrait;
-use sea_orm::{Database, EntityTrait};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, Database, EntityTrait};
 
 use crate::helpers::*;
+
+/// Every other pair of payments is a key of the account with a webhook endpoint.
+fn client_of(i: u64) -> &'static str {
+    if i % 4 < 2 {
+        "cl_hooked"
+    } else {
+        "cl_plain"
+    }
+}
 
 fn new_settlement(key: Key, i: u64) -> NewSettlement {
     NewSettlement {
         key,
-        pay_to: Address::repeat_byte(0x22),
+        pay_to: Address::repeat_byte(0x22).to_checksum(None),
         amount: (1000 + i).to_string(),
         valid_after: 0,
         valid_before: i64::MAX,
@@ -23,7 +34,7 @@ fn new_settlement(key: Key, i: u64) -> NewSettlement {
         request_hash: B256::repeat_byte(i as u8),
         payment_id: None,
         payload: serde_json::json!({}),
-        client_id: None,
+        client_id: Some(client_of(i).into()),
         idempotency_key: None,
         instance_id: "inst_test".into(),
     }
@@ -34,6 +45,48 @@ async fn claims_and_outcomes_committed_together(kind: Db) {
     let db = Database::connect(&test_db.url).await.unwrap();
     migration::Migrator::up(&db, None).await.unwrap();
     let writer = GroupWriter::start(db.clone());
+    // Two accounts, one key each; the first has an endpoint for the settlements' outcomes.
+    let now = chrono::Utc::now();
+    for (n, client_id) in ["cl_hooked", "cl_plain"].into_iter().enumerate() {
+        let user = entities::user::ActiveModel {
+            email: Set(format!("u{n}@example.com")),
+            password_hash: Set("x".into()),
+            is_admin: Set(false),
+            created_at: Set(now),
+            updated_at: Set(now),
+            ..Default::default()
+        }
+        .insert(&db)
+        .await
+        .unwrap();
+        entities::client::ActiveModel {
+            client_id: Set(client_id.into()),
+            user_id: Set(user.id),
+            title: Set(client_id.into()),
+            scope: Set("verify,settle".into()),
+            token_hash: Set(client_id.into()),
+            created_at: Set(now),
+            ..Default::default()
+        }
+        .insert(&db)
+        .await
+        .unwrap();
+        if n == 0 {
+            entities::webhook::ActiveModel {
+                user_id: Set(user.id),
+                url: Set("https://hooks.example.com/x402".into()),
+                events: Set(",settlement.mined,settlement.confirmed,settlement.failed,".into()),
+                secret: Set("whsec_test".into()),
+                enabled: Set(true),
+                created_at: Set(now),
+                updated_at: Set(now),
+                ..Default::default()
+            }
+            .insert(&db)
+            .await
+            .unwrap();
+        }
+    }
 
     // 100 authorizations, each claimed twice, all at once.
     let keys: Vec<Key> = (0..100u64)
@@ -120,7 +173,23 @@ async fn claims_and_outcomes_committed_together(kind: Db) {
         "a second record moves nothing"
     );
     let rows = entities::settlement::Entity::find().all(&db).await.unwrap();
+    let events = entities::webhook_event::Entity::find()
+        .all(&db)
+        .await
+        .unwrap();
     for r in &rows {
+        let mut told: Vec<&str> = events
+            .iter()
+            .filter(|e| e.settlement_id == Some(r.id))
+            .map(|e| e.event_type.as_str())
+            .collect();
+        told.sort();
+        let expected: &[&str] = match (r.client_id.as_deref(), r.id % 2 == 0) {
+            (Some("cl_hooked"), true) => &["settlement.confirmed", "settlement.mined"],
+            (Some("cl_hooked"), false) => &["settlement.failed"],
+            _ => &[],
+        };
+        assert_eq!(told, expected, "events of row {}", r.id);
         let (tx_hash, _) = outcome(r.id);
         assert_eq!(r.tx_hash, Some(tx_hash.to_string()), "row {}", r.id);
         if r.id % 2 == 0 {

@@ -1,10 +1,12 @@
 //! Integration tests: the real application over HTTP, on a real database (a SQLite file and a
 //! fresh PostgreSQL database per test).
 
+mod cdp;
 mod chain_helpers;
 mod chromium;
 mod helpers;
 mod tcp_proxy;
+mod webhook_helpers;
 mod workspace_bin;
 
 mod accounts;
@@ -13,8 +15,15 @@ mod auth;
 mod batch;
 mod body_bounds;
 mod chains;
+mod channel_claimer;
+mod channel_settle;
+mod channels;
+mod channels_fleet;
+mod channels_official;
 mod clients;
+mod console;
 mod credits;
+mod db_faults;
 mod dev;
 mod docs;
 mod docs_schemas;
@@ -30,6 +39,7 @@ mod logs;
 mod metrics;
 mod mirror;
 mod mirror_helpers;
+mod mirror_safety;
 mod ownership;
 mod permit2;
 mod permit2_helpers;
@@ -42,7 +52,11 @@ mod resources;
 mod rpc_faults;
 mod settle_faults;
 mod smart_wallet;
+mod svm;
+mod svm_official;
 mod throttle;
 mod toy_method;
 mod verify_fast;
+mod webhooks;
+mod webhooks_fleet;
 mod x402;

@@ -38,6 +38,11 @@ impl Facilitator {
 
     /// Start with extra environment variables (they win over the defaults here).
     pub fn start_with(db_url: &str, devnet: &Devnet, extra_env: &[(&str, &str)]) -> Self {
+        Self::spawn_with(db_url, devnet, extra_env).wait()
+    }
+
+    /// `start_with`, without waiting for the process to listen.
+    pub fn spawn_with(db_url: &str, devnet: &Devnet, extra_env: &[(&str, &str)]) -> Starting {
         let key = format!(
             "0x{}",
             alloy::hex::encode(devnet.facilitator_keys[0].to_bytes())
@@ -87,14 +92,14 @@ impl Facilitator {
             }
         });
         let err = capture(child.stderr.take().unwrap(), output.clone(), |_| {});
-        let url = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("facilitator did not start");
-        Self {
-            child,
-            url,
-            output,
-            readers: vec![out, err],
+        Starting {
+            process: Self {
+                child,
+                url: String::new(),
+                output,
+                readers: vec![out, err],
+            },
+            listening: rx,
         }
     }
 
@@ -129,6 +134,47 @@ impl Facilitator {
         }
         let lines = self.output.lock().unwrap().clone();
         (status, lines)
+    }
+}
+
+/// A process spawned, not yet listening (killed if dropped).
+pub struct Starting {
+    process: Facilitator,
+    listening: std::sync::mpsc::Receiver<String>,
+}
+
+/// How long a process may take to listen.
+const START_WITHIN: Duration = Duration::from_secs(60);
+
+impl Starting {
+    /// Block until it listens.
+    pub fn wait(mut self) -> Facilitator {
+        self.process.url = self
+            .listening
+            .recv_timeout(START_WITHIN)
+            .expect("facilitator did not start");
+        self.process
+    }
+
+    /// Wait until it listens without blocking the runtime (other tasks go on meanwhile).
+    pub async fn listening(mut self) -> Facilitator {
+        let deadline = std::time::Instant::now() + START_WITHIN;
+        loop {
+            match self.listening.try_recv() {
+                Ok(url) => {
+                    self.process.url = url;
+                    return self.process;
+                }
+                Err(std::sync::mpsc::TryRecvError::Empty) => {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "facilitator did not start"
+                    );
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("facilitator did not start: {e}"),
+            }
+        }
     }
 }
 

@@ -95,7 +95,7 @@ async fn wait_for_network(
     }
 }
 
-fn signed(app: &ChainApp, payer: usize, value: u64) -> Value {
+pub(crate) fn signed(app: &ChainApp, payer: usize, value: u64) -> Value {
     let pay = Payment::new(app, payer, value);
     pay.v1(&pay.sign(app.payer(payer)), value)
 }

@@ -33,9 +33,48 @@ fn body(app: &ChainApp, payer: usize, value: u64) -> Value {
     p.v2(&p.sign(app.payer(payer)), value)
 }
 
+/// The path without the state mirror (`verify.mirror: false`; on by default, where a mirrored
+/// payer's verify makes no RPC call at all: `mirror::a_mirrored_eoa_verify_makes_no_rpc_call…`).
+async fn unmirrored_app() -> ChainApp {
+    let devnet = Devnet::start(DevnetOptions::default())
+        .await
+        .expect("devnet");
+    let db = TestDb::create(Db::Sqlite).await;
+    let app = ChainApp::start_app_full(
+        db,
+        &devnet,
+        devnet.facilitator_keys[..1].to_vec(),
+        json!({}),
+        json!({ "verify": { "mirror": false } }),
+    )
+    .await;
+    ChainApp::with_merchant(app, devnet).await
+}
+
+/// Mode: the state mirror off (on, the mirror answers before the cache). An identical verify
+/// within the cache's lifetime is answered from it, with no RPC call.
+#[actix_web::test]
+async fn a_repeated_verify_is_answered_from_the_cache() {
+    let app = unmirrored_app().await;
+    let good = body(&app, 0, 1000);
+    let first = app.verify(&good).await;
+    assert_eq!(first["isValid"], true, "{first}");
+    assert_eq!(first["cachedResult"], false, "{first}");
+    let before = chain_calls(&app).await;
+    let again = app.verify(&good).await;
+    assert_eq!(again["isValid"], true, "{again}");
+    assert_eq!(again["cachedResult"], true, "{again}");
+    assert_eq!(
+        chain_calls(&app).await,
+        before,
+        "no RPC call for a cached answer"
+    );
+}
+
+/// Mode: the state mirror off (one simulation per verify).
 #[actix_web::test]
 async fn a_good_verify_is_one_rpc_request_and_a_settled_payment_none() {
-    let app = ChainApp::spawn(Db::Sqlite, DevnetOptions::default()).await;
+    let app = unmirrored_app().await;
     // The first verify of an asset also asks whether it is a contract (in the same batch).
     let first = app.verify(&body(&app, 0, 1000)).await;
     assert_eq!(first["isValid"], true, "{first}");
@@ -83,7 +122,7 @@ async fn claim_elsewhere(db_url: &str, p: &Payment) {
         &db,
         &ledger::NewSettlement {
             key: ledger::Key::new("base-sepolia", p.asset, p.from, p.nonce),
-            pay_to: p.to,
+            pay_to: p.to.to_checksum(None),
             amount: p.value.to_string(),
             valid_after: p.valid_after as i64,
             valid_before: p.valid_before as i64,

@@ -44,10 +44,12 @@ both_dbs!(
         assert_eq!(verified["payer"], payer.address().to_checksum(None));
         assert_eq!(verified["cachedResult"], false);
         assert!(verified["timestamp"].as_i64().unwrap() > 0);
-        // Identical verify again: from the cache.
+        // Identical verify again: valid, from the cache or (the state mirror is on by default)
+        // from the mirror once it has seeded the payer, which answers before the cache. The
+        // cache alone: `verify_fast::a_repeated_verify_is_answered_from_the_cache`.
         let again = app.verify(&body).await;
-        assert_eq!(again["isValid"], true);
-        assert_eq!(again["cachedResult"], true);
+        assert_eq!(again["isValid"], true, "{again}");
+        assert!(again["cachedResult"].is_boolean(), "{again}");
 
         let settled = app.settle(&body).await;
         assert_eq!(settled["success"], true, "{settled}");
@@ -306,7 +308,8 @@ both_dbs!(
         let supported: Value = res.json().await.unwrap();
         assert_eq!(supported["kinds"], json!([]), "{supported}");
 
-        // Limited to base-sepolia by its CAIP-2 id: allowed, and listed (v1 and v2 kinds).
+        // Limited to base-sepolia by its CAIP-2 id: allowed, and listed (v1 and v2 kinds: exact,
+        // upto, batch-settlement).
         let (id, token) = key(json!(["eip155:84532"])).await;
         let res = app
             .app
@@ -321,7 +324,12 @@ both_dbs!(
             .collect();
         assert_eq!(
             networks,
-            ["base-sepolia", "eip155:84532", "eip155:84532"],
+            [
+                "base-sepolia",
+                "eip155:84532",
+                "eip155:84532",
+                "eip155:84532"
+            ],
             "{supported}"
         );
         let res = app

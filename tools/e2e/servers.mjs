@@ -112,7 +112,11 @@ export async function paymentHeaders(state, url, version) {
     const header = await createPaymentHeader(walletV1(state), x402Version, requirements);
     return { "X-PAYMENT": header };
   }
-  const client = clientV2(state);
+  return v2PaymentHeaders(res, clientV2(state));
+}
+
+// The v2 headers `client` (an `x402Client`) sends to pay the 402 answer `res`.
+export async function v2PaymentHeaders(res, client) {
   const httpClient = new x402HTTPClient(client);
   const text = await res.text();
   const paymentRequired = httpClient.getPaymentRequiredResponse(

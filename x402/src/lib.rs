@@ -13,12 +13,15 @@
 //! `permit2` does the same for Permit2 payments (`exact` via Permit2, `upto`, and the
 //! `eip2612GasSponsoring` extension).
 //!
-//! `network` maps v1 names, CAIP-2 ids and chain ids, with each network's USDC.
+//! `network` maps v1 names, CAIP-2 ids and chain ids, with each network's USDC; `svm` does the
+//! same for Solana clusters, and `exact::svm` checks a Solana payment's transaction.
 
+pub mod batch_settlement;
 pub mod exact;
 pub mod network;
 pub mod permit2;
 pub mod proto;
 mod reason;
+pub mod svm;
 
 pub use reason::Reason;

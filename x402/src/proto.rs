@@ -10,6 +10,7 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::batch_settlement::wire::{ChannelPayload, ChannelRequest, ChannelTerms};
 use crate::permit2::{Kind as Permit2Kind, Permit2Payload, Permit2Request};
 use crate::Reason;
 
@@ -182,8 +183,35 @@ pub struct PaymentRequest {
     /// A Permit2 payment (`permit2Authorization`): `payload` then holds its EIP-3009-shaped
     /// view (owner, recipient, amount, validity, nonce) for the ledger and the answers.
     pub permit2: Option<Permit2Request>,
+    /// A payment on an SVM network (`crate::svm`): its requirements' Solana addresses and the
+    /// buyer's partially signed transaction. `pay_to`/`asset` above are then zero and `payload`
+    /// an empty authorization: the SVM path reads this instead.
+    pub svm: Option<SvmRequest>,
+    /// A `batch-settlement` payment (payment channels): `payload` then holds its EIP-3009-shaped
+    /// view (`ChannelRequest::exact_view`) for the ledger and the answers.
+    pub channel: Option<ChannelRequest>,
     /// keccak256 of a canonical encoding of everything above: equal requests, equal hashes.
     pub request_hash: B256,
+}
+
+/// The SVM side of a request: `paymentRequirements.payTo`/`asset`/`extra` as Solana reads
+/// them, and `paymentPayload.payload.transaction` (base64 of a serialized, partially signed
+/// transaction), decoded from base64 only: whether it is a transaction is the checks' to say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SvmRequest {
+    /// payTo, base58.
+    pub pay_to: String,
+    /// The mint, base58.
+    pub asset: String,
+    /// `extra.feePayer`: the facilitator's fee payer the buyer built the transaction for.
+    pub fee_payer: Option<String>,
+    /// `extra.memo`: when given, the transaction's one memo must say exactly this.
+    pub memo: Option<String>,
+    /// The transaction's bytes.
+    pub transaction: Vec<u8>,
+    /// The required amount, atomic units (Solana amounts are u64; a larger requirement is
+    /// `None` and no transfer can match it).
+    pub amount: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -315,6 +343,17 @@ fn permit2_payload(
     ))
 }
 
+/// A `batch-settlement` payload (`type`: deposit, voucher, refund, claim, settle) with the
+/// requirements' channel terms.
+fn channel_payload(value: Value, requirements: &Value) -> Result<ChannelRequest, RequestError> {
+    let payload: ChannelPayload = serde_json::from_value(value)
+        .map_err(|e| RequestError::BadPayload(format!("paymentPayload.payload: {e}")))?;
+    Ok(ChannelRequest {
+        payload,
+        terms: ChannelTerms::from_requirements(requirements),
+    })
+}
+
 fn valid_payment_id(id: &str) -> bool {
     (16..=128).contains(&id.len())
         && id
@@ -357,16 +396,19 @@ pub fn parse_facilitator_request(body: &Value) -> Result<PaymentRequest, Request
                     accepted.get(k).and_then(Value::as_str)
                         == requirements.get(k).and_then(Value::as_str)
                 };
+                // EVM addresses compare as addresses (any case); others (Solana's base58,
+                // case-sensitive) as they are written.
                 let same_addr = |k: &str| {
-                    let a = accepted
-                        .get(k)
-                        .and_then(Value::as_str)
-                        .and_then(|s| s.parse::<Address>().ok());
-                    a.is_some()
-                        && a == requirements
-                            .get(k)
-                            .and_then(Value::as_str)
-                            .and_then(|s| s.parse().ok())
+                    let a = accepted.get(k).and_then(Value::as_str).map(str::trim);
+                    let b = requirements.get(k).and_then(Value::as_str).map(str::trim);
+                    match (a, b) {
+                        (Some(a), Some(b)) => match (a.parse::<Address>(), b.parse::<Address>()) {
+                            (Ok(x), Ok(y)) => x == y,
+                            (Err(_), Err(_)) => !a.is_empty() && a == b,
+                            _ => false,
+                        },
+                        _ => false,
+                    }
                 };
                 // `upto` settles the amount the resource server used: at `/settle` the
                 // requirements carry it, `accepted` the signed maximum.
@@ -387,24 +429,65 @@ pub fn parse_facilitator_request(body: &Value) -> Result<PaymentRequest, Request
             }
             _ => return Err(RequestError::Unsupported(Reason::InvalidX402Version)),
         };
+    let network = string(requirements, "network", req)?;
     let raw = payload_object(field(payload, "payload", "paymentPayload")?)?;
-    let (exact, permit2) = if raw.get("permit2Authorization").is_some() {
+    // An SVM payment: a Solana network and a transaction. An EVM-shaped payload naming a
+    // Solana network is read as EVM, whose checks answer `invalid_network`.
+    let svm_network = crate::svm::is_svm(&network) || crate::svm::is_svm(&payload_network);
+    if svm_network && raw.get("transaction").is_some() {
+        let svm = svm_request(requirements, &raw, amount_required)?;
+        return Ok(finish(
+            PaymentRequest {
+                x402_version: version as u8,
+                scheme: string(requirements, "scheme", req)?,
+                network,
+                payload_scheme,
+                payload_network,
+                accepted_matches,
+                pay_to: Address::ZERO,
+                asset: Address::ZERO,
+                amount_required,
+                amount_rule,
+                max_timeout_seconds: max_timeout(requirements),
+                extra_name: None,
+                extra_version: None,
+                payment_id_valid: true,
+                payment_id: None,
+                payload: ExactEvmPayload {
+                    signature: Bytes::new(),
+                    authorization: Authorization {
+                        from: Address::ZERO,
+                        to: Address::ZERO,
+                        value: amount_required,
+                        valid_after: U256::ZERO,
+                        valid_before: U256::ZERO,
+                        nonce: B256::ZERO,
+                    },
+                },
+                permit2: None,
+                svm: Some(svm),
+                channel: None,
+                request_hash: B256::ZERO,
+            },
+            payload,
+        ));
+    }
+    let mut channel = None;
+    let (exact, permit2) = if payload_scheme == crate::batch_settlement::SCHEME {
+        let c = channel_payload(raw, requirements)?;
+        let exact = c.exact_view();
+        channel = Some(c);
+        (exact, None)
+    } else if raw.get("permit2Authorization").is_some() {
         let (exact, p) = permit2_payload(raw, &payload_scheme, payload, amount_required)?;
         (exact, Some(p))
     } else {
         (exact_payload(raw)?, None)
     };
-    let payment_id = payload
-        .get("extensions")
-        .and_then(|e| e.get("payment-identifier"))
-        .and_then(|p| p.get("info"))
-        .and_then(|i| i.get("id"))
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    let mut request = PaymentRequest {
+    let request = PaymentRequest {
         x402_version: version as u8,
         scheme: string(requirements, "scheme", req)?,
-        network: string(requirements, "network", req)?,
+        network,
         payload_scheme,
         payload_network,
         accepted_matches,
@@ -412,20 +495,78 @@ pub fn parse_facilitator_request(body: &Value) -> Result<PaymentRequest, Request
         asset: address(requirements, "asset", req)?,
         amount_required,
         amount_rule,
-        max_timeout_seconds: requirements
-            .get("maxTimeoutSeconds")
-            .and_then(Value::as_u64)
-            .unwrap_or(0),
+        max_timeout_seconds: max_timeout(requirements),
         extra_name: extra_str(requirements, "name"),
         extra_version: extra_str(requirements, "version"),
-        payment_id_valid: payment_id.as_deref().is_none_or(valid_payment_id),
-        payment_id,
+        payment_id_valid: true,
+        payment_id: None,
         payload: exact,
         permit2,
+        svm: None,
+        channel,
         request_hash: B256::ZERO,
     };
+    Ok(finish(request, payload))
+}
+
+fn max_timeout(requirements: &Value) -> u64 {
+    requirements
+        .get("maxTimeoutSeconds")
+        .and_then(Value::as_u64)
+        .unwrap_or(0)
+}
+
+/// The v2 `payment-identifier` id and the request's hash.
+fn finish(mut request: PaymentRequest, payload: &Value) -> PaymentRequest {
+    let payment_id = payload
+        .get("extensions")
+        .and_then(|e| e.get("payment-identifier"))
+        .and_then(|p| p.get("info"))
+        .and_then(|i| i.get("id"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    request.payment_id_valid = payment_id.as_deref().is_none_or(valid_payment_id);
+    request.payment_id = payment_id;
     request.request_hash = canonical_hash(&request);
-    Ok(request)
+    request
+}
+
+/// An SVM request's Solana side. `payTo` and `asset` must be base58 addresses (else 400, as
+/// a malformed EVM address is); the payload must be `{transaction: <base64>}` (else 400
+/// `INVALID_PAYLOAD`); whether those bytes are a transaction is for the checks to say.
+fn svm_request(
+    requirements: &Value,
+    raw: &Value,
+    amount_required: U256,
+) -> Result<SvmRequest, RequestError> {
+    let ctx = "paymentRequirements";
+    let pubkey = |name: &str| -> Result<String, RequestError> {
+        let s = string(requirements, name, ctx)?;
+        crate::svm::parse_pubkey(&s)
+            .map(|_| s.trim().to_owned())
+            .ok_or_else(|| malformed(format!("{ctx}.{name} must be a base58 Solana address")))
+    };
+    let bad = |m: &str| RequestError::BadPayload(m.to_owned());
+    let tx = raw
+        .get("transaction")
+        .ok_or_else(|| bad("paymentPayload.payload.transaction is required"))?
+        .as_str()
+        .ok_or_else(|| bad("paymentPayload.payload.transaction must be a base64 string"))?;
+    // A Solana transaction is at most 1232 bytes; a payload far beyond is no payment.
+    if tx.len() > 4096 {
+        return Err(bad("paymentPayload.payload.transaction is too long"));
+    }
+    let transaction = base64::engine::general_purpose::STANDARD
+        .decode(tx.trim())
+        .map_err(|_| bad("paymentPayload.payload.transaction is not base64"))?;
+    Ok(SvmRequest {
+        pay_to: pubkey("payTo")?,
+        asset: pubkey("asset")?,
+        fee_payer: extra_str(requirements, "feePayer"),
+        memo: extra_str(requirements, "memo"),
+        transaction,
+        amount: u64::try_from(amount_required).ok(),
+    })
 }
 
 /// A stable encoding of what makes a request what it is (field order fixed, addresses and
@@ -455,6 +596,18 @@ fn canonical_hash(r: &PaymentRequest) -> B256 {
         r.permit2.as_ref().map(|p| (
             &p.payload.permit2_authorization,
             p.sponsoring.as_ref().map(|s| s.as_ref().ok()),
+        )),
+        r.svm.as_ref().map(|s| (
+            &s.pay_to,
+            &s.asset,
+            &s.fee_payer,
+            &s.memo,
+            base64::engine::general_purpose::STANDARD.encode(&s.transaction),
+        )),
+        r.channel.as_ref().map(|c| (
+            &c.payload,
+            c.terms.receiver_authorizer,
+            c.terms.withdraw_delay
         )),
     ]);
     keccak256(canonical.to_string().as_bytes())
@@ -594,6 +747,101 @@ mod tests {
             parse_facilitator_request(&body).unwrap_err(),
             RequestError::Unsupported(Reason::InvalidX402Version)
         );
+    }
+
+    fn svm_requirements() -> Value {
+        json!({
+            "scheme": "exact", "network": "solana:EtWTRABZaYq6iMfeYKouRu166VU2xqa1", "amount": "1000",
+            "asset": "4zMMC9srt5Ri5X14GAgXhaHii3GnPAEERYPJgZJDncDU",
+            "payTo": "7UX2i7SucgLMQcfZ75s3VXmZZY4YRUyJN9X1RgfMoDUi", "maxTimeoutSeconds": 60,
+            "extra": { "feePayer": "3pAm5jKzM5Pi6XP3QfgdHnMWmTriz8pDMby8V2EW8jPP", "memo": "order-1" }
+        })
+    }
+
+    fn svm_body(tx: &str) -> Value {
+        let reqs = svm_requirements();
+        json!({
+            "x402Version": 2,
+            "paymentPayload": { "x402Version": 2, "accepted": reqs, "payload": { "transaction": tx } },
+            "paymentRequirements": reqs,
+        })
+    }
+
+    #[test]
+    fn an_svm_payment_keeps_its_solana_addresses_and_transaction_bytes() {
+        let r = parse_facilitator_request(&svm_body("AQID")).unwrap();
+        let svm = r.svm.as_ref().unwrap();
+        assert_eq!(svm.transaction, vec![1, 2, 3]);
+        assert_eq!(svm.pay_to, "7UX2i7SucgLMQcfZ75s3VXmZZY4YRUyJN9X1RgfMoDUi");
+        assert_eq!(svm.asset, "4zMMC9srt5Ri5X14GAgXhaHii3GnPAEERYPJgZJDncDU");
+        assert_eq!(
+            svm.fee_payer.as_deref(),
+            Some("3pAm5jKzM5Pi6XP3QfgdHnMWmTriz8pDMby8V2EW8jPP")
+        );
+        assert_eq!(svm.memo.as_deref(), Some("order-1"));
+        assert_eq!(svm.amount, Some(1000));
+        assert!(r.accepted_matches);
+        assert_eq!(r.pay_to, Address::ZERO);
+        // The same payment as v1 under its v1 name.
+        let mut reqs = svm_requirements();
+        reqs["network"] = json!("solana-devnet");
+        reqs["maxAmountRequired"] = json!("1000");
+        let v1 = json!({
+            "x402Version": 1,
+            "paymentPayload": { "x402Version": 1, "scheme": "exact", "network": "solana-devnet", "payload": { "transaction": "AQID" } },
+            "paymentRequirements": reqs,
+        });
+        assert_eq!(
+            parse_facilitator_request(&v1)
+                .unwrap()
+                .svm
+                .unwrap()
+                .transaction,
+            vec![1, 2, 3]
+        );
+        // Another transaction, another request hash; a payTo differing in case is another.
+        let other = parse_facilitator_request(&svm_body("AQIE")).unwrap();
+        assert_ne!(other.request_hash, r.request_hash);
+        let mut body = svm_body("AQID");
+        body["paymentPayload"]["accepted"]["payTo"] =
+            json!("7ux2i7SucgLMQcfZ75s3VXmZZY4YRUyJN9X1RgfMoDUi");
+        assert!(!parse_facilitator_request(&body).unwrap().accepted_matches);
+    }
+
+    #[test]
+    fn svm_bodies_with_evm_addresses_or_a_bad_transaction_are_refused() {
+        let mut body = svm_body("AQID");
+        body["paymentRequirements"]["payTo"] = json!("0x209693Bc6afc0C5328bA36FaF03C514EF312287C");
+        assert!(matches!(
+            parse_facilitator_request(&body),
+            Err(RequestError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_facilitator_request(&svm_body("%%%")),
+            Err(RequestError::BadPayload(_))
+        ));
+        let mut body = svm_body("AQID");
+        body["paymentPayload"]["payload"] = json!({ "transaction": 7 });
+        assert!(matches!(
+            parse_facilitator_request(&body),
+            Err(RequestError::BadPayload(_))
+        ));
+        // An EVM payload naming a Solana network is read as EVM (its checks refuse the
+        // network), not as a malformed Solana one.
+        let mut body = svm_body("AQID");
+        body["paymentRequirements"]["payTo"] = json!("0x209693Bc6afc0C5328bA36FaF03C514EF312287C");
+        body["paymentPayload"]["payload"] = json!({
+            "signature": format!("0x{}", "11".repeat(65)),
+            "authorization": {
+                "from": "0x857b06519E91e3A54538791bDbb0E22373e36b66",
+                "to": "0x209693Bc6afc0C5328bA36FaF03C514EF312287C",
+                "value": "1000", "validAfter": "0", "validBefore": "99999999999",
+                "nonce": format!("0x{}", "ab".repeat(32)),
+            }
+        });
+        body["paymentRequirements"]["asset"] = json!("0x036CbD53842c5426634e7929541eC2318f3dCF7e");
+        body["paymentPayload"]["accepted"] = body["paymentRequirements"].clone();
+        assert!(parse_facilitator_request(&body).unwrap().svm.is_none());
     }
 
     #[test]

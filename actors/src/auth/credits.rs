@@ -8,7 +8,9 @@
 
 use entities::client;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect, TransactionTrait,
+};
 
 use crate::error::{ServiceError, ServiceResult};
 
@@ -86,8 +88,11 @@ pub(super) fn credit_change_refused(change: Option<CreditChange>, holder: &str) 
     })
 }
 
-/// Use one settle credit of a limited key, atomically; `false` when none is left.
+/// Use one settle credit of a limited key, atomically; `false` when none is left. In the same
+/// transaction, the key's webhook events: `key.credits_low` when the credits left reach the
+/// low mark (`webhooks::credits_low_mark`), `key.budget_spent` when they reach 0.
 pub async fn use_settle_credit(db: &DatabaseConnection, client_id: &str) -> ServiceResult<bool> {
+    let txn = db.begin().await?;
     let used = client::Entity::update_many()
         .col_expr(
             client::Column::SettleCredits,
@@ -95,9 +100,29 @@ pub async fn use_settle_credit(db: &DatabaseConnection, client_id: &str) -> Serv
         )
         .filter(client::Column::ClientId.eq(client_id))
         .filter(client::Column::SettleCredits.gt(0))
-        .exec(db)
+        .exec(&txn)
         .await?;
-    Ok(used.rows_affected == 1)
+    if used.rows_affected != 1 {
+        return Ok(false);
+    }
+    let left: Option<Option<i64>> = client::Entity::find()
+        .select_only()
+        .column(client::Column::SettleCredits)
+        .filter(client::Column::ClientId.eq(client_id))
+        .into_tuple()
+        .one(&txn)
+        .await?;
+    if let Some(Some(left)) = left {
+        crate::webhooks::key_credit_events(
+            &txn,
+            client_id,
+            left,
+            crate::webhooks::credits_low_mark(),
+        )
+        .await?;
+    }
+    txn.commit().await?;
+    Ok(true)
 }
 
 /// Give back a credit used by a settle that sent nothing (limited keys only).

@@ -133,6 +133,7 @@ impl AuthenticatedClient {
     pub fn allows_network(&self, network: &str) -> bool {
         let v1 = x402::network::parse_network(network)
             .map(|n| n.v1_name)
+            .or_else(|| x402::svm::parse_svm_network(network).map(|n| n.v1_name))
             .unwrap_or(network);
         self.networks
             .as_ref()

@@ -11,7 +11,7 @@ use alloy::transports::http::reqwest::Url;
 use serde::{Deserialize, Serialize};
 
 use super::endpoint::{AttemptError, Endpoint, Head, Outstanding};
-use super::Shared;
+use super::{ProbeFamily, Shared};
 
 /// An RPC URL as it may be shown: scheme, host and port. Path, query and userinfo (where
 /// providers put API keys) are elided.
@@ -123,19 +123,36 @@ struct BlockHead {
     timestamp: U64,
 }
 
-async fn probe(ep: &Endpoint) -> Result<Head, AttemptError> {
-    let req = Request::new("eth_getBlockByNumber", Id::Number(1), ("latest", false))
-        .serialize()
-        .map_err(|_| AttemptError::Decode)?;
+async fn probe(ep: &Endpoint, family: ProbeFamily) -> Result<Head, AttemptError> {
+    let req = match family {
+        ProbeFamily::Evm => {
+            Request::new("eth_getBlockByNumber", Id::Number(1), ("latest", false)).serialize()
+        }
+        ProbeFamily::Svm => Request::new(
+            "getBlockHeight",
+            Id::Number(1),
+            [serde_json::json!({ "commitment": "confirmed" })],
+        )
+        .serialize(),
+    }
+    .map_err(|_| AttemptError::Decode)?;
     let answer = ep.send(&RequestPacket::Single(req)).await?;
     match answer.single_payload() {
-        Some(ResponsePayload::Success(raw)) => serde_json::from_str::<BlockHead>(raw.get())
-            .map(|b| Head {
+        Some(ResponsePayload::Success(raw)) => match family {
+            ProbeFamily::Evm => serde_json::from_str::<BlockHead>(raw.get()).map(|b| Head {
                 number: b.number.to(),
                 hash: b.hash,
                 timestamp: b.timestamp.to(),
-            })
-            .map_err(|_| AttemptError::NoHead),
+            }),
+            ProbeFamily::Svm => serde_json::from_str::<u64>(raw.get()).map(|height| Head {
+                number: height,
+                hash: B256::ZERO,
+                timestamp: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs()),
+            }),
+        }
+        .map_err(|_| AttemptError::NoHead),
         Some(ResponsePayload::Failure(e)) => Err(AttemptError::Rpc(
             e.message.chars().take(200).collect::<String>(),
         )),
@@ -146,19 +163,20 @@ impl Shared {
     /// Ask every endpoint for its latest block (concurrently, each bounded by the timeout),
     /// then judge lag against the best head.
     pub(super) async fn probe_all(self: &Arc<Self>) {
-        let probes =
-            (0..self.endpoints.len()).map(|i| async move {
-                let on_the_wire = Outstanding::new(self, i);
-                let started = Instant::now();
-                let result =
-                    match tokio::time::timeout(self.config.timeout, probe(on_the_wire.endpoint()))
-                        .await
-                    {
-                        Ok(r) => r,
-                        Err(_) => Err(AttemptError::Timeout(self.config.timeout)),
-                    };
-                (started.elapsed(), result)
-            });
+        let probes = (0..self.endpoints.len()).map(|i| async move {
+            let on_the_wire = Outstanding::new(self, i);
+            let started = Instant::now();
+            let result = match tokio::time::timeout(
+                self.config.timeout,
+                probe(on_the_wire.endpoint(), self.config.family),
+            )
+            .await
+            {
+                Ok(r) => r,
+                Err(_) => Err(AttemptError::Timeout(self.config.timeout)),
+            };
+            (started.elapsed(), result)
+        });
         let results = futures::future::join_all(probes).await;
         let best = results
             .iter()
@@ -186,7 +204,11 @@ impl Shared {
                     if lagging && !was.1 {
                         tracing::warn!(network = self.network, endpoint = %ep.label, lag_secs = lag, "RPC endpoint lagging");
                     }
-                    self.answered(i, "eth_getBlockByNumber", latency);
+                    let method = match self.config.family {
+                        ProbeFamily::Evm => "eth_getBlockByNumber",
+                        ProbeFamily::Svm => "getBlockHeight",
+                    };
+                    self.answered(i, method, latency);
                     if was.0 && was.1 != lagging {
                         if let Some(m) = &self.metrics {
                             m.set_healthy(self.network, &ep.label, !lagging);

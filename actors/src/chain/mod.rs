@@ -74,6 +74,20 @@ pub struct ChainConfig {
     pub probe_interval: Duration,
     /// An endpoint whose head is this much older than the best one is lagging.
     pub max_head_lag: Duration,
+    /// What the probe asks: an EVM node its latest block, an SVM node its block height.
+    pub family: ProbeFamily,
+}
+
+/// How an endpoint is probed: the same JSON-RPC transport serves EVM and SVM (Solana) nodes;
+/// only the question that says "alive, at this height" differs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ProbeFamily {
+    /// `eth_getBlockByNumber("latest")`: number, hash, timestamp.
+    #[default]
+    Evm,
+    /// `getBlockHeight` (commitment `confirmed`): the height, stamped with our clock (Solana
+    /// answers no block time here), so lag is judged by height alone.
+    Svm,
 }
 
 impl Default for ChainConfig {
@@ -82,6 +96,7 @@ impl Default for ChainConfig {
             timeout: Duration::from_secs(5),
             probe_interval: Duration::from_secs(1),
             max_head_lag: Duration::from_secs(30),
+            family: ProbeFamily::Evm,
         }
     }
 }

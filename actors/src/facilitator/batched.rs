@@ -10,7 +10,9 @@ use x402::Reason;
 use super::{mined, ClaimedPayment, Facilitator, NetworkRuntime, Outgoing, SettleAnswer, Transfer};
 use crate::error::ServiceResult;
 use crate::ledger::Mined;
-use crate::settlement::batch::{self, BatchConfig, BatchNetwork, BatchOutcome, Batcher, Payment};
+use crate::settlement::batch::{
+    self, Approach, BatchConfig, BatchNetwork, BatchOutcome, Batcher, Payment,
+};
 
 /// The batching configuration and the networks' batchers (started on first use).
 pub(super) struct Batching {
@@ -94,6 +96,7 @@ impl Facilitator {
         &self,
         out: &Outgoing<'_>,
         batcher: &Batcher,
+        approach: Option<Approach>,
         claim: ClaimedPayment,
     ) -> ServiceResult<SettleAnswer> {
         let (rt, req) = (out.rt, out.req);
@@ -106,16 +109,20 @@ impl Facilitator {
             ..Transfer::of(row)
         };
         let id = row.id;
+        let queued = std::time::Instant::now();
         let outcome = batcher
-            .settle(Payment {
-                settlement_id: id,
-                asset: req.asset,
-                payer: auth.from,
-                nonce: auth.nonce,
-                calldata: out.data.clone(),
-                simulated: out.simulated,
-                gas_limit: out.gas_limit,
-            })
+            .settle(
+                Payment {
+                    settlement_id: id,
+                    asset: req.asset,
+                    payer: auth.from,
+                    nonce: auth.nonce,
+                    calldata: out.data.clone(),
+                    simulated: out.simulated,
+                    gas_limit: out.gas_limit,
+                },
+                approach,
+            )
             .await;
         let answer = |success: bool, reason, transaction, block_number| SettleAnswer {
             success,
@@ -125,6 +132,8 @@ impl Facilitator {
             block_number,
             amount: auth.value,
             mined_here: success,
+            extra: None,
+            amount_empty: false,
         };
         match outcome {
             BatchOutcome::Mined(receipt, calls) => {
@@ -132,8 +141,14 @@ impl Facilitator {
                 transfer.calls = Some(calls);
                 let tx_hash = receipt.transaction_hash;
                 let mined = mined(&receipt, rt, &transfer);
+                let batch_ms = queued.elapsed().as_secs_f64() * 1e3;
                 self.record_mined(id, tx_hash, mined.clone(), transfer)
                     .await;
+                tracing::debug!(
+                    batch_ms,
+                    record_ms = queued.elapsed().as_secs_f64() * 1e3 - batch_ms,
+                    "batched settle mined"
+                );
                 let reason = (!mined.success).then_some(Reason::InvalidTransactionState);
                 Ok(answer(
                     mined.success,

@@ -2,13 +2,17 @@
 //! charged. Until it is committed (a transaction may be out), dropping it or abandoning it
 //! releases the row — a later settle may claim the payment afresh — and gives the credit back.
 
+use std::sync::Arc;
+
 use sea_orm::DatabaseConnection;
+use x402::proto::PaymentRequest;
 use x402::Reason;
 
 use super::SettlementRow as Row;
+use super::{u256_to_i64, Caller, NetworkRuntime, SettleAnswer};
 use crate::auth::accounts::{self, Charge};
-use crate::error::ServiceResult;
-use crate::ledger;
+use crate::error::{ServiceError, ServiceResult};
+use crate::ledger::{self, Claim, Key, Status};
 
 /// A claimed, unsent payment. `commit` once something may have been sent; otherwise `abandon`
 /// (the node failed us: the row fails, retryable) or `refuse` (a protocol refusal) it, or let
@@ -123,6 +127,113 @@ pub(crate) async fn refund(db: &DatabaseConnection, charge: Option<&Charge>) {
     }
 }
 
+/// Claiming a payment's row and admitting it by its key's and account's limits.
+impl super::Facilitator {
+    /// Claim the payment's ledger row. `Err(answer)`: it is another settle's (a copy is
+    /// refused; a retry of the same idempotent request gets the first one's outcome).
+    pub(super) async fn claim(
+        &self,
+        rt: &Arc<NetworkRuntime>,
+        req: &PaymentRequest,
+        key: &Key,
+        caller: &Caller,
+    ) -> ServiceResult<Result<ClaimedPayment, SettleAnswer>> {
+        let client_id = (!caller.client_id.is_empty()).then_some(caller.client_id.as_str());
+        let auth = &req.payload.authorization;
+        let new = ledger::NewSettlement {
+            key: key.clone(),
+            pay_to: req.pay_to.to_checksum(None),
+            amount: auth.value.to_string(),
+            valid_after: u256_to_i64(auth.valid_after),
+            valid_before: u256_to_i64(auth.valid_before),
+            x402_version: req.x402_version as i16,
+            request_hash: req.request_hash,
+            payment_id: req.payment_id.clone(),
+            payload: serde_json::to_value(&req.payload).unwrap_or_default(),
+            client_id: client_id.map(str::to_owned),
+            idempotency_key: caller.idempotency_key.clone(),
+            instance_id: self.inner.fleet.id().to_owned(),
+        };
+        match self.claim_row(&new, caller).await? {
+            Ok(claim) => Ok(Ok(claim)),
+            Err(row) => {
+                if caller.resumes(row.client_id.as_deref(), row.idempotency_key.as_deref()) {
+                    return self.answer_from_ledger(rt, key, req).await.map(Err);
+                }
+                Ok(Err(SettleAnswer::failed(
+                    Reason::InvalidExactEvmNonceAlreadyUsed,
+                    Some(auth.from),
+                    auth.value,
+                )))
+            }
+        }
+    }
+
+    /// Claim a payment's ledger row, whatever its family: `Err(row)` when another settle holds
+    /// it (the caller answers a copy, or a retry of the same idempotent request, from it).
+    pub(super) async fn claim_row(
+        &self,
+        new: &ledger::NewSettlement,
+        caller: &Caller,
+    ) -> ServiceResult<Result<ClaimedPayment, Row>> {
+        let row = match self.inner.writer.claim(new).await? {
+            Claim::New(row) => row,
+            Claim::Existing(row) => {
+                // Nothing was ever sent for it: a failed row, or one whose process died
+                // between claiming and sending, may be settled again by whoever asks.
+                let again = if row.status == Status::Failed && row.tx_hash.is_none() {
+                    ledger::reclaim_unsent(&self.inner.db, row.id, new).await?
+                } else if ledger::abandoned(&row) {
+                    ledger::reclaim_abandoned(&self.inner.db, &row, new).await?
+                } else {
+                    false
+                };
+                if !again {
+                    return Ok(Err(row));
+                }
+                row
+            }
+        };
+        let idempotent = caller.idempotency_key.is_some();
+        Ok(Ok(ClaimedPayment::new(
+            self.inner.db.clone(),
+            row,
+            idempotent,
+        )))
+    }
+
+    /// Admit a new settlement by its key's and its account's limits: a key or an account with
+    /// a credit balance pays one credit, given back if nothing is sent. A refusal releases the
+    /// claim.
+    pub(super) async fn admit(
+        &self,
+        mut claim: ClaimedPayment,
+        caller: &Caller,
+    ) -> ServiceResult<ClaimedPayment> {
+        if caller.client_id.is_empty() {
+            return Ok(claim);
+        }
+        let admitted = accounts::charge_settle(
+            &self.inner.db,
+            &self.inner.metrics,
+            &caller.client_id,
+            caller.credits_limited,
+            &caller.account,
+        )
+        .await?;
+        match admitted {
+            Ok(charge) => {
+                claim.charged(charge);
+                Ok(claim)
+            }
+            Err(refusal) => {
+                claim.refuse(refusal.ledger_reason()).await?;
+                Err(ServiceError::Forbidden(refusal.message().into()))
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, Instant};
@@ -133,12 +244,20 @@ mod tests {
     use super::*;
     use crate::ledger::{Claim, Key, NewSettlement, Status};
 
-    /// A ledger (the settlements table, in memory) with one claimed row.
+    /// A ledger (the settlements table, in memory, with the tables its changes' webhook events
+    /// read and write) with one claimed row.
     async fn claimed() -> (DatabaseConnection, Row) {
         let db = Database::connect("sqlite::memory:").await.unwrap();
         let backend = db.get_database_backend();
-        let table = Schema::new(backend).create_table_from_entity(entities::settlement::Entity);
-        db.execute(backend.build(&table)).await.unwrap();
+        let schema = Schema::new(backend);
+        for table in [
+            schema.create_table_from_entity(entities::settlement::Entity),
+            schema.create_table_from_entity(entities::client::Entity),
+            schema.create_table_from_entity(entities::webhook::Entity),
+            schema.create_table_from_entity(entities::webhook_event::Entity),
+        ] {
+            db.execute(backend.build(&table)).await.unwrap();
+        }
         // The ledger's unique key (the migration's), which a claim's insert conflicts on.
         use entities::settlement::Column;
         let unique = sea_orm::sea_query::Index::create()
@@ -158,7 +277,7 @@ mod tests {
                 Address::repeat_byte(1),
                 B256::ZERO,
             ),
-            pay_to: Address::repeat_byte(2),
+            pay_to: Address::repeat_byte(2).to_checksum(None),
             amount: "1000".into(),
             valid_after: 0,
             valid_before: i64::MAX,

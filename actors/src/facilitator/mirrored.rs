@@ -41,6 +41,7 @@ impl Facilitator {
             invalid_reason: reason,
             payer: Some(payment.payer),
             cached: false,
+            extra: None,
         };
         let Resolved { method, checked } = match self.resolve(req, Phase::Verify) {
             Ok(r) => r,
@@ -58,11 +59,10 @@ impl Facilitator {
         match mirror.judge(&payment, now) {
             Judged::Valid => Some(answer(None)),
             Judged::Refused(reason) => Some(answer(Some(reason))),
-            Judged::Fallback(Fallback::UnknownAccount) => {
-                seed_in_background(mirror, &payment);
+            Judged::Fallback(f) => {
+                learn_in_background(mirror, &payment, f);
                 None
             }
-            Judged::Fallback(_) => None,
         }
     }
 
@@ -97,28 +97,30 @@ impl Facilitator {
                 gas_limit: Some(batch::MIRRORED_GAS_LIMIT),
                 ..call
             }),
-            Judged::Fallback(Fallback::UnknownAccount) => {
-                seed_in_background(mirror, &payment);
+            Judged::Fallback(f) => {
+                learn_in_background(mirror, &payment, f);
                 None
             }
-            _ => None,
+            Judged::Refused(_) => None,
         }
     }
 
-    /// A settle is about to send `req`: its amount is pending against the payer.
+    /// A settle is about to send `req`: its amount is pending against the payer (every method
+    /// that moves a mirrored token: EIP-3009 and Permit2 alike).
     pub(super) fn mirror_settling(
         &self,
         rt: &NetworkRuntime,
         method: &dyn PaymentMethod,
         req: &PaymentRequest,
     ) {
-        if let Some((mirror, payment)) = mirrored(rt, method, req) {
+        if let Some((mirror, payment)) = pending(rt, method, req) {
             mirror.settling(&payment, valid_before(req));
         }
     }
 
     /// A settle leader ended: unless the money moved (or may still), it is not pending.
-    /// A mined one stays pending until the mirror applies its block (`AuthorizationUsed`).
+    /// A mined one stays pending until the mirror has applied its block (its `Transfer` is in
+    /// the mirrored balance from then on; an EIP-3009 one also ends at its `AuthorizationUsed`).
     pub(super) fn mirror_settled(
         &self,
         rt: &NetworkRuntime,
@@ -126,11 +128,16 @@ impl Facilitator {
         req: &PaymentRequest,
         result: &ServiceResult<SettleAnswer>,
     ) {
-        let Some((mirror, payment)) = mirrored(rt, method, req) else {
+        let Some((mirror, payment)) = pending(rt, method, req) else {
             return;
         };
         match result {
-            Ok(a) if a.success || a.error_reason == Some(Reason::SettlementPending) => {}
+            Ok(a) if a.success => {
+                if let Some(block) = a.block_number {
+                    mirror.mined_in(&payment, block);
+                }
+            }
+            Ok(a) if a.error_reason == Some(Reason::SettlementPending) => {}
             Ok(_) => mirror.not_settled(&payment),
             // Unknown: counted until its `validBefore` (refusing too much, never too little).
             Err(_) => {}
@@ -138,14 +145,30 @@ impl Facilitator {
     }
 }
 
-/// Mirror the payer and payee of `payment` (a judgement could not be made without them).
-fn seed_in_background(mirror: &Arc<Mirror>, payment: &mirror::Payment) {
-    let (mirror, payment) = (mirror.clone(), *payment);
-    tokio::spawn(async move {
-        mirror
-            .seed(payment.asset, &[payment.payer, payment.pay_to])
-            .await
-    });
+/// The mirror of the payment's network and the transfer a settle of it makes (`None`: no
+/// mirror, or a method that moves nothing the mirror follows).
+fn pending<'a>(
+    rt: &'a NetworkRuntime,
+    method: &dyn PaymentMethod,
+    req: &PaymentRequest,
+) -> Option<(&'a Arc<Mirror>, mirror::Payment)> {
+    let payment = method.pending_transfer(req)?;
+    Some((rt.mirror.as_ref()?, payment))
+}
+
+/// What the mirror lacked to judge `payment`, read in the background for the next time: its
+/// payer and payee (not mirrored), or its nonce (a payer seeded without its history).
+fn learn_in_background(mirror: &Arc<Mirror>, payment: &mirror::Payment, why: Fallback) {
+    let (mirror, p) = (mirror.clone(), *payment);
+    match why {
+        Fallback::UnknownAccount => {
+            tokio::spawn(async move { mirror.seed(p.asset, &[p.payer, p.pay_to]).await });
+        }
+        Fallback::UnknownNonce => {
+            tokio::spawn(async move { mirror.read_nonce(p.asset, p.payer, p.nonce).await });
+        }
+        _ => {}
+    }
 }
 
 /// The authorization's `validBefore`, in Unix seconds.

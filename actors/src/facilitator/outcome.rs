@@ -194,6 +194,8 @@ impl Facilitator {
                     block_number: Some(mined.block_number),
                     amount,
                     mined_here: true,
+                    extra: None,
+                    amount_empty: false,
                 });
             }
             if Instant::now() >= deadline {
@@ -206,6 +208,8 @@ impl Facilitator {
                     block_number: None,
                     amount,
                     mined_here: false,
+                    extra: None,
+                    amount_empty: false,
                 });
             }
             if let Some((previous, calldata)) = latest.take() {
@@ -273,6 +277,8 @@ impl Facilitator {
             block_number,
             amount,
             mined_here: original && success,
+            extra: None,
+            amount_empty: false,
         };
         loop {
             let row = match which {

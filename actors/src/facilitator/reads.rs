@@ -10,10 +10,11 @@ use crate::error::{ServiceError, ServiceResult};
 use crate::ledger::{self, Status};
 
 impl Facilitator {
-    /// A client's own settlement by transaction hash.
+    /// A client's own settlement by transaction: an EVM hash (0x hex) or a Solana signature
+    /// (base58), in the form the ledger writes.
     pub async fn settlement_by_tx(
         &self,
-        tx_hash: B256,
+        tx_hash: &str,
         client_id: &str,
     ) -> ServiceResult<SettlementRow> {
         let row = ledger::find_by_tx_hash(&self.inner.db, tx_hash, client_id)
@@ -47,6 +48,9 @@ impl Facilitator {
     /// A row as the chain has it now: a submitted transaction that has been mined is resolved
     /// on the way.
     pub(super) async fn fresh(&self, row: SettlementRow) -> ServiceResult<SettlementRow> {
+        if let Some(rt) = self.svm_runtime(&row.network).cloned() {
+            return self.fresh_svm(&rt, row).await;
+        }
         let tx_hash = row.tx_hash.as_deref().and_then(|h| h.parse::<B256>().ok());
         let (Some(Status::Submitted), Some(tx_hash)) = (Status::parse(&row.status), tx_hash) else {
             return Ok(row);
@@ -121,6 +125,7 @@ impl Facilitator {
                 }
             }
         }
+        resolved += self.reconcile_svm().await?;
         Ok(resolved)
     }
 }

@@ -11,7 +11,7 @@ use x402::Reason;
 
 use super::{ClaimedPayment, Facilitator, NetworkRuntime, Sent, SettleAnswer, Transfer};
 use crate::error::{ServiceError, ServiceResult};
-use crate::settlement::batch::Batcher;
+use crate::settlement::batch::{Approach, Batcher};
 use crate::settlement::{Broadcast, BroadcastError};
 
 /// How a settlement transaction leaves this instance.
@@ -22,8 +22,8 @@ pub(super) enum SendPath {
         sender: Option<Address>,
         queueable: bool,
     },
-    /// In the network's next batch.
-    Batched(Batcher),
+    /// In the network's next batch (the settle's guard as on its way to it).
+    Batched(Batcher, Option<Approach>),
     /// Queued for an instance that holds a signer lease of the network.
     Fleet,
 }
@@ -70,7 +70,9 @@ impl Facilitator {
     ) -> ServiceResult<SettleAnswer> {
         let (sender, queueable) = match path {
             SendPath::Fleet => return self.settle_through_the_fleet(out, claim).await,
-            SendPath::Batched(batcher) => return self.settle_batched(out, &batcher, claim).await,
+            SendPath::Batched(batcher, approach) => {
+                return self.settle_batched(out, &batcher, approach, claim).await
+            }
             SendPath::Direct { sender, queueable } => (sender, queueable),
         };
         let rt = out.rt;

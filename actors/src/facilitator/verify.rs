@@ -2,6 +2,7 @@
 //! method's on-chain judgement; the answer cached briefly (and never served once a settle of
 //! the payment has begun).
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use alloy::primitives::U256;
@@ -19,6 +20,9 @@ const VERIFY_CACHE_SWEEP_EVERY: usize = 4096;
 
 impl Facilitator {
     pub async fn verify(&self, req: &PaymentRequest) -> ServiceResult<VerifyAnswer> {
+        if let Some(answer) = self.verify_stateful(req).await? {
+            return Ok(answer);
+        }
         let now = (self.inner.clock)();
         let payer = Some(req.payload.authorization.from);
         // The mirror at the current head, before the cache: its answer costs no RPC call and
@@ -43,6 +47,7 @@ impl Facilitator {
                             invalid_reason: Some(Reason::InvalidExactEvmNonceAlreadyUsed),
                             payer,
                             cached: false,
+                            extra: None,
                         });
                     }
                 }
@@ -56,12 +61,14 @@ impl Facilitator {
                 invalid_reason: None,
                 payer,
                 cached: false,
+                extra: None,
             },
             Err(reason) => VerifyAnswer {
                 is_valid: false,
                 invalid_reason: Some(reason),
                 payer,
                 cached: false,
+                extra: None,
             },
         };
         // Cache only while the answer cannot change by the clock alone.
@@ -83,6 +90,37 @@ impl Facilitator {
             }
         }
         Ok(answer)
+    }
+
+    /// A method with state of its own (payment channels) answers itself: no mirror, no cache
+    /// (a voucher verified twice is a replay the second time), no ledger. `None`: not such a
+    /// method.
+    async fn verify_stateful(&self, req: &PaymentRequest) -> ServiceResult<Option<VerifyAnswer>> {
+        let own = self
+            .inner
+            .methods
+            .candidates(req)
+            .first()
+            .is_some_and(|m| m.answers_verify());
+        if !own {
+            return Ok(None);
+        }
+        let payer = Some(req.payload.authorization.from);
+        let answer = |reason: Option<Reason>, extra| VerifyAnswer {
+            is_valid: reason.is_none(),
+            invalid_reason: reason,
+            payer,
+            cached: false,
+            extra,
+        };
+        let Resolved { method, checked } = match self.resolve(req, Phase::Verify) {
+            Ok(r) => r,
+            Err(reason) => return Ok(Some(answer(Some(reason), None))),
+        };
+        let rt = self.runtime_for(req).map(Arc::as_ref);
+        let ctx = self.method_context(rt);
+        let own = method.verify_own(&ctx, req, &checked).await?;
+        Ok(Some(answer(own.reason, own.extra)))
     }
 
     /// All checks, off-chain then on-chain. `Err(reason)` is a protocol answer.

@@ -9,11 +9,13 @@
 //! once its row is durable. A group whose transaction fails is written again one by one, so
 //! one bad write fails alone.
 
+use std::collections::HashSet;
+
 use alloy::primitives::B256;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, TransactionTrait};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{claim, mark_mined, Claim, Mined, NewSettlement};
+use super::{claim, mark_mined, mark_mined_many, Claim, Mined, NewSettlement};
 
 /// At most this many writes per transaction.
 const MAX_GROUP: usize = 256;
@@ -132,6 +134,19 @@ impl GroupWriter {
 }
 
 async fn write_group(db: &DatabaseConnection, group: Vec<Job>) {
+    let started = std::time::Instant::now();
+    let claims = group.iter().filter(|j| matches!(j, Job::Claim(..))).count();
+    let writes = group.len();
+    write_group_timed(db, group).await;
+    tracing::debug!(
+        writes,
+        claims,
+        ms = started.elapsed().as_secs_f64() * 1e3,
+        "ledger group committed"
+    );
+}
+
+async fn write_group_timed(db: &DatabaseConnection, group: Vec<Job>) {
     if group.len() > 1 {
         match in_one_transaction(db, &group).await {
             Ok(results) => {
@@ -146,17 +161,82 @@ async fn write_group(db: &DatabaseConnection, group: Vec<Job>) {
         }
     }
     for job in group {
-        let result = job.apply(db).await;
+        let result = alone(db, &job).await;
         job.reply(result);
     }
 }
 
+/// One write in its own transaction (a mined outcome and its webhook events commit together).
+async fn alone(db: &DatabaseConnection, job: &Job) -> Result<Written, DbErr> {
+    let txn = db.begin().await?;
+    let written = job.apply(&txn).await?;
+    txn.commit().await?;
+    Ok(written)
+}
+
 async fn in_one_transaction(db: &DatabaseConnection, group: &[Job]) -> Result<Vec<Written>, DbErr> {
     let txn = db.begin().await?;
-    let mut results = Vec::with_capacity(group.len());
-    for job in group {
-        results.push(job.apply(&txn).await?);
+    let mut results: Vec<Option<Written>> = group.iter().map(|_| None).collect();
+    for (i, job) in group.iter().enumerate() {
+        if results[i].is_some() {
+            continue; // written with an earlier one of its transaction
+        }
+        let alike = alike_mined(group, i);
+        if alike.len() > 1 {
+            // One transaction's outcome for several rows (a batch's payments): one statement.
+            let Job::Mined {
+                tx_hash,
+                mined,
+                reason_if_failed,
+                ..
+            } = job
+            else {
+                unreachable!("only mined outcomes are alike")
+            };
+            let ids: Vec<i64> = alike.iter().map(|&j| mined_id(&group[j])).collect();
+            let mut moved: HashSet<i64> =
+                mark_mined_many(&txn, &ids, *tx_hash, mined, reason_if_failed)
+                    .await?
+                    .into_iter()
+                    .collect();
+            for (&j, id) in alike.iter().zip(ids) {
+                // A row named twice moved once: its first write says so.
+                results[j] = Some(Written::Mined(moved.remove(&id)));
+            }
+            continue;
+        }
+        results[i] = Some(job.apply(&txn).await?);
     }
     txn.commit().await?;
-    Ok(results)
+    Ok(results
+        .into_iter()
+        .map(|r| r.expect("every write of the group was applied"))
+        .collect())
+}
+
+/// The positions from `i` on of the mined outcomes written exactly as `group[i]` (same
+/// transaction, same outcome): none unless `group[i]` is one.
+fn alike_mined(group: &[Job], i: usize) -> Vec<usize> {
+    let Job::Mined {
+        tx_hash,
+        mined,
+        reason_if_failed,
+        ..
+    } = &group[i]
+    else {
+        return Vec::new();
+    };
+    (i..group.len())
+        .filter(|&j| {
+            matches!(&group[j], Job::Mined { tx_hash: t, mined: m, reason_if_failed: r, .. }
+                if t == tx_hash && m == mined && r == reason_if_failed)
+        })
+        .collect()
+}
+
+fn mined_id(job: &Job) -> i64 {
+    match job {
+        Job::Mined { id, .. } => *id,
+        Job::Claim(..) => unreachable!("a claim is not a mined outcome"),
+    }
 }

@@ -12,15 +12,17 @@
 //! a smart wallet's). Built in: [`eip3009::Eoa`], [`eip3009::SmartWallet`], [`permit2::Exact`]
 //! and [`upto::Upto`]; a caller adds its own with [`MethodRegistry::register`].
 
+pub mod channels;
 pub mod eip3009;
 pub mod permit2;
+pub mod svm;
 pub mod upto;
 
 use std::any::Any;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use alloy::primitives::{Address, Bytes};
+use alloy::primitives::{Address, Bytes, B256, U256};
 use futures::future::BoxFuture;
 /// Whether a payment is judged for `/verify` or about to be sent for `/settle`.
 pub use x402::permit2::Phase;
@@ -44,11 +46,17 @@ pub type MethodFuture<'a, T> = BoxFuture<'a, ServiceResult<T>>;
 pub enum Family {
     /// EVM chains (CAIP-2 namespace `eip155`).
     Eip155,
+    /// SVM clusters (CAIP-2 namespace `solana`): a payment is a transaction the buyer signed
+    /// (`svm`).
+    Svm,
 }
 
 impl Family {
     /// The family of a request's network, by its x402 v1 name or CAIP-2 id.
     pub fn of(network: &str) -> Option<Self> {
+        if x402::svm::is_svm(network) {
+            return Some(Family::Svm);
+        }
         (x402::network::parse_network(network).is_some() || network.starts_with("eip155:"))
             .then_some(Family::Eip155)
     }
@@ -62,11 +70,20 @@ pub enum Transfer {
     Authorization,
     /// A Permit2 `permitWitnessTransferFrom` (`payload.permit2Authorization`).
     Permit2,
+    /// A serialized transaction the buyer signed and the facilitator co-signs as fee payer
+    /// (`payload.transaction`; SVM).
+    Transaction,
+    /// A payment channel's payload (`batch-settlement`: deposit, voucher, refund, claim, settle).
+    Channel,
 }
 
 impl Transfer {
     pub fn of(req: &PaymentRequest) -> Self {
-        if req.permit2.is_some() {
+        if req.svm.is_some() {
+            Transfer::Transaction
+        } else if req.channel.is_some() {
+            Transfer::Channel
+        } else if req.permit2.is_some() {
             Transfer::Permit2
         } else {
             Transfer::Authorization
@@ -135,6 +152,8 @@ pub struct SettleCall {
 /// accepted assets, the clock and the limits.
 pub struct MethodContext<'a> {
     pub runtime: Option<&'a NetworkRuntime>,
+    /// The shared database, for a method with state of its own (payment channels).
+    pub db: &'a sea_orm::DatabaseConnection,
     pub registry: &'a RegistryHandle,
     pub clock: &'a Clock,
     /// The longest contract-wallet (ERC-1271) or ERC-6492 signature accepted, bytes.
@@ -213,10 +232,108 @@ pub trait PaymentMethod: Send + Sync + 'static {
         None
     }
 
+    /// The transfer a settle of the payment makes, counted by the state mirror against its
+    /// payer's balance from the moment it may be sent until the mirror has applied the block
+    /// that mined it: by default `mirror_payment`. A method the mirror cannot judge may still
+    /// move the same token (Permit2): its settles in flight must count too.
+    fn pending_transfer(&self, req: &PaymentRequest) -> Option<mirror::Payment> {
+        self.mirror_payment(req)
+    }
+
     /// The call that settles the payment when the state mirror has judged it, without a
     /// simulation (`None`: the mirror cannot judge this method's payments).
     fn unsimulated_call(&self, _req: &PaymentRequest, _checked: &Checked) -> Option<SettleCall> {
         None
+    }
+
+    /// The address this method signs for as a merchant's delegated authorizer (a channel's
+    /// `receiverAuthorizer`), advertised in `/supported` `extra.receiverAuthorizer`.
+    fn receiver_authorizer(&self) -> Option<Address> {
+        None
+    }
+
+    /// Does this method answer `/verify` itself ([`PaymentMethod::verify_own`]), with state of
+    /// its own (payment channels)? Then the shared verify path (mirror, cache, ledger, `judge`)
+    /// is skipped.
+    fn answers_verify(&self) -> bool {
+        false
+    }
+
+    /// The whole `/verify` answer of a method that [`answers_verify`](Self::answers_verify).
+    fn verify_own<'a>(
+        &'a self,
+        _ctx: &'a MethodContext<'a>,
+        _req: &'a PaymentRequest,
+        _checked: &'a Checked,
+    ) -> MethodFuture<'a, channels::OwnVerify> {
+        Box::pin(async {
+            Ok(channels::OwnVerify {
+                reason: Some(Reason::UnexpectedVerifyError),
+                extra: None,
+            })
+        })
+    }
+
+    /// The chain judged the payment good and its ledger row (`row`) is this settle's; nothing is
+    /// sent yet. The method's own bookkeeping that must stand or fall with the row (a channel
+    /// deposit's voucher, accepted as the deposit is). `Ok(Err(reason))` refuses the payment:
+    /// nothing is sent, the row is released.
+    fn reserve<'a>(
+        &'a self,
+        _ctx: &'a MethodContext<'a>,
+        _req: &'a PaymentRequest,
+        _checked: &'a Checked,
+        _row: i64,
+    ) -> MethodFuture<'a, Result<(), Reason>> {
+        Box::pin(async { Ok(Ok(())) })
+    }
+
+    /// After the payment's transaction `tx` is mined successfully: the method's own bookkeeping,
+    /// and what it adds to the answer.
+    fn settled<'a>(
+        &'a self,
+        _ctx: &'a MethodContext<'a>,
+        _req: &'a PaymentRequest,
+        _checked: &'a Checked,
+        _tx: B256,
+    ) -> MethodFuture<'a, Settled> {
+        Box::pin(async { Ok(Settled::default()) })
+    }
+
+    /// The payment's ledger key when it depends on the chain's state (a channel sweep: the
+    /// receiver's claimed and settled totals), read as its settle begins; `None`: `ledger_key`.
+    fn settle_key<'a>(
+        &'a self,
+        _ctx: &'a MethodContext<'a>,
+        _req: &'a PaymentRequest,
+        _network: &'a str,
+    ) -> MethodFuture<'a, Option<Key>> {
+        Box::pin(async { Ok(None) })
+    }
+}
+
+/// What a method adds to the answer of its mined settlement.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Settled {
+    /// What the transaction moved, when it is not the payment's amount (a sweep, a refund).
+    pub amount: Option<U256>,
+    /// The answer's `extra` (a channel's `channelState`).
+    pub extra: Option<serde_json::Value>,
+    /// The answer's `amount` is `""`: the transaction moves no funds by its nature (a channel
+    /// claim only updates accounting).
+    pub amount_empty: bool,
+}
+
+/// The payment's transfer as the state mirror counts it: `payload.authorization` (for Permit2,
+/// the EIP-3009-shaped view `proto` fills: owner, `witness.to`, the amount, the nonce).
+pub(crate) fn mirror_transfer(req: &PaymentRequest) -> mirror::Payment {
+    let auth = &req.payload.authorization;
+    mirror::Payment {
+        asset: req.asset,
+        payer: auth.from,
+        pay_to: auth.to,
+        value: auth.value,
+        nonce: auth.nonce,
     }
 }
 
@@ -275,6 +392,13 @@ impl MethodRegistry {
             ))
         });
         keys
+    }
+
+    /// The delegated authorizer a method of `key` signs as, if any.
+    pub fn receiver_authorizer(&self, key: &MethodKey) -> Option<Address> {
+        self.by_key
+            .get(key)
+            .and_then(|methods| methods.iter().find_map(|m| m.receiver_authorizer()))
     }
 
     /// The methods a request's key names (or the fallback for its payload shape).

@@ -148,6 +148,11 @@ impl PaymentMethod for Exact {
     fn required_sender(&self, req: &PaymentRequest) -> Option<Address> {
         required_sender(req)
     }
+
+    /// The proxy moves the owner's tokens: pending against the owner while in flight.
+    fn pending_transfer(&self, req: &PaymentRequest) -> Option<crate::mirror::Payment> {
+        Some(super::mirror_transfer(req))
+    }
 }
 
 async fn permit2_view(

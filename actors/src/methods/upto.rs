@@ -45,4 +45,9 @@ impl PaymentMethod for Upto {
     fn required_sender(&self, req: &PaymentRequest) -> Option<Address> {
         permit2::required_sender(req)
     }
+
+    /// As Permit2 `exact`: the amount settled is pending against the owner while in flight.
+    fn pending_transfer(&self, req: &PaymentRequest) -> Option<crate::mirror::Payment> {
+        Some(super::mirror_transfer(req))
+    }
 }

@@ -1,10 +1,12 @@
 //! Following the chain: each head the probe publishes is applied block by block (header,
 //! then the served assets' logs by block hash), and the mirror starts over on a reorg, a proxy
-//! upgrade, or when too far behind.
+//! upgrade, or when too far behind. A block's EIP-7702 authorizations (read with its
+//! transactions) make the mirror forget their signers: an EOA that delegated has code.
 
 use std::collections::HashMap;
 
-use alloy::primitives::{Address, Bytes, B256};
+use alloy::eips::eip7702::SignedAuthorization;
+use alloy::primitives::{Address, Bytes, Signature, B256};
 use alloy::providers::Provider;
 use alloy::rpc::types::{Filter, Log, TransactionInput, TransactionRequest};
 use alloy::sol_types::{SolCall, SolEvent};
@@ -14,11 +16,39 @@ use x402::exact::evm::IFiatTokenState as Token;
 use super::{lock, Mirror, State, TokenState, MAX_CATCH_UP};
 use crate::chain::SeenHead;
 
+/// A block as the follower reads it: its header's hashes and, of its transactions, only the
+/// EIP-7702 authorization lists.
 #[derive(Debug, Deserialize)]
 struct Header {
     hash: B256,
     #[serde(rename = "parentHash")]
     parent_hash: B256,
+    #[serde(default)]
+    transactions: Vec<Tx>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Tx {
+    #[serde(rename = "authorizationList", default)]
+    authorization_list: Vec<SignedAuthorization>,
+}
+
+impl Header {
+    /// The accounts an EIP-7702 authorization of this block may have given code (or taken it
+    /// from): their signers. An authorization the chain did not apply (wrong nonce or chain)
+    /// is counted too: the account is read again, which costs a seed, never a wrong answer.
+    fn delegated(&self) -> Vec<Address> {
+        self.transactions
+            .iter()
+            .flat_map(|tx| &tx.authorization_list)
+            .filter_map(|a| {
+                let signature = Signature::new(a.r(), a.s(), a.y_parity() != 0);
+                signature
+                    .recover_address_from_prehash(&a.signature_hash())
+                    .ok()
+            })
+            .collect()
+    }
 }
 
 /// What applying one block came to.
@@ -121,7 +151,7 @@ impl Mirror {
         let header: Option<Header> = self
             .provider
             .client()
-            .request("eth_getBlockByNumber", (format!("{b:#x}"), false))
+            .request("eth_getBlockByNumber", (format!("{b:#x}"), true))
             .await
             .map_err(|e| e.to_string())?;
         let header = header.ok_or_else(|| format!("block {b} not found"))?;
@@ -150,20 +180,37 @@ impl Mirror {
                 return Ok(Applied::Reset(why));
             }
         }
+        // An EOA that delegated (EIP-7702) has code from this block on: no longer judged as
+        // an EOA. Forgotten, so that its next verify reads it again (and finds the code).
+        for account in header.delegated() {
+            forget(&mut s, account);
+        }
         s.block = Some((b, header.hash));
         drop(s);
-        if !used.is_empty() {
-            let mut pending = lock(&self.pending);
-            for (key, nonce) in used {
-                if let Some(p) = pending.get_mut(&key) {
-                    p.remove(&nonce);
-                    if p.is_empty() {
-                        pending.remove(&key);
-                    }
+        let mut pending = lock(&self.pending);
+        for (key, nonce) in used {
+            if let Some(p) = pending.get_mut(&key) {
+                p.remove(&nonce);
+                if p.is_empty() {
+                    pending.remove(&key);
                 }
             }
         }
+        // Ours mined in this block or before (Permit2's too, which log no
+        // `AuthorizationUsed`). Time (`validBefore`) is left to the judge's clock.
+        if !pending.is_empty() {
+            super::judge::prune(&mut pending, 0, Some(b));
+        }
         Ok(Applied::Done)
+    }
+}
+
+/// Drop `account` from every token's mirrored accounts.
+pub(super) fn forget(s: &mut State, account: Address) {
+    for token in s.tokens.values_mut() {
+        if token.accounts.remove(&account).is_some() {
+            tracing::debug!(%account, "state mirror: account delegated (EIP-7702); read again at its next verify");
+        }
     }
 }
 
@@ -201,6 +248,7 @@ pub(super) fn apply_log(
             };
             let authorizer = Address::from_word(*authorizer);
             if let Some(a) = token.accounts.get_mut(&authorizer) {
+                a.free.remove(nonce);
                 a.used.insert(*nonce);
             }
             used.push(((asset, authorizer), *nonce));

@@ -11,16 +11,43 @@ use super::{lock, Fallback, Judged, Mirror, Payment};
 pub(super) struct Pending {
     amount: U256,
     valid_before: u64,
+    /// The block that mined it, once known: from the moment the mirror has applied that block,
+    /// its `Transfer` is in the mirrored balance and it no longer counts.
+    mined_in: Option<u64>,
+}
+
+impl Pending {
+    fn new(amount: U256, valid_before: u64) -> Self {
+        Self {
+            amount,
+            valid_before,
+            mined_in: None,
+        }
+    }
+
+    /// Still to come out of the balance: not past `valid_before`, not in a block applied.
+    fn counts(&self, now: u64, applied: Option<u64>) -> bool {
+        self.valid_before > now && self.mined_in.zip(applied).is_none_or(|(m, a)| m > a)
+    }
 }
 
 pub(super) type PendingSettles = HashMap<(Address, Address), HashMap<B256, Pending>>;
 
-/// The amount of `p`'s payer's other pending settles (those past `valid_before` dropped).
-fn pending_sum(pending: &mut PendingSettles, p: &Payment, now: u64) -> U256 {
+/// Drop the pending settles that no longer count: past `valid_before`, or mined in a block the
+/// mirror has applied (`applied`).
+pub(super) fn prune(pending: &mut PendingSettles, now: u64, applied: Option<u64>) {
+    pending.retain(|_, of| {
+        of.retain(|_, x| x.counts(now, applied));
+        !of.is_empty()
+    });
+}
+
+/// The amount of `p`'s payer's other pending settles (those that no longer count dropped).
+fn pending_sum(pending: &mut PendingSettles, p: &Payment, now: u64, applied: Option<u64>) -> U256 {
     let Some(of) = pending.get_mut(&(p.asset, p.payer)) else {
         return U256::ZERO;
     };
-    of.retain(|_, x| x.valid_before > now);
+    of.retain(|_, x| x.counts(now, applied));
     of.iter()
         .filter(|(nonce, _)| **nonce != p.nonce)
         .fold(U256::ZERO, |sum, (_, x)| sum.saturating_add(x.amount))
@@ -41,17 +68,14 @@ impl Mirror {
     /// settle that skips the simulation.
     pub fn reserve(&self, p: &Payment, now: u64, valid_before: u64) -> Judged {
         let mut pending = lock(&self.pending);
-        let sum = pending_sum(&mut pending, p, now);
+        let sum = pending_sum(&mut pending, p, now, self.applied());
         // Lock order: `pending`, then `state` (nowhere is `state` held while `pending` is taken).
         let judged = self.judge_inner(p, sum);
         if judged == Judged::Valid {
-            pending.entry((p.asset, p.payer)).or_default().insert(
-                p.nonce,
-                Pending {
-                    amount: p.value,
-                    valid_before,
-                },
-            );
+            pending
+                .entry((p.asset, p.payer))
+                .or_default()
+                .insert(p.nonce, Pending::new(p.value, valid_before));
         }
         drop(pending);
         if let Some(m) = &self.metrics {
@@ -119,6 +143,9 @@ impl Mirror {
         if payer.used.contains(&p.nonce) {
             return Judged::Refused(Reason::InvalidExactEvmNonceAlreadyUsed);
         }
+        if !payer.history && !payer.free.contains(&p.nonce) {
+            return Judged::Fallback(Fallback::UnknownNonce);
+        }
         if p.value > payer.balance.saturating_sub(pending) {
             return Judged::Refused(Reason::InsufficientFunds);
         }
@@ -127,7 +154,23 @@ impl Mirror {
 
     /// What our other settles of this payer will take first.
     fn pending_of(&self, p: &Payment, now: u64) -> U256 {
-        pending_sum(&mut lock(&self.pending), p, now)
+        let mut pending = lock(&self.pending);
+        pending_sum(&mut pending, p, now, self.applied())
+    }
+
+    /// The last block applied (taken under `pending`: the lock order is `pending`, `state`).
+    fn applied(&self) -> Option<u64> {
+        lock(&self.state).block.map(|(n, _)| n)
+    }
+
+    /// A settle of ours was mined in `block`: it counts until the mirror has applied it.
+    pub fn mined_in(&self, p: &Payment, block: u64) {
+        if let Some(x) = lock(&self.pending)
+            .get_mut(&(p.asset, p.payer))
+            .and_then(|of| of.get_mut(&p.nonce))
+        {
+            x.mined_in = Some(block);
+        }
     }
 
     /// A settle of ours is about to send (or sent) this payment.
@@ -135,13 +178,7 @@ impl Mirror {
         lock(&self.pending)
             .entry((p.asset, p.payer))
             .or_default()
-            .insert(
-                p.nonce,
-                Pending {
-                    amount: p.value,
-                    valid_before,
-                },
-            );
+            .insert(p.nonce, Pending::new(p.value, valid_before));
     }
 
     /// A settle of ours ended without moving the money (nothing sent, or reverted).

@@ -20,15 +20,21 @@
 //! **Seeding.** An account is added by `seed`, after a verify the mirror could not answer:
 //! `balanceOf`, `isBlacklisted`, `eth_getCode` at the mirror's block (by hash, EIP-1898) and
 //! the account's `AuthorizationUsed`/`AuthorizationCanceled` logs up to that block, in one
-//! batch. A seed that finishes after the mirror moved on (or was reset) is dropped.
+//! batch. A seed that finishes after the mirror moved on (or was reset) is dropped. A node
+//! that refuses the logs from block 0 (many providers bound `eth_getLogs` ranges) leaves the
+//! account without its history: its nonces are then read one by one (`authorizationState` at
+//! the mirror's block, after the first verify of each fell back to the simulation), and a nonce
+//! not read yet is never judged from memory.
 //!
 //! **When it answers** (`judge`): the probe's last head is at most `max_head_age` old, the
 //! mirror has applied exactly that block (number and hash), the token is known and not
 //! paused, payer and payee are mirrored and not blacklisted, and the payer has no code.
 //! Anything else is a `Fallback` (the caller simulates). Staleness is thus bounded by the
 //! probe: an answer is never older than the last head seen, and that head never older than
-//! `max_head_age`. Not followed: code an address gets later (an EIP-7702 delegation of a
-//! mirrored EOA), and Permit2 settles in flight (they are not counted as pending).
+//! `max_head_age`. An EIP-7702 authorization in a block (its signer may have code from then
+//! on) drops that account: its next verify seeds it again and reads its code. Our settles in
+//! flight count against their payer whatever the method (Permit2 included) until the block
+//! that mined them is applied.
 //!
 //! Here: the mirrored state and `Mirror`'s handle; `follow` (applying blocks), `seed` (adding
 //! accounts), `judge` (answering, and our pending settles).
@@ -77,6 +83,9 @@ pub enum Fallback {
     Blacklisted,
     /// The payer has code (a smart wallet): its signature is the contract's to judge.
     HasCode,
+    /// The payer's authorization history could not be read (the node refused `eth_getLogs`
+    /// from block 0) and this nonce was not read yet: read it (`authorizationState`).
+    UnknownNonce,
 }
 
 impl Fallback {
@@ -88,6 +97,7 @@ impl Fallback {
             Fallback::UnknownAccount => "fallback_unknown_account",
             Fallback::Blacklisted => "fallback_blacklisted",
             Fallback::HasCode => "fallback_has_code",
+            Fallback::UnknownNonce => "fallback_unknown_nonce",
         }
     }
 }
@@ -115,9 +125,18 @@ struct Account {
     blacklisted: bool,
     has_code: bool,
     used: HashSet<B256>,
+    /// `used` holds every nonce the account ever used (its logs from block 0 were read). Else
+    /// only those seen since the seed, and a nonce is judged only once read (`free`).
+    history: bool,
+    /// Nonces read unused (`authorizationState`) at a block the mirror applied; a later
+    /// `AuthorizationUsed` moves one to `used`. Only for an account without `history`.
+    free: HashSet<B256>,
     /// LRU clock.
     touched: u64,
 }
+
+/// Nonces kept read-free per account at most (then the set starts over).
+const MAX_FREE_NONCES: usize = 4096;
 
 struct TokenState {
     paused: bool,

@@ -7,7 +7,7 @@ use alloy::rpc::types::{Filter, Log, TransactionInput, TransactionRequest};
 use alloy::sol_types::{SolCall, SolEvent};
 use x402::exact::evm::{IFiatTokenState as Token, IEIP3009};
 
-use super::{lock, Account, Mirror, State};
+use super::{lock, Account, Mirror, State, MAX_FREE_NONCES};
 
 impl Mirror {
     /// Add the accounts of `asset` not mirrored yet (reads at the mirror's block, one batch).
@@ -37,7 +37,15 @@ impl Mirror {
         if mine.is_empty() {
             return;
         }
-        let read = self.read_accounts(asset, &mine, block, hash).await;
+        // With each account's history from block 0; a node that refuses the whole batch for
+        // it is asked again without (the accounts' nonces are then read one by one).
+        let read = match self.read_accounts(asset, &mine, block, hash, true).await {
+            Ok(read) => Ok(read),
+            Err(e) => {
+                tracing::debug!(network = self.network, error = %e, "state mirror: seed with history refused; seeding without");
+                self.read_accounts(asset, &mine, block, hash, false).await
+            }
+        };
         {
             let mut seeding = lock(&self.seeding);
             for a in &mine {
@@ -84,12 +92,74 @@ impl Mirror {
         self.report();
     }
 
+    /// Whether `nonce` of `payer` is used, read at the mirror's block, for an account seeded
+    /// without its history (`Fallback::UnknownNonce`). Kept unless the mirror was reset
+    /// meanwhile: a later use is applied from its log (`used` wins over `free`).
+    pub async fn read_nonce(&self, asset: Address, payer: Address, nonce: B256) {
+        let (hash, epoch) = {
+            let s = lock(&self.state);
+            let Some((_, h)) = s.block else { return };
+            let wanted = s
+                .tokens
+                .get(&asset)
+                .and_then(|t| t.accounts.get(&payer))
+                .is_some_and(|a| {
+                    !a.history && !a.used.contains(&nonce) && !a.free.contains(&nonce)
+                });
+            if !wanted {
+                return;
+            }
+            (h, s.epoch)
+        };
+        let call = TransactionRequest::default()
+            .to(asset)
+            .input(TransactionInput::new(
+                IEIP3009::authorizationStateCall {
+                    authorizer: payer,
+                    nonce,
+                }
+                .abi_encode()
+                .into(),
+            ));
+        let at = serde_json::json!({ "blockHash": hash });
+        let read: Result<Bytes, _> = self.provider.client().request("eth_call", (call, at)).await;
+        let used = match read.map_err(|e| e.to_string()).and_then(|b| {
+            IEIP3009::authorizationStateCall::abi_decode_returns(&b).map_err(|e| e.to_string())
+        }) {
+            Ok(used) => used,
+            Err(e) => {
+                tracing::debug!(network = self.network, error = %e, "state mirror: nonce read failed");
+                return;
+            }
+        };
+        let mut s = lock(&self.state);
+        if s.epoch != epoch {
+            return;
+        }
+        let Some(a) = s
+            .tokens
+            .get_mut(&asset)
+            .and_then(|t| t.accounts.get_mut(&payer))
+        else {
+            return;
+        };
+        if used {
+            a.used.insert(nonce);
+        } else if !a.used.contains(&nonce) {
+            if a.free.len() >= MAX_FREE_NONCES {
+                a.free.clear();
+            }
+            a.free.insert(nonce);
+        }
+    }
+
     async fn read_accounts(
         &self,
         asset: Address,
         accounts: &[Address],
         block: u64,
         hash: B256,
+        with_history: bool,
     ) -> Result<Vec<(Address, Account)>, String> {
         let at = serde_json::json!({ "blockHash": hash });
         let rpc = |e: alloy::transports::TransportError| e.to_string();
@@ -122,18 +192,24 @@ impl Mirror {
             let code = batch
                 .add_call::<_, Bytes>("eth_getCode", &(a, &at))
                 .map_err(rpc)?;
-            let filter = Filter::new()
-                .address(asset)
-                .from_block(0)
-                .to_block(block)
-                .event_signature(vec![
-                    Token::AuthorizationUsed::SIGNATURE_HASH,
-                    Token::AuthorizationCanceled::SIGNATURE_HASH,
-                ])
-                .topic1(a.into_word());
-            let history = batch
-                .add_call::<_, Vec<Log>>("eth_getLogs", &(filter,))
-                .map_err(rpc)?;
+            let history = if with_history {
+                let filter = Filter::new()
+                    .address(asset)
+                    .from_block(0)
+                    .to_block(block)
+                    .event_signature(vec![
+                        Token::AuthorizationUsed::SIGNATURE_HASH,
+                        Token::AuthorizationCanceled::SIGNATURE_HASH,
+                    ])
+                    .topic1(a.into_word());
+                Some(
+                    batch
+                        .add_call::<_, Vec<Log>>("eth_getLogs", &(filter,))
+                        .map_err(rpc)?,
+                )
+            } else {
+                None
+            };
             waiting.push((a, balance, blacklisted, code, history));
         }
         batch.send().await.map_err(rpc)?;
@@ -145,9 +221,20 @@ impl Mirror {
                 Token::isBlacklistedCall::abi_decode_returns(&blacklisted.await.map_err(rpc)?)
                     .map_err(|e| e.to_string())?;
             let code: Bytes = code.await.map_err(rpc)?;
-            let history: Vec<Log> = history.await.map_err(rpc)?;
+            // A refused range (an error answer for this call alone): no history.
+            let history: Option<Vec<Log>> = match history {
+                Some(h) => match h.await {
+                    Ok(logs) => Some(logs),
+                    Err(e) => {
+                        tracing::debug!(network = self.network, account = %a, error = %e, "state mirror: authorization logs from block 0 refused; nonces read one by one");
+                        None
+                    }
+                },
+                None => None,
+            };
             let used = history
                 .iter()
+                .flatten()
                 .filter_map(|l| l.topics().get(2).copied())
                 .collect();
             out.push((
@@ -157,6 +244,8 @@ impl Mirror {
                     blacklisted,
                     has_code: !code.is_empty(),
                     used,
+                    history: history.is_some(),
+                    free: Default::default(),
                     touched: 0,
                 },
             ));

@@ -24,6 +24,8 @@ fn account(touched: u64) -> Account {
         blacklisted: false,
         has_code: false,
         used: HashSet::new(),
+        history: true,
+        free: HashSet::new(),
         touched,
     }
 }
@@ -197,5 +199,100 @@ fn judging_counts_our_pending_settles_and_used_nonces() {
     assert_eq!(
         mirror.judge(&pay(1, 1), now),
         Judged::Fallback(Fallback::Stale)
+    );
+}
+
+/// A settle of ours that logs no `AuthorizationUsed` (Permit2) counts against its payer until
+/// the mirror has applied the block that mined it; from then on the balance holds it.
+#[test]
+fn a_mined_settle_counts_until_its_block_is_applied() {
+    let (asset, payer, pay_to) = (
+        Address::repeat_byte(0xaa),
+        Address::repeat_byte(1),
+        Address::repeat_byte(2),
+    );
+    let mirror = mirror_at_head(asset, payer, pay_to);
+    let pay = |value: u64, nonce: u8| Payment {
+        asset,
+        payer,
+        pay_to,
+        value: U256::from(value),
+        nonce: B256::repeat_byte(nonce),
+    };
+    let now = 1_000;
+    // A Permit2 settle of 8 (its nonce is Permit2's, never in an `AuthorizationUsed`).
+    mirror.settling(&pay(8, 0x77), now + 3600);
+    assert_eq!(
+        mirror.judge(&pay(3, 1), now),
+        Judged::Refused(Reason::InsufficientFunds)
+    );
+    // Mined in block 6; the mirror is still at 5: it still counts.
+    mirror.mined_in(&pay(8, 0x77), 6);
+    assert_eq!(
+        mirror.judge(&pay(3, 1), now),
+        Judged::Refused(Reason::InsufficientFunds)
+    );
+    // Mined in a block the mirror has applied (its Transfer is in the balance): it no longer
+    // counts, so it is not taken twice.
+    mirror.mined_in(&pay(8, 0x77), 5);
+    assert_eq!(mirror.judge(&pay(10, 1), now), Judged::Valid);
+    let mut pending = lock(&mirror.pending);
+    super::judge::prune(&mut pending, now, Some(5));
+    assert!(pending.is_empty(), "pruned once its block is applied");
+}
+
+/// An account seeded without its history (the node refused `eth_getLogs` from block 0): a
+/// nonce is judged from memory only once read free; a use seen later wins.
+#[test]
+fn without_history_a_nonce_is_judged_only_once_read() {
+    let (asset, payer, pay_to) = (
+        Address::repeat_byte(0xaa),
+        Address::repeat_byte(1),
+        Address::repeat_byte(2),
+    );
+    let mirror = mirror_at_head(asset, payer, pay_to);
+    let account = |m: &Mirror, f: &dyn Fn(&mut Account)| {
+        f(lock(&m.state)
+            .tokens
+            .get_mut(&asset)
+            .unwrap()
+            .accounts
+            .get_mut(&payer)
+            .unwrap())
+    };
+    account(&mirror, &|a| a.history = false);
+    let pay = Payment {
+        asset,
+        payer,
+        pay_to,
+        value: U256::from(1),
+        nonce: B256::repeat_byte(7),
+    };
+    assert_eq!(
+        mirror.judge(&pay, 0),
+        Judged::Fallback(Fallback::UnknownNonce)
+    );
+    account(&mirror, &|a| {
+        a.free.insert(B256::repeat_byte(7));
+    });
+    assert_eq!(mirror.judge(&pay, 0), Judged::Valid);
+    // Its `AuthorizationUsed` arrives: used, whatever was read before.
+    let mut s = lock(&mirror.state);
+    let used_log = Token::AuthorizationUsed {
+        authorizer: payer,
+        nonce: B256::repeat_byte(7),
+    };
+    let l = Log {
+        inner: alloy::primitives::Log {
+            address: asset,
+            data: used_log.encode_log_data(),
+        },
+        ..Default::default()
+    };
+    assert!(apply_log(&mut s, &l, &mut Vec::new()).is_none());
+    drop(s);
+    assert_eq!(
+        mirror.judge(&pay, 0),
+        Judged::Refused(Reason::InvalidExactEvmNonceAlreadyUsed)
     );
 }

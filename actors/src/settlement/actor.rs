@@ -196,9 +196,11 @@ impl Handler<Broadcast> for SettlementActor {
                 let raw = Bytes::from(envelope.encoded_2718());
                 // Under the lease, or not at all: a paused old holder whose lease was taken
                 // over must not send with a nonce the new holder owns.
+                let marking = Instant::now();
                 let fenced = batch::mark_submitted(&db, &ids, tx_hash, nonce, &raw, &fence)
                     .await
                     .map_err(|e| BroadcastError::NotSent(format!("ledger: {e}")))?;
+                let mark_ms = marking.elapsed().as_secs_f64() * 1e3;
                 if !fenced {
                     break Err(BroadcastError::NotSent(LEASE_LOST.into()));
                 }
@@ -211,7 +213,16 @@ impl Handler<Broadcast> for SettlementActor {
                     gas_limit,
                     raw: raw.clone(),
                 };
-                let m = match provider.send_raw_transaction(&raw).await {
+                let sending = Instant::now();
+                let result = provider.send_raw_transaction(&raw).await;
+                tracing::debug!(
+                    rows = ids.len(),
+                    nonce,
+                    mark_ms,
+                    send_ms = sending.elapsed().as_secs_f64() * 1e3,
+                    "signed, marked and sent"
+                );
+                let m = match result {
                     Ok(_) => break Ok(sent),
                     Err(e) => match node_refused(&e) {
                         // The same bytes are already in the pool: it was broadcast.

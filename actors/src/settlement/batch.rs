@@ -11,6 +11,9 @@
 //!   (`carried`): a call that failed inside a successful batch logs nothing. The ledger keeps
 //!   one row per payment; each row's gas and fee are an equal share of the transaction's, a
 //!   failed call's as well as a carried one's (`share`).
+//! - The window closes early when no other settle is on its way (`Batcher::approach`: claimed
+//!   and being judged, not queued yet): a lone settle goes out at once, as without batching,
+//!   so light load pays no latency for batching.
 //! - A batch of one is sent as the plain call, as without batching.
 //! - A batch whose worst-case gas limit would pass 1/6 of the block's (`BLOCK_SHARE`, read
 //!   once from the head) goes out as several even ones, side by side: blocks fill better.
@@ -20,7 +23,7 @@
 //!   nothing) gets no batches: each payment goes out as its own plain call, and a warning
 //!   says why. The code is read once, before the first batch.
 
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,7 +37,7 @@ use alloy::sol_types::{SolCall, SolEvent};
 use entities::settlement::{Column, Entity};
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::{Broadcast, BroadcastError, Broadcasted, ReceiptWatcher, SettlementRouter};
 use crate::chain::multicall::IMulticall3::{aggregate3Call, Call3};
@@ -222,6 +225,26 @@ type Queued = (Payment, oneshot::Sender<BatchOutcome>);
 #[derive(Clone)]
 pub struct Batcher {
     queue: mpsc::UnboundedSender<Queued>,
+    approaching: Arc<Approaching>,
+}
+
+/// Settles on their way to the batch (claimed, being judged), which an open window waits for.
+#[derive(Default)]
+struct Approaching {
+    count: AtomicUsize,
+    /// Told when one arrives or turns away.
+    changed: Notify,
+}
+
+/// A settle on its way to the network's batch: counted until it is queued (`Batcher::settle`)
+/// or dropped (it went another way, or failed).
+pub struct Approach(Arc<Approaching>);
+
+impl Drop for Approach {
+    fn drop(&mut self) {
+        self.0.count.fetch_sub(1, Ordering::AcqRel);
+        self.0.changed.notify_one();
+    }
 }
 
 /// The network a batcher sends on: its signers, receipts, node and bounds.
@@ -266,26 +289,63 @@ impl Batcher {
             multicall3_code: AtomicU8::new(UNKNOWN),
             block_gas_limit: AtomicU64::new(0),
         });
+        let approaching = Arc::new(Approaching::default());
+        let waiting = approaching.clone();
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
                 let mut batch = vec![first];
-                let until = tokio::time::Instant::now() + config.window;
+                let opened = tokio::time::Instant::now();
+                let until = opened + config.window;
                 while batch.len() < config.max {
-                    match tokio::time::timeout_at(until, rx.recv()).await {
-                        Ok(Some(p)) => batch.push(p),
-                        Ok(None) | Err(_) => break,
+                    // What is queued now joins; then, with nothing else on its way, the
+                    // window closes (a settle is queued before it stops being counted).
+                    if let Ok(p) = rx.try_recv() {
+                        batch.push(p);
+                        continue;
+                    }
+                    if waiting.count.load(Ordering::Acquire) == 0 {
+                        match rx.try_recv() {
+                            Ok(p) => {
+                                batch.push(p);
+                                continue;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    tokio::select! {
+                        next = tokio::time::timeout_at(until, rx.recv()) => match next {
+                            Ok(Some(p)) => batch.push(p),
+                            Ok(None) | Err(_) => break,
+                        },
+                        // One arrived or turned away: look again.
+                        () = waiting.changed.notified() => {}
                     }
                 }
+                tracing::debug!(
+                    payments = batch.len(),
+                    waited_ms = opened.elapsed().as_secs_f64() * 1e3,
+                    "batch closed"
+                );
                 tokio::spawn(sender.clone().send(batch));
             }
         });
-        Self { queue }
+        Self { queue, approaching }
     }
 
-    /// Settle one payment with whatever else is queued now.
-    pub async fn settle(&self, payment: Payment) -> BatchOutcome {
+    /// A settle that may join this network's batch is on its way: an open window waits for
+    /// it (at most `batch_window`) until it is queued or the returned guard is dropped.
+    pub fn approach(&self) -> Approach {
+        self.approaching.count.fetch_add(1, Ordering::AcqRel);
+        Approach(self.approaching.clone())
+    }
+
+    /// Settle one payment with whatever else is queued now; `approach`, its guard, is let go
+    /// once it is queued.
+    pub async fn settle(&self, payment: Payment, approach: Option<Approach>) -> BatchOutcome {
         let (tx, rx) = oneshot::channel();
-        if self.queue.send((payment, tx)).is_err() {
+        let queued = self.queue.send((payment, tx));
+        drop(approach);
+        if queued.is_err() {
             return BatchOutcome::NotSent("the batcher has stopped".into());
         }
         rx.await
@@ -448,8 +508,17 @@ impl Sender {
             batch: batch.clone(),
             gas_limit,
         };
+        let started = Instant::now();
         match self.router.broadcast(msg(None)).await {
-            Ok(b) => self.wait(calls, vec![b.tx_hash], Some(b), &msg).await,
+            Ok(b) => {
+                tracing::debug!(
+                    calls,
+                    tx = %b.tx_hash,
+                    send_ms = started.elapsed().as_secs_f64() * 1e3,
+                    "batch broadcast"
+                );
+                self.wait(calls, vec![b.tx_hash], Some(b), &msg).await
+            }
             Err(BroadcastError::NoSigner(why)) => BatchOutcome::NoSigner(why),
             Err(BroadcastError::NotSent(why)) => BatchOutcome::NotSent(why),
             Err(BroadcastError::Unknown { tx_hash, error }) => {

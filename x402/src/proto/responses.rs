@@ -61,6 +61,11 @@ impl utoipa::ToSchema for ReasonCode {
 pub struct VerifyResponse {
     /// True when this exact request was verified before and the answer is replayed.
     pub cached_result: bool,
+    /// Scheme-specific details: for `batch-settlement`, the channel snapshot (`channelId`,
+    /// `balance`, `totalClaimed`, `withdrawRequestedAt`, `refundNonce`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub extra: Option<serde_json::Value>,
     /// A human explanation of `invalidReason`, when there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub invalid_message: Option<String>,
@@ -87,6 +92,11 @@ pub struct SettleResponse {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_message: Option<String>,
     pub error_reason: ReasonCode,
+    /// Scheme-specific details: for `batch-settlement`, `channelState` (the channel snapshot
+    /// after the settlement).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub extra: Option<serde_json::Value>,
     // The network as the request named it (a v1 name or a CAIP-2 id).
     #[cfg_attr(feature = "openapi", schema(example = "base-sepolia"))]
     pub network: String,
@@ -110,6 +120,7 @@ mod tests {
     fn verify(reason: Option<Reason>) -> VerifyResponse {
         VerifyResponse {
             cached_result: false,
+            extra: None,
             invalid_message: reason.map(|r| r.message().to_owned()),
             invalid_reason: ReasonCode(reason),
             is_valid: reason.is_none(),
@@ -122,6 +133,7 @@ mod tests {
         SettleResponse {
             amount: "1".into(),
             block_number: 0,
+            extra: None,
             error_message: reason.map(|r| r.message().to_owned()),
             error_reason: ReasonCode(reason),
             network: "eip155:84532".into(),

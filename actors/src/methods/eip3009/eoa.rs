@@ -84,7 +84,7 @@ impl PaymentMethod for Eoa {
     }
 
     fn mirror_payment(&self, req: &PaymentRequest) -> Option<mirror::Payment> {
-        Some(super::mirror_payment(req))
+        Some(crate::methods::mirror_transfer(req))
     }
 
     fn unsimulated_call(&self, req: &PaymentRequest, checked: &Checked) -> Option<SettleCall> {

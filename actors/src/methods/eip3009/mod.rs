@@ -30,7 +30,6 @@ use x402::Reason;
 use super::{Checked, Family, MethodContext, MethodKey, Transfer};
 use crate::error::{ServiceError, ServiceResult};
 use crate::facilitator::NetworkRuntime;
-use crate::mirror;
 use smart_wallet::PaymentCall;
 
 /// What both EIP-3009 methods keep: the assets known to have code, per chain.
@@ -77,18 +76,6 @@ fn verified(checked: &Checked) -> Result<&exact::OffchainVerified, Reason> {
     checked
         .get::<exact::OffchainVerified>()
         .ok_or(Reason::InvalidPayload)
-}
-
-/// The payment as the state mirror counts it.
-fn mirror_payment(req: &PaymentRequest) -> mirror::Payment {
-    let auth = &req.payload.authorization;
-    mirror::Payment {
-        asset: req.asset,
-        payer: auth.from,
-        pay_to: auth.to,
-        value: auth.value,
-        nonce: auth.nonce,
-    }
 }
 
 /// The call that moves the money: the (v, r, s) overload for EOA signatures, the `bytes`

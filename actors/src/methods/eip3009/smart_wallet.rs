@@ -307,7 +307,7 @@ impl PaymentMethod for SmartWallet {
     }
 
     fn mirror_payment(&self, req: &PaymentRequest) -> Option<mirror::Payment> {
-        Some(super::mirror_payment(req))
+        Some(crate::methods::mirror_transfer(req))
     }
 }
 

@@ -1,0 +1,251 @@
+//! The facilitator's off-chain checks of a `batch-settlement` payload, in the order of the spec's
+//! "Verification Rules", each failing with one `Reason`. What needs the channel's state (its
+//! balance, what is claimed, what this facilitator accepted) is the caller's.
+
+use alloy_primitives::{Address, Bytes, B256, U256};
+use alloy_sol_types::SolStruct;
+
+use super::wire::{ChannelPayload, ChannelRequest, Erc3009Deposit, WireVoucher};
+use super::{
+    channel_id, erc3009_deposit_nonce, voucher_digest, ChannelConfig, ReceiveWithAuthorization,
+    ERC3009_DEPOSIT_COLLECTOR, MAX_WITHDRAW_DELAY, MIN_WITHDRAW_DELAY, SCHEME,
+};
+use crate::exact::evm::{domain as token_domain, recover_signer, VALID_BEFORE_BUFFER_SECS};
+use crate::network::parse_network;
+use crate::proto::PaymentRequest;
+use crate::Reason;
+
+/// `/verify` takes a client's payload (deposit, voucher, refund); `/settle` a deposit, or the
+/// server's claim, settle and completed refund.
+pub use crate::permit2::Phase;
+
+/// A checked deposit: what the ERC-3009 collector will be called with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedDeposit {
+    pub amount: u128,
+    pub valid_after: U256,
+    pub valid_before: U256,
+    pub salt: B256,
+    pub signature: Bytes,
+    /// The ERC-3009 nonce the collector derives: the deposit's identity on chain.
+    pub nonce: B256,
+}
+
+/// A checked client payload: the channel, the voucher, and the deposit if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedVoucher {
+    pub chain_id: u64,
+    pub channel_id: B256,
+    pub config: ChannelConfig,
+    pub max_claimable: u128,
+    pub signature: Bytes,
+    pub deposit: Option<CheckedDeposit>,
+    /// A refund's zero-charge voucher: may equal what is claimed and accepted.
+    pub refund: bool,
+}
+
+/// Scheme, network and the payload type for `phase`; then, for a client payload, every check
+/// that needs no chain.
+pub fn check(
+    req: &PaymentRequest,
+    channel: &ChannelRequest,
+    phase: Phase,
+    now: u64,
+    min_deposit: U256,
+) -> Result<Option<CheckedVoucher>, Reason> {
+    if req.scheme != SCHEME || req.payload_scheme != SCHEME {
+        return Err(Reason::BatchSettlementScheme);
+    }
+    if req.payload_network != req.network || !req.accepted_matches {
+        return Err(Reason::BatchSettlementNetworkMismatch);
+    }
+    let network = parse_network(&req.network).ok_or(Reason::InvalidNetwork)?;
+    let payload = &channel.payload;
+    let allowed = match phase {
+        Phase::Verify => matches!(
+            payload,
+            ChannelPayload::Deposit { .. }
+                | ChannelPayload::Voucher { .. }
+                | ChannelPayload::Refund { .. }
+        ),
+        Phase::Settle => !matches!(payload, ChannelPayload::Voucher { .. }),
+    };
+    if !allowed {
+        return Err(Reason::BatchSettlementPayloadType);
+    }
+    if let ChannelPayload::Settle { receiver, token } = payload {
+        // A sweep is the requirements' receiver's, in their asset.
+        if *receiver != req.pay_to {
+            return Err(Reason::BatchSettlementReceiverMismatch);
+        }
+        if *token != req.asset {
+            return Err(Reason::BatchSettlementTokenMismatch);
+        }
+    }
+    let Some((config, voucher)) = payload.channel_voucher() else {
+        return Ok(None);
+    };
+    let config = config
+        .to_config()
+        .ok_or(Reason::BatchSettlementWithdrawDelayOutOfRange)?;
+    check_config(req, channel, &config, voucher, network.chain_id)?;
+    check_voucher_signature(&config, voucher, network.chain_id)?;
+    let deposit = match payload {
+        ChannelPayload::Deposit { deposit, .. } => {
+            let erc3009 = match (
+                &deposit.authorization.erc3009_authorization,
+                &deposit.authorization.permit2_authorization,
+            ) {
+                (Some(a), None) => a,
+                (None, Some(_)) => return Err(Reason::BatchSettlementPermit2AuthorizationRequired),
+                _ => return Err(Reason::BatchSettlementErc3009AuthorizationRequired),
+            };
+            Some(check_erc3009_deposit(
+                req,
+                &config,
+                voucher.channel_id,
+                deposit.amount,
+                erc3009,
+                network.chain_id,
+                now,
+                min_deposit,
+            )?)
+        }
+        _ => None,
+    };
+    Ok(Some(CheckedVoucher {
+        chain_id: network.chain_id,
+        channel_id: voucher.channel_id,
+        config,
+        max_claimable: voucher.max_claimable_amount,
+        signature: voucher.signature.clone(),
+        deposit,
+        refund: matches!(payload, ChannelPayload::Refund { .. }),
+    }))
+}
+
+/// Rules 1-5: the config hashes to the id and matches the requirements.
+fn check_config(
+    req: &PaymentRequest,
+    channel: &ChannelRequest,
+    config: &ChannelConfig,
+    voucher: &WireVoucher,
+    chain_id: u64,
+) -> Result<(), Reason> {
+    if channel_id(config, chain_id) != voucher.channel_id {
+        return Err(Reason::BatchSettlementChannelIdMismatch);
+    }
+    if config.receiver != req.pay_to {
+        return Err(Reason::BatchSettlementReceiverMismatch);
+    }
+    match channel.terms.receiver_authorizer {
+        Some(a) if a != Address::ZERO && a == config.receiverAuthorizer => {}
+        _ => return Err(Reason::BatchSettlementReceiverAuthorizerMismatch),
+    }
+    if config.token != req.asset {
+        return Err(Reason::BatchSettlementTokenMismatch);
+    }
+    let delay = config.withdrawDelay.to::<u64>();
+    if channel.terms.withdraw_delay.is_some_and(|d| d != delay) {
+        return Err(Reason::BatchSettlementWithdrawDelayMismatch);
+    }
+    if !(MIN_WITHDRAW_DELAY..=MAX_WITHDRAW_DELAY).contains(&delay) {
+        return Err(Reason::BatchSettlementWithdrawDelayOutOfRange);
+    }
+    Ok(())
+}
+
+/// Rule 6: ECDSA by a non-zero `payerAuthorizer`, as the contract checks it (no RPC). A zero
+/// `payerAuthorizer` means ERC-1271 by the payer, which this facilitator does not check yet.
+fn check_voucher_signature(
+    config: &ChannelConfig,
+    voucher: &WireVoucher,
+    chain_id: u64,
+) -> Result<(), Reason> {
+    if config.payerAuthorizer == Address::ZERO {
+        return Err(Reason::BatchSettlementVoucherSignature);
+    }
+    let digest = voucher_digest(voucher.channel_id, voucher.max_claimable_amount, chain_id);
+    match recover_signer(digest, &voucher.signature) {
+        Ok(signer) if signer == config.payerAuthorizer => Ok(()),
+        _ => Err(Reason::BatchSettlementVoucherSignature),
+    }
+}
+
+/// A deposit through the ERC-3009 collector: its amount, its validity window, and the payer's
+/// `ReceiveWithAuthorization` signature (to the collector, with the channel-bound nonce).
+#[allow(clippy::too_many_arguments)]
+fn check_erc3009_deposit(
+    req: &PaymentRequest,
+    config: &ChannelConfig,
+    channel_id: B256,
+    amount: u128,
+    a: &Erc3009Deposit,
+    chain_id: u64,
+    now: u64,
+    min_deposit: U256,
+) -> Result<CheckedDeposit, Reason> {
+    if amount == 0 || U256::from(amount) < min_deposit {
+        return Err(Reason::BatchSettlementDepositBelowMinDeposit);
+    }
+    let (Some(name), Some(version)) = (&req.extra_name, &req.extra_version) else {
+        return Err(Reason::BatchSettlementMissingEip712Domain);
+    };
+    if a.valid_before < U256::from(now + VALID_BEFORE_BUFFER_SECS) {
+        return Err(Reason::BatchSettlementValidBefore);
+    }
+    if a.valid_after > U256::from(now) {
+        return Err(Reason::BatchSettlementValidAfter);
+    }
+    let nonce = erc3009_deposit_nonce(channel_id, a.salt);
+    let digest = ReceiveWithAuthorization {
+        from: config.payer,
+        to: ERC3009_DEPOSIT_COLLECTOR,
+        value: U256::from(amount),
+        validAfter: a.valid_after,
+        validBefore: a.valid_before,
+        nonce,
+    }
+    .eip712_signing_hash(&token_domain(name, version, chain_id, config.token));
+    match recover_signer(digest, &a.signature) {
+        Ok(signer) if signer == config.payer => {}
+        _ => return Err(Reason::BatchSettlementReceiveAuthorizationSignature),
+    }
+    Ok(CheckedDeposit {
+        amount,
+        valid_after: a.valid_after,
+        valid_before: a.valid_before,
+        salt: a.salt,
+        signature: a.signature.clone(),
+        nonce,
+    })
+}
+
+/// Rules 7, 9, 10 against a channel's state: a positive balance (plus the deposit), the
+/// voucher within it, and above both what is claimed on chain and the highest voucher this
+/// facilitator accepted (a refund's may equal them).
+pub fn check_against_state(
+    v: &CheckedVoucher,
+    balance: u128,
+    total_claimed: u128,
+    accepted: u128,
+) -> Result<(), Reason> {
+    let deposit = v.deposit.as_ref().map_or(0, |d| d.amount);
+    let effective = balance.saturating_add(deposit);
+    if effective == 0 {
+        return Err(Reason::BatchSettlementChannelNotFound);
+    }
+    if v.max_claimable > effective {
+        return Err(Reason::BatchSettlementCumulativeExceedsBalance);
+    }
+    let floor = total_claimed.max(accepted);
+    let below = if v.refund {
+        v.max_claimable < total_claimed
+    } else {
+        v.max_claimable <= floor
+    };
+    if below {
+        return Err(Reason::BatchSettlementCumulativeBelowClaimed);
+    }
+    Ok(())
+}

@@ -1,0 +1,73 @@
+//! Hashes checked against vectors computed by the official package (npm `@x402/evm` 2.27.0's
+//! `computeChannelId` and viem's `hashTypedData` with the package's EIP-712 types) for one
+//! fixed config on eip155:84532.
+
+use alloy_primitives::{address, b256, keccak256, U256};
+use alloy_sol_types::SolStruct;
+
+use super::*;
+
+fn config() -> ChannelConfig {
+    ChannelConfig {
+        payer: address!("0x1111111111111111111111111111111111111111"),
+        payerAuthorizer: address!("0x2222222222222222222222222222222222222222"),
+        receiver: address!("0x3333333333333333333333333333333333333333"),
+        receiverAuthorizer: address!("0x4444444444444444444444444444444444444444"),
+        token: address!("0x5555555555555555555555555555555555555555"),
+        withdrawDelay: alloy_primitives::aliases::U40::from(900u64),
+        salt: b256!("0x00000000000000000000000000000000000000000000000000000000000000aa"),
+    }
+}
+
+const ID: B256 = b256!("0xe79e6058a24331c866301569e6af8f6a192ddce5b5754025755c9950d753ad32");
+
+#[test]
+fn channel_id_matches_the_official_package() {
+    assert_eq!(channel_id(&config(), 84532), ID);
+    assert_ne!(channel_id(&config(), 8453), ID, "the id binds the chain");
+}
+
+#[test]
+fn type_hashes_are_the_contracts() {
+    assert_eq!(
+        ChannelConfig::default().eip712_type_hash(),
+        keccak256("ChannelConfig(address payer,address payerAuthorizer,address receiver,address receiverAuthorizer,address token,uint40 withdrawDelay,bytes32 salt)")
+    );
+    let batch = ClaimBatch { claims: vec![] };
+    assert_eq!(
+        batch.eip712_type_hash(),
+        keccak256("ClaimBatch(ClaimEntry[] claims)ClaimEntry(bytes32 channelId,uint128 maxClaimableAmount,uint128 totalClaimed)")
+    );
+}
+
+#[test]
+fn voucher_refund_and_claim_batch_digests_match_the_official_package() {
+    assert_eq!(
+        voucher_digest(ID, 5000, 84532),
+        b256!("0x0af5d155b1924153d2fe79da1881867dcc376344450947336d1b708dd9b08c0d")
+    );
+    assert_eq!(
+        refund_digest(ID, U256::from(3), 1500, 84532),
+        b256!("0x5df1df1bde5f63cd1af1b06fc4c89a1f5ab153bf08b81c8d5f1e4cf12fecef0d")
+    );
+    let row = IX402BatchSettlement::VoucherClaim {
+        voucher: IX402BatchSettlement::VoucherData {
+            channel: config(),
+            maxClaimableAmount: 5000,
+        },
+        signature: Default::default(),
+        totalClaimed: 4000,
+    };
+    assert_eq!(
+        claim_batch_digest(&[row], 84532),
+        b256!("0x53596779649f0bb16fdd722ff17897ccf8b80bb808d99d8df1c2cea9747c199f")
+    );
+}
+
+#[test]
+fn erc3009_deposit_nonce_matches_the_official_package() {
+    assert_eq!(
+        erc3009_deposit_nonce(ID, config().salt),
+        b256!("0x2bd9a3ae00eb09e05cd06f80fc9b07937f092a37e3ee0a0b32982322288f3f6b")
+    );
+}
