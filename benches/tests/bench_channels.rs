@@ -151,3 +151,32 @@ async fn vouchers_of_ours_and_the_reference_are_claimed_and_swept_exactly() {
     assert!(outcome.passed());
     outcome.shutdown().await;
 }
+
+/// What the workload cannot honour is refused up front, saying why (nothing is started).
+#[actix_web::test]
+async fn flags_it_cannot_honour_are_refused_with_a_reason() {
+    for (extra, message) in [
+        (
+            vec!["--facilitator", "http://127.0.0.1:1"],
+            "self-contained only",
+        ),
+        (vec!["--x402-version", "1"], "x402 v2 only"),
+        (vec!["--rate", "10"], "does not take --rate"),
+        (vec!["--mirror", "both"], "does not take --mirror"),
+        (
+            vec!["--count", "3", "--payers", "4"],
+            "fewer vouchers than channels",
+        ),
+        (vec!["--family", "svm"], "--family svm does not take it"),
+    ] {
+        let argv = ["bench", "--scheme", "batch-settlement"]
+            .into_iter()
+            .chain(extra.iter().copied());
+        let args = BenchArgs::try_parse_from(argv).unwrap();
+        let err = match x402_bench::run(args, Path::new(CONFIG)).await {
+            Ok(_) => panic!("{extra:?} was accepted"),
+            Err(e) => format!("{e:#}"),
+        };
+        assert!(err.contains(message), "{extra:?}: {err}");
+    }
+}
