@@ -34,6 +34,23 @@ pub enum Family {
     Svm,
 }
 
+/// The payment scheme a run measures (EVM).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scheme {
+    /// One EIP-3009 authorization per payment.
+    #[default]
+    Exact,
+    /// Payment channels (self-contained, x402 v2): per payer a channel opened by a deposit
+    /// (settled through the facilitator, its voucher the first paid request), then vouchers
+    /// with rising ceilings, one stream per channel, each `POST /verify` (what is timed); then
+    /// one claim of every channel and the sweep to the receiver (settled through the
+    /// facilitator). The chain must show the receiver got exactly the highest ceiling accepted
+    /// on each channel. In the same run: `exact` verify of as many payments at the same
+    /// concurrency, for the ratio.
+    BatchSettlement,
+}
+
 /// Our facilitator's state mirror (`verify.mirror`) in self-contained mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -54,6 +71,11 @@ pub struct BenchArgs {
     /// facilitator with `@x402/svm`'s facilitator scheme and its own fee payer).
     #[arg(long, value_enum, default_value_t = Family::Evm)]
     pub family: Family,
+    /// Payment scheme: `batch-settlement` measures voucher verifies on payment channels
+    /// (self-contained; --count vouchers per facilitator spread over --payers channels, one
+    /// stream per channel; --mode, --concurrency and --rate do not apply).
+    #[arg(long, value_enum, default_value_t = Scheme::Exact)]
+    pub scheme: Scheme,
     /// Facilitator to measure: its base URL, under which `/verify`, `/settle` and `/supported`
     /// live (ours: `http://host:port/api/v1`); several instances of one facilitator,
     /// comma-separated, share the load round robin. Without it (and without --state) the bench is

@@ -272,6 +272,7 @@ impl Chain {
                         self.authorization_state(*payer, *nonce).await
                     }
                     PaymentId::Svm { .. } => bail!("a Solana payment in an EVM run"),
+                    PaymentId::Voucher { .. } => bail!("a voucher in an exact run"),
                 }
             })
             .buffered(READS_IN_FLIGHT)

@@ -9,6 +9,7 @@ pub(crate) fn describe_loop(l: Loop) -> String {
     match l {
         Loop::Closed { concurrency } => format!("closed loop, concurrency {concurrency}"),
         Loop::Open { rate } => format!("open loop, {rate} requests/s"),
+        Loop::Streams { streams } => format!("{streams} streams, each in order"),
     }
 }
 
@@ -19,7 +20,25 @@ pub(crate) fn print_run(r: &RunReport) {
         "  {} sent, {} ok, {} errors in {:.2} s: {:.1} ok/s\n  latency ms: p50 {:.1}  p90 {:.1}  p99 {:.1}  max {:.1}",
         r.count, r.ok, r.errors, r.wall_secs, r.throughput_rps, l.p50, l.p90, l.p99, l.max
     );
-    if r.mode == Mode::Verify {
+    if let Some(ch) = &r.channels {
+        println!(
+            "  chain: {}; payee {} received {} (expected {}, the highest ceiling accepted per channel)\n  \
+             gas: {} deposits {}, claim {}, sweep {}: {:.0} per paid request ({} paid: {} deposit vouchers + {} vouchers), {:.0} without the deposits",
+            if c.consistent { "agrees" } else { "DISAGREES" },
+            c.payee,
+            c.payee_delta,
+            c.expected_delta,
+            ch.channels,
+            ch.deposit_gas,
+            ch.claim_gas,
+            ch.sweep_gas,
+            ch.gas_per_paid_request,
+            ch.paid_requests,
+            ch.channels,
+            ch.vouchers_ok,
+            ch.gas_per_paid_request_after_deposits,
+        );
+    } else if r.mode == Mode::Verify {
         println!(
             "  chain: {}; no nonce used, payee {} received {}",
             if c.consistent { "agrees" } else { "DISAGREES" },

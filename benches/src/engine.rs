@@ -2,6 +2,8 @@
 //! a thread with a facilitator started in the same process.
 //!
 //! - Closed loop: `concurrency` workers, each sending its next request when the last answered.
+//! - Streams: `streams` workers, worker `w` sending payments `w`, `w + streams`, … in order,
+//!   each when the last answered (a payment channel's vouchers, which must arrive in order).
 //! - Open loop: request `i` is due at `i / rate` seconds, sent then whatever is in flight, and
 //!   its latency runs from that scheduled time, so a server that falls behind shows its queue
 //!   in the figures instead of slowing the client down (no coordinated omission).
@@ -33,8 +35,17 @@ pub struct Target {
 
 #[derive(Debug, Clone, Copy)]
 pub enum Loop {
-    Closed { concurrency: usize },
-    Open { rate: f64 },
+    Closed {
+        concurrency: usize,
+    },
+    Open {
+        rate: f64,
+    },
+    /// Payment `i` belongs to stream `i % streams`; a stream's payments go one at a time, in
+    /// order.
+    Streams {
+        streams: usize,
+    },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -53,6 +64,12 @@ pub enum PaymentId {
     /// Solana: the buyer and its own signature of the transaction (base58; the transaction's
     /// id is the fee payer's, which only the facilitator makes).
     Svm { payer: String, signature: String },
+    /// A payment channel's voucher: the channel and the voucher's ceiling.
+    Voucher {
+        payer: Address,
+        channel: B256,
+        ceiling: u128,
+    },
 }
 
 impl PaymentId {
@@ -60,14 +77,18 @@ impl PaymentId {
         match self {
             PaymentId::Evm { payer, .. } => payer.to_checksum(None),
             PaymentId::Svm { payer, .. } => payer.clone(),
+            PaymentId::Voucher { payer, .. } => payer.to_checksum(None),
         }
     }
 
-    /// The EIP-3009 nonce, or the buyer's signature.
+    /// The EIP-3009 nonce, the buyer's signature, or `channel@ceiling`.
     pub fn nonce(&self) -> String {
         match self {
             PaymentId::Evm { nonce, .. } => nonce.to_string(),
             PaymentId::Svm { signature, .. } => signature.clone(),
+            PaymentId::Voucher {
+                channel, ceiling, ..
+            } => format!("{channel}@{ceiling}"),
         }
     }
 }
@@ -220,6 +241,28 @@ async fn drive(
                             let i = next.fetch_add(1, Ordering::Relaxed);
                             let scheduled = t0.elapsed();
                             if i >= bodies.len() || !due(scheduled) {
+                                break;
+                            }
+                            out.push((i, send(&shared, &bodies[i], scheduled).await));
+                        }
+                        out
+                    })
+                })
+                .collect();
+            for w in workers {
+                records.extend(w.await.expect("a load worker panicked"));
+            }
+        }
+        Loop::Streams { streams } => {
+            let streams = streams.max(1);
+            let workers: Vec<_> = (0..streams.min(n))
+                .map(|w| {
+                    let (shared, bodies) = (shared.clone(), bodies.clone());
+                    tokio::spawn(async move {
+                        let mut out = Vec::new();
+                        for i in (w..bodies.len()).step_by(streams) {
+                            let scheduled = t0.elapsed();
+                            if !due(scheduled) {
                                 break;
                             }
                             out.push((i, send(&shared, &bodies[i], scheduled).await));

@@ -14,6 +14,8 @@
 mod args;
 mod binary;
 mod chain;
+mod channels;
+mod channels_chain;
 mod charts;
 mod console;
 pub mod dev;
@@ -38,7 +40,7 @@ use anyhow::{bail, Context as _};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 
-pub use args::{BenchArgs, Family, MirrorMode, Mode};
+pub use args::{BenchArgs, Family, MirrorMode, Mode, Scheme};
 pub use local::Local;
 pub use report::{Report, RunReport};
 pub use svm::SvmLocal;
@@ -195,6 +197,31 @@ fn load_state(path: &Path) -> anyhow::Result<Value> {
     serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))
 }
 
+/// Self-contained: the local chain and every facilitator started on it.
+async fn local_setup(args: &BenchArgs, local: &Local) -> anyhow::Result<Setup> {
+    let chain = Chain::connect(&local.devnet.rpc_url, local.devnet.usdc).await?;
+    let mut targets = vec![local.ours.clone()];
+    if let Some((t, _)) = &local.reference {
+        targets.push(t.clone());
+    }
+    targets.extend(local.variants.iter().cloned());
+    targets.extend(local.children.iter().map(|c| c.target.clone()));
+    let pids = local
+        .children
+        .iter()
+        .map(|c| (c.target.name.clone(), c.pid()))
+        .collect();
+    Ok(Setup {
+        chain,
+        names: network_names("base-sepolia")?,
+        asset_name: args.asset_name.clone(),
+        asset_version: args.asset_version.clone(),
+        payers: local.devnet.payers.clone(),
+        targets,
+        pids,
+    })
+}
+
 /// Given chain and facilitator(s): from the flags, completed by `--state`.
 async fn remote_setup(args: &BenchArgs) -> anyhow::Result<Setup> {
     let state = args.state.as_deref().map(load_state).transpose()?;
@@ -343,6 +370,9 @@ pub async fn run(args: BenchArgs, config: &Path) -> anyhow::Result<Outcome> {
     if args.family == Family::Svm {
         return svm::run(args, config).await;
     }
+    if args.scheme == Scheme::BatchSettlement {
+        return channels::run(args, config).await;
+    }
     let (workload, count) = workload(&args)?;
     let self_contained = args.self_contained();
     if !self_contained {
@@ -383,26 +413,12 @@ pub async fn run(args: BenchArgs, config: &Path) -> anyhow::Result<Outcome> {
 
     let (setup, local) = if self_contained {
         let local = Local::start(&args, config, per_payer(args.payers as usize)).await?;
-        let chain = Chain::connect(&local.devnet.rpc_url, local.devnet.usdc).await?;
-        let mut targets = vec![local.ours.clone()];
-        if let Some((t, _)) = &local.reference {
-            targets.push(t.clone());
-        }
-        targets.extend(local.variants.iter().cloned());
-        targets.extend(local.children.iter().map(|c| c.target.clone()));
-        let pids = local
-            .children
-            .iter()
-            .map(|c| (c.target.name.clone(), c.pid()))
-            .collect();
-        let setup = Setup {
-            chain,
-            names: network_names("base-sepolia")?,
-            asset_name: args.asset_name.clone(),
-            asset_version: args.asset_version.clone(),
-            payers: local.devnet.payers.clone(),
-            targets,
-            pids,
+        let setup = match local_setup(&args, &local).await {
+            Ok(setup) => setup,
+            Err(e) => {
+                local.stop().await;
+                return Err(e);
+            }
         };
         (setup, Some(local))
     } else {
@@ -483,72 +499,9 @@ async fn bench(
         probe(t, &network, args.x402_version).await?;
     }
 
-    let valid_for = 3600 + args.duration.unwrap_or(0.0).ceil() as u64;
     let mut runs = Vec::new();
     for target in &setup.targets {
-        println!(
-            "bench: {} ({}) — {} x {:?}, x402 v{}, {}",
-            target.name,
-            target.url,
-            count,
-            args.mode,
-            args.x402_version,
-            console::describe_loop(workload.looping)
-        );
-        let payee = PrivateKeySigner::random().address();
-        let payee_before = chain.balance(payee).await?;
-        let now = now_secs();
-        let terms = Terms {
-            chain_id: chain.chain_id,
-            v1_network: names.v1.clone(),
-            caip2: names.caip2.clone(),
-            asset: chain.asset,
-            asset_name: setup.asset_name.clone(),
-            asset_version: setup.asset_version.clone(),
-            pay_to: payee,
-            amount: U256::from(args.amount),
-            x402_version: args.x402_version,
-            valid_after: now.saturating_sub(600),
-            valid_before: now + valid_for,
-        };
-        let payers = setup.payers.clone();
-        let payments =
-            actix_web::rt::task::spawn_blocking(move || terms.sign_all(&payers, count)).await??;
-        let heads = args.mode.settles().then(|| chain.watch_heads());
-        let run = engine::run(target, workload, payments, target.name.clone()).await;
-        let heads = heads.map(chain::Heads::stop);
-        let (records, t0) = run?;
-        let summary = stats::summarize(&records);
-        let mut onchain = chain
-            .verdict(
-                payee,
-                payee_before,
-                U256::from(args.amount),
-                args.mode.settles(),
-                &records,
-            )
-            .await?;
-        onchain.latency_blocks_mean = heads.and_then(|h| chain::latency_blocks(&records, t0, &h));
-        let mut run = RunReport::new(
-            target.name.clone(),
-            target.url.clone(),
-            args.mode,
-            summary,
-            onchain,
-            &records,
-        );
-        if let Some(&pid) = setup.pids.get(&target.name) {
-            if let Some((rss, peak)) = crate::memory::resident_of(pid).map(megabytes) {
-                let settled = memory::settle(pid).await.map(mb);
-                run.memory = Some(report::ProcessMemory {
-                    rss_mb: rss,
-                    peak_mb: peak,
-                    rss_mb_settled: settled,
-                    rss_mb_at_bench_end: None,
-                });
-            }
-        }
-        console::print_run(&run);
+        let run = exact_run(args, setup, target, workload, count, target.name.clone()).await?;
         runs.push(run);
     }
     // Once every run is done: what each child holds idle, the run's burst behind it.
@@ -566,6 +519,83 @@ async fn bench(
         count,
         runs,
     )
+}
+
+/// One target's `exact` run, reported as `name`: a fresh payee, `count` payments signed up
+/// front, the load, the figures and the chain's verdict.
+async fn exact_run(
+    args: &BenchArgs,
+    setup: &Setup,
+    target: &Target,
+    workload: Workload,
+    count: usize,
+    name: String,
+) -> anyhow::Result<RunReport> {
+    let (chain, names) = (&setup.chain, &setup.names);
+    let valid_for = 3600 + args.duration.unwrap_or(0.0).ceil() as u64;
+    println!(
+        "bench: {name} ({}) — {} x {:?}, x402 v{}, {}",
+        target.url,
+        count,
+        workload.mode,
+        args.x402_version,
+        console::describe_loop(workload.looping)
+    );
+    let payee = PrivateKeySigner::random().address();
+    let payee_before = chain.balance(payee).await?;
+    let now = now_secs();
+    let terms = Terms {
+        chain_id: chain.chain_id,
+        v1_network: names.v1.clone(),
+        caip2: names.caip2.clone(),
+        asset: chain.asset,
+        asset_name: setup.asset_name.clone(),
+        asset_version: setup.asset_version.clone(),
+        pay_to: payee,
+        amount: U256::from(args.amount),
+        x402_version: args.x402_version,
+        valid_after: now.saturating_sub(600),
+        valid_before: now + valid_for,
+    };
+    let payers = setup.payers.clone();
+    let payments =
+        actix_web::rt::task::spawn_blocking(move || terms.sign_all(&payers, count)).await??;
+    let heads = workload.mode.settles().then(|| chain.watch_heads());
+    let run = engine::run(target, workload, payments, name.clone()).await;
+    let heads = heads.map(chain::Heads::stop);
+    let (records, t0) = run?;
+    let summary = stats::summarize(&records);
+    let mut onchain = chain
+        .verdict(
+            payee,
+            payee_before,
+            U256::from(args.amount),
+            workload.mode.settles(),
+            &records,
+        )
+        .await?;
+    onchain.latency_blocks_mean = heads.and_then(|h| chain::latency_blocks(&records, t0, &h));
+    let mut run = RunReport::new(
+        name,
+        target.url.clone(),
+        workload.mode,
+        summary,
+        onchain,
+        &records,
+    );
+    if let Some(&pid) = setup.pids.get(&target.name) {
+        if let Some((rss, peak)) = crate::memory::resident_of(pid).map(megabytes) {
+            let settled = memory::settle(pid).await.map(mb);
+            run.memory = Some(report::ProcessMemory {
+                rss_mb: rss,
+                peak_mb: peak,
+                rss_mb_settled: settled,
+                rss_mb_at_bench_end: None,
+            });
+        }
+    }
+    console::print_run(&run);
+    Ok(run)
 }
 
 /// After the runs: the comparison table, the report (written with --out) and the verdict line.
@@ -589,7 +619,8 @@ fn conclude(
         machine: report::Machine::this(),
         workload: report::WorkloadInfo {
             family: args.family,
-            mode: args.mode,
+            scheme: args.scheme,
+            mode: workload.mode,
             x402_version: args.x402_version,
             network,
             asset,
@@ -598,9 +629,11 @@ fn conclude(
             r#loop: match workload.looping {
                 Loop::Closed { .. } => "closed".into(),
                 Loop::Open { .. } => "open".into(),
+                Loop::Streams { .. } => "streams".into(),
             },
             concurrency: match workload.looping {
                 Loop::Closed { concurrency } => Some(concurrency),
+                Loop::Streams { streams } => Some(streams),
                 Loop::Open { .. } => None,
             },
             rate: args.rate,

@@ -16,7 +16,7 @@ use super::binary::{ChildFacilitator, ChildOptions};
 use super::engine::Target;
 use super::proxy::DelayProxy;
 use super::reference::ReferenceFacilitator;
-use super::{BenchArgs, MirrorMode};
+use super::{BenchArgs, MirrorMode, Scheme};
 use crate::dev::{local_facilitator, LocalFacilitator};
 
 /// Loopback, any free port (never a fixed one), and the database asked for; the state mirror
@@ -36,6 +36,10 @@ pub(crate) fn overrides(
     }
     if let Some(ms) = args.batch_window_ms {
         settlement.insert("batch_window_ms".into(), ms.into());
+    }
+    if args.scheme == Scheme::BatchSettlement {
+        // Payment channels are a preview, off by default.
+        settlement.insert("channels".into(), true.into());
     }
     v["settlement"] = settlement.into();
     if let Some(on) = mirror {
@@ -142,6 +146,7 @@ impl Local {
             gas_limit: Some(args.block_gas_limit),
             // As on real chains (batching is on by default).
             multicall3: true,
+            batch_settlement: args.scheme == Scheme::BatchSettlement,
             facilitator_keys: 4 * (3 + binaries.len()),
             ..DevnetOptions::default()
         })
@@ -219,9 +224,10 @@ impl Local {
         let reference = if args.compare_reference {
             let key = devnet.facilitator_keys[slot(2).start].clone();
             let (url, chain_id) = (facilitator_rpc_url.clone(), devnet.chain_id);
+            let channels = args.scheme == Scheme::BatchSettlement;
             Some(
                 ReferenceFacilitator::target(move || {
-                    ReferenceFacilitator::start(&url, chain_id, &key)
+                    ReferenceFacilitator::start_evm(&url, chain_id, &key, channels)
                 })
                 .await?,
             )

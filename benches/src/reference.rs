@@ -1,5 +1,6 @@
 //! The official TypeScript facilitator (`tools/bench/reference-facilitator.mjs`: `@x402/core`'s
-//! `x402Facilitator` with `@x402/evm`'s `ExactEvmScheme`, v1 and v2, or `@x402/svm`'s
+//! `x402Facilitator` with `@x402/evm`'s `ExactEvmScheme`, v1 and v2 (and optionally its
+//! `BatchSettlementEvmScheme`), or `@x402/svm`'s
 //! `ExactSvmScheme`) as a child process, for `bench --compare-reference` and the tests. On EVM
 //! it needs Multicall3 on its chain (`DevnetOptions::multicall3`).
 
@@ -21,6 +22,17 @@ impl ReferenceFacilitator {
     /// Start it on `rpc_url` (chain `chain_id`, served as `eip155:<chain_id>` and v1
     /// `base-sepolia`), settling with `key`; returns once it listens.
     pub fn start(rpc_url: &str, chain_id: u64, key: &PrivateKeySigner) -> anyhow::Result<Self> {
+        Self::start_evm(rpc_url, chain_id, key, false)
+    }
+
+    /// As [`ReferenceFacilitator::start`]; with `channels`, also `@x402/evm`'s
+    /// `BatchSettlementEvmScheme` (x402 v2, no authorizer key: servers sign their claims).
+    pub fn start_evm(
+        rpc_url: &str,
+        chain_id: u64,
+        key: &PrivateKeySigner,
+        channels: bool,
+    ) -> anyhow::Result<Self> {
         Self::spawn(&[
             ("REFERENCE_RPC_URL", rpc_url.to_owned()),
             (
@@ -28,6 +40,10 @@ impl ReferenceFacilitator {
                 format!("0x{}", alloy::hex::encode(key.to_bytes())),
             ),
             ("REFERENCE_CHAIN_ID", chain_id.to_string()),
+            (
+                "REFERENCE_BATCH_SETTLEMENT",
+                if channels { "1" } else { "0" }.to_owned(),
+            ),
         ])
     }
 

@@ -7,8 +7,9 @@ use std::path::Path;
 use anyhow::Context as _;
 use serde::Serialize;
 
-use super::args::{Family, Mode};
+use super::args::{Family, Mode, Scheme};
 use super::chain::OnChain;
+use super::channels_chain::ChannelCosts;
 use super::charts::{line_chart, Series, PALETTE};
 use super::engine::{Outcome, Record};
 use super::stats::{ErrorGroup, Latency, Slice, Summary};
@@ -39,6 +40,7 @@ impl Machine {
 #[derive(Debug, Clone, Serialize)]
 pub struct WorkloadInfo {
     pub family: Family,
+    pub scheme: Scheme,
     pub mode: Mode,
     pub x402_version: u8,
     pub network: String,
@@ -88,6 +90,9 @@ pub struct RunReport {
     pub latency_histogram_ms: Vec<(f64, usize)>,
     /// The facilitator's process, when the bench started it as a child (`--binary`).
     pub memory: Option<ProcessMemory>,
+    /// `--scheme batch-settlement`, a voucher run: its deposits, claim and sweep on chain.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channels: Option<ChannelCosts>,
     pub payments: Vec<PaymentReport>,
 }
 
@@ -149,6 +154,7 @@ impl RunReport {
             timeline: summary.timeline,
             latency_histogram_ms: summary.histogram,
             memory: None,
+            channels: None,
             payments,
         }
     }
@@ -302,6 +308,13 @@ impl Report {
         };
         h.push_str("<h2>Workload</h2>\n<table>\n");
         for (k, v) in [
+            (
+                "scheme",
+                serde_json::to_value(w.scheme)?
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            ),
             ("mode", format!("{:?}", w.mode).to_lowercase()),
             ("x402 version", w.x402_version.to_string()),
             ("payments per run", w.count.to_string()),
@@ -417,6 +430,7 @@ pub fn rows(runs: &[RunReport]) -> Vec<Row> {
     let svm = runs
         .first()
         .is_some_and(|r| r.onchain.family == Family::Svm);
+    let channels = runs.iter().any(|r| r.channels.is_some());
     let num = |label: &str, f: &dyn Fn(&RunReport) -> f64, digits: usize| -> Row {
         let values: Vec<f64> = runs.iter().map(f).collect();
         Row {
@@ -434,7 +448,7 @@ pub fn rows(runs: &[RunReport]) -> Vec<Row> {
         values: runs.iter().map(f).collect(),
         ratios: vec![None; runs.len().saturating_sub(1)],
     };
-    vec![
+    let mut rows = vec![
         text("result", &|r| {
             if r.passed {
                 "PASS".into()
@@ -472,6 +486,8 @@ pub fn rows(runs: &[RunReport]) -> Vec<Row> {
         num(
             if svm {
                 "compute units per settlement"
+            } else if channels {
+                "gas per settlement (channels: per paid request)"
             } else {
                 "gas per settlement"
             },
@@ -536,7 +552,27 @@ pub fn rows(runs: &[RunReport]) -> Vec<Row> {
             &|r| r.onchain.settlements_per_block_max as f64,
             0,
         ),
-    ]
+    ];
+    if channels {
+        let of = |f: fn(&ChannelCosts) -> String| {
+            move |r: &RunReport| r.channels.as_ref().map_or("-".into(), f)
+        };
+        rows.extend([
+            text(
+                "channels: paid requests (deposit vouchers + vouchers)",
+                &of(|c| format!("{} ({} + {})", c.paid_requests, c.channels, c.vouchers_ok)),
+            ),
+            text(
+                "channels: gas deposits / claim / sweep",
+                &of(|c| format!("{} / {} / {}", c.deposit_gas, c.claim_gas, c.sweep_gas)),
+            ),
+            text(
+                "channels: gas per paid request, claim + sweep only",
+                &of(|c| format!("{:.0}", c.gas_per_paid_request_after_deposits)),
+            ),
+        ]);
+    }
+    rows
 }
 
 fn esc(s: &str) -> String {

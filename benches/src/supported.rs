@@ -10,6 +10,16 @@ use super::engine::{self, Target};
 /// GET `/supported`: the facilitator answers, and serves `exact` on this network and version;
 /// that kind (of the first instance), whose `extra` a payment may need (Solana's `feePayer`).
 pub(crate) async fn probe(target: &Target, network: &str, version: u8) -> anyhow::Result<Value> {
+    probe_scheme(target, "exact", network, version).await
+}
+
+/// As [`probe`], for `scheme`.
+pub(crate) async fn probe_scheme(
+    target: &Target,
+    scheme: &str,
+    network: &str,
+    version: u8,
+) -> anyhow::Result<Value> {
     let mut first = None;
     for base in engine::base_urls(&target.url) {
         let one = Target {
@@ -17,13 +27,18 @@ pub(crate) async fn probe(target: &Target, network: &str, version: u8) -> anyhow
             url: base,
             headers: target.headers.clone(),
         };
-        let kind = probe_one(&one, network, version).await?;
+        let kind = probe_one(&one, scheme, network, version).await?;
         first.get_or_insert(kind);
     }
     first.with_context(|| format!("no facilitator URL in {:?}", target.url))
 }
 
-async fn probe_one(target: &Target, network: &str, version: u8) -> anyhow::Result<Value> {
+async fn probe_one(
+    target: &Target,
+    scheme: &str,
+    network: &str,
+    version: u8,
+) -> anyhow::Result<Value> {
     let http = reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(10))
@@ -62,7 +77,7 @@ async fn probe_one(target: &Target, network: &str, version: u8) -> anyhow::Resul
     })?;
     let kinds = body["kinds"].as_array().cloned().unwrap_or_default();
     let served = kinds.iter().find(|k| {
-        k["x402Version"] == u64::from(version) && k["scheme"] == "exact" && k["network"] == network
+        k["x402Version"] == u64::from(version) && k["scheme"] == scheme && k["network"] == network
     });
     let Some(served) = served else {
         let listed: Vec<String> = kinds
@@ -72,7 +87,7 @@ async fn probe_one(target: &Target, network: &str, version: u8) -> anyhow::Resul
             })
             .collect();
         bail!(
-            "the facilitator at {} does not serve exact on {network} for x402 v{version} (its /supported lists: {})",
+            "the facilitator at {} does not serve {scheme} on {network} for x402 v{version} (its /supported lists: {})",
             target.url,
             if listed.is_empty() { "nothing".into() } else { listed.join(", ") }
         );

@@ -118,6 +118,10 @@ fn refuse_flags(args: &BenchArgs) -> anyhow::Result<()> {
     for (set, flag) in [
         (args.rpc_latency.is_some(), "--rpc-latency"),
         (args.block_gas_limit != 300_000_000, "--block-gas-limit"),
+        (
+            args.scheme != super::Scheme::Exact,
+            "--scheme batch-settlement",
+        ),
         (args.mirror.is_some(), "--mirror"),
         (args.batch_max.is_some(), "--batch-max"),
         (args.batch_window_ms.is_some(), "--batch-window-ms"),

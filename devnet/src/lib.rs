@@ -28,6 +28,7 @@ use alloy::sol;
 use alloy::sol_types::{SolCall, SolValue};
 
 pub mod batch_settlement;
+pub mod channel_payloads;
 pub mod safe;
 pub mod solana;
 pub use safe::{SafeContracts, SafeWallet};

@@ -172,33 +172,20 @@ crate::both_dbs!(a_pending_deposit_holds_its_voucher);
 
 /// The server's claim of `ch` up to `max`, signed by its receiverAuthorizer.
 pub(crate) fn claim_body(devnet: &Devnet, ch: &Channel, max: u128) -> Value {
-    let call = ch.claim_call(devnet, vec![ch.voucher(devnet, max, max)]);
     v2_body(
         requirements(devnet, ch, 100),
-        json!({
-            "type": "claim",
-            "claims": [claim_row(devnet, ch, max)],
-            "claimAuthorizerSignature": call.authorizerSignature.to_string(),
-        }),
+        devnet::channel_payloads::claim_payload(devnet, &[(ch, max)]),
     )
 }
 
 pub(crate) fn claim_row(devnet: &Devnet, ch: &Channel, max: u128) -> Value {
-    json!({
-        "voucher": { "channel": config(ch), "maxClaimableAmount": max.to_string() },
-        "signature": ch.voucher_signature(devnet, max).to_string(),
-        "totalClaimed": max.to_string(),
-    })
+    ch.claim_row_json(devnet, max)
 }
 
 pub(crate) fn sweep_body(devnet: &Devnet, ch: &Channel) -> Value {
     v2_body(
         requirements(devnet, ch, 100),
-        json!({
-            "type": "settle",
-            "receiver": PAY_TO.to_checksum(None),
-            "token": devnet.usdc.to_checksum(None),
-        }),
+        devnet::channel_payloads::sweep_payload(PAY_TO, devnet.usdc),
     )
 }
 

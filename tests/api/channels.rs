@@ -37,63 +37,28 @@ pub(crate) async fn delegated_app(kind: Db, authorizer: &PrivateKeySigner, top: 
 }
 
 pub(crate) fn requirements(devnet: &Devnet, ch: &Channel, amount: u64) -> Value {
-    json!({
-        "scheme": "batch-settlement",
-        "network": "eip155:84532",
-        "amount": amount.to_string(),
-        "asset": devnet.usdc.to_checksum(None),
-        "payTo": PAY_TO.to_checksum(None),
-        "maxTimeoutSeconds": 3600,
-        "extra": {
-            "receiverAuthorizer": ch.config.receiverAuthorizer.to_checksum(None),
-            "withdrawDelay": 900,
-            "name": "USDC",
-            "version": "2",
-        },
-    })
+    ch.requirements_json(devnet, amount)
 }
 
 pub(crate) fn config(ch: &Channel) -> Value {
-    let c = &ch.config;
-    json!({
-        "payer": c.payer.to_checksum(None),
-        "payerAuthorizer": c.payerAuthorizer.to_checksum(None),
-        "receiver": c.receiver.to_checksum(None),
-        "receiverAuthorizer": c.receiverAuthorizer.to_checksum(None),
-        "token": c.token.to_checksum(None),
-        "withdrawDelay": c.withdrawDelay.to::<u64>(),
-        "salt": c.salt.to_string(),
-    })
+    ch.config_json()
 }
 
 pub(crate) fn voucher(devnet: &Devnet, ch: &Channel, max: u128) -> Value {
-    json!({
-        "channelId": ch.id.to_string(),
-        "maxClaimableAmount": max.to_string(),
-        "signature": ch.voucher_signature(devnet, max).to_string(),
-    })
+    ch.voucher_json(devnet, max)
 }
 
 pub(crate) fn voucher_body(devnet: &Devnet, ch: &Channel, max: u128) -> Value {
     v2_body(
         requirements(devnet, ch, 100),
-        json!({ "type": "voucher", "channelConfig": config(ch), "voucher": voucher(devnet, ch, max) }),
+        ch.voucher_payload(devnet, max),
     )
 }
 
 pub(crate) fn deposit_body(devnet: &Devnet, ch: &Channel, amount: u128, max: u128) -> Value {
-    let auth = ch.deposit_authorization(devnet, amount);
     v2_body(
         requirements(devnet, ch, 100),
-        json!({
-            "type": "deposit",
-            "channelConfig": config(ch),
-            "voucher": voucher(devnet, ch, max),
-            "deposit": {
-                "amount": amount.to_string(),
-                "authorization": { "erc3009Authorization": auth },
-            },
-        }),
+        ch.deposit_payload(devnet, amount, max),
     )
 }
 

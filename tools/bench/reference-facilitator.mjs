@@ -12,6 +12,9 @@
 //   REFERENCE_V1_NETWORK    v1 network name served for v1 (default base-sepolia)
 //   REFERENCE_NONCE_MANAGER "0" to send without viem's nonce manager (the example's default);
 //                           on by default, or concurrent settles on one key collide
+//   REFERENCE_BATCH_SETTLEMENT "1" to also serve `batch-settlement` (payment channels, v2) with
+//                           `@x402/evm`'s `BatchSettlementEvmScheme` on the same signer, without
+//                           an authorizer key (servers sign their own claims)
 // Solana, when REFERENCE_SVM_RPC_URL is set:
 //   REFERENCE_SVM_RPC_URL       the cluster's JSON-RPC
 //   REFERENCE_SVM_FEE_PAYER_KEY the fee payer's keypair, base58 of its 64 bytes
@@ -25,6 +28,7 @@ import { x402Facilitator } from "@x402/core/facilitator";
 import { toFacilitatorEvmSigner } from "@x402/evm";
 import { ExactEvmScheme } from "@x402/evm/exact/facilitator";
 import { ExactEvmSchemeV1 } from "@x402/evm/exact/v1/facilitator";
+import { BatchSettlementEvmScheme } from "@x402/evm/batch-settlement/facilitator";
 import { toFacilitatorSvmSigner } from "@x402/svm";
 import { ExactSvmScheme } from "@x402/svm/exact/facilitator";
 import { createKeyPairSignerFromBytes, createSolanaRpc, devnet, getBase58Encoder } from "@solana/kit";
@@ -71,6 +75,9 @@ if (rpcUrl && key) {
   facilitator
     .register(network, new ExactEvmScheme(signer))
     .registerV1(v1Network, new ExactEvmSchemeV1(signer));
+  if (process.env.REFERENCE_BATCH_SETTLEMENT === "1") {
+    facilitator.register(network, new BatchSettlementEvmScheme(signer));
+  }
   ready.signer = account.address;
 }
 
