@@ -10,6 +10,11 @@
 //! `all`, every one with anything unclaimed. The claim is settled exactly as a server's `claim`
 //! posted to `/settle` (the same request, built here): through the ledger, under the signer
 //! leases, its key the claim's content, so the same claim from two instances is sent once.
+//!
+//! One claimer per network in a fleet: an instance passes over a network unless it holds the
+//! lease of the network's first signer (lowest address), which one live instance holds at a
+//! time (`claims_here`). Two instances that read the channels a voucher apart would otherwise
+//! both build a claim, different ones, and pay gas twice for what one claim does.
 
 use alloy::primitives::Address;
 use entities::channel::{Column, Entity};
@@ -51,6 +56,9 @@ impl Facilitator {
         };
         let mut pass = ClaimPass::default();
         for rt in self.network_runtimes() {
+            if !self.claims_here(rt) {
+                continue;
+            }
             let network = rt.entry.info.v1_name;
             let rows = Entity::find()
                 .filter(Column::Network.eq(network))
@@ -116,6 +124,20 @@ impl Facilitator {
             }
         }
         Ok(pass)
+    }
+}
+
+impl Facilitator {
+    /// Whether this instance is the network's claimer: always alone on its database; in a fleet,
+    /// while it holds the lease of the network's first signer (by address).
+    fn claims_here(&self, rt: &super::NetworkRuntime) -> bool {
+        if !self.inner.config.fleet {
+            return true;
+        }
+        rt.router
+            .states()
+            .min_by_key(|(address, _)| *address)
+            .is_some_and(|(_, state)| state.epoch() != 0)
     }
 }
 
