@@ -13,11 +13,15 @@ use std::time::{Duration, Instant};
 use alloy::providers::Provider;
 use alloy::signers::local::PrivateKeySigner;
 use devnet::batch_settlement::{Channel, IX402BatchSettlement as C, BATCH_SETTLEMENT};
+use devnet::Devnet;
 use serde_json::json;
 
 use crate::chain_helpers::*;
 use crate::channels::{delegated_app, deposit_body, voucher_body};
 use crate::helpers::*;
+
+/// How long a claimer alone on its database may take to claim a withdrawing channel.
+const CLAIM_WITHIN: Duration = Duration::from_secs(30);
 
 /// A channel opened with a deposit of 1 000 000 (its voucher 100), then vouchers up to 500
 /// accepted at `/verify`.
@@ -33,24 +37,23 @@ async fn open_and_pay(app: &ChainApp, ch: &Channel) {
 }
 
 /// The payer asks for its whole balance back; the withdrawal's deadline (chain time).
-async fn withdraw(app: &ChainApp, ch: &Channel) -> u64 {
+pub(crate) async fn withdraw(devnet: &Devnet, ch: &Channel) -> u64 {
     let call = C::initiateWithdrawCall {
         config: ch.config.clone(),
         amount: 1_000_000,
     };
-    app.devnet
+    devnet
         .send_as(&ch.payer, BATCH_SETTLEMENT, call)
         .await
         .unwrap();
-    let state = app.devnet.channel_state(ch.id).await.unwrap();
+    let state = devnet.channel_state(ch.id).await.unwrap();
     assert_ne!(state.withdraw_requested_at, 0);
     state.withdraw_requested_at + ch.config.withdrawDelay.to::<u64>()
 }
 
 /// Chain time now.
-async fn chain_time(app: &ChainApp) -> u64 {
-    let block = app
-        .devnet
+async fn chain_time(devnet: &Devnet) -> u64 {
+    let block = devnet
         .provider()
         .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
         .await
@@ -59,22 +62,32 @@ async fn chain_time(app: &ChainApp) -> u64 {
     block.header.timestamp
 }
 
-/// Poll (bounded) until `ch` has `amount` claimed on chain; then it must be before `deadline`.
-async fn claimed_before(app: &ChainApp, ch: &Channel, amount: u128, deadline: u64) {
+/// Poll (bounded by `within`) until `ch` has `amount` claimed on chain; then it must be before
+/// `deadline` (chain time).
+pub(crate) async fn claimed_before(
+    devnet: &Devnet,
+    ch: &Channel,
+    amount: u128,
+    deadline: u64,
+    within: Duration,
+) {
     let start = Instant::now();
     loop {
-        let state = app.devnet.channel_state(ch.id).await.unwrap();
+        let state = devnet.channel_state(ch.id).await.unwrap();
         if state.total_claimed == amount {
             break;
         }
         assert_eq!(state.total_claimed, 0, "claimed only in part");
         assert!(
-            start.elapsed() < Duration::from_secs(30),
+            start.elapsed() < within,
             "the withdrawing channel was not claimed"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert!(chain_time(app).await < deadline, "claimed after the delay");
+    assert!(
+        chain_time(devnet).await < deadline,
+        "claimed after the delay"
+    );
 }
 
 async fn a_withdrawal_is_claimed_ahead_of(kind: Db) {
@@ -97,13 +110,13 @@ async fn a_withdrawal_is_claimed_ahead_of(kind: Db) {
     let before = app.devnet.nonce_of(signer).await.unwrap();
 
     // Two payers withdraw, one of them on a channel not delegated to us.
-    let deadline = withdraw(&app, &ours).await;
-    withdraw(&app, &theirs).await;
-    claimed_before(&app, &ours, 500, deadline).await;
+    let deadline = withdraw(&app.devnet, &ours).await;
+    withdraw(&app.devnet, &theirs).await;
+    claimed_before(&app.devnet, &ours, 500, deadline, CLAIM_WITHIN).await;
 
     // Later the third payer withdraws: claimed in its turn (the passes in between sent nothing).
-    let deadline = withdraw(&app, &later).await;
-    claimed_before(&app, &later, 500, deadline).await;
+    let deadline = withdraw(&app.devnet, &later).await;
+    claimed_before(&app.devnet, &later, 500, deadline, CLAIM_WITHIN).await;
 
     // One claim transaction each, none for the channel whose authorizer is not ours.
     assert_eq!(app.devnet.nonce_of(signer).await.unwrap() - before, 2);

@@ -16,6 +16,7 @@ mod batch;
 mod body_bounds;
 mod chains;
 mod channel_claimer;
+mod channel_claimer_fleet;
 mod channel_settle;
 mod channels;
 mod channels_fleet;
