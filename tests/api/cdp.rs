@@ -186,10 +186,13 @@ impl Browser {
     }
 
     /// `selector`'s first element, scrolled into view: the middle of its box, once the element
-    /// is what a click there would hit (laid out at the current width, not covered, not moving).
+    /// is what a click there would hit (laid out at the current width, not covered, not moving)
+    /// and no part of the page is still loading (`aria-busy`: its first data would move the
+    /// layout between this reading and the click).
     async fn center(&mut self, selector: &str) -> (f64, f64) {
         let js = format!(
-            "(() => {{ const e = document.querySelector({sel}); if (!e) return null; \
+            "(() => {{ if (document.querySelector('[aria-busy=\"true\"]')) return null; \
+             const e = document.querySelector({sel}); if (!e) return null; \
              e.scrollIntoView({{block: 'center'}}); const r = e.getBoundingClientRect(); \
              const x = r.left + r.width / 2, y = r.top + r.height / 2; \
              const hit = document.elementFromPoint(x, y); \

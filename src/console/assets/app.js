@@ -99,7 +99,9 @@ async function route() {
   }
   nav(name);
   flash('');
-  const section = h('section', { class: 'view', id: `view-${name}` }, h('h1', {}, VIEWS[name].title));
+  // Busy until its first data is shown (assistive technology waits; so do the browser tests,
+  // which must not click into a layout that is about to move).
+  const section = h('section', { class: 'view', id: `view-${name}`, 'aria-busy': 'true' }, h('h1', {}, VIEWS[name].title));
   fill(main, section);
   try {
     current = VIEWS[name].view(section, { flash, showError });
@@ -107,6 +109,8 @@ async function route() {
     if (current && current.refresh) await current.refresh();
   } catch (err) {
     showError(err);
+  } finally {
+    section.removeAttribute('aria-busy');
   }
   timer = setInterval(tick, POLL_MS);
 }
