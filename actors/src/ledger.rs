@@ -16,15 +16,19 @@ use sea_orm::{
 
 use crate::webhooks::{self, EventType, SettlementRef};
 
+mod fleet;
 mod group;
 mod lists;
 mod many;
 mod status;
+mod svm;
+pub use fleet::*;
 pub use group::GroupWriter;
 pub use lists::{age_secs, of_clients, unresolved_oldest, ListFilter, NextStep};
 pub(crate) use many::id_lists;
 pub use many::mark_mined_many;
 pub use status::{is_success, Status, CONFIRMED, FAILED, MINED, PENDING, SUBMITTED};
+pub use svm::*;
 
 /// The identity of an authorization.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -525,140 +529,6 @@ pub async fn payments_of_transaction(db: &DatabaseConnection, id: i64) -> Result
     Ok(n.max(1))
 }
 
-/// Hand a claimed row to whichever instance holds a signer lease of its network: it waits,
-/// with the call to make, until a holder takes it (`take_queued`).
-pub async fn queue(
-    db: &DatabaseConnection,
-    id: i64,
-    to: Address,
-    calldata: &[u8],
-) -> Result<(), DbErr> {
-    Entity::update_many()
-        .col_expr(Column::QueuedAt, Expr::value(Utc::now()))
-        .col_expr(Column::CallTo, Expr::value(to.to_checksum(None)))
-        .col_expr(
-            Column::Calldata,
-            Expr::value(alloy::hex::encode_prefixed(calldata)),
-        )
-        .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
-        .filter(Column::Id.eq(id))
-        .filter(Column::Status.eq(Status::Pending))
-        .filter(Column::TxHash.is_null())
-        .exec(db)
-        .await?;
-    Ok(())
-}
-
-/// Nobody took a queued row in time: it fails with nothing sent, unless a holder took it
-/// meanwhile (`false`).
-pub async fn unqueue(db: &DatabaseConnection, id: i64, reason: &str) -> Result<bool, DbErr> {
-    let txn = db.begin().await?;
-    let res = without_payload(Entity::update_many())
-        .col_expr(Column::Status, Expr::value(Status::Failed))
-        .col_expr(Column::ErrorReason, Expr::value(reason))
-        .col_expr(Column::QueuedAt, Expr::value(Option::<DateTime<Utc>>::None))
-        .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
-        .filter(Column::Id.eq(id))
-        .filter(Column::Status.eq(Status::Pending))
-        .filter(Column::QueuedAt.is_not_null())
-        .filter(Column::TxHash.is_null())
-        .exec(&txn)
-        .await?;
-    let moved = res.rows_affected == 1;
-    if moved {
-        failed_after_pending(&txn, id).await?;
-    }
-    txn.commit().await?;
-    Ok(moved)
-}
-
-/// Take up to `limit` queued rows of `network` for `holder` to send: each goes to exactly one
-/// holder (`FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite has one writer anyway).
-pub async fn take_queued(
-    db: &DatabaseConnection,
-    network: &str,
-    holder: &str,
-    limit: u64,
-) -> Result<Vec<Model>, DbErr> {
-    use sea_orm::sea_query::{LockBehavior, LockType, Query};
-    use sea_orm::{ConnectionTrait, DatabaseBackend};
-    let backend = db.get_database_backend();
-    let mut pick = Query::select();
-    pick.column(Column::Id)
-        .from(Entity)
-        .and_where(Column::Network.eq(network))
-        .and_where(Column::Status.eq(Status::Pending))
-        .and_where(Column::QueuedAt.is_not_null())
-        .and_where(Column::TxHash.is_null())
-        .order_by(Column::Id, sea_orm::Order::Asc)
-        .limit(limit);
-    if backend == DatabaseBackend::Postgres {
-        pick.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
-    }
-    let take = Query::update()
-        .table(Entity)
-        .value(Column::QueuedAt, Option::<DateTime<Utc>>::None)
-        .value(Column::InstanceId, holder)
-        .value(Column::UpdatedAt, Utc::now())
-        .and_where(Column::Id.in_subquery(pick.to_owned()))
-        .returning_all()
-        .to_owned();
-    Entity::find()
-        .from_raw_sql(backend.build(&take))
-        .all(db)
-        .await
-}
-
-/// Unresolved rows of `network` whose responsible instance is not among `live`: their
-/// instance died (or stopped) before finishing them.
-pub async fn orphans(
-    db: &DatabaseConnection,
-    network: &str,
-    live: &[String],
-) -> Result<Vec<Model>, DbErr> {
-    Entity::find()
-        .filter(Column::Network.eq(network))
-        .filter(Column::Status.is_in([Status::Pending, Status::Submitted]))
-        .filter(Column::InstanceId.is_not_null())
-        .filter(Column::InstanceId.is_not_in(live.iter().cloned()))
-        .order_by_asc(Column::Id)
-        .all(db)
-        .await
-}
-
-/// Make `instance` responsible for an orphaned row, if it is still `from`'s.
-pub async fn adopt(
-    db: &DatabaseConnection,
-    id: i64,
-    from: &str,
-    instance: &str,
-) -> Result<bool, DbErr> {
-    let res = Entity::update_many()
-        .col_expr(Column::InstanceId, Expr::value(instance))
-        .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
-        .filter(Column::Id.eq(id))
-        .filter(Column::InstanceId.eq(from))
-        .filter(Column::Status.is_in([Status::Pending, Status::Submitted]))
-        .exec(db)
-        .await?;
-    Ok(res.rows_affected == 1)
-}
-
-/// Submitted rows of one signer (a lease just taken over: its previous holder's in flight).
-pub async fn in_flight_of(
-    db: &DatabaseConnection,
-    network: &str,
-    signer: Address,
-) -> Result<Vec<Model>, DbErr> {
-    Entity::find()
-        .filter(Column::Network.eq(network))
-        .filter(Column::Signer.eq(signer.to_checksum(None)))
-        .filter(Column::Status.eq(Status::Submitted))
-        .order_by_asc(Column::SignerNonce)
-        .all(db)
-        .await
-}
-
 /// Mined rows of a network not yet `confirmations` deep, by signer and nonce (the order a
 /// reorged signer's transactions must be re-sent in).
 pub async fn mined_rows(db: &DatabaseConnection, network: &str) -> Result<Vec<Model>, DbErr> {
@@ -762,80 +632,4 @@ pub async fn unresolved(db: &DatabaseConnection, network: &str) -> Result<Vec<Mo
         .order_by_asc(Column::Id)
         .all(db)
         .await
-}
-
-/// An SVM settlement about to be sent: its signature (the transaction's id, base58), the fee
-/// payer, the signed transaction (base64) and the fee it costs if it lands (lamports), written before the send so that a crash after
-/// it always leaves a row naming the transaction.
-pub async fn mark_svm_submitted(
-    db: &DatabaseConnection,
-    id: i64,
-    signature: &str,
-    fee_payer: &str,
-    signed_base64: &str,
-    fee_lamports: u64,
-) -> Result<(), DbErr> {
-    Entity::update_many()
-        .col_expr(Column::Status, Expr::value(Status::Submitted))
-        .col_expr(Column::FeeWei, Expr::value(fee_lamports.to_string()))
-        .col_expr(Column::TxHash, Expr::value(signature))
-        .col_expr(Column::Signer, Expr::value(fee_payer))
-        .col_expr(Column::RawTx, Expr::value(signed_base64))
-        .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
-        .filter(Column::Id.eq(id))
-        .exec(db)
-        .await?;
-    Ok(())
-}
-
-/// An SVM settlement the node refused before broadcasting it (its preflight failed): nothing
-/// was sent, so the row fails without a transaction and may be claimed again.
-pub async fn unmark_svm_submitted(
-    db: &DatabaseConnection,
-    id: i64,
-    reason: &str,
-) -> Result<(), DbErr> {
-    without_payload(Entity::update_many())
-        .col_expr(Column::Status, Expr::value(Status::Failed))
-        .col_expr(Column::TxHash, Expr::value(Option::<String>::None))
-        .col_expr(Column::RawTx, Expr::value(Option::<String>::None))
-        .col_expr(Column::ErrorReason, Expr::value(reason))
-        .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
-        .filter(Column::Id.eq(id))
-        .exec(db)
-        .await?;
-    Ok(())
-}
-
-/// An SVM settlement's outcome: landed (`confirmed`, at `slot`, its fee in lamports) or failed
-/// (landed with an error, or its blockhash expired unlanded). Only an unresolved row moves:
-/// `true` when this call moved it.
-pub async fn resolve_svm(
-    db: &DatabaseConnection,
-    id: i64,
-    landed: Option<(u64, u64)>,
-    error: Option<&str>,
-) -> Result<bool, DbErr> {
-    let now = Utc::now();
-    let mut update = Entity::update_many().col_expr(Column::UpdatedAt, Expr::value(now));
-    update = match (landed, error) {
-        (Some((slot, fee)), None) => update
-            .col_expr(Column::Status, Expr::value(Status::Confirmed))
-            .col_expr(Column::BlockNumber, Expr::value(slot as i64))
-            .col_expr(Column::FeeWei, Expr::value(fee.to_string()))
-            .col_expr(Column::ConfirmedAt, Expr::value(now)),
-        (landed, error) => update
-            .col_expr(Column::Status, Expr::value(Status::Failed))
-            .col_expr(Column::BlockNumber, Expr::value(landed.map(|l| l.0 as i64)))
-            .col_expr(
-                Column::ErrorReason,
-                Expr::value(error.unwrap_or("transaction_failed")),
-            ),
-    };
-    let done = update
-        .filter(Column::Id.eq(id))
-        .filter(Column::Status.is_in([Status::Pending, Status::Submitted]))
-        .exec(db)
-        .await?;
-    Ok(done.rows_affected == 1)
 }
