@@ -15,6 +15,7 @@
 //! payment in flight in this process is refused at once (a retry of the same idempotent request
 //! waits for the first's answer); across processes they meet at the ledger's unique key.
 
+mod answers;
 mod batched;
 mod channel_claimer;
 mod claim;
@@ -30,6 +31,7 @@ mod verify;
 
 pub use crate::methods::eip3009::SmartWalletPolicy;
 pub use crate::methods::SettleCall;
+pub use answers::{SettleAnswer, VerifyAnswer};
 pub use channel_claimer::ClaimPass;
 use claim::ClaimedPayment;
 use outcome::{mined, RowRef, Sent};
@@ -100,66 +102,6 @@ impl NetworkRuntime {
     /// The economic floor of a payment in `asset` (0 is refused whatever it says).
     pub fn min_amount(&self, asset: &Address) -> U256 {
         self.min_amounts.get(asset).copied().unwrap_or_default()
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct VerifyAnswer {
-    pub is_valid: bool,
-    pub invalid_reason: Option<Reason>,
-    pub payer: Option<Address>,
-    pub cached: bool,
-    /// The answer's `extra` (a payment channel's snapshot), when the method gives one.
-    pub extra: Option<serde_json::Value>,
-}
-
-#[derive(Debug, Clone)]
-pub struct SettleAnswer {
-    pub success: bool,
-    pub error_reason: Option<Reason>,
-    pub transaction: Option<B256>,
-    pub payer: Option<Address>,
-    pub block_number: Option<u64>,
-    pub amount: U256,
-    /// This call mined the transaction; `false` for a repeated or concurrent settle of the
-    /// same authorization answered with another call's outcome (and when nothing was mined).
-    pub mined_here: bool,
-    /// The answer's `extra` (a payment channel's `channelState`), when the method gives one.
-    pub extra: Option<serde_json::Value>,
-    /// The answer's `amount` is empty: the mined transaction moved no funds by its nature (a
-    /// channel claim, which only updates accounting).
-    pub amount_empty: bool,
-}
-
-impl VerifyAnswer {
-    pub fn rejected(reason: Reason) -> Self {
-        Self {
-            is_valid: false,
-            invalid_reason: Some(reason),
-            payer: None,
-            cached: false,
-            extra: None,
-        }
-    }
-}
-
-impl SettleAnswer {
-    pub fn rejected(reason: Reason) -> Self {
-        Self::failed(reason, None, U256::ZERO)
-    }
-
-    fn failed(reason: Reason, payer: Option<Address>, amount: U256) -> Self {
-        Self {
-            success: false,
-            error_reason: Some(reason),
-            transaction: None,
-            payer,
-            block_number: None,
-            amount,
-            mined_here: false,
-            extra: None,
-            amount_empty: false,
-        }
     }
 }
 

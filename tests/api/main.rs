@@ -61,3 +61,4 @@ mod verify_fast;
 mod webhooks;
 mod webhooks_fleet;
 mod x402;
+mod x402_chain;
