@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::{Command, Output};
 use std::time::Duration;
 
 use actix_web::{web, App, HttpResponse, HttpServer};
@@ -20,10 +19,13 @@ use x402_bench::BenchArgs;
 
 #[path = "../../tests/api/chromium.rs"]
 mod chromium;
+#[path = "bench/process.rs"]
+mod process;
 #[path = "../../tests/api/workspace_bin.rs"]
 mod workspace_bin;
 
 use chromium::{artifacts_dir, chromium, run_chromium_async};
+use process::{keys_file, passing_bench, refused};
 
 /// The repository's root: the binary runs there, as an operator runs it from a checkout.
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
@@ -276,55 +278,6 @@ async fn another_build_runs_as_a_child_on_the_same_chain_and_its_memory_is_repor
         !Path::new(&format!("/proc/{pid}")).exists(),
         "the child outlived the bench"
     );
-}
-
-/// The binary, as an operator runs it (off the test's thread: the facilitators it measures
-/// may run on it).
-async fn bench_process(args: &[&str]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_x402-bench"));
-    command.current_dir(ROOT).args(args).env("RUST_LOG", "warn");
-    actix_web::rt::task::spawn_blocking(move || command.output())
-        .await
-        .unwrap()
-        .expect("run x402-bench")
-}
-
-/// Run the binary and require exit 0; its (stdout, stderr).
-async fn passing_bench(args: &[&str]) -> (String, String) {
-    let o = bench_process(args).await;
-    let (stdout, stderr) = text(&o);
-    assert!(o.status.success(), "{stdout}\n{stderr}");
-    (stdout, stderr)
-}
-
-fn text(o: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
-
-/// The binary with these arguments exits non-zero with `message` on stderr, and no panic.
-async fn refused(what: &str, args: &[&str], message: &str) {
-    let o = bench_process(args).await;
-    let (stdout, stderr) = text(&o);
-    assert!(!o.status.success(), "{what}: exit 0\n{stdout}\n{stderr}");
-    assert!(
-        stderr.contains(message),
-        "{what}: {message:?} not in\n{stderr}"
-    );
-    assert!(!stderr.contains("panicked"), "{what}: panic\n{stderr}");
-}
-
-/// Payer keys, one per line, in a private file.
-fn keys_file(dir: &Path, keys: &[PrivateKeySigner]) -> String {
-    let path = dir.join("payers.txt");
-    let lines: Vec<String> = keys
-        .iter()
-        .map(|k| format!("0x{}", alloy::hex::encode(k.to_bytes())))
-        .collect();
-    std::fs::write(&path, lines.join("\n")).unwrap();
-    path.to_str().unwrap().to_owned()
 }
 
 #[actix_web::test]
