@@ -364,57 +364,109 @@ async fn batched_settles_the_mirror_clears_are_not_simulated_and_a_wrong_clearan
     wait_accounts(&app, 3).await;
     wait_mirror_at_head(&app).await;
 
-    // Three settles of mirrored payers: one batch, cleared by the mirror, no eth_call.
-    let calls = eth_calls(&app).await;
-    let cleared = settle_mirror_outcome(&app, "answered").await;
-    let before = app.balance(PAY_TO).await;
-    let bodies = [signed(0, 1000).0, signed(1, 1000).0, signed(0, 2000).0];
-    let answers = futures::future::join_all(bodies.iter().map(|b| app.settle(b))).await;
-    for a in &answers {
-        assert_eq!(a["success"], true, "{a}");
-        assert_eq!(a["transaction"], answers[0]["transaction"], "one batch");
-    }
-    assert_eq!(settle_mirror_outcome(&app, "answered").await, cleared + 3);
-    assert_eq!(eth_calls(&app).await, calls, "no simulation");
-    assert_eq!(app.balance(PAY_TO).await, before + U256::from(4000u64));
-    assert_eq!(app.balance(payer0).await, U256::from(7000u64));
+    // Three settles of mirrored payers: one batch, cleared by the mirror, no eth_call. A batch
+    // closes at once when no other settle is on its way, so on a loaded machine a settle may
+    // not have arrived in time: such an attempt (every payment still paid, exactly) is undone
+    // by minting the payers what they paid, and tried again, at most 8 times.
+    let mut attempt = 0;
+    let before = loop {
+        attempt += 1;
+        let calls = eth_calls(&app).await;
+        let cleared = settle_mirror_outcome(&app, "answered").await;
+        let before = app.balance(PAY_TO).await;
+        let bodies = [signed(0, 1000).0, signed(1, 1000).0, signed(0, 2000).0];
+        let answers = futures::future::join_all(bodies.iter().map(|b| app.settle(b))).await;
+        for a in &answers {
+            assert_eq!(a["success"], true, "{a}");
+        }
+        assert_eq!(app.balance(PAY_TO).await, before + U256::from(4000u64));
+        assert_eq!(app.balance(payer0).await, U256::from(7000u64));
+        if answers
+            .iter()
+            .all(|a| a["transaction"] == answers[0]["transaction"])
+        {
+            assert_eq!(settle_mirror_outcome(&app, "answered").await, cleared + 3);
+            assert_eq!(eth_calls(&app).await, calls, "no simulation");
+            break before;
+        }
+        assert!(
+            attempt < 8,
+            "three concurrent settles never went out in one batch"
+        );
+        app.devnet.mint(payer0, U256::from(3000u64)).await.unwrap();
+        app.devnet.mint(payer1, U256::from(1000u64)).await.unwrap();
+        wait_mirror_at_head(&app).await;
+    };
 
     // Behind our back: payer 0's own authorization for all it has, sent by someone else with
     // a high tip (first in the next block), still in the pool where the mirror cannot see it.
-    wait_mirror_at_head(&app).await;
-    app.devnet.set_automine(false).await.unwrap();
-    let (_, elsewhere, signature) = signed(0, 7000);
-    let deployer = app.devnet.deployer.clone();
-    let outsider = ProviderBuilder::new()
-        .wallet(EthereumWallet::from(deployer.clone()))
-        .connect_http(app.devnet.rpc_url.parse().unwrap());
-    let tx = TransactionRequest::default()
-        .from(deployer.address())
-        .to(app.devnet.usdc)
-        .input(Bytes::from(twa_calldata(&elsewhere, &signature)).into())
-        .nonce(app.devnet.nonce_of(deployer.address()).await.unwrap())
-        .with_chain_id(app.devnet.chain_id)
-        .gas_limit(300_000)
-        .max_fee_per_gas(200_000_000_000)
-        .max_priority_fee_per_gas(100_000_000_000);
-    let outside = *outsider.send_transaction(tx).await.unwrap().tx_hash();
+    // Our two settles: the mirror still sees payer 0's 7000 and clears both; they go out in one
+    // batch, where payer 0's fails alone. An attempt whose settles went out apart (the same
+    // race as above) is undone by minting and tried again, at most 8 times.
+    let (mut attempt, mut before) = (0, before);
+    let (answers, outside, calls) = loop {
+        attempt += 1;
+        wait_mirror_at_head(&app).await;
+        let calls = eth_calls(&app).await;
+        app.devnet.set_automine(false).await.unwrap();
+        let (_, elsewhere, signature) = signed(0, 7000);
+        // A fresh outsider (not the deployer, whose nonce the devnet's minting provider keeps).
+        let stranger = alloy::signers::local::PrivateKeySigner::random();
+        app.devnet
+            .set_eth_balance(stranger.address(), U256::from(10u64).pow(U256::from(18u64)))
+            .await
+            .unwrap();
+        let outsider = ProviderBuilder::new()
+            .wallet(EthereumWallet::from(stranger.clone()))
+            .connect_http(app.devnet.rpc_url.parse().unwrap());
+        let tx = TransactionRequest::default()
+            .from(stranger.address())
+            .to(app.devnet.usdc)
+            .input(Bytes::from(twa_calldata(&elsewhere, &signature)).into())
+            .nonce(0)
+            .with_chain_id(app.devnet.chain_id)
+            .gas_limit(300_000)
+            .max_fee_per_gas(200_000_000_000)
+            .max_priority_fee_per_gas(100_000_000_000);
+        let outside = *outsider.send_transaction(tx).await.unwrap().tx_hash();
 
-    // Our two settles: the mirror still sees payer 0's 7000 and clears both.
-    let signer = app.devnet.facilitator_keys[0].address();
-    let sent_before = app.devnet.nonce_of(signer).await.unwrap();
-    let cleared = settle_mirror_outcome(&app, "answered").await;
-    let settling: Vec<_> = [signed(0, 5000).0, signed(1, 1000).0]
-        .into_iter()
-        .map(|body| spawn_settle(&app, body))
-        .collect();
-    wait_broadcast(&app, signer, sent_before).await;
-    assert_eq!(settle_mirror_outcome(&app, "answered").await, cleared + 2);
-    app.devnet.mine().await.unwrap();
-    let mut answers = Vec::new();
-    for s in settling {
-        answers.push(s.await.unwrap());
-    }
-    app.devnet.set_automine(true).await.unwrap();
+        let signer = app.devnet.facilitator_keys[0].address();
+        let sent_before = app.devnet.nonce_of(signer).await.unwrap();
+        let cleared = settle_mirror_outcome(&app, "answered").await;
+        let settling: Vec<_> = [signed(0, 5000).0, signed(1, 1000).0]
+            .into_iter()
+            .map(|body| spawn_settle(&app, body))
+            .collect();
+        wait_broadcast(&app, signer, sent_before).await;
+        app.devnet.mine().await.unwrap();
+        // Mined as they come (one block each), until both are answered.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !settling.iter().all(|s| s.is_finished()) {
+            assert!(Instant::now() < deadline, "the settles were never answered");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            app.devnet.mine().await.unwrap();
+        }
+        app.devnet.set_automine(true).await.unwrap();
+        let mut answers = Vec::new();
+        for s in settling {
+            answers.push(s.await.unwrap());
+        }
+        if answers[0]["transaction"] == answers[1]["transaction"] {
+            assert_eq!(settle_mirror_outcome(&app, "answered").await, cleared + 2);
+            break (answers, outside, calls);
+        }
+        assert!(
+            attempt < 8,
+            "two concurrent settles never went out in one batch"
+        );
+        // Apart: payer 0's settle failed (in its own transaction, or refused once the mirror saw
+        // the outsider's); give both payers back what the outsider and payer 1's settle took.
+        assert_eq!(answers[0]["success"], false, "{}", answers[0]);
+        assert_eq!(answers[1]["success"], true, "{}", answers[1]);
+        app.devnet.mint(payer0, U256::from(7000u64)).await.unwrap();
+        app.devnet.mint(payer1, U256::from(1000u64)).await.unwrap();
+        before += U256::from(7000u64 + 1000);
+    };
 
     let outside_receipt = app.devnet.receipt(outside).await.unwrap().expect("mined");
     assert!(
@@ -425,10 +477,6 @@ async fn batched_settles_the_mirror_clears_are_not_simulated_and_a_wrong_clearan
     assert_eq!(wrong["success"], false, "{wrong}");
     assert_eq!(wrong["errorReason"], "invalid_transaction_state", "{wrong}");
     assert_eq!(right["success"], true, "{right}");
-    assert_eq!(
-        wrong["transaction"], right["transaction"],
-        "failed inside the batch that paid the other"
-    );
     assert_eq!(
         outside_receipt.block_number,
         right["blockNumber"].as_u64(),
