@@ -42,6 +42,19 @@ pub struct CheckedVoucher {
     pub deposit: Option<CheckedDeposit>,
     /// A refund's zero-charge voucher: may equal what is claimed and accepted.
     pub refund: bool,
+    /// Who the voucher's signature is checked against: done here (ECDSA), or the chain's to say.
+    pub signer: VoucherSigner,
+}
+
+/// Rule 6's two ways to sign a voucher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VoucherSigner {
+    /// ECDSA by the non-zero `payerAuthorizer`: checked off-chain, valid.
+    Ecdsa,
+    /// `payerAuthorizer` zero: the payer is a contract wallet and vouches by ERC-1271 for
+    /// `digest` (`isValidSignature(digest, signature)` answers `0x1626ba7e`), which only the
+    /// chain can say: the caller asks it before anything is accepted.
+    Erc1271 { digest: B256 },
 }
 
 /// Scheme, network and the payload type for `phase`; then, for a client payload, every check
@@ -89,7 +102,7 @@ pub fn check(
         .to_config()
         .ok_or(Reason::BatchSettlementWithdrawDelayOutOfRange)?;
     check_config(req, channel, &config, voucher, network.chain_id)?;
-    check_voucher_signature(&config, voucher, network.chain_id)?;
+    let signer = check_voucher_signature(&config, voucher, network.chain_id)?;
     let deposit = match payload {
         ChannelPayload::Deposit { deposit, .. } => {
             let erc3009 = match (
@@ -121,6 +134,7 @@ pub fn check(
         signature: voucher.signature.clone(),
         deposit,
         refund: matches!(payload, ChannelPayload::Refund { .. }),
+        signer,
     }))
 }
 
@@ -156,18 +170,18 @@ fn check_config(
 }
 
 /// Rule 6: ECDSA by a non-zero `payerAuthorizer`, as the contract checks it (no RPC). A zero
-/// `payerAuthorizer` means ERC-1271 by the payer, which this facilitator does not check yet.
-fn check_voucher_signature(
+/// `payerAuthorizer` means ERC-1271 by the payer: left to the caller, who has the chain.
+pub fn check_voucher_signature(
     config: &ChannelConfig,
     voucher: &WireVoucher,
     chain_id: u64,
-) -> Result<(), Reason> {
-    if config.payerAuthorizer == Address::ZERO {
-        return Err(Reason::BatchSettlementVoucherSignature);
-    }
+) -> Result<VoucherSigner, Reason> {
     let digest = voucher_digest(voucher.channel_id, voucher.max_claimable_amount, chain_id);
+    if config.payerAuthorizer == Address::ZERO {
+        return Ok(VoucherSigner::Erc1271 { digest });
+    }
     match recover_signer(digest, &voucher.signature) {
-        Ok(signer) if signer == config.payerAuthorizer => Ok(()),
+        Ok(signer) if signer == config.payerAuthorizer => Ok(VoucherSigner::Ecdsa),
         _ => Err(Reason::BatchSettlementVoucherSignature),
     }
 }
@@ -209,6 +223,10 @@ fn check_erc3009_deposit(
     .eip712_signing_hash(&token_domain(name, version, chain_id, config.token));
     match recover_signer(digest, &a.signature) {
         Ok(signer) if signer == config.payer => {}
+        // A contract-wallet payer (its vouchers ERC-1271's): the token checks its signature
+        // with the wallet's ERC-1271 (FiatTokenV2_2's `bytes` overload, which the collector
+        // calls), so the deposit's simulation decides.
+        _ if config.payerAuthorizer == Address::ZERO => {}
         _ => return Err(Reason::BatchSettlementReceiveAuthorizationSignature),
     }
     Ok(CheckedDeposit {

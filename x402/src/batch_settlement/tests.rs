@@ -71,3 +71,72 @@ fn erc3009_deposit_nonce_matches_the_official_package() {
         b256!("0x2bd9a3ae00eb09e05cd06f80fc9b07937f092a37e3ee0a0b32982322288f3f6b")
     );
 }
+
+mod voucher_signature {
+    use secp256k1::{Message, SecretKey, SECP256K1};
+
+    use super::*;
+    use crate::batch_settlement::checks::{check_voucher_signature, VoucherSigner};
+    use crate::batch_settlement::wire::WireVoucher;
+    use crate::Reason;
+
+    fn key() -> (SecretKey, Address) {
+        let sk = SecretKey::from_slice(&[0x42; 32]).unwrap();
+        let pk = sk.public_key(SECP256K1).serialize_uncompressed();
+        (sk, Address::from_slice(&keccak256(&pk[1..])[12..]))
+    }
+
+    fn voucher(signature: Vec<u8>) -> WireVoucher {
+        WireVoucher {
+            channel_id: ID,
+            max_claimable_amount: 5000,
+            signature: signature.into(),
+        }
+    }
+
+    fn signed_by(sk: &SecretKey) -> Vec<u8> {
+        let digest = voucher_digest(ID, 5000, 84532);
+        let sig = SECP256K1.sign_ecdsa_recoverable(&Message::from_digest(digest.0), sk);
+        let (id, rs) = sig.serialize_compact();
+        let mut out = rs.to_vec();
+        out.push(27 + i32::from(id) as u8);
+        out
+    }
+
+    #[test]
+    fn ecdsa_by_the_payer_authorizer_is_checked_here() {
+        let (sk, authorizer) = key();
+        let mut c = config();
+        c.payerAuthorizer = authorizer;
+        assert_eq!(
+            check_voucher_signature(&c, &voucher(signed_by(&sk)), 84532),
+            Ok(VoucherSigner::Ecdsa)
+        );
+        // Another chain's digest, or someone else's key: refused without the chain.
+        assert_eq!(
+            check_voucher_signature(&c, &voucher(signed_by(&sk)), 8453),
+            Err(Reason::BatchSettlementVoucherSignature)
+        );
+        c.payerAuthorizer = address!("0x2222222222222222222222222222222222222222");
+        assert_eq!(
+            check_voucher_signature(&c, &voucher(signed_by(&sk)), 84532),
+            Err(Reason::BatchSettlementVoucherSignature)
+        );
+    }
+
+    #[test]
+    fn a_zero_payer_authorizer_leaves_erc1271_by_the_payer_to_the_chain() {
+        let mut c = config();
+        c.payerAuthorizer = Address::ZERO;
+        // Whatever the signature (a wallet's may be any length), the payer's ERC-1271 decides,
+        // for the very digest the contract checks.
+        for signature in [signed_by(&key().0), vec![], vec![7; 300]] {
+            assert_eq!(
+                check_voucher_signature(&c, &voucher(signature), 84532),
+                Ok(VoucherSigner::Erc1271 {
+                    digest: voucher_digest(ID, 5000, 84532)
+                })
+            );
+        }
+    }
+}

@@ -1,11 +1,14 @@
 //! Payment channels: the x402 `batch-settlement` scheme on EVM (`x402::batch_settlement`).
 //!
 //! A voucher is verified off-chain (the config hashes to the channel id and matches the
-//! requirements; ECDSA by the `payerAuthorizer`), then against the channel's state in the
-//! shared database (`store`): read from the contract when the row is missing or older than
-//! `sync_ttl`, else no RPC call at all. A `voucher` payload is accepted at `/verify` by one
-//! conditional `UPDATE` (`store::accept`): the highest ceiling wins, anything at or below the
-//! accepted one is a replay. A `deposit` is verified the same way (the deposit counted in the
+//! requirements; ECDSA by the `payerAuthorizer`), or, when the `payerAuthorizer` is zero, by
+//! the payer's ERC-1271 `isValidSignature` (one bounded `eth_call`, `check_payer_signature`;
+//! such a contract payer's deposit authorization is the token's ERC-1271 check, in the
+//! deposit's simulation); then against the channel's state in the shared database (`store`):
+//! read from the contract when the row is missing or older than `sync_ttl`, else no RPC call
+//! at all. A `voucher` payload is accepted at `/verify` by one conditional `UPDATE`
+//! (`store::accept`): the highest ceiling wins, anything at or below the accepted one is a
+//! replay. A `deposit` is verified the same way (the deposit counted in the
 //! balance) and settled through the ERC-3009 collector by the shared pipeline (ledger row keyed
 //! by the deposit's ERC-3009 nonce); its voucher is accepted with the deposit's ledger claim,
 //! before anything is sent (`reserve`), and stands or falls with that row (`resolve_deposit`).
@@ -21,7 +24,7 @@
 //!
 //! The managed claimer of delegated channels is `crate::facilitator::channel_claimer`.
 //!
-//! Not yet: Permit2 deposits, ERC-1271 vouchers (`payerAuthorizer` zero).
+//! Not yet: Permit2 deposits.
 
 mod server;
 pub mod store;
@@ -32,7 +35,7 @@ use alloy::rpc::types::{TransactionInput, TransactionRequest};
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::SolCall;
 use serde_json::Value;
-use x402::batch_settlement::checks::{self, CheckedVoucher};
+use x402::batch_settlement::checks::{self, CheckedVoucher, VoucherSigner};
 use x402::batch_settlement::wire::{ChannelPayload, ChannelSnapshot};
 use x402::batch_settlement::{
     erc3009_collector_data, IX402BatchSettlement, BATCH_SETTLEMENT, ERC3009_DEPOSIT_COLLECTOR,
@@ -45,6 +48,7 @@ use super::{
     Checked, Family, MethodContext, MethodFuture, MethodKey, PaymentMethod, Phase, SettleCall,
     Settled, Transfer,
 };
+use crate::chain::erc1271;
 use crate::error::{ServiceError, ServiceResult};
 use crate::facilitator::NetworkRuntime;
 use store::{Channel, OnChain};
@@ -141,6 +145,32 @@ pub async fn read_chain(rt: &NetworkRuntime, id: B256) -> ServiceResult<OnChain>
     })
 }
 
+/// Rule 6 for a contract-wallet payer (`payerAuthorizer` zero): the payer's ERC-1271
+/// `isValidSignature` of the voucher's digest, asked of the chain now (an ECDSA voucher was
+/// checked with the payload, no RPC). No code, a revert or another answer: refused; no answer:
+/// the RPC failure it is, never "valid". A signature longer than a wallet's may be is refused
+/// before anything is asked.
+async fn check_payer_signature(
+    ctx: &MethodContext<'_>,
+    rt: &NetworkRuntime,
+    v: &CheckedVoucher,
+) -> ServiceResult<Result<(), Reason>> {
+    let VoucherSigner::Erc1271 { digest } = v.signer else {
+        return Ok(Ok(()));
+    };
+    if v.signature.len() > ctx.max_signature_bytes {
+        return Ok(Err(Reason::BatchSettlementVoucherSignature));
+    }
+    let valid = erc1271::is_valid_signature(&rt.provider, v.config.payer, digest, &v.signature)
+        .await
+        .map_err(unavailable)?;
+    Ok(if valid {
+        Ok(())
+    } else {
+        Err(Reason::BatchSettlementVoucherSignature)
+    })
+}
+
 impl BatchSettlement {
     /// The channel as stored, read from the chain first when the row is missing, older than
     /// the TTL, `force`d, or its pending deposit just resolved.
@@ -211,6 +241,12 @@ impl BatchSettlement {
                 extra: None,
             });
         };
+        if let Err(reason) = check_payer_signature(ctx, rt, v).await? {
+            return Ok(OwnVerify {
+                reason: Some(reason),
+                extra: None,
+            });
+        }
         let (c, verdict) = self.judge_state(ctx, rt, v).await?;
         let extra = |c: &Channel| serde_json::to_value(snapshot(c.id, &c.chain)).ok();
         if let Err(reason) = verdict {
@@ -435,6 +471,13 @@ impl PaymentMethod for BatchSettlement {
             let voucher = checked
                 .get::<Option<CheckedVoucher>>()
                 .and_then(Option::as_ref);
+            // A deposit's or a refund's voucher, as at verify (a claim's rows are the
+            // contract's to check, in its simulation).
+            if let Some(v) = voucher {
+                if let Err(reason) = check_payer_signature(ctx, rt, v).await? {
+                    return Ok(Err(reason));
+                }
+            }
             match (voucher, req.channel.as_ref().map(|c| &c.payload)) {
                 (Some(v), _) if v.deposit.is_some() => {
                     self.judge_deposit(ctx, v, from, phase).await
