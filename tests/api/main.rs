@@ -19,6 +19,7 @@ mod channel_claimer;
 mod channel_claimer_fleet;
 mod channel_settle;
 mod channels;
+mod channels_1271;
 mod channels_fleet;
 mod channels_official;
 mod clients;
