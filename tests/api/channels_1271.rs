@@ -5,7 +5,7 @@
 //! `/settle` when the wallet says so and refused with the spec's reason when it does not (a
 //! stranger's signature, the owner's bare ECDSA, a payer without code), nothing sent for a
 //! refused one; the claim of the last voucher and the sweep move exactly its amount to the
-//! receiver; and a node that does not answer is an error answer, never "valid". The wallet
+//! receiver, a refund whose voucher the wallet signs exactly the refund to the wallet; and a node that does not answer is an error answer, never "valid". The wallet
 //! signs with alloy (`devnet::SafeWallet`), not with the code under test.
 
 use alloy::primitives::{Address, Bytes, U256};
@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 use x402::batch_settlement::voucher_digest;
 
 use crate::chain_helpers::*;
+use crate::channel_settle::refund_body;
 use crate::channels::{assert_refused, assert_snapshot, deposit_body, options, voucher_body};
 use crate::helpers::*;
 use crate::tcp_proxy::TcpProxy;
@@ -168,6 +169,25 @@ async fn a_smart_wallet_pays_a_channel_by_erc1271_vouchers(kind: Db) {
         &app.verify(&voucher_body(devnet, &ch, 500)).await,
         "invalid_batch_settlement_evm_cumulative_below_claimed",
     );
+
+    // A cooperative refund of 10 000: its zero-charge voucher is the wallet's too, asked again
+    // before anything is sent. A stranger's is refused unsent; the wallet's returns exactly
+    // the refund to the wallet.
+    let refund = refund_body(devnet, &ch, 500, 10_000, 0, None);
+    let forged = resigned(refund.clone(), &w.sign_as(&stranger, chain_id, digest(500)));
+    let sent = sent_by_facilitator(&app).await;
+    let refused = app.settle(&forged).await;
+    assert_eq!(refused["errorReason"], VOUCHER_SIGNATURE, "{refused}");
+    assert_eq!(sent_by_facilitator(&app).await, sent);
+    let refunded = app.settle(&refund).await;
+    assert_eq!(refunded["success"], true, "{refunded}");
+    assert_eq!(refunded["amount"], "10000", "{refunded}");
+    assert_eq!(
+        devnet.usdc_balance(w.address).await.unwrap(),
+        U256::from(1_010_000)
+    );
+    let on_chain = devnet.channel_state(ch.id).await.unwrap();
+    assert_eq!((on_chain.balance, on_chain.total_claimed), (990_000, 500));
 }
 
 crate::both_dbs!(a_smart_wallet_pays_a_channel_by_erc1271_vouchers);
