@@ -1,12 +1,14 @@
-//! Payment channels whose payer is a contract wallet (`payerAuthorizer` zero: a voucher is the
-//! payer's ERC-1271 signature), on anvil with a real Safe 1.4.1 as the payer, on both
-//! databases: the deposit (its voucher asked of the wallet, its ERC-3009 authorization checked
-//! by the token's ERC-1271 in the simulation) and the vouchers are accepted at `/verify` and
-//! `/settle` when the wallet says so and refused with the spec's reason when it does not (a
-//! stranger's signature, the owner's bare ECDSA, a payer without code), nothing sent for a
-//! refused one; the claim of the last voucher and the sweep move exactly its amount to the
-//! receiver, a refund whose voucher the wallet signs exactly the refund to the wallet; and a node that does not answer is an error answer, never "valid". The wallet
-//! signs with alloy (`devnet::SafeWallet`), not with the code under test.
+//! Payment channels whose payer signs its own vouchers (`payerAuthorizer` zero: ERC-1271 for
+//! a contract wallet, ECDSA for a payer without code, as the contract's `SignatureChecker`), on
+//! anvil with a real Safe 1.4.1 as the payer, on both databases: the deposit (its voucher asked
+//! of the wallet, its ERC-3009 authorization checked by the token's ERC-1271 in the
+//! simulation) and the vouchers are accepted at `/verify` and `/settle` when the wallet says so
+//! and refused with the spec's reason when it does not (a stranger's signature, the owner's
+//! bare ECDSA), nothing sent for a refused one; an EOA payer's own signature passes, a
+//! stranger's does not; the claim of the last voucher and the sweep move exactly its amount to
+//! the receiver, a refund whose voucher the wallet signs exactly the refund to the wallet; and
+//! a node that does not answer is an error answer, never "valid". The wallet signs with alloy
+//! (`devnet::SafeWallet`), not with the code under test.
 
 use alloy::primitives::{Address, Bytes, U256};
 use alloy::signers::local::PrivateKeySigner;
@@ -115,14 +117,21 @@ async fn a_smart_wallet_pays_a_channel_by_erc1271_vouchers(kind: Db) {
         let body = resigned(voucher_body(devnet, &ch, 400), signature);
         assert_refused(&app.verify(&body).await, VOUCHER_SIGNATURE);
     }
-    // A zero payerAuthorizer whose payer has no code (an EOA signing as one): no ERC-1271
-    // answers for it, refused before its (missing) channel is even looked at.
+    // A zero payerAuthorizer whose payer has no code (an EOA signing as one): its own ECDSA is
+    // what the contract's SignatureChecker accepts, so the signature passes and the channel's
+    // state decides (never deposited: no balance); a stranger's signature is refused.
     let mut eoa = Channel::new(devnet, PrivateKeySigner::random(), PAY_TO);
     eoa.config.payerAuthorizer = Address::ZERO;
     eoa.id = x402::batch_settlement::channel_id(&eoa.config, chain_id);
-    let eoa_signature =
-        devnet::batch_settlement::sign(&eoa.payer, voucher_digest(eoa.id, 5, chain_id));
-    let body = resigned(voucher_body(devnet, &eoa, 5), &eoa_signature);
+    let eoa_digest = voucher_digest(eoa.id, 5, chain_id);
+    let own = devnet::batch_settlement::sign(&eoa.payer, eoa_digest);
+    let answer = app
+        .verify(&resigned(voucher_body(devnet, &eoa, 5), &own))
+        .await;
+    assert_eq!(answer["isValid"], false, "{answer}");
+    assert_ne!(answer["invalidReason"], VOUCHER_SIGNATURE, "{answer}");
+    let foreign = devnet::batch_settlement::sign(&stranger, eoa_digest);
+    let body = resigned(voucher_body(devnet, &eoa, 5), &foreign);
     assert_refused(&app.verify(&body).await, VOUCHER_SIGNATURE);
 
     // A node that does not answer: the wallet cannot be asked, so the voucher is an error

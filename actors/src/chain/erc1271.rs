@@ -3,7 +3,8 @@
 //! value `0x1626ba7e`. Asked with one `eth_call` through the network's bounded provider, and
 //! judged as OpenZeppelin's `SignatureChecker.isValidERC1271SignatureNow` judges it (what the
 //! contracts that rely on the answer run): at least 32 bytes returned, their first word the
-//! magic value. An address without code answers nothing, a wallet may revert: both are "no".
+//! magic value; a wallet may revert: "no". An address without code is judged by ECDSA, as
+//! OpenZeppelin 5's `SignatureChecker.isValidSignatureNow` does.
 
 use alloy::primitives::{fixed_bytes, Address, Bytes, FixedBytes, B256};
 use alloy::providers::Provider;
@@ -28,10 +29,13 @@ pub fn is_magic(output: &[u8]) -> bool {
     output.len() >= 32 && output[..32] == word
 }
 
-/// `signer.isValidSignature(hash, signature)` at the latest block: `Ok(true)` only for the
-/// magic value; `Ok(false)` for any other answer, no code or a revert; `Err` when the chain
-/// gave no answer (the caller's RPC failure, never "valid").
-pub async fn is_valid_signature<P: Provider>(
+/// Whether `signature` is `signer`'s for `hash` at the latest block, as OpenZeppelin 5's
+/// `SignatureChecker.isValidSignatureNow` judges it on chain: a signer without code by ECDSA
+/// (its key recovered from the signature), one with code by its `isValidSignature` answering
+/// the magic value (any other answer or a revert: no). The code and the wallet's answer are
+/// asked in one batch (one round trip). `Err` when the chain gave no answer (the caller's RPC
+/// failure, never "valid").
+pub async fn is_valid_signature_now<P: Provider>(
     provider: &P,
     signer: Address,
     hash: B256,
@@ -45,7 +49,14 @@ pub async fn is_valid_signature<P: Provider>(
     let tx = TransactionRequest::default()
         .to(signer)
         .input(TransactionInput::new(data.into()));
-    match provider.call(tx).await {
+    let mut batch = alloy::rpc::client::BatchRequest::new(provider.client());
+    let code = batch.add_call::<_, Bytes>("eth_getCode", &(signer, "latest"))?;
+    let answer = batch.add_call::<_, Bytes>("eth_call", &(tx, "latest"))?;
+    batch.send().await?;
+    if code.await?.is_empty() {
+        return Ok(x402::exact::evm::recover_signer(hash, signature).is_ok_and(|a| a == signer));
+    }
+    match answer.await {
         Ok(output) => Ok(is_magic(&output)),
         Err(RpcError::ErrorResp(e)) if e.message.contains("revert") => Ok(false),
         Err(e) => Err(e),

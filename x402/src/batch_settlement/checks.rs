@@ -51,10 +51,11 @@ pub struct CheckedVoucher {
 pub enum VoucherSigner {
     /// ECDSA by the non-zero `payerAuthorizer`: checked off-chain, valid.
     Ecdsa,
-    /// `payerAuthorizer` zero: the payer is a contract wallet and vouches by ERC-1271 for
-    /// `digest` (`isValidSignature(digest, signature)` answers `0x1626ba7e`), which only the
-    /// chain can say: the caller asks it before anything is accepted.
-    Erc1271 { digest: B256 },
+    /// `payerAuthorizer` zero: the payer signs `digest`, judged as the contract's
+    /// `SignatureChecker` (OpenZeppelin 5) judges it: ECDSA by the payer when it has no code,
+    /// else its ERC-1271 `isValidSignature` answering `0x1626ba7e`. Which one only the chain
+    /// can say: the caller asks it before anything is accepted.
+    Payer { digest: B256 },
 }
 
 /// Scheme, network and the payload type for `phase`; then, for a client payload, every check
@@ -170,7 +171,8 @@ fn check_config(
 }
 
 /// Rule 6: ECDSA by a non-zero `payerAuthorizer`, as the contract checks it (no RPC). A zero
-/// `payerAuthorizer` means ERC-1271 by the payer: left to the caller, who has the chain.
+/// `payerAuthorizer` means the payer signs (ECDSA or ERC-1271, by its code): left to the
+/// caller, who has the chain.
 pub fn check_voucher_signature(
     config: &ChannelConfig,
     voucher: &WireVoucher,
@@ -178,7 +180,7 @@ pub fn check_voucher_signature(
 ) -> Result<VoucherSigner, Reason> {
     let digest = voucher_digest(voucher.channel_id, voucher.max_claimable_amount, chain_id);
     if config.payerAuthorizer == Address::ZERO {
-        return Ok(VoucherSigner::Erc1271 { digest });
+        return Ok(VoucherSigner::Payer { digest });
     }
     match recover_signer(digest, &voucher.signature) {
         Ok(signer) if signer == config.payerAuthorizer => Ok(VoucherSigner::Ecdsa),

@@ -125,15 +125,15 @@ mod voucher_signature {
     }
 
     #[test]
-    fn a_zero_payer_authorizer_leaves_erc1271_by_the_payer_to_the_chain() {
+    fn a_zero_payer_authorizer_leaves_the_payers_signature_to_the_chain() {
         let mut c = config();
         c.payerAuthorizer = Address::ZERO;
-        // Whatever the signature (a wallet's may be any length), the payer's ERC-1271 decides,
-        // for the very digest the contract checks.
+        // Whatever the signature (a wallet's may be any length), the payer's code decides how
+        // it is checked, for the very digest the contract checks.
         for signature in [signed_by(&key().0), vec![], vec![7; 300]] {
             assert_eq!(
                 check_voucher_signature(&c, &voucher(signature), 84532),
-                Ok(VoucherSigner::Erc1271 {
+                Ok(VoucherSigner::Payer {
                     digest: voucher_digest(ID, 5000, 84532)
                 })
             );

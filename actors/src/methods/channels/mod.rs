@@ -1,12 +1,12 @@
 //! Payment channels: the x402 `batch-settlement` scheme on EVM (`x402::batch_settlement`).
 //!
 //! A voucher is verified off-chain (the config hashes to the channel id and matches the
-//! requirements; ECDSA by the `payerAuthorizer`), or, when the `payerAuthorizer` is zero, by
-//! the payer's ERC-1271 `isValidSignature` (one bounded `eth_call`, `check_payer_signature`;
-//! such a contract payer's deposit authorization is the token's ERC-1271 check, in the
-//! deposit's simulation); then against the channel's state in the shared database (`store`):
-//! read from the contract when the row is missing or older than `sync_ttl`, else no RPC call
-//! at all. A `voucher` payload is accepted at `/verify` by one conditional `UPDATE`
+//! requirements; ECDSA by the `payerAuthorizer`), or, when the `payerAuthorizer` is zero, as
+//! the contract judges the payer's own signature (ECDSA without code, else ERC-1271; one
+//! bounded round trip, `check_payer_signature`; such a payer's deposit authorization is left
+//! to the token, in the deposit's simulation); then against the channel's state in the shared
+//! database (`store`): read from the contract when the row is missing or older than `sync_ttl`,
+//! else no RPC call at all. A `voucher` payload is accepted at `/verify` by one conditional `UPDATE`
 //! (`store::accept`): the highest ceiling wins, anything at or below the accepted one is a
 //! replay. A `deposit` is verified the same way (the deposit counted in the
 //! balance) and settled through the ERC-3009 collector by the shared pipeline (ledger row keyed
@@ -145,23 +145,24 @@ pub async fn read_chain(rt: &NetworkRuntime, id: B256) -> ServiceResult<OnChain>
     })
 }
 
-/// Rule 6 for a contract-wallet payer (`payerAuthorizer` zero): the payer's ERC-1271
-/// `isValidSignature` of the voucher's digest, asked of the chain now (an ECDSA voucher was
-/// checked with the payload, no RPC). No code, a revert or another answer: refused; no answer:
-/// the RPC failure it is, never "valid". A signature longer than a wallet's may be is refused
-/// before anything is asked.
+/// Rule 6 when the payer signs (`payerAuthorizer` zero): as the contract's `SignatureChecker`,
+/// ECDSA by a payer without code, else the payer's ERC-1271 `isValidSignature` of the voucher's
+/// digest, asked of the chain now in one round trip (a `payerAuthorizer`'s ECDSA voucher was
+/// checked with the payload, no RPC). A revert or another answer: refused; no answer: the RPC
+/// failure it is, never "valid". A signature longer than a wallet's may be is refused before
+/// anything is asked.
 async fn check_payer_signature(
     ctx: &MethodContext<'_>,
     rt: &NetworkRuntime,
     v: &CheckedVoucher,
 ) -> ServiceResult<Result<(), Reason>> {
-    let VoucherSigner::Erc1271 { digest } = v.signer else {
+    let VoucherSigner::Payer { digest } = v.signer else {
         return Ok(Ok(()));
     };
     if v.signature.len() > ctx.max_signature_bytes {
         return Ok(Err(Reason::BatchSettlementVoucherSignature));
     }
-    let valid = erc1271::is_valid_signature(&rt.provider, v.config.payer, digest, &v.signature)
+    let valid = erc1271::is_valid_signature_now(&rt.provider, v.config.payer, digest, &v.signature)
         .await
         .map_err(unavailable)?;
     Ok(if valid {
