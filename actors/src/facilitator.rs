@@ -551,6 +551,13 @@ impl Facilitator {
         // A new settlement (a repeat of the same authorization never reaches here) is admitted
         // by its key's and its account's limits.
         let claim = self.admit(claim, caller).await?;
+        // A payment that became valid a moment ago: the block that would carry it may still be
+        // stamped at or before its `validAfter` (a chain's clock lags ours), and the token would
+        // revert it after we paid the gas. It goes out once no chain within the allowed lag can
+        // refuse it (at most `CHAIN_CLOCK_LAG_SECS + 1` s later).
+        if let Some(wait) = fresh_payment_wait(req.payload.authorization.valid_after, self.now()) {
+            tokio::time::sleep(wait).await;
+        }
         let claim_ms = started.elapsed().as_secs_f64() * 1e3;
 
         // Simulate right before sending, as the signer that will send: never spend gas on a
@@ -643,6 +650,38 @@ fn default_sender(
         .unwrap_or(Address::ZERO)
 }
 
+/// How far behind our clock a chain's next block may be stamped (anvil starts up to a second
+/// behind the wall clock; a sequencer stamps a block at its slot's start).
+pub const CHAIN_CLOCK_LAG_SECS: u64 = 2;
+
+/// How long to hold a payment valid from `valid_after` (already judged valid at `now`) so that
+/// a block stamped up to `CHAIN_CLOCK_LAG_SECS` behind our clock is still after it: the token
+/// wants `block.timestamp > validAfter`. `None` for every payment valid for a while.
+fn fresh_payment_wait(valid_after: U256, now: u64) -> Option<std::time::Duration> {
+    let valid_after = u64::try_from(valid_after).ok()?;
+    let ready_at = valid_after.checked_add(CHAIN_CLOCK_LAG_SECS + 1)?;
+    (valid_after <= now && now < ready_at).then(|| std::time::Duration::from_secs(ready_at - now))
+}
+
 fn u256_to_i64(v: U256) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_payment_valid_a_moment_ago_waits() {
+        let wait = |after: u64, now: u64| fresh_payment_wait(U256::from(after), now);
+        // Valid this second: held until a block stamped 2 s behind us is past it.
+        assert_eq!(wait(100, 100), Some(std::time::Duration::from_secs(3)));
+        assert_eq!(wait(100, 102), Some(std::time::Duration::from_secs(1)));
+        assert_eq!(wait(100, 103), None);
+        // Valid for long (what the official clients sign: now - 600), or not valid yet (verify
+        // refuses it before this): no wait.
+        assert_eq!(wait(0, 100), None);
+        assert_eq!(wait(101, 100), None);
+        assert_eq!(fresh_payment_wait(U256::MAX, 100), None);
+    }
 }

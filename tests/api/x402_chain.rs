@@ -268,3 +268,29 @@ async fn a_payment_newer_than_the_idle_chains_latest_block_settles() {
     assert_eq!(settled["success"], true, "{settled}");
     assert_eq!(app.balance(PAY_TO).await - before, U256::from(1_234));
 }
+
+/// A payment valid from this very second (`validAfter` = now): the token wants a block stamped
+/// after it, so the settle waits out the chain's clock lag instead of sending a transfer that
+/// would revert at the operator's cost. Fails without the wait: the block is stamped this second.
+#[actix_web::test]
+async fn a_payment_valid_from_this_second_settles_without_a_revert() {
+    let app = ChainApp::spawn(Db::Sqlite, automine()).await;
+    let payer = app.payer(0).clone();
+    let sent = || async {
+        let mut n = 0;
+        for key in &app.devnet.facilitator_keys {
+            n += app.devnet.nonce_of(key.address()).await.unwrap();
+        }
+        n
+    };
+    let sent_before = sent().await;
+    let mut pay = Payment::new(&app, 0, 4_321);
+    pay.valid_after = now();
+    let before = app.balance(PAY_TO).await;
+    let body = pay.v1(&pay.sign(&payer), 4_321);
+    let settled = app.settle(&body).await;
+    assert_eq!(settled["success"], true, "{settled}");
+    assert_eq!(app.balance(PAY_TO).await - before, U256::from(4_321));
+    // One transaction from the signers: the transfer, not a reverted one before it.
+    assert_eq!(sent().await, sent_before + 1);
+}

@@ -351,13 +351,23 @@ impl ChannelRequest {
                 Bytes::new(),
             ),
         };
+        // A deposit's ERC-3009 window is the transfer's (a settle holds a deposit valid from
+        // this very second until a block can carry it).
+        let valid_after = match &self.payload {
+            ChannelPayload::Deposit { deposit, .. } => deposit
+                .authorization
+                .erc3009_authorization
+                .as_ref()
+                .map_or(U256::ZERO, |a| a.valid_after),
+            _ => U256::ZERO,
+        };
         crate::proto::ExactEvmPayload {
             signature,
             authorization: crate::proto::Authorization {
                 from,
                 to,
                 value,
-                valid_after: U256::ZERO,
+                valid_after,
                 valid_before,
                 nonce,
             },
