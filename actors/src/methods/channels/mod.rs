@@ -37,10 +37,7 @@ use alloy::sol_types::SolCall;
 use serde_json::Value;
 use x402::batch_settlement::checks::{self, CheckedVoucher, VoucherSigner};
 use x402::batch_settlement::wire::{ChannelPayload, ChannelSnapshot};
-use x402::batch_settlement::{
-    erc3009_collector_data, IX402BatchSettlement, BATCH_SETTLEMENT, ERC3009_DEPOSIT_COLLECTOR,
-    SCHEME,
-};
+use x402::batch_settlement::{IX402BatchSettlement, BATCH_SETTLEMENT, SCHEME};
 use x402::proto::PaymentRequest;
 use x402::Reason;
 
@@ -299,7 +296,7 @@ impl BatchSettlement {
     }
 
     /// A deposit's call: `deposit(config, amount, collector, collectorData)` through the
-    /// ERC-3009 collector, judged against the channel's state and simulated by the sender.
+    /// ERC-3009 or the Permit2 collector, judged against the channel's state and simulated by the sender.
     async fn judge_deposit(
         &self,
         ctx: &MethodContext<'_>,
@@ -328,7 +325,8 @@ impl BatchSettlement {
         self.deposit_call(rt, v, from, phase).await
     }
 
-    /// The deposit's call as `from` would send it: the payer's token balance and the sender's
+    /// The deposit's call as `from` would send it: the payer's token balance (and, for a
+    /// Permit2 deposit with no EIP-2612 permit, its allowance to Permit2) and the sender's
     /// `eth_estimateGas` in one round trip.
     async fn deposit_call(
         &self,
@@ -343,13 +341,8 @@ impl BatchSettlement {
         let data: Bytes = IX402BatchSettlement::depositCall {
             config: v.config.clone(),
             amount: d.amount,
-            collector: ERC3009_DEPOSIT_COLLECTOR,
-            collectorData: erc3009_collector_data(
-                d.valid_after,
-                d.valid_before,
-                d.salt,
-                &d.signature,
-            ),
+            collector: d.collector,
+            collectorData: d.collector_data.clone(),
         }
         .abi_encode()
         .into();
@@ -378,7 +371,31 @@ impl BatchSettlement {
                 ),
             )
             .map_err(unavailable)?;
+        // A Permit2 deposit with no EIP-2612 permit: the payer's allowance to Permit2.
+        let allowance = if d.needs_permit2_allowance {
+            let call = x402::permit2::abi::IERC20::allowanceCall {
+                owner: v.config.payer,
+                spender: x402::permit2::PERMIT2,
+            };
+            let tx = TransactionRequest::default()
+                .to(v.config.token)
+                .input(TransactionInput::new(call.abi_encode().into()));
+            Some(
+                batch
+                    .add_call::<_, Bytes>("eth_call", &(tx, "latest"))
+                    .map_err(unavailable)?,
+            )
+        } else {
+            None
+        };
         batch.send().await.map_err(unavailable)?;
+        if let Some(allowance) = allowance {
+            let allowance =
+                U256::try_from_be_slice(&allowance.await.map_err(unavailable)?).unwrap_or_default();
+            if allowance < U256::from(d.amount) {
+                return Ok(Err(Reason::BatchSettlementPermit2AllowanceRequired));
+            }
+        }
         let balance =
             U256::try_from_be_slice(&balance.await.map_err(unavailable)?).unwrap_or_default();
         if balance < U256::from(d.amount) {
