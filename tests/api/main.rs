@@ -22,6 +22,7 @@ mod channels;
 mod channels_1271;
 mod channels_fleet;
 mod channels_official;
+mod channels_permit2;
 mod clients;
 mod console;
 mod credits;

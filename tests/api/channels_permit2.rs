@@ -1,0 +1,221 @@
+//! Payment channels (`batch-settlement`) opened by a Permit2 deposit, on anvil with the channel
+//! contracts, their Permit2 deposit collector and Permit2 at the canonical addresses and
+//! Circle's USDC, on both databases: the payer approved Permit2 (or signs an EIP-2612 permit of
+//! it), signs `PermitWitnessTransferFrom` to the collector with the channel as witness; the
+//! facilitator verifies, settles it once, and the channel's vouchers then work. Refusals carry
+//! the reference's reasons and send nothing. Payers sign with alloy (`devnet::channel_permit2`).
+
+use alloy::primitives::{B256, U256};
+use alloy::providers::Provider;
+use alloy::signers::local::PrivateKeySigner;
+use devnet::batch_settlement::{Channel, BATCH_SETTLEMENT};
+use devnet::Devnet;
+use serde_json::Value;
+
+use crate::chain_helpers::*;
+use crate::channels::{assert_refused, assert_snapshot, options, requirements, voucher_body};
+use crate::helpers::*;
+
+/// Far enough ahead for any test.
+fn deadline() -> u64 {
+    now() + 3600
+}
+
+fn body(devnet: &Devnet, ch: &Channel, p: &x402::batch_settlement::wire::Permit2Deposit) -> Value {
+    v2_body(
+        requirements(devnet, ch, 100),
+        ch.permit2_deposit_payload(devnet, p, 100),
+    )
+}
+
+/// Transactions the facilitator's signer has sent.
+async fn sent(app: &ChainApp) -> u64 {
+    let signer = app.devnet.facilitator_keys[0].address();
+    app.devnet
+        .provider()
+        .get_transaction_count(signer)
+        .await
+        .unwrap()
+}
+
+/// Refused at `/verify` and at `/settle` with `reason`, nothing sent, nothing moved.
+async fn refused_unsent(app: &ChainApp, ch: &Channel, body: &Value, reason: &str) {
+    let before = (
+        sent(app).await,
+        app.devnet.usdc_balance(ch.payer.address()).await.unwrap(),
+    );
+    assert_refused(&app.verify(body).await, reason);
+    let settled = app.settle(body).await;
+    assert_eq!(settled["success"], false, "{settled}");
+    assert_eq!(settled["errorReason"], reason, "{settled}");
+    let after = (
+        sent(app).await,
+        app.devnet.usdc_balance(ch.payer.address()).await.unwrap(),
+    );
+    assert_eq!(before, after, "nothing is sent for a refused deposit");
+}
+
+async fn a_permit2_deposit_opens_a_channel(kind: Db) {
+    let app = ChainApp::spawn(kind, options()).await;
+    let devnet = &app.devnet;
+    let ch = Channel::new(devnet, app.payer(0).clone(), PAY_TO);
+    let amount = 1_000_000u128;
+
+    // No allowance to Permit2 yet (and no EIP-2612 permit): refused, nothing sent.
+    assert_eq!(ch.permit2_allowance(devnet).await.unwrap(), U256::ZERO);
+    let deposit = ch.permit2_deposit_with(devnet, amount, deadline(), |_| {});
+    refused_unsent(
+        &app,
+        &ch,
+        &body(devnet, &ch, &deposit),
+        "invalid_batch_settlement_evm_permit2_allowance_required",
+    )
+    .await;
+
+    ch.approve_permit2(devnet, U256::MAX).await.unwrap();
+
+    // A permit witnessing another channel, for another amount, expiring, or signed by someone
+    // else: refused with the reference's reasons, nothing sent.
+    let other = ch.permit2_deposit_with(devnet, amount, deadline(), |p| {
+        p.witness.channel_id = B256::repeat_byte(7)
+    });
+    refused_unsent(
+        &app,
+        &ch,
+        &body(devnet, &ch, &other),
+        "invalid_batch_settlement_evm_channel_id_mismatch",
+    )
+    .await;
+    let mut short = body(devnet, &ch, &deposit);
+    short["paymentPayload"]["payload"]["deposit"]["amount"] = "999999".into();
+    refused_unsent(
+        &app,
+        &ch,
+        &short,
+        "invalid_batch_settlement_evm_permit2_amount_mismatch",
+    )
+    .await;
+    let expiring = ch.permit2_deposit_with(devnet, amount, now() + 2, |_| {});
+    refused_unsent(
+        &app,
+        &ch,
+        &body(devnet, &ch, &expiring),
+        "invalid_batch_settlement_evm_permit2_deadline_expired",
+    )
+    .await;
+    let forged = ch.permit2_deposit_signed_by(
+        devnet,
+        &PrivateKeySigner::random(),
+        amount,
+        deadline(),
+        |_| {},
+    );
+    refused_unsent(
+        &app,
+        &ch,
+        &body(devnet, &ch, &forged),
+        "invalid_batch_settlement_evm_permit2_invalid_signature",
+    )
+    .await;
+    let wrong_spender =
+        ch.permit2_deposit_with(devnet, amount, deadline(), |p| p.spender = BATCH_SETTLEMENT);
+    refused_unsent(
+        &app,
+        &ch,
+        &body(devnet, &ch, &wrong_spender),
+        "invalid_batch_settlement_evm_permit2_invalid_spender",
+    )
+    .await;
+    assert_eq!(devnet.channel_state(ch.id).await.unwrap().balance, 0);
+
+    // The payer's deposit: valid, settled once, the escrow exactly what left the payer.
+    let deposit = body(devnet, &ch, &deposit);
+    let verified = app.verify(&deposit).await;
+    assert_eq!(verified["isValid"], true, "{verified}");
+    assert_eq!(verified["payer"], ch.payer.address().to_checksum(None));
+    assert_snapshot(&verified["extra"], &ch, 0, 0);
+    let payer_before = devnet.usdc_balance(ch.payer.address()).await.unwrap();
+    let settled = app.settle(&deposit).await;
+    assert_eq!(settled["success"], true, "{settled}");
+    assert_eq!(settled["amount"], amount.to_string());
+    assert_snapshot(&settled["extra"]["channelState"], &ch, amount, 0);
+    let tx: B256 = settled["transaction"].as_str().unwrap().parse().unwrap();
+    let receipt = devnet.receipt(tx).await.unwrap().expect("mined");
+    assert!(receipt.status());
+    assert_eq!(receipt.to, Some(BATCH_SETTLEMENT));
+    let on_chain = devnet.channel_state(ch.id).await.unwrap();
+    assert_eq!((on_chain.balance, on_chain.total_claimed), (amount, 0));
+    assert_eq!(
+        devnet.usdc_balance(ch.payer.address()).await.unwrap(),
+        payer_before - U256::from(amount)
+    );
+
+    // One deposit, one success: the same deposit again is not paid twice.
+    let sent_before = sent(&app).await;
+    let again = app.settle(&deposit).await;
+    assert_eq!(again["success"], false, "{again}");
+    assert_eq!(devnet.channel_state(ch.id).await.unwrap().balance, amount);
+    assert_eq!(
+        devnet.usdc_balance(ch.payer.address()).await.unwrap(),
+        payer_before - U256::from(amount)
+    );
+    assert_eq!(sent(&app).await, sent_before);
+
+    // The deposit's voucher (100) is the accepted one; higher vouchers work, a replay does not.
+    assert_refused(
+        &app.verify(&voucher_body(devnet, &ch, 100)).await,
+        "invalid_batch_settlement_evm_cumulative_below_claimed",
+    );
+    let answer = app.verify(&voucher_body(devnet, &ch, 200)).await;
+    assert_eq!(answer["isValid"], true, "{answer}");
+    assert_snapshot(&answer["extra"], &ch, amount, 0);
+    assert_refused(
+        &app.verify(&voucher_body(devnet, &ch, 200)).await,
+        "invalid_batch_settlement_evm_cumulative_below_claimed",
+    );
+}
+
+crate::both_dbs!(a_permit2_deposit_opens_a_channel);
+
+async fn an_eip2612_permit_of_permit2_pays_for_the_allowance(kind: Db) {
+    let app = ChainApp::spawn(kind, options()).await;
+    let devnet = &app.devnet;
+    let ch = Channel::new(devnet, app.payer(1).clone(), PAY_TO);
+    let amount = 500_000u128;
+    let deposit = ch.permit2_deposit_with(devnet, amount, deadline(), |_| {});
+    let mut paid = body(devnet, &ch, &deposit);
+
+    // A permit for another amount: refused with the reference's reason, nothing sent.
+    let mut wrong = paid.clone();
+    wrong["paymentPayload"]["extensions"] = ch
+        .eip2612_extension(devnet, amount + 1, deadline())
+        .await
+        .unwrap();
+    refused_unsent(
+        &app,
+        &ch,
+        &wrong,
+        "invalid_batch_settlement_evm_eip2612_amount_mismatch",
+    )
+    .await;
+
+    // The payer never approved Permit2: its permit, submitted by the collector, does it.
+    paid["paymentPayload"]["extensions"] = ch
+        .eip2612_extension(devnet, amount, deadline())
+        .await
+        .unwrap();
+    let verified = app.verify(&paid).await;
+    assert_eq!(verified["isValid"], true, "{verified}");
+    let payer_before = devnet.usdc_balance(ch.payer.address()).await.unwrap();
+    let settled = app.settle(&paid).await;
+    assert_eq!(settled["success"], true, "{settled}");
+    assert_eq!(devnet.channel_state(ch.id).await.unwrap().balance, amount);
+    assert_eq!(
+        devnet.usdc_balance(ch.payer.address()).await.unwrap(),
+        payer_before - U256::from(amount)
+    );
+    // The permit was spent on exactly the deposit.
+    assert_eq!(ch.permit2_allowance(devnet).await.unwrap(), U256::ZERO);
+}
+
+crate::both_dbs!(an_eip2612_permit_of_permit2_pays_for_the_allowance);
