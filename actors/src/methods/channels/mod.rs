@@ -9,8 +9,11 @@
 //! else no RPC call at all. A `voucher` payload is accepted at `/verify` by one conditional `UPDATE`
 //! (`store::accept`): the highest ceiling wins, anything at or below the accepted one is a
 //! replay. A `deposit` is verified the same way (the deposit counted in the
-//! balance) and settled through the ERC-3009 collector by the shared pipeline (ledger row keyed
-//! by the deposit's ERC-3009 nonce); its voucher is accepted with the deposit's ledger claim,
+//! balance) and settled through its collector by the shared pipeline: the ERC-3009 collector
+//! (ledger row keyed by the deposit's ERC-3009 nonce) or the Permit2 collector
+//! (`permitWitnessTransferFrom`, witness the channel id; ledger row keyed by the Permit2 nonce;
+//! the payer's allowance to Permit2 read with its balance, unless the payment carries an
+//! `eip2612GasSponsoring` permit of Permit2, passed in `collectorData`); its voucher is accepted with the deposit's ledger claim,
 //! before anything is sent (`reserve`), and stands or falls with that row (`resolve_deposit`).
 //!
 //! Every answer carries the channel snapshot the spec requires (`extra` of `/verify`,
@@ -24,7 +27,8 @@
 //!
 //! The managed claimer of delegated channels is `crate::facilitator::channel_claimer`.
 //!
-//! Not yet: Permit2 deposits.
+//! Not taken: ERC-6492 (undeployed wallet) deposit signatures and the
+//! `erc20ApprovalGasSponsoring` extension.
 
 mod server;
 pub mod store;
