@@ -3,7 +3,7 @@
 //! its one-time `approve(Permit2)` of the devnet's USDC, and an EIP-2612 permit of Permit2 (the
 //! `eip2612GasSponsoring` extension), all signed here with alloy.
 
-use alloy::primitives::{Bytes, U256};
+use alloy::primitives::{Address, Bytes, U256};
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::SolStruct;
 use serde_json::{json, Value};
@@ -89,21 +89,12 @@ impl Channel {
 
     /// The payer's `approve(Permit2, amount)` of the devnet's USDC, sent by the payer.
     pub async fn approve_permit2(&self, devnet: &Devnet, amount: U256) -> Result<(), DevnetError> {
-        let call = IApprove::approveCall {
-            spender: PERMIT2,
-            amount,
-        };
-        devnet.send_as(&self.payer, devnet.usdc, call).await?;
-        Ok(())
+        devnet.approve_permit2(&self.payer, amount).await
     }
 
     /// The payer's allowance of the devnet's USDC to Permit2.
     pub async fn permit2_allowance(&self, devnet: &Devnet) -> Result<U256, DevnetError> {
-        let call = IApprove::allowanceCall {
-            owner: self.config.payer,
-            spender: PERMIT2,
-        };
-        devnet.read(devnet.usdc, call).await
+        devnet.permit2_allowance(self.config.payer).await
     }
 
     /// The `eip2612GasSponsoring` extension: the payer's EIP-2612 permit of `value` of the
@@ -137,5 +128,30 @@ impl Channel {
             "signature": signature.to_string(),
             "version": "1",
         }}}))
+    }
+}
+
+impl Devnet {
+    /// `owner`'s `approve(Permit2, amount)` of the devnet's USDC, sent by `owner`.
+    pub async fn approve_permit2(
+        &self,
+        owner: &PrivateKeySigner,
+        amount: U256,
+    ) -> Result<(), DevnetError> {
+        let call = IApprove::approveCall {
+            spender: PERMIT2,
+            amount,
+        };
+        self.send_as(owner, self.usdc, call).await?;
+        Ok(())
+    }
+
+    /// `owner`'s allowance of the devnet's USDC to Permit2.
+    pub async fn permit2_allowance(&self, owner: Address) -> Result<U256, DevnetError> {
+        let call = IApprove::allowanceCall {
+            owner,
+            spender: PERMIT2,
+        };
+        self.read(self.usdc, call).await
     }
 }

@@ -10,7 +10,7 @@ use alloy::providers::Provider;
 use alloy::signers::local::PrivateKeySigner;
 use devnet::batch_settlement::{Channel, BATCH_SETTLEMENT};
 use devnet::Devnet;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::chain_helpers::*;
 use crate::channels::{assert_refused, assert_snapshot, options, requirements, voucher_body};
@@ -219,3 +219,76 @@ async fn an_eip2612_permit_of_permit2_pays_for_the_allowance(kind: Db) {
 }
 
 crate::both_dbs!(an_eip2612_permit_of_permit2_pays_for_the_allowance);
+
+/// The official buyer (`@x402/evm` batch-settlement client) deposits through Permit2 when the
+/// requirements say `assetTransferMethod: "permit2"`, paying the reference's resource server
+/// whose facilitator is this app (`tools/e2e/channels.mjs ... permit2`): one Permit2 deposit, 10
+/// vouchers, the claim, the sweep and the refund through us; the payer paid exactly the sum and
+/// Permit2 spent exactly the deposit of the allowance the payer gave it.
+async fn official_buyer_deposits_through_permit2(kind: Db) {
+    use crate::replay::{e2e_state, node, write_state};
+    const PRICE: u128 = 10_000;
+    const DEPOSIT: u128 = 1_500_000;
+    const REQUESTS: u128 = 10;
+    let devnet = Devnet::start(options()).await.unwrap();
+    let db = TestDb::create(kind).await;
+    let mut build = x402_facilitator::startup::BuildOptions::default();
+    build
+        .signer_keys
+        .insert("base-sepolia".into(), devnet.facilitator_keys[..1].to_vec());
+    build.channels_authorizer = Some(PrivateKeySigner::random());
+    let app = ChainApp::start_app_options(db, &devnet, json!({}), json!({}), build).await;
+    let app = ChainApp::with_merchant(app, devnet).await;
+    let payer = app.payer(0).clone();
+    app.devnet
+        .approve_permit2(&payer, U256::from(DEPOSIT))
+        .await
+        .unwrap();
+
+    let pay_to = PrivateKeySigner::random().address();
+    let mut state = e2e_state(&app);
+    state["channels"] = json!({
+        "payTo": pay_to.to_checksum(None),
+        "payer": 0,
+        "merchantAuthorizerKey": format!("0x{}", alloy::hex::encode(PrivateKeySigner::random().to_bytes())),
+    });
+    let file = write_state(&state);
+    let path = file.path().to_str().unwrap();
+    let payer_before = app.balance(payer.address()).await;
+    let requests = REQUESTS.to_string();
+    let args = [path, &requests, "facilitator", "facilitator", "permit2"];
+    let result = node("tools/e2e/channels.mjs", &args).await;
+    assert_eq!(result["ok"], true, "{result}");
+    assert_eq!(
+        result["depositAuthorization"],
+        json!(["permit2Authorization"])
+    );
+    assert_eq!(
+        (result["deposits"].clone(), result["vouchers"].clone()),
+        (json!(1), json!(9))
+    );
+    let deposit = &result["depositSettlement"];
+    assert_eq!(deposit["amount"], DEPOSIT.to_string(), "{deposit}");
+    let tx: B256 = result["depositTransaction"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let receipt = app.devnet.receipt(tx).await.unwrap().expect("mined");
+    assert!(receipt.status());
+    assert_eq!(receipt.to, Some(BATCH_SETTLEMENT));
+    // Permit2 moved the deposit: the allowance given to it is spent.
+    assert_eq!(
+        app.devnet.permit2_allowance(payer.address()).await.unwrap(),
+        U256::ZERO
+    );
+    let sum = PRICE * REQUESTS;
+    assert_eq!(result["refunded"], (DEPOSIT - sum).to_string());
+    assert_eq!(app.balance(pay_to).await, U256::from(sum));
+    assert_eq!(
+        payer_before - app.balance(payer.address()).await,
+        U256::from(sum)
+    );
+}
+
+crate::both_dbs!(official_buyer_deposits_through_permit2);
