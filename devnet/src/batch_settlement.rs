@@ -126,7 +126,12 @@ impl Channel {
 
     /// `digest` signed for the payer's side: by its wallet (ERC-1271) for a contract payer,
     /// else by `key`.
-    fn payer_signature(&self, devnet: &Devnet, key: &PrivateKeySigner, digest: B256) -> Bytes {
+    pub(crate) fn payer_signature(
+        &self,
+        devnet: &Devnet,
+        key: &PrivateKeySigner,
+        digest: B256,
+    ) -> Bytes {
         match &self.wallet {
             Some(w) => w.sign(devnet.chain_id, digest),
             None => sign(key, digest),

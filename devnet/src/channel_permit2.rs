@@ -33,8 +33,8 @@ alloy::sol! {
 
 impl Channel {
     /// The payer's Permit2 authorization of a deposit of `amount` (a fresh random nonce, the
-    /// given `deadline`), signed by the payer for the permit as given: `edit` may change it
-    /// first (a bad payment).
+    /// given `deadline`), signed by the payer (a contract payer: its wallet, ERC-1271) for the
+    /// permit as given: `edit` may change it first (a bad payment).
     pub fn permit2_deposit_with(
         &self,
         devnet: &Devnet,
@@ -42,10 +42,14 @@ impl Channel {
         deadline: u64,
         edit: impl FnOnce(&mut Permit2Deposit),
     ) -> Permit2Deposit {
-        self.permit2_deposit_signed_by(devnet, &self.payer, amount, deadline, edit)
+        let mut p = self.permit2_deposit_signed_by(devnet, &self.payer, amount, deadline, edit);
+        let digest = permit2_deposit_digest(&p, devnet.chain_id);
+        p.signature = self.payer_signature(devnet, &self.payer, digest);
+        p
     }
 
-    /// As [`Channel::permit2_deposit_with`], signed by `key` (the payer's, or a stranger's).
+    /// As [`Channel::permit2_deposit_with`], signed by `key` with bare ECDSA (the payer's key,
+    /// or a stranger's).
     pub fn permit2_deposit_signed_by(
         &self,
         devnet: &Devnet,
@@ -153,5 +157,46 @@ impl Devnet {
             spender: PERMIT2,
         };
         self.read(self.usdc, call).await
+    }
+}
+
+impl Devnet {
+    /// `owner`, a contract (a Safe), approves Permit2 for `amount` of the devnet's USDC: sent
+    /// as the contract by anvil's impersonation, standing in for the wallet's own transaction.
+    pub async fn approve_permit2_as_contract(
+        &self,
+        owner: Address,
+        amount: U256,
+    ) -> Result<(), DevnetError> {
+        use alloy::network::TransactionBuilder;
+        use alloy::providers::{Provider, ProviderBuilder};
+        use alloy::rpc::types::TransactionRequest;
+        use alloy::sol_types::SolCall;
+        // No wallet: the node signs for the impersonated account (`eth_sendTransaction`).
+        let p = ProviderBuilder::new().connect_http(self.rpc_url.parse().map_err(crate::rpc)?);
+        self.set_eth_balance(owner, U256::from(10u128.pow(20)))
+            .await?;
+        p.raw_request::<_, ()>("anvil_impersonateAccount".into(), (owner,))
+            .await
+            .map_err(crate::rpc)?;
+        let call = IApprove::approveCall {
+            spender: PERMIT2,
+            amount,
+        };
+        let tx = TransactionRequest::default()
+            .with_from(owner)
+            .with_to(self.usdc)
+            .with_input(call.abi_encode());
+        let receipt = p
+            .send_transaction(tx)
+            .await
+            .map_err(crate::rpc)?
+            .get_receipt()
+            .await
+            .map_err(crate::rpc);
+        p.raw_request::<_, ()>("anvil_stopImpersonatingAccount".into(), (owner,))
+            .await
+            .map_err(crate::rpc)?;
+        crate::ensure_success(&receipt?, "approve")
     }
 }

@@ -28,7 +28,7 @@ const VOUCHER_SIGNATURE: &str = "invalid_batch_settlement_evm_voucher_signature"
 
 /// An app on a chain with the channel contracts and Safe's, reaching the node through `proxy`
 /// (RPC timeout 2 s), and a deployed Safe of a fresh owner holding 2 USDC.
-async fn safe_channel_app(kind: Db) -> (ChainApp, TcpProxy, SafeWallet) {
+pub(crate) async fn safe_channel_app(kind: Db) -> (ChainApp, TcpProxy, SafeWallet) {
     let devnet = Devnet::start(options()).await.unwrap();
     let proxy = TcpProxy::start(&devnet.rpc_url).await;
     let app = ChainApp::start_app_full(

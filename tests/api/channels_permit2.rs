@@ -3,7 +3,10 @@
 //! Circle's USDC, on both databases: the payer approved Permit2 (or signs an EIP-2612 permit of
 //! it), signs `PermitWitnessTransferFrom` to the collector with the channel as witness; the
 //! facilitator verifies, settles it once, and the channel's vouchers then work. Refusals carry
-//! the reference's reasons and send nothing. Payers sign with alloy (`devnet::channel_permit2`).
+//! the reference's reasons and send nothing. A Safe payer's ERC-1271 signature of the permit is
+//! Permit2's to judge in the simulation. Payers sign with alloy (`devnet::channel_permit2`);
+//! last, the official `@x402/evm` buyer deposits through Permit2 and pays the reference server
+//! through us.
 
 use alloy::primitives::{B256, U256};
 use alloy::providers::Provider;
@@ -292,3 +295,49 @@ async fn official_buyer_deposits_through_permit2(kind: Db) {
 }
 
 crate::both_dbs!(official_buyer_deposits_through_permit2);
+
+/// A Safe payer (`payerAuthorizer` zero) deposits through Permit2: its ERC-1271 signature of the
+/// permit is left to the deposit's simulation (Permit2 asks the wallet), which takes the
+/// wallet's and refuses a stranger's, nothing sent.
+async fn a_safe_deposits_through_permit2(kind: Db) {
+    let (app, _proxy, w) = crate::channels_1271::safe_channel_app(kind).await;
+    let devnet = &app.devnet;
+    let ch = Channel::smart_wallet(devnet, w.clone(), PAY_TO, PrivateKeySigner::random());
+    let amount = 1_000_000u128;
+    devnet
+        .approve_permit2_as_contract(w.address, U256::from(amount))
+        .await
+        .unwrap();
+
+    // Signed in the Safe's format by a stranger: Permit2's ERC-1271 question says no.
+    let stranger = PrivateKeySigner::random();
+    let mut forged = ch.permit2_deposit_with(devnet, amount, deadline(), |_| {});
+    let digest = x402::batch_settlement::permit2_deposit_digest(&forged, devnet.chain_id);
+    forged.signature = w.sign_as(&stranger, devnet.chain_id, digest);
+    refused_unsent(
+        &app,
+        &ch,
+        &body(devnet, &ch, &forged),
+        "invalid_batch_settlement_evm_deposit_simulation_failed",
+    )
+    .await;
+
+    // The wallet's: valid, settled, the escrow exactly what left the wallet.
+    let deposit = body(
+        devnet,
+        &ch,
+        &ch.permit2_deposit_with(devnet, amount, deadline(), |_| {}),
+    );
+    let verified = app.verify(&deposit).await;
+    assert_eq!(verified["isValid"], true, "{verified}");
+    let before = devnet.usdc_balance(w.address).await.unwrap();
+    let settled = app.settle(&deposit).await;
+    assert_eq!(settled["success"], true, "{settled}");
+    assert_eq!(devnet.channel_state(ch.id).await.unwrap().balance, amount);
+    assert_eq!(
+        devnet.usdc_balance(w.address).await.unwrap(),
+        before - U256::from(amount)
+    );
+}
+
+crate::both_dbs!(a_safe_deposits_through_permit2);
