@@ -23,7 +23,7 @@ pub use x402::batch_settlement::{
     IX402BatchSettlement, BATCH_SETTLEMENT, ERC3009_DEPOSIT_COLLECTOR, PERMIT2_DEPOSIT_COLLECTOR,
 };
 
-use crate::{ensure_success, rpc, Devnet, DevnetError};
+use crate::{ensure_success, rpc, Devnet, DevnetError, SafeWallet};
 
 /// Uniswap's Permit2, the same address on every chain.
 pub const PERMIT2: Address = address!("0x000000000022D473030F116dDEE9F6B43aC78BA3");
@@ -66,9 +66,12 @@ pub fn sign(key: &PrivateKeySigner, digest: B256) -> Bytes {
 pub struct Channel {
     pub config: ChannelConfig,
     pub id: B256,
+    /// The payer's key (a contract payer's: its wallet's owner).
     pub payer: PrivateKeySigner,
     pub payer_authorizer: PrivateKeySigner,
     pub receiver_authorizer: PrivateKeySigner,
+    /// A contract-wallet payer (`payerAuthorizer` zero): it signs by ERC-1271.
+    pub wallet: Option<SafeWallet>,
 }
 
 impl Channel {
@@ -101,6 +104,37 @@ impl Channel {
             payer,
             payer_authorizer,
             receiver_authorizer,
+            wallet: None,
+        }
+    }
+
+    /// A channel paid by `wallet`, a Safe (`payerAuthorizer` zero): its vouchers and deposit
+    /// authorizations are the wallet's ERC-1271 signatures, by its owner.
+    pub fn smart_wallet(
+        devnet: &Devnet,
+        wallet: SafeWallet,
+        receiver: Address,
+        receiver_authorizer: PrivateKeySigner,
+    ) -> Self {
+        let mut ch = Self::delegated(devnet, wallet.owner.clone(), receiver, receiver_authorizer);
+        ch.config.payer = wallet.address;
+        ch.config.payerAuthorizer = Address::ZERO;
+        ch.id = channel_id(&ch.config, devnet.chain_id);
+        ch.wallet = Some(wallet);
+        ch
+    }
+
+    /// `digest` signed for the payer's side: by its wallet (ERC-1271) for a contract payer,
+    /// else by `key`.
+    pub(crate) fn payer_signature(
+        &self,
+        devnet: &Devnet,
+        key: &PrivateKeySigner,
+        digest: B256,
+    ) -> Bytes {
+        match &self.wallet {
+            Some(w) => w.sign(devnet.chain_id, digest),
+            None => sign(key, digest),
         }
     }
 
@@ -110,7 +144,7 @@ impl Channel {
         let salt = random_b256();
         let valid_before = U256::from(4_000_000_000u64);
         let auth = ReceiveWithAuthorization {
-            from: self.payer.address(),
+            from: self.config.payer,
             to: ERC3009_DEPOSIT_COLLECTOR,
             value: U256::from(amount),
             validAfter: U256::ZERO,
@@ -122,7 +156,7 @@ impl Channel {
             valid_after: U256::ZERO,
             valid_before,
             salt,
-            signature: sign(&self.payer, auth.eip712_signing_hash(&domain)),
+            signature: self.payer_signature(devnet, &self.payer, auth.eip712_signing_hash(&domain)),
         }
     }
 
@@ -142,12 +176,10 @@ impl Channel {
         }
     }
 
-    /// The payerAuthorizer's signature of a voucher of ceiling `max`.
+    /// The payerAuthorizer's signature of a voucher of ceiling `max` (a contract payer's own).
     pub fn voucher_signature(&self, devnet: &Devnet, max: u128) -> Bytes {
-        sign(
-            &self.payer_authorizer,
-            voucher_digest(self.id, max, devnet.chain_id),
-        )
+        let digest = voucher_digest(self.id, max, devnet.chain_id);
+        self.payer_signature(devnet, &self.payer_authorizer, digest)
     }
 
     pub fn voucher(&self, devnet: &Devnet, max: u128, claimed: u128) -> C::VoucherClaim {

@@ -29,6 +29,7 @@ use alloy::sol_types::{SolCall, SolValue};
 
 pub mod batch_settlement;
 pub mod channel_payloads;
+pub mod channel_permit2;
 pub mod safe;
 pub mod solana;
 pub use safe::{SafeContracts, SafeWallet};

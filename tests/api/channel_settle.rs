@@ -191,7 +191,7 @@ pub(crate) fn sweep_body(devnet: &Devnet, ch: &Channel) -> Value {
 
 /// A completed refund of `amount` at `nonce`, its zero-charge voucher at `charged`, carrying
 /// the claim of `claim` (if any) before it.
-fn refund_body(
+pub(crate) fn refund_body(
     devnet: &Devnet,
     ch: &Channel,
     charged: u128,

@@ -9,13 +9,16 @@
 // cooperative refund of what it did not spend, settled through us.
 //
 // Usage: node tools/e2e/channels.mjs state.json [requests=100] [authorizer=facilitator|merchant]
-//          [verify=facilitator|local]
+//          [verify=facilitator|local] [deposit=eip3009|permit2]
 //   authorizer: facilitator: the server delegates `receiverAuthorizer` to the address our
 //               `/supported` advertises (we sign the claims); merchant: the server signs them
 //               with its own key (`state.channels.merchantAuthorizerKey`).
 //   verify:     facilitator: every voucher is verified by us (the server's mirrored state is
 //               never fresh, `onchainStateTtlMs: 0`); local: the reference's default (vouchers
 //               verified by the server itself while its mirror is fresh).
+//   deposit:    the requirements' `extra.assetTransferMethod`: the buyer deposits through the
+//               ERC-3009 collector, or through the Permit2 collector (the payer must have
+//               approved Permit2 for the token).
 // State: common.mjs's, plus `channels: { payTo, payer, merchantAuthorizerKey }` (`payer`: an
 // index into `payerPrivateKeys`). The last stdout line is the JSON result.
 import express from "express";
@@ -53,7 +56,7 @@ function facilitatorClient(state) {
 }
 
 // The resource server selling GET /paid for PRICE per request over a channel to `payTo`.
-async function serve(state, facilitator, authorizer, verify) {
+async function serve(state, facilitator, authorizer, verify, method) {
   const network = v2Network(state);
   const ch = state.channels;
   const scheme = new BatchServer(ch.payTo, {
@@ -72,7 +75,15 @@ async function serve(state, facilitator, authorizer, verify) {
             scheme: "batch-settlement",
             payTo: ch.payTo,
             network,
-            price: { amount: PRICE, asset: state.asset, extra: { name: "USDC", version: "2" } },
+            price: {
+              amount: PRICE,
+              asset: state.asset,
+              extra: {
+                name: "USDC",
+                version: "2",
+                ...(method === "permit2" ? { assetTransferMethod: "permit2" } : {}),
+              },
+            },
           },
           description: CONTENT_CHANNEL,
         },
@@ -154,8 +165,9 @@ main(async () => {
   const requests = Number(process.argv[3] ?? 100);
   const authorizer = process.argv[4] ?? "facilitator";
   const verify = process.argv[5] ?? "facilitator";
+  const method = process.argv[6] ?? "eip3009";
   const { client: facilitator, calls } = facilitatorClient(state);
-  const server = await serve(state, facilitator, authorizer, verify);
+  const server = await serve(state, facilitator, authorizer, verify, method);
   try {
     const before = await balanceOf(state, state.channels.payTo);
     // The official fetch wrapper pays; the recording fetch under it keeps each header it sent.
@@ -232,6 +244,8 @@ main(async () => {
       verifyCalls,
       settleCalls: calls.settle,
       deposits: types.filter((t) => t === "deposit").length,
+      // How the buyer authorized its deposit: `erc3009Authorization` or `permit2Authorization`.
+      depositAuthorization: Object.keys(vouchers[0].payload.deposit?.authorization ?? {}),
       vouchers: types.filter((t) => t === "voucher").length,
       depositTransaction: paid[0].settlement.transaction,
       depositSettlement: paid[0].settlement,

@@ -35,7 +35,7 @@ pub const DEADLINE_BUFFER_SECS: u64 = crate::exact::evm::VALID_BEFORE_BUFFER_SEC
 
 /// A uint256 on the wire: a decimal string, a 0x-hex string (the upto spec's examples use hex
 /// nonces) or a JSON number.
-mod uint {
+pub(crate) mod uint {
     use alloy_primitives::U256;
     use serde::{de::Error, Deserialize, Deserializer, Serializer};
 

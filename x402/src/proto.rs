@@ -345,12 +345,22 @@ fn permit2_payload(
 
 /// A `batch-settlement` payload (`type`: deposit, voucher, refund, claim, settle) with the
 /// requirements' channel terms.
-fn channel_payload(value: Value, requirements: &Value) -> Result<ChannelRequest, RequestError> {
+fn channel_payload(
+    value: Value,
+    requirements: &Value,
+    payment: &Value,
+) -> Result<ChannelRequest, RequestError> {
     let payload: ChannelPayload = serde_json::from_value(value)
         .map_err(|e| RequestError::BadPayload(format!("paymentPayload.payload: {e}")))?;
+    let sponsoring = payment
+        .get("extensions")
+        .and_then(|e| e.get(crate::permit2::EIP2612_GAS_SPONSORING))
+        .and_then(|e| e.get("info"))
+        .map(|info| serde_json::from_value(info.clone()).map_err(|e| e.to_string()));
     Ok(ChannelRequest {
         payload,
         terms: ChannelTerms::from_requirements(requirements),
+        sponsoring,
     })
 }
 
@@ -474,7 +484,7 @@ pub fn parse_facilitator_request(body: &Value) -> Result<PaymentRequest, Request
     }
     let mut channel = None;
     let (exact, permit2) = if payload_scheme == crate::batch_settlement::SCHEME {
-        let c = channel_payload(raw, requirements)?;
+        let c = channel_payload(raw, requirements, payload)?;
         let exact = c.exact_view();
         channel = Some(c);
         (exact, None)

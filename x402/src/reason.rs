@@ -87,7 +87,7 @@ reasons! {
     BatchSettlementValidBefore => "invalid_batch_settlement_evm_payload_authorization_valid_before", "the deposit authorization expires too soon (or has expired)";
     BatchSettlementValidAfter => "invalid_batch_settlement_evm_payload_authorization_valid_after", "the deposit authorization is not valid yet";
     BatchSettlementReceiveAuthorizationSignature => "invalid_batch_settlement_evm_receive_authorization_signature", "the deposit's ERC-3009 signature is not the payer's";
-    BatchSettlementErc3009AuthorizationRequired => "invalid_batch_settlement_evm_erc3009_authorization_required", "the deposit carries no erc3009Authorization";
+    BatchSettlementErc3009AuthorizationRequired => "invalid_batch_settlement_evm_erc3009_authorization_required", "the deposit carries neither an erc3009Authorization nor a permit2Authorization";
     BatchSettlementPayloadType => "invalid_batch_settlement_evm_payload_type", "the payload type is not valid for this operation";
     BatchSettlementWithdrawDelayOutOfRange => "invalid_batch_settlement_evm_withdraw_delay_out_of_range", "the withdraw delay is outside 15 minutes to 30 days";
     BatchSettlementChannelIdMismatch => "invalid_batch_settlement_evm_channel_id_mismatch", "the channel config does not hash to the channel id";
@@ -96,7 +96,13 @@ reasons! {
     BatchSettlementWithdrawDelayMismatch => "invalid_batch_settlement_evm_withdraw_delay_mismatch", "the channel's withdraw delay is not extra.withdrawDelay";
     BatchSettlementRpcReadFailed => "invalid_batch_settlement_evm_rpc_read_failed", "the channel's on-chain state could not be read";
     BatchSettlementDepositBelowMinDeposit => "invalid_batch_settlement_evm_deposit_below_min_deposit", "the deposit moves nothing worth a settlement (0 or below the asset's minimum)";
-    BatchSettlementPermit2AuthorizationRequired => "invalid_batch_settlement_evm_permit2_authorization_required", "Permit2 deposits are not served yet: send an erc3009Authorization";
+    BatchSettlementPermit2AuthorizationRequired => "invalid_batch_settlement_evm_permit2_authorization_required", "the deposit carries no permit2Authorization";
+    BatchSettlementPermit2InvalidSpender => "invalid_batch_settlement_evm_permit2_invalid_spender", "the Permit2 deposit's spender is not the Permit2 deposit collector";
+    BatchSettlementPermit2AmountMismatch => "invalid_batch_settlement_evm_permit2_amount_mismatch", "the Permit2 deposit's permitted amount is not the deposit amount";
+    BatchSettlementPermit2DeadlineExpired => "invalid_batch_settlement_evm_permit2_deadline_expired", "the Permit2 deposit's deadline has passed (or is too close)";
+    BatchSettlementPermit2InvalidSignature => "invalid_batch_settlement_evm_permit2_invalid_signature", "the Permit2 deposit is not signed by the channel's payer";
+    BatchSettlementPermit2AllowanceRequired => "invalid_batch_settlement_evm_permit2_allowance_required", "the payer has not approved Permit2 for the deposit (approve it, or add an eip2612GasSponsoring permit)";
+    BatchSettlementEip2612AmountMismatch => "invalid_batch_settlement_evm_eip2612_amount_mismatch", "the EIP-2612 permit of Permit2 is not for the deposit amount";
     BatchSettlementClaimPayload => "invalid_batch_settlement_evm_claim_payload", "the claim payload is malformed (no rows, or a row's withdraw delay out of range)";
     BatchSettlementClaimSimulationFailed => "invalid_batch_settlement_evm_claim_simulation_failed", "the claim would revert";
     BatchSettlementAuthorizerNotConfigured => "invalid_batch_settlement_evm_authorizer_not_configured", "the claim carries no claimAuthorizerSignature and this facilitator signs for no receiverAuthorizer";

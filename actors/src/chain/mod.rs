@@ -44,9 +44,11 @@
 //! Here: `ChainAccess` (one network's handle) and what its endpoints share; `endpoint` (one
 //! URL, its counters, when it is stalled); `failover` (one call across the endpoints, and the
 //! alloy transport); `health` (what `/status` shows, and the probe); `multicall` (Multicall3's
-//! address and ABI, for smart-wallet deployments and batches).
+//! address and ABI, for smart-wallet deployments and batches); `erc1271` (asking a contract
+//! wallet whether a signature is its own).
 
 mod endpoint;
+pub mod erc1271;
 mod failover;
 mod health;
 pub mod multicall;

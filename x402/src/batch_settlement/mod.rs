@@ -201,5 +201,72 @@ pub fn erc3009_collector_data(
     .into()
 }
 
+/// Permit2's `PermitWitnessTransferFrom` of a deposit through the Permit2 collector: the witness
+/// is `DepositWitness(bytes32 channelId)` (the collector's `DEPOSIT_WITNESS_TYPE_STRING`).
+pub mod permit2_typed {
+    alloy_sol_types::sol! {
+        struct TokenPermissions { address token; uint256 amount; }
+        struct DepositWitness { bytes32 channelId; }
+        struct PermitWitnessTransferFrom {
+            TokenPermissions permitted;
+            address spender;
+            uint256 nonce;
+            uint256 deadline;
+            DepositWitness witness;
+        }
+    }
+}
+
+/// The digest a payer signs for a Permit2 deposit (Permit2's domain, `crate::permit2::domain`).
+pub fn permit2_deposit_digest(a: &wire::Permit2Deposit, chain_id: u64) -> B256 {
+    permit2_typed::PermitWitnessTransferFrom {
+        permitted: permit2_typed::TokenPermissions {
+            token: a.permitted.token,
+            amount: a.permitted.amount,
+        },
+        spender: a.spender,
+        nonce: a.nonce,
+        deadline: a.deadline,
+        witness: permit2_typed::DepositWitness {
+            channelId: a.witness.channel_id,
+        },
+    }
+    .eip712_signing_hash(&crate::permit2::domain(chain_id))
+}
+
+/// `collectorData` for the Permit2 collector: `abi.encode(nonce, deadline, permit2Signature,
+/// eip2612PermitData)`, the last empty or `abi.encode(value, deadline, v, r, s)` of an EIP-2612
+/// permit of Permit2. `None` when the permit's signature does not split.
+pub fn permit2_collector_data(
+    nonce: U256,
+    deadline: U256,
+    signature: &[u8],
+    permit: Option<&crate::permit2::Eip2612Permit>,
+) -> Option<alloy_primitives::Bytes> {
+    let permit_data = match permit {
+        None => alloy_primitives::Bytes::new(),
+        Some(p) => {
+            let (v, r, s) = crate::exact::evm::split_signature(&p.signature).ok()?;
+            alloy_sol_types::SolValue::abi_encode_params(&(
+                p.amount,
+                p.deadline,
+                U256::from(v),
+                r,
+                s,
+            ))
+            .into()
+        }
+    };
+    Some(
+        alloy_sol_types::SolValue::abi_encode_params(&(
+            nonce,
+            deadline,
+            alloy_primitives::Bytes::copy_from_slice(signature),
+            permit_data,
+        ))
+        .into(),
+    )
+}
+
 #[cfg(test)]
 mod tests;

@@ -98,14 +98,37 @@ pub struct Erc3009Deposit {
     pub signature: Bytes,
 }
 
-/// `deposit.authorization`: exactly one of the two (Permit2's is kept as given for now).
+/// `deposit.authorization.permit2Authorization.witness`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DepositWitness {
+    pub channel_id: B256,
+}
+
+/// `deposit.authorization.permit2Authorization`: Permit2's `PermitWitnessTransferFrom` with the
+/// Permit2 collector as spender and the channel as witness, and the payer's signature of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Permit2Deposit {
+    pub from: Address,
+    pub permitted: crate::permit2::TokenPermissions,
+    pub spender: Address,
+    #[serde(with = "crate::permit2::uint")]
+    pub nonce: U256,
+    #[serde(with = "crate::permit2::uint")]
+    pub deadline: U256,
+    pub witness: DepositWitness,
+    pub signature: Bytes,
+}
+
+/// `deposit.authorization`: one of the two.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DepositAuthorization {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub erc3009_authorization: Option<Erc3009Deposit>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub permit2_authorization: Option<serde_json::Value>,
+    pub permit2_authorization: Option<Box<Permit2Deposit>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -239,6 +262,8 @@ impl ChannelPayload {
 pub struct ChannelTerms {
     pub receiver_authorizer: Option<Address>,
     pub withdraw_delay: Option<u64>,
+    /// `extra.assetTransferMethod` (`eip3009` or `permit2`): the deposit method asked for.
+    pub asset_transfer_method: Option<String>,
 }
 
 impl ChannelTerms {
@@ -253,6 +278,9 @@ impl ChannelTerms {
                 v.as_u64()
                     .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
             }),
+            asset_transfer_method: get("assetTransferMethod")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned),
         }
     }
 }
@@ -262,6 +290,9 @@ impl ChannelTerms {
 pub struct ChannelRequest {
     pub payload: ChannelPayload,
     pub terms: ChannelTerms,
+    /// The payment's `extensions.eip2612GasSponsoring.info` (a Permit2 deposit's EIP-2612 permit
+    /// of Permit2): `Some(Err)` when malformed.
+    pub sponsoring: Option<Result<crate::permit2::Eip2612Permit, String>>,
 }
 
 /// The channel snapshot every answer carries (`extra` of `/verify`, `extra.channelState` of
@@ -283,8 +314,8 @@ impl ChannelRequest {
     /// The EIP-3009-shaped view the ledger, the in-flight map and the answers key on: the
     /// payer, the receiver, the amount (a deposit's, a refund's, else the voucher's ceiling),
     /// and a nonce
-    /// naming this payment: a deposit's ERC-3009 nonce (one deposit, one row), else the hash of
-    /// the payload.
+    /// naming this payment: a deposit's ERC-3009 nonce, or its Permit2 nonce as 32 bytes (as the
+    /// `exact` Permit2 rows: one Permit2 nonce of a payer, one row), else the hash of the payload.
     pub fn exact_view(&self) -> crate::proto::ExactEvmPayload {
         use alloy_primitives::keccak256;
         let hash = || keccak256(serde_json::to_vec(&self.payload).unwrap_or_default());
@@ -294,15 +325,22 @@ impl ChannelRequest {
                 voucher,
                 deposit,
             } => {
-                let erc3009 = deposit.authorization.erc3009_authorization.as_ref();
+                let auth = &deposit.authorization;
+                let (valid_before, nonce) =
+                    match (&auth.erc3009_authorization, &auth.permit2_authorization) {
+                        (Some(a), _) => (
+                            a.valid_before,
+                            super::erc3009_deposit_nonce(voucher.channel_id, a.salt),
+                        ),
+                        (None, Some(p)) => (p.deadline, B256::from(p.nonce)),
+                        (None, None) => (U256::MAX, hash()),
+                    };
                 (
                     channel_config.payer,
                     channel_config.receiver,
                     U256::from(deposit.amount),
-                    erc3009.map_or(U256::MAX, |a| a.valid_before),
-                    erc3009.map_or_else(hash, |a| {
-                        super::erc3009_deposit_nonce(voucher.channel_id, a.salt)
-                    }),
+                    valid_before,
+                    nonce,
                     voucher.signature.clone(),
                 )
             }

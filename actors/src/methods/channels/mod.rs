@@ -1,13 +1,19 @@
 //! Payment channels: the x402 `batch-settlement` scheme on EVM (`x402::batch_settlement`).
 //!
 //! A voucher is verified off-chain (the config hashes to the channel id and matches the
-//! requirements; ECDSA by the `payerAuthorizer`), then against the channel's state in the
-//! shared database (`store`): read from the contract when the row is missing or older than
-//! `sync_ttl`, else no RPC call at all. A `voucher` payload is accepted at `/verify` by one
-//! conditional `UPDATE` (`store::accept`): the highest ceiling wins, anything at or below the
-//! accepted one is a replay. A `deposit` is verified the same way (the deposit counted in the
-//! balance) and settled through the ERC-3009 collector by the shared pipeline (ledger row keyed
-//! by the deposit's ERC-3009 nonce); its voucher is accepted with the deposit's ledger claim,
+//! requirements; ECDSA by the `payerAuthorizer`), or, when the `payerAuthorizer` is zero, as
+//! the contract judges the payer's own signature (ECDSA without code, else ERC-1271; one
+//! bounded round trip, `check_payer_signature`; such a payer's deposit authorization is left
+//! to the token, in the deposit's simulation); then against the channel's state in the shared
+//! database (`store`): read from the contract when the row is missing or older than `sync_ttl`,
+//! else no RPC call at all. A `voucher` payload is accepted at `/verify` by one conditional `UPDATE`
+//! (`store::accept`): the highest ceiling wins, anything at or below the accepted one is a
+//! replay. A `deposit` is verified the same way (the deposit counted in the
+//! balance) and settled through its collector by the shared pipeline: the ERC-3009 collector
+//! (ledger row keyed by the deposit's ERC-3009 nonce) or the Permit2 collector
+//! (`permitWitnessTransferFrom`, witness the channel id; ledger row keyed by the Permit2 nonce;
+//! the payer's allowance to Permit2 read with its balance, unless the payment carries an
+//! `eip2612GasSponsoring` permit of Permit2, passed in `collectorData`); its voucher is accepted with the deposit's ledger claim,
 //! before anything is sent (`reserve`), and stands or falls with that row (`resolve_deposit`).
 //!
 //! Every answer carries the channel snapshot the spec requires (`extra` of `/verify`,
@@ -21,7 +27,8 @@
 //!
 //! The managed claimer of delegated channels is `crate::facilitator::channel_claimer`.
 //!
-//! Not yet: Permit2 deposits, ERC-1271 vouchers (`payerAuthorizer` zero).
+//! Not taken: ERC-6492 (undeployed wallet) deposit signatures and the
+//! `erc20ApprovalGasSponsoring` extension.
 
 mod server;
 pub mod store;
@@ -32,12 +39,9 @@ use alloy::rpc::types::{TransactionInput, TransactionRequest};
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::SolCall;
 use serde_json::Value;
-use x402::batch_settlement::checks::{self, CheckedVoucher};
+use x402::batch_settlement::checks::{self, CheckedVoucher, VoucherSigner};
 use x402::batch_settlement::wire::{ChannelPayload, ChannelSnapshot};
-use x402::batch_settlement::{
-    erc3009_collector_data, IX402BatchSettlement, BATCH_SETTLEMENT, ERC3009_DEPOSIT_COLLECTOR,
-    SCHEME,
-};
+use x402::batch_settlement::{IX402BatchSettlement, BATCH_SETTLEMENT, SCHEME};
 use x402::proto::PaymentRequest;
 use x402::Reason;
 
@@ -45,6 +49,7 @@ use super::{
     Checked, Family, MethodContext, MethodFuture, MethodKey, PaymentMethod, Phase, SettleCall,
     Settled, Transfer,
 };
+use crate::chain::erc1271;
 use crate::error::{ServiceError, ServiceResult};
 use crate::facilitator::NetworkRuntime;
 use store::{Channel, OnChain};
@@ -141,6 +146,33 @@ pub async fn read_chain(rt: &NetworkRuntime, id: B256) -> ServiceResult<OnChain>
     })
 }
 
+/// Rule 6 when the payer signs (`payerAuthorizer` zero): as the contract's `SignatureChecker`,
+/// ECDSA by a payer without code, else the payer's ERC-1271 `isValidSignature` of the voucher's
+/// digest, asked of the chain now in one round trip (a `payerAuthorizer`'s ECDSA voucher was
+/// checked with the payload, no RPC). A revert or another answer: refused; no answer: the RPC
+/// failure it is, never "valid". A signature longer than a wallet's may be is refused before
+/// anything is asked.
+async fn check_payer_signature(
+    ctx: &MethodContext<'_>,
+    rt: &NetworkRuntime,
+    v: &CheckedVoucher,
+) -> ServiceResult<Result<(), Reason>> {
+    let VoucherSigner::Payer { digest } = v.signer else {
+        return Ok(Ok(()));
+    };
+    if v.signature.len() > ctx.max_signature_bytes {
+        return Ok(Err(Reason::BatchSettlementVoucherSignature));
+    }
+    let valid = erc1271::is_valid_signature_now(&rt.provider, v.config.payer, digest, &v.signature)
+        .await
+        .map_err(unavailable)?;
+    Ok(if valid {
+        Ok(())
+    } else {
+        Err(Reason::BatchSettlementVoucherSignature)
+    })
+}
+
 impl BatchSettlement {
     /// The channel as stored, read from the chain first when the row is missing, older than
     /// the TTL, `force`d, or its pending deposit just resolved.
@@ -211,6 +243,12 @@ impl BatchSettlement {
                 extra: None,
             });
         };
+        if let Err(reason) = check_payer_signature(ctx, rt, v).await? {
+            return Ok(OwnVerify {
+                reason: Some(reason),
+                extra: None,
+            });
+        }
         let (c, verdict) = self.judge_state(ctx, rt, v).await?;
         let extra = |c: &Channel| serde_json::to_value(snapshot(c.id, &c.chain)).ok();
         if let Err(reason) = verdict {
@@ -262,7 +300,7 @@ impl BatchSettlement {
     }
 
     /// A deposit's call: `deposit(config, amount, collector, collectorData)` through the
-    /// ERC-3009 collector, judged against the channel's state and simulated by the sender.
+    /// ERC-3009 or the Permit2 collector, judged against the channel's state and simulated by the sender.
     async fn judge_deposit(
         &self,
         ctx: &MethodContext<'_>,
@@ -291,7 +329,8 @@ impl BatchSettlement {
         self.deposit_call(rt, v, from, phase).await
     }
 
-    /// The deposit's call as `from` would send it: the payer's token balance and the sender's
+    /// The deposit's call as `from` would send it: the payer's token balance (and, for a
+    /// Permit2 deposit with no EIP-2612 permit, its allowance to Permit2) and the sender's
     /// `eth_estimateGas` in one round trip.
     async fn deposit_call(
         &self,
@@ -306,13 +345,8 @@ impl BatchSettlement {
         let data: Bytes = IX402BatchSettlement::depositCall {
             config: v.config.clone(),
             amount: d.amount,
-            collector: ERC3009_DEPOSIT_COLLECTOR,
-            collectorData: erc3009_collector_data(
-                d.valid_after,
-                d.valid_before,
-                d.salt,
-                &d.signature,
-            ),
+            collector: d.collector,
+            collectorData: d.collector_data.clone(),
         }
         .abi_encode()
         .into();
@@ -341,7 +375,31 @@ impl BatchSettlement {
                 ),
             )
             .map_err(unavailable)?;
+        // A Permit2 deposit with no EIP-2612 permit: the payer's allowance to Permit2.
+        let allowance = if d.needs_permit2_allowance {
+            let call = x402::permit2::abi::IERC20::allowanceCall {
+                owner: v.config.payer,
+                spender: x402::permit2::PERMIT2,
+            };
+            let tx = TransactionRequest::default()
+                .to(v.config.token)
+                .input(TransactionInput::new(call.abi_encode().into()));
+            Some(
+                batch
+                    .add_call::<_, Bytes>("eth_call", &(tx, "latest"))
+                    .map_err(unavailable)?,
+            )
+        } else {
+            None
+        };
         batch.send().await.map_err(unavailable)?;
+        if let Some(allowance) = allowance {
+            let allowance =
+                U256::try_from_be_slice(&allowance.await.map_err(unavailable)?).unwrap_or_default();
+            if allowance < U256::from(d.amount) {
+                return Ok(Err(Reason::BatchSettlementPermit2AllowanceRequired));
+            }
+        }
         let balance =
             U256::try_from_be_slice(&balance.await.map_err(unavailable)?).unwrap_or_default();
         if balance < U256::from(d.amount) {
@@ -435,6 +493,13 @@ impl PaymentMethod for BatchSettlement {
             let voucher = checked
                 .get::<Option<CheckedVoucher>>()
                 .and_then(Option::as_ref);
+            // A deposit's or a refund's voucher, as at verify (a claim's rows are the
+            // contract's to check, in its simulation).
+            if let Some(v) = voucher {
+                if let Err(reason) = check_payer_signature(ctx, rt, v).await? {
+                    return Ok(Err(reason));
+                }
+            }
             match (voucher, req.channel.as_ref().map(|c| &c.payload)) {
                 (Some(v), _) if v.deposit.is_some() => {
                     self.judge_deposit(ctx, v, from, phase).await
