@@ -5,15 +5,15 @@
 //! the contract judges the payer's own signature (ECDSA without code, else ERC-1271; one
 //! bounded round trip, `check_payer_signature`; such a payer's deposit authorization is left
 //! to the token, in the deposit's simulation); then against the channel's state in the shared
-//! database (`store`): read from the contract when the row is missing or older than `sync_ttl`,
-//! else no RPC call at all. A `voucher` payload is accepted at `/verify` by one conditional `UPDATE`
-//! (`store::accept`): the highest ceiling wins, anything at or below the accepted one is a
-//! replay. A `deposit` is verified the same way (the deposit counted in the
-//! balance) and settled through its collector by the shared pipeline: the ERC-3009 collector
-//! (ledger row keyed by the deposit's ERC-3009 nonce) or the Permit2 collector
-//! (`permitWitnessTransferFrom`, witness the channel id; ledger row keyed by the Permit2 nonce;
-//! the payer's allowance to Permit2 read with its balance, unless the payment carries an
-//! `eip2612GasSponsoring` permit of Permit2, passed in `collectorData`); its voucher is accepted with the deposit's ledger claim,
+//! database (`store`): read from the contract when the row is missing or older than
+//! `sync_ttl`, else no RPC call at all. A `voucher` payload is accepted at `/verify` by one
+//! conditional `UPDATE` (`store::accept`): the highest ceiling wins, anything at or below the
+//! accepted one is a replay. A `deposit` is verified the same way (the deposit counted in the balance) and
+//! settled through its collector by the shared pipeline: the ERC-3009 collector (ledger row
+//! keyed by the deposit's ERC-3009 nonce) or the Permit2 collector (`permitWitnessTransferFrom`,
+//! witness the channel id; ledger row keyed by the Permit2 nonce; the payer's allowance to
+//! Permit2 read with its balance, unless the payment carries an `eip2612GasSponsoring` permit of
+//! Permit2, passed in `collectorData`); its voucher is accepted with the deposit's ledger claim,
 //! before anything is sent (`reserve`), and stands or falls with that row (`resolve_deposit`).
 //!
 //! Every answer carries the channel snapshot the spec requires (`extra` of `/verify`,
@@ -300,7 +300,8 @@ impl BatchSettlement {
     }
 
     /// A deposit's call: `deposit(config, amount, collector, collectorData)` through the
-    /// ERC-3009 or the Permit2 collector, judged against the channel's state and simulated by the sender.
+    /// ERC-3009 or the Permit2 collector, judged against the channel's state and simulated by
+    /// the sender.
     async fn judge_deposit(
         &self,
         ctx: &MethodContext<'_>,
