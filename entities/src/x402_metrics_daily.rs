@@ -19,7 +19,8 @@ pub struct Model {
     /// Decimal string, atomic units.
     pub amount_sum: String,
     pub gas_used_sum: i64,
-    /// Decimal string, wei.
+    /// Decimal string, the network's smallest native unit: wei on EVM networks, lamports on
+    /// SVM networks.
     pub fee_wei_sum: String,
     pub total_latency_us: i64,
 }

@@ -172,19 +172,24 @@ struct Outcome<'a> {
     started: std::time::Instant,
 }
 
+/// The metrics' network (v1 name, EVM or SVM) and asset (an EVM token's checksummed address,
+/// an SVM mint in base58) of a request.
+fn metrics_labels(r: &PaymentRequest) -> (String, String) {
+    let network = x402::network::parse_network(&r.network)
+        .map(|n| n.v1_name)
+        .or_else(|| x402::svm::parse_svm_network(&r.network).map(|n| n.v1_name))
+        .map(str::to_owned)
+        .unwrap_or_else(|| r.network.clone());
+    let asset = match &r.svm {
+        Some(svm) => svm.asset.clone(),
+        None => r.asset.to_checksum(None),
+    };
+    (network, asset)
+}
+
 fn record(state: &AppState, o: Outcome<'_>) {
     let (network, asset) = match o.req {
-        Some(r) => (
-            x402::network::parse_network(&r.network)
-                .map(|n| n.v1_name)
-                .or_else(|| x402::svm::parse_svm_network(&r.network).map(|n| n.v1_name))
-                .map(str::to_owned)
-                .unwrap_or_else(|| r.network.clone()),
-            match &r.svm {
-                Some(svm) => svm.asset.clone(),
-                None => r.asset.to_checksum(None),
-            },
-        ),
+        Some(r) => metrics_labels(r),
         // Unreadable as a payment of a version we take: keep what the body says.
         None => (
             o.body["paymentRequirements"]["network"]
@@ -526,13 +531,12 @@ fn record_replay(
         Some(r) if !r.is_empty() => r.to_owned(),
         _ => Reason::UnexpectedSettleError.as_str().to_owned(),
     };
+    let (network, asset) = metrics_labels(req);
     state.metrics.record_x402(X402Event {
         day: chrono::Utc::now().date_naive(),
         client_id: client.0.client_id.clone(),
-        network: x402::network::parse_network(&req.network)
-            .map(|n| n.v1_name.to_owned())
-            .unwrap_or_else(|| req.network.clone()),
-        asset: req.asset.to_checksum(None),
+        network,
+        asset,
         operation: Operation::Settle,
         outcome,
         amount: alloy_primitives::U256::ZERO,

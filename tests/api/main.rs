@@ -56,6 +56,7 @@ mod rpc_faults;
 mod settle_faults;
 mod smart_wallet;
 mod svm;
+mod svm_metrics;
 mod svm_official;
 mod throttle;
 mod toy_method;

@@ -114,7 +114,7 @@ impl SvmApp {
 }
 
 /// A v2 `/verify` or `/settle` body paying `pay_to` `amount` of `mint` with `tx`.
-fn body(
+pub(crate) fn body(
     tx: &VersionedTransaction,
     mint: &Mint,
     pay_to: &Pubkey,

@@ -13,8 +13,9 @@
 //!   transactions mined since 00:00 UTC, reverted ones included, as the x402 metrics rollup
 //!   counts them (this instance's unflushed sums included, other instances' once flushed, within
 //!   `metrics.flush_interval_secs`). The sum is over every network the account settles on, in
-//!   each chain's native unit. A settle is admitted while the spend is below the budget: settles
-//!   in flight when it is reached still finish, so the spend may pass the budget by their fees.
+//!   each chain's smallest native unit (wei on EVM networks, lamports on SVM ones). A settle is
+//!   admitted while the spend is below the budget: settles in flight when it is reached still
+//!   finish, so the spend may pass the budget by their fees.
 //! - **Caps**: a create counts inside its insert's transaction after locking the account's row,
 //!   so concurrent creates, on any instance, cannot pass the cap.
 
@@ -105,7 +106,8 @@ pub struct GasTodayView {
     pub day: NaiveDate,
     #[schema(example = 86000)]
     pub gas_used: u64,
-    /// Native fee paid, in wei (a decimal string).
+    /// Native fee paid (a decimal string), summed over networks, each in its smallest native
+    /// unit: wei on EVM networks, lamports on SVM networks.
     #[schema(example = "86000000000000")]
     pub fee_wei: String,
 }
@@ -157,7 +159,8 @@ pub struct CapUsage {
 pub struct KeyGasToday {
     pub client_id: String,
     pub gas_used: u64,
-    /// Native fee paid, in wei (a decimal string).
+    /// Native fee paid (a decimal string), summed over networks, each in its smallest native
+    /// unit: wei on EVM networks, lamports on SVM networks.
     pub fee_wei: String,
 }
 

@@ -4,13 +4,15 @@
 
 use std::sync::Arc;
 
+use alloy::primitives::U256;
 use x402::proto::PaymentRequest;
 use x402::Reason;
 
-use super::Facilitator;
+use super::{Facilitator, Transfer};
 use crate::error::ServiceResult;
 use crate::ledger::{self, Key, Status};
 use crate::methods::svm::{self as method, Refusal};
+use crate::metrics::{Operation, X402Event, CONFIRMED, REVERTED};
 use crate::svm::SvmRuntime;
 
 /// The verdict on an SVM payment (`/verify`).
@@ -284,6 +286,7 @@ impl Facilitator {
             }
         };
         let id = claim.row().id;
+        let transfer = Transfer::of(claim.row());
         let claim = self.admit(claim, caller).await?;
         // Simulated right before sending, signed as it will be sent.
         let judged = match method::simulate(rt, &tx, &verified).await {
@@ -340,7 +343,7 @@ impl Facilitator {
             }
             // No answer: it may have been broadcast. Its row names it; the watch finds out.
             Err(e) => {
-                self.watch_svm(rt.clone(), id, judged, verified.fee_lamports);
+                self.watch_svm(rt.clone(), id, judged, verified.fee_lamports, transfer);
                 return Ok(pending(Some(e.to_string())));
             }
         }
@@ -357,15 +360,11 @@ impl Facilitator {
                     _ => Landing::Unknown,
                 }
             };
+            let fee = verified.fee_lamports;
             match landing {
                 Landing::Landed(slot) => {
-                    ledger::resolve_svm(
-                        &self.inner.db,
-                        id,
-                        Some((slot, verified.fee_lamports)),
-                        None,
-                    )
-                    .await?;
+                    self.record_landing(id, Landing::Landed(slot), fee, &transfer)
+                        .await?;
                     return Ok(SvmSettleAnswer {
                         success: true,
                         error_reason: None,
@@ -378,26 +377,16 @@ impl Facilitator {
                     });
                 }
                 Landing::FailedOnChain(slot, why) => {
-                    ledger::resolve_svm(
-                        &self.inner.db,
-                        id,
-                        Some((slot, verified.fee_lamports)),
-                        Some(Reason::TransactionFailed.as_str()),
-                    )
-                    .await?;
+                    let landing = Landing::FailedOnChain(slot, why.clone());
+                    self.record_landing(id, landing, fee, &transfer).await?;
                     let mut answer = failed(Reason::TransactionFailed, Some(why));
                     answer.transaction = Some(signature);
                     answer.slot = Some(slot);
                     return Ok(answer);
                 }
                 Landing::Expired => {
-                    ledger::resolve_svm(
-                        &self.inner.db,
-                        id,
-                        None,
-                        Some(Reason::TransactionFailed.as_str()),
-                    )
-                    .await?;
+                    self.record_landing(id, Landing::Expired, fee, &transfer)
+                        .await?;
                     let mut answer = failed(Reason::TransactionFailed, None);
                     answer.transaction = Some(signature);
                     return Ok(answer);
@@ -405,7 +394,7 @@ impl Facilitator {
                 Landing::Unknown => {}
             }
             if tokio::time::Instant::now() >= deadline {
-                self.watch_svm(rt.clone(), id, judged, verified.fee_lamports);
+                self.watch_svm(rt.clone(), id, judged, verified.fee_lamports, transfer);
                 return Ok(pending(None));
             }
             tokio::time::sleep(CONFIRM_POLL).await;
@@ -433,7 +422,14 @@ impl Facilitator {
 
     /// Follow a transaction that answered `settlement_pending` until it lands or its blockhash
     /// expires (never "failed" while it can still land), within the background watch bound.
-    fn watch_svm(&self, rt: Arc<SvmRuntime>, id: i64, judged: method::Judged, fee: u64) {
+    fn watch_svm(
+        &self,
+        rt: Arc<SvmRuntime>,
+        id: i64,
+        judged: method::Judged,
+        fee: u64,
+        transfer: Transfer,
+    ) {
         if self.inner.config.background_watch.is_zero() {
             return;
         }
@@ -444,7 +440,7 @@ impl Facilitator {
                 let landing = this
                     .svm_landing(&rt, &judged.signature, &judged.blockhash)
                     .await;
-                match this.record_landing(id, landing, fee).await {
+                match this.record_landing(id, landing, fee, &transfer).await {
                     Ok(false) => {}
                     Ok(true) => return,
                     Err(e) => {
@@ -460,8 +456,19 @@ impl Facilitator {
 
 impl Facilitator {
     /// Record where a sent transaction is, when that is known: `Ok(true)` once the row is
-    /// resolved (by this call or another), `Ok(false)` while nothing is known yet.
-    async fn record_landing(&self, id: i64, landing: Landing, fee: u64) -> ServiceResult<bool> {
+    /// resolved (by this call or another), `Ok(false)` while nothing is known yet. As for EVM
+    /// (`resolve_mined`), the one call that resolves the row also accounts for the transfer in
+    /// the metrics, whichever path got there first (the settle itself, the background watch,
+    /// a status read or reconciliation): a transaction that landed is a `Transfer` event,
+    /// `confirmed` with the amount moved or `reverted` with none, its fee in lamports in
+    /// `fee_wei`. One that expired unlanded moved nothing and cost nothing: no event.
+    async fn record_landing(
+        &self,
+        id: i64,
+        landing: Landing,
+        fee: u64,
+        transfer: &Transfer,
+    ) -> ServiceResult<bool> {
         let failed = Some(Reason::TransactionFailed.as_str());
         let (landed, error) = match landing {
             Landing::Landed(slot) => (Some((slot, fee)), None),
@@ -469,7 +476,23 @@ impl Facilitator {
             Landing::Expired => (None, failed),
             Landing::Unknown => return Ok(false),
         };
-        ledger::resolve_svm(&self.inner.db, id, landed, error).await?;
+        let moved = ledger::resolve_svm(&self.inner.db, id, landed, error).await?;
+        if moved && landed.is_some() {
+            let success = error.is_none();
+            self.inner.metrics.record_x402(X402Event {
+                day: chrono::Utc::now().date_naive(),
+                client_id: transfer.client_id.clone().unwrap_or_default(),
+                network: transfer.network.clone(),
+                asset: transfer.asset.clone(),
+                operation: Operation::Transfer,
+                outcome: if success { CONFIRMED } else { REVERTED }.to_owned(),
+                amount: if success { transfer.amount } else { U256::ZERO },
+                // Compute units are not read back (that would be one more RPC call).
+                gas_used: 0,
+                fee_wei: U256::from(fee),
+                latency: std::time::Duration::ZERO,
+            });
+        }
         Ok(true)
     }
 
@@ -494,7 +517,10 @@ impl Facilitator {
                     continue;
                 };
                 let landing = self.svm_landing(rt, signature, &blockhash).await;
-                if self.record_landing(row.id, landing, fee).await? {
+                if self
+                    .record_landing(row.id, landing, fee, &Transfer::of(&row))
+                    .await?
+                {
                     resolved += 1;
                 }
             }
@@ -516,7 +542,10 @@ impl Facilitator {
             return Ok(row);
         };
         let landing = self.svm_landing(rt, signature, &blockhash).await;
-        if !self.record_landing(row.id, landing, fee).await? {
+        if !self
+            .record_landing(row.id, landing, fee, &Transfer::of(&row))
+            .await?
+        {
             return Ok(row);
         }
         ledger::find_by_id(&self.inner.db, row.id)

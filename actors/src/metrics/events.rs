@@ -29,7 +29,10 @@ pub struct X402Event {
     /// `success`, `success_repeat` (settle only), or the reason string.
     pub outcome: String,
     pub amount: U256,
+    /// Gas of an EVM transaction; 0 on SVM networks (compute units are not counted).
     pub gas_used: u64,
+    /// The transaction's fee in the network's smallest native unit: wei on EVM networks,
+    /// lamports on SVM networks.
     pub fee_wei: U256,
     pub latency: Duration,
 }
@@ -38,8 +41,9 @@ pub struct X402Event {
 pub enum Operation {
     Verify,
     Settle,
-    /// A settlement transaction mined (once per ledger row): outcome `confirmed` or
-    /// `reverted`, with the amount moved, gas and fee.
+    /// A settlement transaction mined, or on SVM landed (once per ledger row): outcome
+    /// `confirmed` or `reverted` (on SVM: landed with an error, its fee paid), with the amount
+    /// moved, gas and fee. An SVM transaction that expired unlanded is none.
     Transfer,
 }
 

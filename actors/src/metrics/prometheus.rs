@@ -129,13 +129,15 @@ impl Prom {
         let transfers = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "x402_transfers",
-            "settlement transactions mined, by network and outcome (confirmed, reverted)",
+            "settlement transactions mined (EVM) or landed (SVM), by network and outcome \
+             (confirmed, reverted: on SVM, landed with an error)",
             transfers.clone(),
         );
         let gas_used = Family::<NetworkLabels, Counter>::default();
         registry.register(
             "x402_gas_used",
-            "gas used by mined settlement transactions, by network",
+            "gas used by mined settlement transactions, by network (EVM; 0 on SVM networks, \
+             whose compute units are not counted)",
             gas_used.clone(),
         );
         // What reverted settlements cost the operator: each is also on its ledger row, charged
@@ -149,7 +151,8 @@ impl Prom {
         let reverted_fee = Family::<NetworkLabels, Counter<f64, _>>::default();
         registry.register(
             "x402_reverted_settlement_fee_wei",
-            "fees (wei) paid for settlements that reverted on chain, by network",
+            "fees paid for settlements that reverted on chain, by network, in the network's \
+             smallest native unit (wei on EVM networks, lamports on SVM ones)",
             reverted_fee.clone(),
         );
         let reorgs = Family::<NetworkLabels, Counter>::default();
@@ -207,8 +210,9 @@ impl Prom {
         let account_fee_today = Family::<AccountLabels, Gauge<f64, _>>::default();
         registry.register(
             "x402_account_fee_wei_today",
-            "native fee (wei) paid today (UTC) for the settlement transactions of an account's \
-             keys, reverted ones included; what its daily gas budget counts",
+            "native fee paid today (UTC) for the settlement transactions of an account's \
+             keys, reverted ones included; what its daily gas budget counts. Summed over \
+             networks, each in its smallest native unit (wei on EVM, lamports on SVM)",
             account_fee_today.clone(),
         );
         let key_gas_today = Family::<KeyLabels, Gauge>::default();
@@ -220,8 +224,9 @@ impl Prom {
         let key_fee_today = Family::<KeyLabels, Gauge<f64, _>>::default();
         registry.register(
             "x402_client_fee_wei_today",
-            "native fee (wei) paid today (UTC) for a client key's settlement transactions, \
-             reverted ones included",
+            "native fee paid today (UTC) for a client key's settlement transactions, \
+             reverted ones included. Summed over networks, each in its smallest native unit \
+             (wei on EVM, lamports on SVM)",
             key_fee_today.clone(),
         );
         let rpc = RpcMetrics::new(&mut registry);

@@ -304,7 +304,7 @@ struct X402Agg {
     settle_repeats: i64,
     /// (network, asset) -> (settled amount, on-chain transfers)
     amounts: BTreeMap<(String, String), (U256, i64)>,
-    /// network -> (gas used, fee wei)
+    /// network -> (gas used, fee in the network's smallest native unit)
     fees: BTreeMap<String, (i64, U256)>,
 }
 
@@ -428,8 +428,10 @@ pub struct SettledAmount {
 #[serde(rename_all = "camelCase")]
 pub struct NetworkFees {
     pub network: String,
+    /// 0 on SVM networks (compute units are not counted).
     pub gas_used: i64,
-    /// Wei, decimal string.
+    /// The network's smallest native unit, decimal string: wei on EVM networks, lamports on
+    /// SVM networks.
     pub fee_wei: String,
 }
 
