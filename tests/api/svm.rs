@@ -114,7 +114,7 @@ impl SvmApp {
 }
 
 /// A v2 `/verify` or `/settle` body paying `pay_to` `amount` of `mint` with `tx`.
-pub(crate) fn body(
+fn body(
     tx: &VersionedTransaction,
     mint: &Mint,
     pay_to: &Pubkey,
@@ -141,13 +141,14 @@ pub(crate) fn body(
     })
 }
 
-struct Scene {
-    cluster: SolanaCluster,
-    pay_to: Keypair,
-    fee_payer: Pubkey,
+pub(crate) struct Scene {
+    pub(crate) cluster: SolanaCluster,
+    pub(crate) pay_to: Keypair,
+    pub(crate) fee_payer: Pubkey,
 }
 
-async fn scene() -> Scene {
+/// A fresh cluster, a payee with token accounts, and the fee payer payments name.
+pub(crate) async fn scene() -> Scene {
     let cluster = SolanaCluster::start().await.expect("solana cluster");
     let pay_to = Keypair::new();
     cluster
@@ -169,7 +170,7 @@ impl Scene {
         SvmApp::with_merchant(start_app(db, &self.cluster, rpc_url, top).await).await
     }
 
-    async fn payment(&self, mint: &Mint, buyer: &Keypair) -> PaymentBuilder {
+    pub(crate) async fn payment(&self, mint: &Mint, buyer: &Keypair) -> PaymentBuilder {
         self.cluster
             .payment(
                 mint,
@@ -182,7 +183,7 @@ impl Scene {
             .unwrap()
     }
 
-    fn body(&self, tx: &VersionedTransaction, mint: &Mint) -> Value {
+    pub(crate) fn body(&self, tx: &VersionedTransaction, mint: &Mint) -> Value {
         body(
             tx,
             mint,

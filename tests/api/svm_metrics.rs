@@ -2,19 +2,20 @@
 //! (`devnet::solana`) is one `transfer` of `solana-devnet` and the mint, with the amount moved
 //! and the fee (lamports) the cluster charged; a copy and an idempotent replay move no money
 //! again, and the replay is counted under the mint; a settle answered `settlement_pending` is
-//! counted once when the background watch or a status read resolves it. Read through `/metrics` (a real Prometheus
-//! parser), the per-key report `/api/v1/x402-metrics/summary` and the rollup rows.
+//! counted once when the background watch or a status read resolves it. Read through
+//! `/metrics` (a real Prometheus parser), the per-key report `/api/v1/x402-metrics/summary` and
+//! the rollup rows. The cluster set-up is `svm::scene`'s.
 
 use std::time::{Duration, Instant};
 
-use devnet::solana::{Keypair, Signer, SolanaCluster, DEVNET_NETWORK};
+use devnet::solana::DEVNET_NETWORK;
 use facilitator_actors::metrics;
 use sea_orm::{ColumnTrait, Database, EntityTrait, QueryFilter};
 use serde_json::{json, Value};
 
 use crate::both_dbs;
 use crate::helpers::*;
-use crate::svm::{body, start_app};
+use crate::svm::{scene, start_app};
 
 const PRICE: u64 = 1_000;
 
@@ -55,16 +56,11 @@ async fn settle(app: &TestApp, id: &str, token: &str, body: &Value, key: Option<
 }
 
 async fn svm_settlement_is_one_transfer_with_its_amount_and_lamport_fee(db: Db) {
-    let cluster = SolanaCluster::start().await.expect("solana cluster");
-    let pay_to = Keypair::new();
-    cluster
-        .create_token_accounts(&pay_to.pubkey())
-        .await
-        .unwrap();
-    let fee_payer = cluster.fee_payers[0].pubkey();
+    let s = scene().await;
+    let cluster = &s.cluster;
     let app = start_app(
         TestDb::create(db).await,
-        &cluster,
+        cluster,
         &cluster.rpc_url,
         json!({}),
     )
@@ -79,13 +75,8 @@ async fn svm_settlement_is_one_transfer_with_its_amount_and_lamport_fee(db: Db) 
     let transfers_before = scrape(&app, "x402_transfers_total", &confirmed).await;
 
     let buyer = &cluster.payers[1];
-    let tx = cluster
-        .payment(&usdc, &buyer.pubkey(), &pay_to.pubkey(), PRICE, &fee_payer)
-        .await
-        .unwrap()
-        .build(&[buyer])
-        .unwrap();
-    let payment = body(&tx, &usdc, &pay_to.pubkey(), PRICE, &fee_payer, None);
+    let tx = s.payment(&usdc, buyer).await.build(&[buyer]).unwrap();
+    let payment = s.body(&tx, &usdc);
     let settled = settle(&app, &client_id, &token, &payment, Some("svm-metrics-1")).await;
     assert_eq!(settled["success"], true, "{settled}");
     assert_eq!(settled["network"], DEVNET_NETWORK, "{settled}");
@@ -198,13 +189,8 @@ both_dbs!(svm_settlement_is_one_transfer_with_its_amount_and_lamport_fee);
 
 #[actix_web::test]
 async fn svm_pending_settlement_is_counted_once_when_it_resolves_later() {
-    let cluster = SolanaCluster::start().await.expect("solana cluster");
-    let pay_to = Keypair::new();
-    cluster
-        .create_token_accounts(&pay_to.pubkey())
-        .await
-        .unwrap();
-    let fee_payer = cluster.fee_payers[0].pubkey();
+    let s = scene().await;
+    let cluster = &s.cluster;
     let usdc = cluster.usdc;
     // A 1 s confirmation wait, so that a paused cluster outlasts it.
     let top = json!({ "svm_networks": { "solana_devnet": {
@@ -213,7 +199,7 @@ async fn svm_pending_settlement_is_counted_once_when_it_resolves_later() {
     } } });
     let app = start_app(
         TestDb::create(Db::Sqlite).await,
-        &cluster,
+        cluster,
         &cluster.rpc_url,
         top,
     )
@@ -223,13 +209,8 @@ async fn svm_pending_settlement_is_counted_once_when_it_resolves_later() {
     let confirmed = [("network", "solana-devnet"), ("outcome", "confirmed")];
 
     let buyer = &cluster.payers[2];
-    let tx = cluster
-        .payment(&usdc, &buyer.pubkey(), &pay_to.pubkey(), PRICE, &fee_payer)
-        .await
-        .unwrap()
-        .build(&[buyer])
-        .unwrap();
-    let payment = body(&tx, &usdc, &pay_to.pubkey(), PRICE, &fee_payer, None);
+    let tx = s.payment(&usdc, buyer).await.build(&[buyer]).unwrap();
+    let payment = s.body(&tx, &usdc);
     cluster.pause_clock().await.unwrap();
     let pending = settle(&app, &client_id, &token, &payment, None).await;
     assert_eq!(pending["errorReason"], "settlement_pending", "{pending}");
