@@ -233,15 +233,7 @@ async fn official_buyer_deposits_through_permit2(kind: Db) {
     const PRICE: u128 = 10_000;
     const DEPOSIT: u128 = 1_500_000;
     const REQUESTS: u128 = 10;
-    let devnet = Devnet::start(options()).await.unwrap();
-    let db = TestDb::create(kind).await;
-    let mut build = x402_facilitator::startup::BuildOptions::default();
-    build
-        .signer_keys
-        .insert("base-sepolia".into(), devnet.facilitator_keys[..1].to_vec());
-    build.channels_authorizer = Some(PrivateKeySigner::random());
-    let app = ChainApp::start_app_options(db, &devnet, json!({}), json!({}), build).await;
-    let app = ChainApp::with_merchant(app, devnet).await;
+    let app = crate::channels::delegated_app(kind, &PrivateKeySigner::random(), json!({})).await;
     let payer = app.payer(0).clone();
     app.devnet
         .approve_permit2(&payer, U256::from(DEPOSIT))
