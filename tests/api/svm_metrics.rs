@@ -40,6 +40,14 @@ async fn scrape(app: &TestApp, name: &str, labels: &[(&str, &str)]) -> f64 {
     }
 }
 
+/// A status read of the settlement `signature` (which may resolve its row), answered 200.
+async fn read_status(app: &TestApp, signature: &str, id: &str, token: &str) {
+    let res = app
+        .get_as_client(&format!("/api/v1/settlements/{signature}"), id, token)
+        .await;
+    assert_eq!(res.status(), 200);
+}
+
 async fn settle(app: &TestApp, id: &str, token: &str, body: &Value, key: Option<&str>) -> Value {
     let mut req = app
         .http
@@ -112,14 +120,7 @@ async fn svm_settlement_is_one_transfer_with_its_amount_and_lamport_fee(db: Db) 
     assert_eq!(copy["success"], false, "{copy}");
     assert_eq!(copy["errorReason"], "duplicate_settlement", "{copy}");
     // A status read of the resolved row does not count it again either.
-    let res = app
-        .get_as_client(
-            &format!("/api/v1/settlements/{signature}"),
-            &client_id,
-            &token,
-        )
-        .await;
-    assert_eq!(res.status(), 200);
+    read_status(&app, &signature, &client_id, &token).await;
 
     // Prometheus: one more confirmed transfer, no gas, the fee on the key's spend today.
     assert_eq!(
@@ -220,14 +221,7 @@ async fn svm_pending_settlement_is_counted_once_when_it_resolves_later() {
     // The background watch and status reads race to resolve the row: one of them counts it.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let res = app
-            .get_as_client(
-                &format!("/api/v1/settlements/{signature}"),
-                &client_id,
-                &token,
-            )
-            .await;
-        assert_eq!(res.status(), 200);
+        read_status(&app, &signature, &client_id, &token).await;
         if scrape(&app, "x402_transfers_total", &confirmed).await >= 1.0 {
             break;
         }
@@ -236,14 +230,7 @@ async fn svm_pending_settlement_is_counted_once_when_it_resolves_later() {
     }
     // More reads and a copy later: still one.
     for _ in 0..3 {
-        let res = app
-            .get_as_client(
-                &format!("/api/v1/settlements/{signature}"),
-                &client_id,
-                &token,
-            )
-            .await;
-        assert_eq!(res.status(), 200);
+        read_status(&app, &signature, &client_id, &token).await;
     }
     let copy = settle(&app, &client_id, &token, &payment, None).await;
     assert_eq!(copy["errorReason"], "duplicate_settlement", "{copy}");
